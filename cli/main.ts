@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// The stallscope command line. Exit codes: 0 success, 1 runtime failure, 2 bad usage.
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { serve } from './serve';
+import { parseDuration } from '../common/duration';
+import { packageRoot } from '../common/package-root';
+
+class Usage extends Error {}
+
+const MAIN_HELP = `stallscope: find the time your Node.js services lose to blocked event loops, busy thread pools and hot locks
+
+Usage: stallscope <command> [options]
+
+Commands:
+  serve     run the OTLP collector and the dashboard on one SQLite file
+
+Run 'stallscope <command> --help' for a command's options.
+Options: --help, --version`;
+
+const SERVE_HELP = `Usage: stallscope serve [options]
+
+Runs the OTLP/HTTP collector and the dashboard in one process.
+
+Options:
+  --db FILE           SQLite database file, created if missing (default ./stallscope.db)
+  --otlp-port PORT    OTLP/HTTP port for agents and OpenTelemetry SDKs (default 4318)
+  --port PORT         dashboard and query API port (default 7318)
+  --host HOST         address both servers bind (default 127.0.0.1)
+  --retention DUR     delete data older than this, e.g. 12h, 7d, 4w; 0 keeps everything (default 7d)
+  -h, --help          show this help`;
+
+function fail(err: unknown): never {
+  const usage = err instanceof Usage || String((err as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS');
+  const hint = usage ? "; run 'stallscope --help'" : '';
+  process.stderr.write(`stallscope: ${(err as Error).message}${hint}\n`);
+  process.exit(usage ? 2 : 1);
+}
+
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new Usage(`${flag}: "${value}" is not a port number (0-65535)`);
+  return n;
+}
+
+async function runServe(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      db: { type: 'string', default: './stallscope.db' },
+      'otlp-port': { type: 'string', default: '4318' },
+      port: { type: 'string', default: '7318' },
+      host: { type: 'string', default: '127.0.0.1' },
+      retention: { type: 'string', default: '7d' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${SERVE_HELP}\n`);
+    return;
+  }
+  const retentionMs = values.retention === '0' ? 0 : parseDuration(values.retention!);
+  if (retentionMs instanceof Error) throw new Usage(`--retention: ${retentionMs.message}`);
+  const options = {
+    dbPath: values.db!,
+    host: values.host!,
+    otlpPort: port(values['otlp-port']!, '--otlp-port'),
+    port: port(values.port!, '--port'),
+    retentionMs,
+  };
+  const running = await serve(options);
+  process.stdout.write(
+    `stallscope: collecting OTLP on http://${options.host}:${running.collector.otlpPort}, ` +
+      `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.dbPath}, ` +
+      `retention ${retentionMs ? values.retention : 'off'}\n`,
+  );
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    running.close().then(
+      () => process.exit(0),
+      (err) => fail(err),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${MAIN_HELP}\n`);
+    return;
+  }
+  if (command === '--version' || command === '-v') {
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return;
+  }
+  if (command === 'serve') return runServe(rest);
+  throw new Usage(`unknown command "${command}"`);
+}
+
+main(process.argv.slice(2)).catch(fail);

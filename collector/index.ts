@@ -1,0 +1,48 @@
+// The collector: an OTLP/HTTP receiver writing into the store.
+import { OtlpReceiver, type ReceiverStats } from './receiver';
+import { openStore, type Store } from '../db/index';
+import { closeServer, listen } from '../common/listen';
+
+export interface CollectorOptions {
+  dbPath: string;
+  host: string;
+  otlpPort: number;
+  retentionMs: number;
+  retentionIntervalMs?: number;
+  maxBodyBytes?: number;
+  maxQueuedRows?: number;
+}
+
+export interface Collector {
+  store: Store;
+  otlpPort: number;
+  stats: ReceiverStats;
+  close(): Promise<void>;
+}
+
+export async function startCollector(o: CollectorOptions): Promise<Collector> {
+  const store = await openStore({
+    path: o.dbPath,
+    retentionMs: o.retentionMs,
+    retentionIntervalMs: o.retentionIntervalMs,
+    maxQueuedRows: o.maxQueuedRows,
+  });
+  const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1 });
+  let otlpPort: number;
+  try {
+    otlpPort = await listen(receiver.server, o.otlpPort, o.host, '--otlp-port');
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return {
+    store,
+    otlpPort,
+    stats: receiver.stats,
+    async close() {
+      // Stop taking requests first; those in flight are committed by the store's close.
+      await closeServer(receiver.server);
+      await store.close();
+    },
+  };
+}

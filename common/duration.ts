@@ -1,0 +1,33 @@
+// Durations as people write them in flags, query strings and rule files: "250ms", "15m", "7d".
+
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/;
+
+/** Milliseconds for a duration string, or an Error whose message says what is accepted. */
+export function parseDuration(text: string): number | Error {
+  const match = DURATION_RE.exec(text.trim());
+  if (!match) {
+    return new Error(`"${text}" is not a duration; use a number and a unit (ms, s, m, h, d, w), e.g. 15m or 7d`);
+  }
+  const ms = Number(match[1]) * UNIT_MS[match[2]];
+  if (!Number.isFinite(ms)) return new Error(`"${text}" is too large`);
+  return ms;
+}
+
+export const NS_PER_MS = 1_000_000n;
+
+export function msToNs(ms: number): bigint {
+  return BigInt(Math.round(ms * 1000)) * 1000n;
+}
+
+export function nsToIso(ns: bigint): string {
+  return new Date(Number(ns / NS_PER_MS)).toISOString();
+}

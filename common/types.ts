@@ -1,0 +1,174 @@
+// Types shared by the collector, the storage layer and the dashboard. Everything that crosses a
+// module boundary (or the writer thread's message port) is declared here and nowhere else.
+
+/** An OTLP AnyValue flattened to plain JSON: bytes become base64 strings, kvlists objects. */
+export type AttrValue = string | number | boolean | null | AttrValue[] | { [key: string]: AttrValue };
+export type Attributes = Record<string, AttrValue>;
+
+/** A resource as stored: one row per distinct (service, attributes) pair. */
+export interface ResourceRow {
+  service: string;
+  /** JSON of the resource attributes with keys sorted, so equal resources compare equal. */
+  attributes: string;
+}
+
+export interface SpanRow {
+  traceId: string; // 32 lowercase hex chars
+  spanId: string; // 16 lowercase hex chars
+  parentSpanId: string | null;
+  traceState: string | null;
+  flags: number;
+  name: string;
+  kind: number; // OTLP SpanKind: 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer
+  startNs: bigint;
+  endNs: bigint;
+  statusCode: number; // 0 unset, 1 ok, 2 error
+  statusMessage: string | null;
+  attributes: string; // JSON object
+  events: string | null; // JSON array of { timeUnixNano, name, attributes }
+  links: string | null; // JSON array of { traceId, spanId, traceState, attributes }
+  /** Index into the batch's `resources`. */
+  resource: number;
+  scopeName: string | null;
+  scopeVersion: string | null;
+}
+
+export type MetricType = 'gauge' | 'sum' | 'histogram' | 'exponential_histogram' | 'summary';
+
+export interface MetricPointRow {
+  name: string;
+  description: string | null;
+  unit: string | null;
+  type: MetricType;
+  /** 0 unspecified (gauges, summaries), 1 delta, 2 cumulative. */
+  temporality: number;
+  monotonic: boolean;
+  startNs: bigint | null;
+  timeNs: bigint;
+  /** Gauge and sum points: a bigint for int64 values, a number for doubles. */
+  value: number | bigint | null;
+  count: number | null;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+  /**
+   * JSON. Histograms: { bounds, counts }; exponential histograms:
+   * { scale, zeroCount, zeroThreshold, positive: { offset, counts }, negative }; summaries:
+   * { quantiles: [[q, v], ...] }.
+   */
+  buckets: string | null;
+  attributes: string; // JSON object, keys sorted: identifies the series within the metric
+  resource: number;
+  scopeName: string | null;
+}
+
+export interface LogRow {
+  timeNs: bigint;
+  observedNs: bigint | null;
+  severityNumber: number;
+  severityText: string | null;
+  body: string | null; // JSON of the AnyValue
+  attributes: string;
+  traceId: string | null;
+  spanId: string | null;
+  eventName: string | null;
+  resource: number;
+  scopeName: string | null;
+}
+
+/** One decoded export request, ready to be written in a single transaction. */
+export interface WriteBatch {
+  resources: ResourceRow[];
+  spans: SpanRow[];
+  points: MetricPointRow[];
+  logs: LogRow[];
+}
+
+// ---- query API shapes (what the collector's HTTP API returns) ----
+
+export interface ServiceSummary {
+  service: string;
+  spanCount: number;
+  firstSeen: string; // ISO 8601
+  lastSeen: string;
+}
+
+export interface SpanView {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | null;
+  traceState: string | null;
+  service: string;
+  name: string;
+  kind: number;
+  /** Exact nanoseconds since the epoch, as a decimal string (they exceed 2^53). */
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  durationMs: number;
+  status: { code: number; message: string | null };
+  attributes: Attributes;
+  events: unknown[];
+  links: unknown[];
+  resource: Attributes;
+  scope: { name: string | null; version: string | null };
+}
+
+export interface TraceSummary {
+  traceId: string;
+  rootService: string | null;
+  rootName: string | null;
+  startTimeUnixNano: string;
+  durationMs: number;
+  spanCount: number;
+  errorCount: number;
+  services: string[];
+  /** The newest span in the trace that matched the search filters. */
+  matched: { spanId: string; name: string; service: string; durationMs: number };
+}
+
+export interface TraceSearch {
+  service?: string;
+  name?: string;
+  minDurationNs?: bigint;
+  fromNs?: bigint;
+  toNs?: bigint;
+  attribute?: { key: string; value: string };
+  limit: number;
+}
+
+export interface MetricQuery {
+  name: string;
+  service?: string;
+  fromNs: bigint;
+  toNs: bigint;
+  stepNs: bigint;
+}
+
+/** One step of a metric series. Gauges report min/max/avg/last; sums and histograms report
+ * the increase within the step (cumulative points are differenced, resets detected). */
+export interface MetricStep {
+  time: string; // ISO 8601 start of the step
+  min?: number;
+  max?: number;
+  avg?: number;
+  last?: number;
+  increase?: number;
+  count?: number;
+  sum?: number;
+  bounds?: number[];
+  bucketCounts?: number[];
+}
+
+export interface MetricSeries {
+  service: string;
+  attributes: Attributes;
+  steps: MetricStep[];
+}
+
+export interface MetricResult {
+  name: string;
+  type: MetricType | null;
+  unit: string | null;
+  description: string | null;
+  series: MetricSeries[];
+}

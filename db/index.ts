@@ -1,0 +1,63 @@
+// The storage boundary: the receiver and the API see only this module. Another engine can be
+// added later by providing the same Store.
+import type Database from 'better-sqlite3';
+import { openReadConnection } from './connection';
+import { Queries } from './queries';
+import { WriterClient } from './writer-client';
+import type { WriteBatch } from '../common/types';
+
+export { QueueFull, WriteFailed, type RetentionEvent } from './writer-client';
+export type { Queries } from './queries';
+
+export interface StoreOptions {
+  path: string;
+  /** Delete data older than this many milliseconds; 0 keeps everything. */
+  retentionMs: number;
+  retentionIntervalMs?: number;
+  retentionBatchSize?: number;
+  /** Rows accepted but not yet committed before writes are refused with QueueFull. */
+  maxQueuedRows?: number;
+}
+
+export interface Store {
+  /** Resolves once the batch is committed to disk. */
+  write(batch: WriteBatch): Promise<void>;
+  readonly queries: Queries;
+  /** Rows waiting to be committed. */
+  readonly backlog: number;
+  runRetention(): void;
+  onRetention: WriterClient['onRetention'];
+  close(): Promise<void>;
+}
+
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const writer = await WriterClient.start(
+    {
+      path: options.path,
+      retentionMs: options.retentionMs,
+      retentionIntervalMs: options.retentionIntervalMs ?? 60_000,
+      retentionBatchSize: options.retentionBatchSize ?? 2_000,
+    },
+    options.maxQueuedRows ?? 200_000,
+  );
+  let reader: Database.Database;
+  try {
+    reader = openReadConnection(options.path);
+  } catch (err) {
+    await writer.close();
+    throw err;
+  }
+  return {
+    write: (batch) => writer.write(batch),
+    queries: new Queries(reader),
+    get backlog() {
+      return writer.backlog;
+    },
+    runRetention: () => writer.retainNow(),
+    onRetention: (l) => writer.onRetention(l),
+    async close() {
+      await writer.close();
+      reader.close();
+    },
+  };
+}

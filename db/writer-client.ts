@@ -1,0 +1,121 @@
+// Main-thread side of the writer thread: hands batches over and resolves once they are committed.
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import type { WriteBatch } from '../common/types';
+import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
+import type { RetentionResult } from './writer';
+
+/** The write queue is full: the caller should answer 503 with Retry-After. */
+export class QueueFull extends Error {}
+
+/** The write failed (disk full, database locked for too long); retrying later may succeed. */
+export class WriteFailed extends Error {}
+
+export interface RetentionEvent {
+  deleted: RetentionResult;
+  cutoffNs: bigint;
+}
+
+export class WriterClient {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { rows: number; resolve: () => void; reject: (e: Error) => void }>();
+  private queuedRows = 0;
+  private dead: Error | undefined;
+  private closed: Promise<void> | undefined;
+  private readonly retentionListeners = new Set<(e: RetentionEvent) => void>();
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly maxQueuedRows: number,
+  ) {
+    worker.on('message', (m: FromWriter) => this.onMessage(m));
+    worker.on('error', (err) => this.fail(new WriteFailed(`writer thread crashed: ${err.message}`)));
+    worker.on('exit', (code) => this.fail(new WriteFailed(`writer thread exited (code ${code})`)));
+  }
+
+  static start(options: WriterOptions, maxQueuedRows: number): Promise<WriterClient> {
+    const worker = new Worker(join(__dirname, 'writer-worker.js'), { workerData: options });
+    return new Promise((resolve, reject) => {
+      const onFirst = (m: FromWriter) => {
+        worker.off('error', onError);
+        if (m.type === 'ready') resolve(new WriterClient(worker, maxQueuedRows));
+        else if (m.type === 'fatal') reject(new Error(m.error));
+      };
+      const onError = (err: Error) => reject(err);
+      worker.once('message', onFirst);
+      worker.once('error', onError);
+    });
+  }
+
+  /** Rows handed to the writer and not yet committed. */
+  get backlog(): number {
+    return this.queuedRows;
+  }
+
+  /** Resolves when the batch is committed; rejects with QueueFull or WriteFailed. */
+  write(batch: WriteBatch): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    const rows = batch.spans.length + batch.points.length + batch.logs.length;
+    if (rows === 0) return Promise.resolve();
+    // One oversized request is still admitted into an empty queue, so it can never starve.
+    if (this.queuedRows > 0 && this.queuedRows + rows > this.maxQueuedRows) {
+      return Promise.reject(new QueueFull(`the write queue is full (${this.queuedRows} rows waiting to be committed)`));
+    }
+    const id = this.nextId++;
+    this.queuedRows += rows;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { rows, resolve, reject });
+      this.post({ type: 'write', id, batch });
+    });
+  }
+
+  /** Runs a retention pass now instead of waiting for the interval. */
+  retainNow(): void {
+    this.post({ type: 'retain-now' });
+  }
+
+  onRetention(listener: (e: RetentionEvent) => void): () => void {
+    this.retentionListeners.add(listener);
+    return () => this.retentionListeners.delete(listener);
+  }
+
+  /** Commits everything queued, checkpoints and closes the database. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = this.dead
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            this.worker.once('exit', () => resolve());
+            this.post({ type: 'close' });
+          });
+    }
+    return this.closed;
+  }
+
+  private post(m: ToWriter): void {
+    this.worker.postMessage(m);
+  }
+
+  private onMessage(m: FromWriter): void {
+    if (m.type === 'committed') {
+      for (const id of m.ids) {
+        const w = this.waiting.get(id);
+        if (!w) continue;
+        this.waiting.delete(id);
+        this.queuedRows -= w.rows;
+        if (m.error) w.reject(new WriteFailed(`could not store the data: ${m.error}`));
+        else w.resolve();
+      }
+    } else if (m.type === 'retention') {
+      for (const l of this.retentionListeners) l({ deleted: m.deleted, cutoffNs: m.cutoffNs });
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.dead) return;
+    this.dead = err;
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+    this.queuedRows = 0;
+  }
+}

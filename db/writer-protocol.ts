@@ -1,0 +1,20 @@
+// Messages between the collector's main thread and the writer thread.
+import type { RetentionResult } from './writer';
+import type { WriteBatch } from '../common/types';
+
+export interface WriterOptions {
+  path: string;
+  /** Data older than this is deleted; 0 keeps everything. */
+  retentionMs: number;
+  retentionIntervalMs: number;
+  retentionBatchSize: number;
+}
+
+export type ToWriter = { type: 'write'; id: number; batch: WriteBatch } | { type: 'retain-now' } | { type: 'close' };
+
+export type FromWriter =
+  | { type: 'ready' }
+  | { type: 'fatal'; error: string }
+  | { type: 'committed'; ids: number[]; error?: string }
+  | { type: 'retention'; deleted: RetentionResult; cutoffNs: bigint }
+  | { type: 'closed' };

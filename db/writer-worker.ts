@@ -1,0 +1,132 @@
+// The writer thread: owns the only write connection, so SQLite work never blocks the HTTP
+// event loop. Batches that arrive while a transaction runs are committed together in the next
+// one; each request is acknowledged only after its transaction has committed.
+import { parentPort, workerData } from 'node:worker_threads';
+import { openWriteConnection } from './connection';
+import { BatchWriter, type RetentionResult } from './writer';
+import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
+import type { WriteBatch } from '../common/types';
+import { msToNs } from '../common/duration';
+
+const options = workerData as WriterOptions;
+const port = parentPort!;
+const send = (m: FromWriter) => port.postMessage(m);
+
+/** Rows per transaction: large enough to amortise the commit, small enough to ack promptly. */
+const MAX_ROWS_PER_COMMIT = 50_000;
+
+let writer: BatchWriter;
+let db: ReturnType<typeof openWriteConnection>;
+try {
+  db = openWriteConnection(options.path);
+  writer = new BatchWriter(db);
+} catch (err) {
+  send({ type: 'fatal', error: (err as Error).message });
+  process.exit(1);
+}
+
+const pending: Array<{ id: number; batch: WriteBatch }> = [];
+let flushScheduled = false;
+let closing = false;
+let retentionTimer: NodeJS.Timeout | undefined;
+let retentionRunning = false;
+
+function rows(b: WriteBatch): number {
+  return b.spans.length + b.points.length + b.logs.length;
+}
+
+function flush(): void {
+  flushScheduled = false;
+  while (pending.length > 0) {
+    const group: typeof pending = [];
+    let n = 0;
+    while (pending.length > 0 && (group.length === 0 || n + rows(pending[0].batch) <= MAX_ROWS_PER_COMMIT)) {
+      const item = pending.shift()!;
+      n += rows(item.batch);
+      group.push(item);
+    }
+    const ids = group.map((g) => g.id);
+    try {
+      writer.write(group.map((g) => g.batch));
+      send({ type: 'committed', ids });
+    } catch (err) {
+      send({ type: 'committed', ids, error: (err as Error).message });
+    }
+    // Give new messages (and retention) a turn between transactions.
+    if (pending.length > 0) {
+      schedule();
+      return;
+    }
+  }
+  if (closing) finish();
+}
+
+function schedule(): void {
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+}
+
+/** Deletes expired rows a small batch at a time, yielding to ingest between batches. */
+function runRetention(): void {
+  if (retentionRunning || options.retentionMs <= 0) return;
+  retentionRunning = true;
+  const cutoffNs = msToNs(Date.now() - options.retentionMs);
+  const total: RetentionResult = { spans: 0, points: 0, logs: 0, services: 0 };
+  const step = () => {
+    if (closing) {
+      retentionRunning = false;
+      return;
+    }
+    try {
+      const d = writer.deleteOlderThan(cutoffNs, options.retentionBatchSize);
+      total.spans += d.spans;
+      total.points += d.points;
+      total.logs += d.logs;
+      total.services += d.services;
+      const more = Math.max(d.spans, d.points, d.logs) >= options.retentionBatchSize;
+      if (more) {
+        setImmediate(step);
+        return;
+      }
+      send({ type: 'retention', deleted: total, cutoffNs });
+    } catch (err) {
+      // A busy or failing delete is retried at the next interval; ingest matters more.
+      send({ type: 'retention', deleted: total, cutoffNs });
+      process.emitWarning(`stallscope retention: ${(err as Error).message}`);
+    }
+    retentionRunning = false;
+  };
+  step();
+}
+
+function finish(): void {
+  if (retentionTimer) clearInterval(retentionTimer);
+  try {
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch {
+    // A reader holding the WAL only delays the checkpoint to the next open.
+  }
+  db.close();
+  send({ type: 'closed' });
+  port.close();
+}
+
+port.on('message', (m: ToWriter) => {
+  if (m.type === 'write') {
+    pending.push({ id: m.id, batch: m.batch });
+    schedule();
+  } else if (m.type === 'retain-now') {
+    runRetention();
+  } else if (m.type === 'close') {
+    closing = true;
+    if (!flushScheduled && pending.length === 0) finish();
+  }
+});
+
+if (options.retentionMs > 0) {
+  retentionTimer = setInterval(runRetention, options.retentionIntervalMs);
+  retentionTimer.unref();
+}
+send({ type: 'ready' });

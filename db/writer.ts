@@ -1,0 +1,129 @@
+// Inserts decoded batches into SQLite. Runs on the writer thread, which owns the only write
+// connection; several batches are committed in one transaction (group commit).
+import type Database from 'better-sqlite3';
+import type { WriteBatch } from '../common/types';
+
+export interface RetentionResult {
+  spans: number;
+  points: number;
+  logs: number;
+  services: number;
+}
+
+export class BatchWriter {
+  private readonly resourceIds = new Map<string, number>();
+  private readonly insertResource: Database.Statement;
+  private readonly findResource: Database.Statement;
+  private readonly insertSpan: Database.Statement;
+  private readonly insertPoint: Database.Statement;
+  private readonly insertLog: Database.Statement;
+  private readonly upsertService: Database.Statement;
+  private readonly deleteSpans: Database.Statement;
+  private readonly deletePoints: Database.Statement;
+  private readonly deleteLogs: Database.Statement;
+  private readonly deleteServices: Database.Statement;
+  private readonly writeMany: Database.Transaction<(batches: WriteBatch[]) => void>;
+
+  constructor(private readonly db: Database.Database) {
+    this.insertResource = db.prepare('INSERT INTO resources (service, attributes) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    this.findResource = db.prepare('SELECT id FROM resources WHERE service = ? AND attributes = ?').pluck();
+    this.insertSpan = db.prepare(
+      `INSERT INTO spans (trace_id, span_id, parent_span_id, trace_state, flags, service, name, kind, start_ns, end_ns,
+         duration_ns, status_code, status_message, attributes, events, links, resource_id, scope_name, scope_version)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.insertPoint = db.prepare(
+      `INSERT INTO metric_points (name, service, type, unit, description, temporality, monotonic, start_ns, time_ns,
+         value, count, sum, min, max, buckets, attributes, resource_id, scope_name)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.insertLog = db.prepare(
+      `INSERT INTO logs (time_ns, observed_ns, service, severity_number, severity_text, body, attributes, trace_id,
+         span_id, event_name, resource_id, scope_name)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.upsertService = db.prepare(
+      `INSERT INTO services (service, first_seen_ns, last_seen_ns, span_count) VALUES (?, ?, ?, ?)
+       ON CONFLICT (service) DO UPDATE SET
+         first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
+         last_seen_ns = max(last_seen_ns, excluded.last_seen_ns),
+         span_count = span_count + excluded.span_count`,
+    );
+    // rowid batches keep each delete short, so ingest never waits long for the write lock.
+    this.deleteSpans = db.prepare('DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans WHERE start_ns < ? LIMIT ?)');
+    this.deletePoints = db.prepare('DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE time_ns < ? LIMIT ?)');
+    this.deleteLogs = db.prepare('DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE time_ns < ? LIMIT ?)');
+    this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
+    this.writeMany = db.transaction((batches: WriteBatch[]) => {
+      for (const b of batches) this.writeOne(b);
+    });
+  }
+
+  /** Writes the batches in one transaction: all of them are committed, or none. */
+  write(batches: WriteBatch[]): void {
+    this.writeMany.immediate(batches);
+  }
+
+  private resourceId(service: string, attributes: string): number {
+    const key = `${service}\u0000${attributes}`;
+    let id = this.resourceIds.get(key);
+    if (id === undefined) {
+      this.insertResource.run(service, attributes);
+      id = Number(this.findResource.get(service, attributes));
+      // Bounded: a sender that puts a timestamp in its resource must not grow this forever.
+      if (this.resourceIds.size > 10_000) this.resourceIds.clear();
+      this.resourceIds.set(key, id);
+    }
+    return id;
+  }
+
+  private writeOne(batch: WriteBatch): void {
+    const ids = batch.resources.map((r) => this.resourceId(r.service, r.attributes));
+    const seen = new Map<string, { first: bigint; last: bigint; count: number }>();
+    for (const s of batch.spans) {
+      const service = batch.resources[s.resource].service;
+      this.insertSpan.run(
+        s.traceId, s.spanId, s.parentSpanId, s.traceState, s.flags, service, s.name, s.kind, s.startNs, s.endNs,
+        s.endNs - s.startNs, s.statusCode, s.statusMessage, s.attributes, s.events, s.links, ids[s.resource],
+        s.scopeName, s.scopeVersion,
+      );
+      const agg = seen.get(service);
+      if (!agg) seen.set(service, { first: s.startNs, last: s.startNs, count: 1 });
+      else {
+        if (s.startNs < agg.first) agg.first = s.startNs;
+        if (s.startNs > agg.last) agg.last = s.startNs;
+        agg.count++;
+      }
+    }
+    for (const p of batch.points) {
+      const service = batch.resources[p.resource].service;
+      this.insertPoint.run(
+        p.name, service, p.type, p.unit, p.description, p.temporality, p.monotonic ? 1 : 0, p.startNs, p.timeNs,
+        p.value, p.count, p.sum, p.min, p.max, p.buckets, p.attributes, ids[p.resource], p.scopeName,
+      );
+      if (!seen.has(service)) seen.set(service, { first: p.timeNs, last: p.timeNs, count: 0 });
+    }
+    for (const l of batch.logs) {
+      const service = batch.resources[l.resource].service;
+      this.insertLog.run(
+        l.timeNs, l.observedNs, service, l.severityNumber, l.severityText, l.body, l.attributes, l.traceId, l.spanId,
+        l.eventName, ids[l.resource], l.scopeName,
+      );
+      if (!seen.has(service)) seen.set(service, { first: l.timeNs, last: l.timeNs, count: 0 });
+    }
+    for (const [service, agg] of seen) this.upsertService.run(service, agg.first, agg.last, agg.count);
+  }
+
+  /**
+   * Deletes up to `limit` rows of each kind older than the cutoff, in one short transaction.
+   * Callers repeat it until it returns fewer than `limit` of each.
+   */
+  deleteOlderThan(cutoffNs: bigint, limit: number): RetentionResult {
+    return this.db.transaction(() => ({
+      spans: this.deleteSpans.run(cutoffNs, limit).changes,
+      points: this.deletePoints.run(cutoffNs, limit).changes,
+      logs: this.deleteLogs.run(cutoffNs, limit).changes,
+      services: this.deleteServices.run(cutoffNs).changes,
+    })).immediate();
+  }
+}
