@@ -9,6 +9,7 @@ export interface ServeOptions {
   port: number;
   retentionMs: number;
   retentionIntervalMs?: number;
+  retentionBatchSize?: number;
   maxQueuedRows?: number;
   maxBodyBytes?: number;
 }

@@ -9,6 +9,7 @@ export interface CollectorOptions {
   otlpPort: number;
   retentionMs: number;
   retentionIntervalMs?: number;
+  retentionBatchSize?: number;
   maxBodyBytes?: number;
   maxQueuedRows?: number;
 }
@@ -25,6 +26,7 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     path: o.dbPath,
     retentionMs: o.retentionMs,
     retentionIntervalMs: o.retentionIntervalMs,
+    retentionBatchSize: o.retentionBatchSize,
     maxQueuedRows: o.maxQueuedRows,
   });
   const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1 });

@@ -56,8 +56,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     runRetention: () => writer.retainNow(),
     onRetention: (l) => writer.onRetention(l),
     async close() {
-      await writer.close();
+      // The reader goes first so that the writer, closing last, can fold the WAL into the file.
       reader.close();
+      await writer.close();
     },
   };
 }

@@ -87,6 +87,16 @@ function field(o: Obj, camel: string, snake: string): unknown {
   return v === undefined ? o[snake] : v;
 }
 
+/**
+ * A oneof member or proto3 optional field. protobufjs puts defaults on the message prototype,
+ * so only an own property tells that the field was actually sent.
+ */
+function present(o: Obj, camel: string, snake: string): unknown {
+  if (Object.prototype.hasOwnProperty.call(o, camel)) return o[camel];
+  if (Object.prototype.hasOwnProperty.call(o, snake)) return o[snake];
+  return undefined;
+}
+
 function arrayAt(o: Obj, camel: string, snake: string, path: string): Obj[] {
   const v = field(o, camel, snake);
   if (v === undefined || v === null) return [];
@@ -143,25 +153,25 @@ function anyValue(v: unknown, enc: Encoding): AttrValue {
   if (v === undefined || v === null || typeof v !== 'object') return null;
   const o = v as Obj;
   let x: unknown;
-  if ((x = field(o, 'stringValue', 'string_value')) !== undefined && x !== null) return String(x);
-  if ((x = field(o, 'boolValue', 'bool_value')) !== undefined && x !== null) return Boolean(x);
-  if ((x = field(o, 'intValue', 'int_value')) !== undefined && x !== null) {
+  if ((x = present(o, 'stringValue', 'string_value')) !== undefined && x !== null) return String(x);
+  if ((x = present(o, 'boolValue', 'bool_value')) !== undefined && x !== null) return Boolean(x);
+  if ((x = present(o, 'intValue', 'int_value')) !== undefined && x !== null) {
     const n = enc.int64(x, 'intValue');
     return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
   }
-  if ((x = field(o, 'doubleValue', 'double_value')) !== undefined && x !== null) {
+  if ((x = present(o, 'doubleValue', 'double_value')) !== undefined && x !== null) {
     const d = double(x);
     return d === null || !Number.isFinite(d) ? String(x) : d;
   }
-  if ((x = field(o, 'arrayValue', 'array_value')) !== undefined && x !== null) {
+  if ((x = present(o, 'arrayValue', 'array_value')) !== undefined && x !== null) {
     const values = (x as Obj).values;
     return Array.isArray(values) ? values.map((e) => anyValue(e, enc)) : [];
   }
-  if ((x = field(o, 'kvlistValue', 'kvlist_value')) !== undefined && x !== null) {
+  if ((x = present(o, 'kvlistValue', 'kvlist_value')) !== undefined && x !== null) {
     const values = (x as Obj).values;
     return Array.isArray(values) ? attributes(values as Obj[], enc, false) : {};
   }
-  if ((x = field(o, 'bytesValue', 'bytes_value')) !== undefined && x !== null) return enc.bytesToBase64(x);
+  if ((x = present(o, 'bytesValue', 'bytes_value')) !== undefined && x !== null) return enc.bytesToBase64(x);
   return null;
 }
 
@@ -377,7 +387,8 @@ export function normalizeMetrics(body: unknown, format: 'json' | 'protobuf'): No
 
 type PointBase = Pick<MetricPointRow, 'name' | 'description' | 'unit' | 'type' | 'temporality' | 'monotonic' | 'resource' | 'scopeName'>;
 
-function optionalDouble(v: unknown): number | null {
+function optionalDouble(o: Obj, camel: string, snake = camel): number | null {
+  const v = present(o, camel, snake);
   return v === undefined || v === null ? null : double(v);
 }
 
@@ -404,8 +415,8 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
   switch (base.type) {
     case 'gauge':
     case 'sum': {
-      const asInt = field(dp, 'asInt', 'as_int');
-      const asDouble = field(dp, 'asDouble', 'as_double');
+      const asInt = present(dp, 'asInt', 'as_int');
+      const asDouble = present(dp, 'asDouble', 'as_double');
       if (asInt !== undefined && asInt !== null) row.value = enc.int64(asInt, 'asInt');
       else if (asDouble !== undefined && asDouble !== null) row.value = double(asDouble);
       else throw new BadItem('the point has neither asInt nor asDouble');
@@ -418,9 +429,9 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
         throw new BadItem(`bucketCounts has ${counts.length} entries; explicitBounds has ${bounds.length} (needs one fewer)`);
       }
       row.count = countOf(dp.count, enc, 'count');
-      row.sum = optionalDouble(dp.sum);
-      row.min = optionalDouble(dp.min);
-      row.max = optionalDouble(dp.max);
+      row.sum = optionalDouble(dp, 'sum');
+      row.min = optionalDouble(dp, 'min');
+      row.max = optionalDouble(dp, 'max');
       row.buckets = JSON.stringify({ bounds, counts });
       break;
     }
@@ -433,13 +444,13 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
         };
       };
       row.count = countOf(dp.count, enc, 'count');
-      row.sum = optionalDouble(dp.sum);
-      row.min = optionalDouble(dp.min);
-      row.max = optionalDouble(dp.max);
+      row.sum = optionalDouble(dp, 'sum');
+      row.min = optionalDouble(dp, 'min');
+      row.max = optionalDouble(dp, 'max');
       row.buckets = JSON.stringify({
         scale: typeof dp.scale === 'number' ? dp.scale : 0,
         zeroCount: countOf(field(dp, 'zeroCount', 'zero_count'), enc, 'zeroCount'),
-        zeroThreshold: optionalDouble(field(dp, 'zeroThreshold', 'zero_threshold')) ?? 0,
+        zeroThreshold: optionalDouble(dp, 'zeroThreshold', 'zero_threshold') ?? 0,
         positive: side(dp.positive),
         negative: side(dp.negative),
       });
@@ -448,7 +459,7 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
     case 'summary': {
       const quantiles = ((field(dp, 'quantileValues', 'quantile_values') as Obj[]) ?? []).map((q) => [double(q.quantile), double(q.value)]);
       row.count = countOf(dp.count, enc, 'count');
-      row.sum = optionalDouble(dp.sum);
+      row.sum = optionalDouble(dp, 'sum');
       row.buckets = JSON.stringify({ quantiles });
       break;
     }
