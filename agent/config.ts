@@ -1,0 +1,75 @@
+// The agent's own settings: STALLSCOPE_* environment variables, overridden by start() options.
+// The standard OTEL_* variables are read by the OpenTelemetry SDK itself.
+
+export interface AgentConfig {
+  /** OTEL_SDK_DISABLED=true or STALLSCOPE_DISABLED=true: the agent does nothing. */
+  disabled: boolean;
+  /** A loop that has not turned for this long is a blocking episode. */
+  blockThresholdMs: number;
+  /** Episode spans allowed per minute; further episodes are only counted. */
+  maxBlockSpansPerMinute: number;
+  /** A blocking sync call lasting this long becomes a span. */
+  syncThresholdMs: number;
+  /** JSON.parse / JSON.stringify are watched only for payloads of at least this many characters. */
+  jsonSizeThreshold: number;
+  /** Switches for the three detectors. */
+  watchdog: boolean;
+  syncCalls: boolean;
+  loopMetrics: boolean;
+}
+
+export const DEFAULTS: AgentConfig = {
+  disabled: false,
+  blockThresholdMs: 100,
+  maxBlockSpansPerMinute: 60,
+  syncThresholdMs: 10,
+  jsonSizeThreshold: 100_000,
+  watchdog: true,
+  syncCalls: true,
+  loopMetrics: true,
+};
+
+const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
+  ['blockThresholdMs', 'STALLSCOPE_BLOCK_THRESHOLD_MS', 20],
+  ['maxBlockSpansPerMinute', 'STALLSCOPE_BLOCK_MAX_PER_MINUTE', 0],
+  ['syncThresholdMs', 'STALLSCOPE_SYNC_THRESHOLD_MS', 0],
+  ['jsonSizeThreshold', 'STALLSCOPE_JSON_SIZE_THRESHOLD', 0],
+];
+
+const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
+  ['watchdog', 'STALLSCOPE_WATCHDOG'],
+  ['syncCalls', 'STALLSCOPE_SYNC_CALLS'],
+  ['loopMetrics', 'STALLSCOPE_LOOP_METRICS'],
+];
+
+function truthy(v: string | undefined): boolean | undefined {
+  if (v === undefined || v.trim() === '') return undefined;
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off'].includes(s)) return false;
+  return undefined;
+}
+
+/**
+ * Reads the environment. A bad value never stops the host: it is named in a warning and the
+ * default is used instead.
+ */
+export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConfig>, warn: (msg: string) => void): AgentConfig {
+  const cfg: AgentConfig = { ...DEFAULTS };
+  cfg.disabled = truthy(env.OTEL_SDK_DISABLED) === true || truthy(env.STALLSCOPE_DISABLED) === true;
+  for (const [key, name, min] of NUMBER_VARS) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min) warn(`${name}="${raw}" is not a number >= ${min}; using ${cfg[key]}`);
+    else (cfg[key] as number) = n;
+  }
+  for (const [key, name] of SWITCH_VARS) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const b = truthy(raw);
+    if (b === undefined) warn(`${name}="${raw}" is not true or false; using ${cfg[key]}`);
+    else (cfg[key] as boolean) = b;
+  }
+  return { ...cfg, ...options };
+}

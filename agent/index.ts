@@ -1,0 +1,152 @@
+// The stallscope agent. `start()` sets up the OpenTelemetry Node SDK (unless the app already
+// registered its own tracer provider, in which case stallscope adds to that one) and the
+// three detectors: event-loop metrics, the blocking-episode watchdog, and sync-call timing.
+import { isMainThread } from 'node:worker_threads';
+import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { registerInstrumentations } from '@opentelemetry/instrumentation';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
+import { METRICS } from '../common/conventions';
+import { resolveConfig, type AgentConfig } from './config';
+import { LoopMetrics } from './loop-metrics';
+import { SyncCallWatcher } from './sync-calls';
+import { Watchdog } from './watchdog';
+import { report, setErrorCounter, warnOnce } from './safety';
+
+export type { AgentConfig } from './config';
+
+export interface StallscopeAgent {
+  readonly config: AgentConfig;
+  /** Whether stallscope started its own OpenTelemetry SDK (false: it joined the app's). */
+  readonly ownsSdk: boolean;
+  /** Stops the detectors and, if the agent owns the SDK, flushes and shuts it down. */
+  shutdown(): Promise<void>;
+}
+
+const INSTANCE = Symbol.for('stallscope.agent');
+const VERSION = '0.1.0';
+const FLUSH_ON_SIGNAL_MS = 2000;
+const FLUSH_ON_EXIT_MS = 2000;
+
+type Global = typeof globalThis & { [INSTANCE]?: StallscopeAgent };
+
+function hasOwnTracerProvider(): boolean {
+  const provider = trace.getTracerProvider() as { getDelegate?: () => object };
+  const delegate = provider.getDelegate?.() ?? provider;
+  return delegate.constructor.name !== 'NoopTracerProvider';
+}
+
+/** Starts the agent once per process; later calls return the running instance. */
+export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
+  const g = globalThis as Global;
+  if (g[INSTANCE]) return g[INSTANCE];
+  const config = resolveConfig(process.env, options, warnOnce);
+  const inert: StallscopeAgent = { config, ownsSdk: false, shutdown: async () => undefined };
+  if (config.disabled) return (g[INSTANCE] = inert);
+  if (!isMainThread) {
+    warnOnce('the agent runs on the main thread only; start() in a worker thread does nothing');
+    return (g[INSTANCE] = inert);
+  }
+  try {
+    const agent = startDetectors(config);
+    g[INSTANCE] = agent;
+    return agent;
+  } catch (err) {
+    warnOnce(`agent disabled: ${(err as Error).message}`);
+    return (g[INSTANCE] = inert);
+  }
+}
+
+function startDetectors(config: AgentConfig): StallscopeAgent {
+  const instrumentations = [new HttpInstrumentation(), new ExpressInstrumentation()];
+  let sdk: NodeSDK | undefined;
+  if (hasOwnTracerProvider()) {
+    registerInstrumentations({ instrumentations });
+  } else {
+    sdk = new NodeSDK({ instrumentations });
+    sdk.start();
+  }
+  const tracer: Tracer = trace.getTracer('stallscope', VERSION);
+  const meter: Meter = metrics.getMeter('stallscope', VERSION);
+  setErrorCounter(meter.createCounter(METRICS.agentErrors, { description: 'Failures inside the stallscope agent' }));
+
+  const stops: Array<() => void> = [];
+  const guarded = (name: string, fn: () => (() => void) | undefined) => {
+    try {
+      const stop = fn();
+      if (stop) stops.push(stop);
+    } catch (err) {
+      report(name, err);
+    }
+  };
+  if (config.loopMetrics) {
+    guarded('event-loop metrics', () => {
+      const m = new LoopMetrics(meter);
+      m.start();
+      return () => m.stop();
+    });
+  }
+  if (config.watchdog) {
+    guarded('watchdog', () => {
+      const w = new Watchdog({ thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute }, tracer, meter);
+      w.start();
+      return () => w.stop();
+    });
+  }
+  if (config.syncCalls) {
+    guarded('sync-call watcher', () => {
+      const s = new SyncCallWatcher({ thresholdMs: config.syncThresholdMs, jsonSizeThreshold: config.jsonSizeThreshold }, tracer, meter);
+      s.start();
+      return () => s.stop();
+    });
+  }
+
+  let shutdown: Promise<void> | undefined;
+  const agent: StallscopeAgent = {
+    config,
+    ownsSdk: sdk !== undefined,
+    shutdown() {
+      shutdown ??= (async () => {
+        for (const stop of stops.reverse()) {
+          try {
+            stop();
+          } catch (err) {
+            report('shutdown', err);
+          }
+        }
+        await sdk?.shutdown().catch((err: unknown) => report('sdk shutdown', err));
+      })();
+      return shutdown;
+    },
+  };
+  if (sdk) flushOnExit(agent);
+  return agent;
+}
+
+/**
+ * Exports what is buffered when the process ends on its own, and on SIGTERM/SIGINT when the app
+ * has no handler of its own (the signal is then re-raised, so the process ends as it would have).
+ * The flush is bounded: an unreachable collector delays the exit by at most FLUSH_ON_EXIT_MS.
+ */
+function flushOnExit(agent: StallscopeAgent): void {
+  process.once('beforeExit', () => {
+    // beforeExit means the process was ending with process.exitCode; process.exit() keeps it.
+    const bound = setTimeout(() => process.exit(), FLUSH_ON_EXIT_MS);
+    bound.unref();
+    void agent.shutdown().finally(() => clearTimeout(bound));
+  });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const onSignal = () => {
+      if (process.listenerCount(signal) > 1) return; // the app decides what its signals do
+      const timer = setTimeout(reraise, FLUSH_ON_SIGNAL_MS);
+      function reraise() {
+        clearTimeout(timer);
+        process.off(signal, onSignal);
+        process.kill(process.pid, signal);
+      }
+      agent.shutdown().then(reraise, reraise);
+    };
+    process.on(signal, onSignal);
+  }
+}

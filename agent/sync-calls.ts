@@ -1,0 +1,155 @@
+// Blocking synchronous calls: fs.*Sync, child_process.*Sync, zlib.*Sync, the crypto key
+// derivations and generators, and JSON.parse/stringify of large payloads. Each is wrapped so
+// that a call made while the loop serves work is timed; a slow one becomes a span (child of
+// the active span) with its call site. Wrappers keep the original's behaviour exactly: same
+// `this`, arguments, return value, exception, `length` and `name`.
+import fs from 'node:fs';
+import childProcess from 'node:child_process';
+import zlib from 'node:zlib';
+import crypto from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
+import { SpanKind, context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
+import { isTracingSuppressed } from '@opentelemetry/core';
+import { KIND, KINDS, METRICS, SYNC_API, SYNC_BYTES } from '../common/conventions';
+import { codeAttributes, parseV8Stack } from './stack';
+import { report } from './safety';
+
+const ORIGINAL = Symbol.for('stallscope.original');
+
+export interface SyncCallOptions {
+  thresholdMs: number;
+  jsonSizeThreshold: number;
+}
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+interface Patched {
+  target: Record<string, unknown>;
+  key: string;
+  original: AnyFn;
+}
+
+const CRYPTO_SYNC = ['pbkdf2Sync', 'scryptSync', 'randomFillSync', 'generateKeyPairSync', 'generateKeySync', 'generatePrimeSync', 'hkdfSync'];
+const CHILD_PROCESS_SYNC = ['execSync', 'execFileSync', 'spawnSync'];
+
+export class SyncCallWatcher {
+  private readonly patched: Patched[] = [];
+  /** Off until the loop first turns: loading the app does its sync I/O legitimately. */
+  private serving = false;
+  private inside = false;
+  private histogram!: Histogram;
+
+  constructor(
+    private readonly options: SyncCallOptions,
+    private readonly tracer: Tracer,
+    private readonly meter: Meter,
+  ) {}
+
+  start(): void {
+    this.histogram = this.meter.createHistogram(METRICS.syncDuration, {
+      description: 'Duration of blocking synchronous calls made while serving',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5] },
+    });
+    const fsApi = fs as unknown as Record<string, unknown>;
+    for (const key of Object.keys(fsApi)) if (key.endsWith('Sync')) this.wrapTimed(fsApi, key, `fs.${key}`);
+    const zlibApi = zlib as unknown as Record<string, unknown>;
+    for (const key of Object.keys(zlibApi)) if (key.endsWith('Sync')) this.wrapTimed(zlibApi, key, `zlib.${key}`);
+    for (const key of CHILD_PROCESS_SYNC) this.wrapTimed(childProcess as unknown as Record<string, unknown>, key, `child_process.${key}`);
+    for (const key of CRYPTO_SYNC) this.wrapTimed(crypto as unknown as Record<string, unknown>, key, `crypto.${key}`);
+    this.wrapJson();
+    // ESM named imports of builtins (import { readFileSync } from 'node:fs') see the wrappers too.
+    syncBuiltinESMExports();
+    setImmediate(() => {
+      this.serving = true;
+    }).unref();
+  }
+
+  stop(): void {
+    for (const p of this.patched.reverse()) {
+      if ((p.target[p.key] as { [ORIGINAL]?: AnyFn })?.[ORIGINAL] === p.original) p.target[p.key] = p.original;
+    }
+    this.patched.length = 0;
+    syncBuiltinESMExports();
+  }
+
+  private install(target: Record<string, unknown>, key: string, original: AnyFn, wrapper: AnyFn): void {
+    Object.defineProperty(wrapper, 'length', { value: original.length });
+    Object.defineProperty(wrapper, 'name', { value: original.name });
+    // Properties hung on the function (fs.realpathSync.native) stay reachable.
+    for (const k of Object.keys(original)) (wrapper as unknown as Record<string, unknown>)[k] = (original as unknown as Record<string, unknown>)[k];
+    Object.defineProperty(wrapper, ORIGINAL, { value: original });
+    target[key] = wrapper;
+    this.patched.push({ target, key, original });
+  }
+
+  private wrapTimed(target: Record<string, unknown>, key: string, api: string): void {
+    const original = target[key];
+    if (typeof original !== 'function' || (original as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return;
+    const self = this;
+    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+      if (!self.serving || self.inside) return Reflect.apply(original as AnyFn, this, args);
+      const start = performance.now();
+      try {
+        return Reflect.apply(original as AnyFn, this, args);
+      } finally {
+        self.record(api, start, undefined);
+      }
+    };
+    this.install(target, key, original as AnyFn, wrapper);
+  }
+
+  private wrapJson(): void {
+    const json = JSON as unknown as Record<string, unknown>;
+    const parse = JSON.parse;
+    const stringify = JSON.stringify;
+    if ((parse as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return;
+    const self = this;
+    const size = this.options.jsonSizeThreshold;
+    this.install(json, 'parse', parse as AnyFn, function (this: unknown, ...args: unknown[]): unknown {
+      const text = args[0];
+      if (!self.serving || self.inside || typeof text !== 'string' || text.length < size) return Reflect.apply(parse, this, args);
+      const start = performance.now();
+      try {
+        return Reflect.apply(parse, this, args);
+      } finally {
+        self.record('JSON.parse', start, text.length);
+      }
+    });
+    this.install(json, 'stringify', stringify as AnyFn, function (this: unknown, ...args: unknown[]): unknown {
+      if (!self.serving || self.inside) return Reflect.apply(stringify, this, args);
+      const start = performance.now();
+      const out = Reflect.apply(stringify, this, args) as string | undefined;
+      // The size is known only afterwards; small results cost two clock reads and nothing more.
+      if (typeof out === 'string' && out.length >= size) self.record('JSON.stringify', start, out.length);
+      return out;
+    });
+  }
+
+  private record(api: string, start: number, bytes: number | undefined): void {
+    const end = performance.now();
+    // The SDK's own work (an exporter serializing a batch) runs with tracing suppressed.
+    if (isTracingSuppressed(context.active())) return;
+    this.inside = true;
+    const limit = Error.stackTraceLimit;
+    try {
+      const ms = end - start;
+      this.histogram.record(ms / 1000, { [SYNC_API]: api });
+      if (ms < this.options.thresholdMs) return;
+      // The stack is taken only for slow calls: it names the call site in the user's code.
+      const holder: { stack?: string } = {};
+      Error.stackTraceLimit = 30;
+      Error.captureStackTrace(holder, this.record);
+      Error.stackTraceLimit = limit;
+      const attributes: Record<string, string | number> = { [KIND]: KINDS.syncCall, [SYNC_API]: api, ...codeAttributes(parseV8Stack(holder.stack ?? '')) };
+      if (bytes !== undefined) attributes[SYNC_BYTES] = bytes;
+      const origin = performance.timeOrigin;
+      this.tracer.startSpan(api, { kind: SpanKind.INTERNAL, startTime: origin + start, attributes }).end(origin + end);
+    } catch (err) {
+      report('sync-call recording', err);
+    } finally {
+      Error.stackTraceLimit = limit;
+      this.inside = false;
+    }
+  }
+}

@@ -1,0 +1,27 @@
+// Messages between the agent's main-thread side and the watchdog thread.
+import type { Frame } from './stack';
+
+export interface WatchdogData {
+  /** BigInt64Array[2]: [0] hrtime (ns) of the last heartbeat, [1] heartbeat count. */
+  heartbeat: SharedArrayBuffer;
+  thresholdMs: number;
+  pollMs: number;
+  maxPerMinute: number;
+  /** Evaluated on the paused main thread; returns "traceId:spanId:flags" of the active span, or ''. */
+  activeSpanExpression: string;
+}
+
+export interface EpisodeMessage {
+  type: 'episode';
+  /** process.hrtime.bigint() values: the last heartbeat before the block and the first after it. */
+  startHr: bigint;
+  endHr: bigint;
+  /** false when the rate limit skipped the capture. */
+  reported: boolean;
+  capturedHr?: bigint;
+  frames?: Frame[];
+  activeSpan?: string;
+  error?: string;
+}
+
+export type FromWatchdog = EpisodeMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };

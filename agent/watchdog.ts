@@ -1,0 +1,132 @@
+// Main-thread side of blocking-episode detection: the heartbeat the watchdog thread watches,
+// and the span and metrics made from each episode it reports.
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ROOT_CONTEXT, SpanKind, context, trace, type Meter, type Tracer } from '@opentelemetry/api';
+import {
+  BLOCK_AFTER_CAPTURE_MS,
+  BLOCK_CAPTURED,
+  BLOCK_CAPTURE_ERROR,
+  BLOCK_REPORTED,
+  BLOCK_THRESHOLD_MS,
+  KIND,
+  KINDS,
+  METRICS,
+  SPAN_NAMES,
+} from '../common/conventions';
+import { codeAttributes } from './stack';
+import { report, warnOnce } from './safety';
+import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
+
+const ACTIVE_SPAN_KEY = 'stallscope.activeSpan';
+
+/** hrtime nanoseconds to epoch milliseconds, for span times. */
+function hrToEpochMs(hr: bigint): number {
+  return performance.timeOrigin + performance.now() - Number(process.hrtime.bigint() - hr) / 1e6;
+}
+
+export interface WatchdogOptions {
+  thresholdMs: number;
+  maxPerMinute: number;
+}
+
+export class Watchdog {
+  private worker: Worker | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly beat: BigInt64Array;
+  private readonly heartbeat = new SharedArrayBuffer(16);
+
+  constructor(
+    private readonly options: WatchdogOptions,
+    private readonly tracer: Tracer,
+    private readonly meter: Meter,
+  ) {
+    this.beat = new BigInt64Array(this.heartbeat);
+  }
+
+  start(): void {
+    // A getter the watchdog evaluates while the main thread is paused inside the blocking code.
+    Object.defineProperty(globalThis, Symbol.for(ACTIVE_SPAN_KEY), {
+      value: () => {
+        const sc = trace.getSpan(context.active())?.spanContext();
+        return sc ? `${sc.traceId}:${sc.spanId}:${sc.traceFlags}` : '';
+      },
+      configurable: true,
+    });
+    const blocks = this.meter.createCounter(METRICS.blocks, { description: 'Event-loop blocking episodes over the threshold', unit: '{episode}' });
+    const durations = this.meter.createHistogram(METRICS.blockDuration, {
+      description: 'Duration of event-loop blocking episodes',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
+    });
+    // The beat interval bounds how precisely an episode's start and end are known.
+    const pollMs = Math.max(2, Math.min(10, this.options.thresholdMs / 10));
+    const data: WatchdogData = {
+      heartbeat: this.heartbeat,
+      thresholdMs: this.options.thresholdMs,
+      pollMs,
+      maxPerMinute: this.options.maxPerMinute,
+      activeSpanExpression: `globalThis[Symbol.for(${JSON.stringify(ACTIVE_SPAN_KEY)})]()`,
+    };
+    const worker = new Worker(join(__dirname, 'watchdog-worker.js'), {
+      workerData: data,
+      name: 'stallscope-watchdog',
+      // Not the host's --require/--import flags: the agent must not load itself into its own thread.
+      execArgv: [],
+    });
+    this.worker = worker;
+    worker.on('message', (m: FromWatchdog) => {
+      try {
+        if (m.type === 'unavailable') warnOnce(`blocking stacks are unavailable: ${m.reason}`);
+        else if (m.type === 'episode') this.onEpisode(m, blocks, durations);
+      } catch (err) {
+        report('watchdog', err);
+      }
+    });
+    worker.on('error', (err) => report('watchdog thread', err));
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
+    // Armed only once the loop runs, so that loading the app is never reported as blocking.
+    setImmediate(() => {
+      this.stamp();
+      this.timer = setInterval(() => this.stamp(), pollMs);
+      this.timer.unref();
+    }).unref();
+  }
+
+  private stamp(): void {
+    Atomics.store(this.beat, 0, process.hrtime.bigint());
+    Atomics.add(this.beat, 1, 1n);
+  }
+
+  private onEpisode(m: EpisodeMessage, blocks: ReturnType<Meter['createCounter']>, durations: ReturnType<Meter['createHistogram']>): void {
+    const seconds = Number(m.endHr - m.startHr) / 1e9;
+    blocks.add(1, { [BLOCK_REPORTED]: m.reported });
+    durations.record(seconds);
+    if (!m.reported) return;
+    let parent = ROOT_CONTEXT;
+    if (m.activeSpan) {
+      const [traceId, spanId, flags] = m.activeSpan.split(':');
+      parent = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId, traceFlags: Number(flags) || 0, isRemote: false });
+    }
+    const attributes: Record<string, string | number | boolean> = {
+      [KIND]: KINDS.loopBlock,
+      [BLOCK_THRESHOLD_MS]: this.options.thresholdMs,
+      [BLOCK_CAPTURED]: Boolean(m.frames?.length),
+    };
+    if (m.frames?.length) Object.assign(attributes, codeAttributes(m.frames));
+    if (m.error) attributes[BLOCK_CAPTURE_ERROR] = m.error;
+    if (m.capturedHr !== undefined) attributes[BLOCK_AFTER_CAPTURE_MS] = Number(m.endHr - m.capturedHr) / 1e6;
+    const span = this.tracer.startSpan(
+      SPAN_NAMES.loopBlock,
+      { kind: SpanKind.INTERNAL, startTime: hrToEpochMs(m.startHr), attributes },
+      parent,
+    );
+    span.end(hrToEpochMs(m.endHr));
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    void this.worker?.terminate();
+  }
+}

@@ -1,0 +1,50 @@
+// The telemetry names every part agrees on: the agent emits them, the collector and the
+// dashboard query them. docs/conventions.md explains each; change both together.
+
+/** `stallscope.kind` on every span the agent makes, so spans can be classified without parsing names. */
+export const KIND = 'stallscope.kind';
+export const KINDS = {
+  loopBlock: 'loop-block',
+  syncCall: 'sync-call',
+} as const;
+
+export const SPAN_NAMES = {
+  loopBlock: 'event loop blocked',
+} as const;
+
+// OpenTelemetry semantic-convention attributes (code.*).
+export const CODE_FUNCTION = 'code.function.name';
+export const CODE_FILE = 'code.file.path';
+export const CODE_LINE = 'code.line.number';
+export const CODE_COLUMN = 'code.column.number';
+export const CODE_STACKTRACE = 'code.stacktrace';
+
+// Blocking episodes.
+export const BLOCK_THRESHOLD_MS = 'stallscope.block.threshold_ms';
+export const BLOCK_CAPTURED = 'stallscope.block.stack_captured';
+export const BLOCK_CAPTURE_ERROR = 'stallscope.block.capture_error';
+export const BLOCK_AFTER_CAPTURE_MS = 'stallscope.block.after_capture_ms';
+export const BLOCK_FRAMES = 'stallscope.block.frames';
+
+// Blocking synchronous calls.
+export const SYNC_API = 'stallscope.sync.api';
+export const SYNC_BYTES = 'stallscope.sync.bytes';
+
+export const METRICS = {
+  // OpenTelemetry semantic conventions for the Node.js runtime (seconds, and a ratio).
+  loopDelayPrefix: 'nodejs.eventloop.delay.',
+  loopUtilization: 'nodejs.eventloop.utilization',
+  loopTime: 'nodejs.eventloop.time',
+  loopState: 'nodejs.eventloop.state',
+  // Ours.
+  blocks: 'stallscope.eventloop.blocks',
+  blockDuration: 'stallscope.eventloop.block.duration',
+  syncDuration: 'stallscope.sync.duration',
+  agentErrors: 'stallscope.agent.errors',
+} as const;
+
+/** The delay statistics emitted as nodejs.eventloop.delay.<stat>. */
+export const LOOP_DELAY_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const;
+
+/** Attribute on stallscope.eventloop.blocks: false when the rate limit dropped the episode's span. */
+export const BLOCK_REPORTED = 'stallscope.block.reported';

@@ -1,0 +1,278 @@
+// End to end: real services started with the agent flag send to a real collector; the tests
+// read the blocking and sync-call spans back through the query API.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { eventually, getJson, startServer, type TestServer } from './helpers';
+import { packageRoot } from '../common/package-root';
+import { CODE_FILE, CODE_FUNCTION, CODE_LINE, KIND, SPAN_NAMES, SYNC_API, SYNC_BYTES } from '../common/conventions';
+
+const FIXTURES = join(packageRoot(), 'test', 'fixtures');
+const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
+
+/** The 1-based line of a `MARK:name` comment in a fixture. */
+function markLine(file: string, mark: string): number {
+  const i = readFileSync(join(FIXTURES, file), 'utf8').split('\n').findIndex((l) => l.includes(`MARK:${mark}`));
+  assert.ok(i >= 0, `no MARK:${mark} in ${file}`);
+  return i + 1;
+}
+
+interface App {
+  child: ChildProcess;
+  port: number;
+  stderr: () => string;
+}
+
+function agentEnv(server: TestServer, service: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    OTEL_EXPORTER_OTLP_ENDPOINT: server.otlp,
+    OTEL_SERVICE_NAME: service,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_METRIC_EXPORT_INTERVAL: '500',
+    STALLSCOPE_BLOCK_THRESHOLD_MS: '50',
+    STALLSCOPE_SYNC_THRESHOLD_MS: '20',
+    ...extra,
+  };
+}
+
+async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<App> {
+  const child = spawn(process.execPath, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const line = out.split('\n')[0];
+      if (out.includes('\n')) resolve(JSON.parse(line).port);
+    });
+    child.once('exit', (code) => reject(new Error(`app exited (${code}): ${err}`)));
+  });
+  return { child, port, stderr: () => err };
+}
+
+function stop(app: App): Promise<void> {
+  return new Promise((resolve) => {
+    if (app.child.exitCode !== null) return resolve();
+    app.child.once('exit', () => resolve());
+    app.child.kill('SIGTERM');
+  });
+}
+
+const newTraceId = () => randomBytes(16).toString('hex');
+const newSpanId = () => randomBytes(8).toString('hex');
+
+/** Calls the app as the child of a known remote parent, so the test knows the trace id. */
+async function call(app: App, path: string): Promise<{ traceId: string; parentId: string; body: string }> {
+  const traceId = newTraceId();
+  const parentId = newSpanId();
+  const res = await fetch(`http://127.0.0.1:${app.port}${path}`, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
+  return { traceId, parentId, body: await res.text() };
+}
+
+type SpanJson = { spanId: string; parentSpanId: string | null; name: string; kind: number; durationMs: number; attributes: Record<string, any> };
+
+async function traceWith(server: TestServer, traceId: string, name: string): Promise<SpanJson[]> {
+  return eventually(
+    async () => {
+      const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
+      return status === 200 && body.spans.some((s: SpanJson) => s.name === name) ? (body.spans as SpanJson[]) : undefined;
+    },
+    10_000,
+    `a "${name}" span in trace ${traceId}`,
+  );
+}
+
+/** Asserts the span descends from the request's SERVER span, itself the child of the test's parent. */
+function assertInRequest(spans: SpanJson[], span: SpanJson, parentId: string): void {
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  let cur: SpanJson | undefined = span;
+  const chain: string[] = [];
+  while (cur && cur.kind !== 2) {
+    chain.push(cur.name);
+    cur = cur.parentSpanId ? byId.get(cur.parentSpanId) : undefined;
+  }
+  assert.ok(cur, `no SERVER span above "${span.name}" (chain: ${chain.join(' <- ')})`);
+  assert.equal(cur.parentSpanId, parentId);
+}
+
+describe('agent attached with --require to an express app', () => {
+  let server: TestServer;
+  let app: App;
+  before(async () => {
+    server = await startServer();
+    app = await startApp(['--require', REGISTER, 'blocking-app.js'], agentEnv(server, 'blocking-app', { BIG_JSON_ITEMS: '300000' }));
+  });
+  after(async () => {
+    await stop(app);
+    await server.close();
+    assert.doesNotMatch(app.stderr(), /already been initialized|stallscope:/, 'the agent must not print warnings into a healthy host');
+  });
+
+  it('reports a busy loop as one blocking span under the request, naming function, file and line', async () => {
+    const { traceId, parentId } = await call(app, '/busy?ms=300');
+    const spans = await traceWith(server, traceId, SPAN_NAMES.loopBlock);
+    const blocks = spans.filter((s) => s.name === SPAN_NAMES.loopBlock);
+    assert.equal(blocks.length, 1);
+    const block = blocks[0];
+    assertInRequest(spans, block, parentId);
+    assert.equal(block.attributes[KIND], 'loop-block');
+    assert.equal(block.attributes[CODE_FUNCTION], 'spinFor');
+    assert.equal(block.attributes[CODE_FILE], join(FIXTURES, 'blocking-app.js'));
+    assert.equal(block.attributes[CODE_LINE], markLine('blocking-app.js', 'spin'));
+    assert.ok(block.durationMs >= 290 && block.durationMs < 400, `duration ${block.durationMs} ms for a 300 ms block`);
+    assert.match(block.attributes['code.stacktrace'], /at spinFor \(.*blocking-app\.js:\d+:\d+\)/);
+  });
+
+  it('reports readFileSync blocked on a slow pipe, as an episode and as a sync call', async () => {
+    const fifo = join(server.dir, 'slow.fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const pending = call(app, `/read?path=${encodeURIComponent(fifo)}`);
+    // Opening for writing completes once the app has opened the pipe: from then on it is blocked.
+    const writer = await open(fifo, 'w');
+    await new Promise((r) => setTimeout(r, 300));
+    await writer.write(Buffer.alloc(64 * 1024, 1));
+    await writer.close();
+    const { traceId, parentId, body } = await pending;
+    assert.equal(body, String(64 * 1024));
+    const spans = await traceWith(server, traceId, 'fs.readFileSync');
+    const sync = spans.find((s) => s.name === 'fs.readFileSync')!;
+    assertInRequest(spans, sync, parentId);
+    assert.equal(sync.attributes[KIND], 'sync-call');
+    assert.equal(sync.attributes[SYNC_API], 'fs.readFileSync');
+    assert.equal(sync.attributes[CODE_FUNCTION], 'readBig');
+    assert.equal(sync.attributes[CODE_LINE], markLine('blocking-app.js', 'read'));
+    assert.ok(sync.durationMs >= 290 && sync.durationMs < 500, `sync call lasted ${sync.durationMs} ms`);
+    const withBlock = await traceWith(server, traceId, SPAN_NAMES.loopBlock);
+    const block = withBlock.find((s) => s.name === SPAN_NAMES.loopBlock)!;
+    assertInRequest(withBlock, block, parentId);
+    assert.equal(block.attributes[CODE_FUNCTION], 'readBig');
+    assert.equal(block.attributes[CODE_LINE], markLine('blocking-app.js', 'read'));
+    assert.ok(block.durationMs >= 290 && block.durationMs < 500, `episode lasted ${block.durationMs} ms`);
+  });
+
+  it('reports JSON.parse of a large string with its size and call site', async () => {
+    const { traceId, parentId } = await call(app, '/parse');
+    const spans = await traceWith(server, traceId, 'JSON.parse');
+    const sync = spans.find((s) => s.name === 'JSON.parse')!;
+    assertInRequest(spans, sync, parentId);
+    assert.equal(sync.attributes[CODE_FUNCTION], 'parseBig');
+    assert.equal(sync.attributes[CODE_LINE], markLine('blocking-app.js', 'parse'));
+    assert.ok(sync.attributes[SYNC_BYTES] > 10_000_000, `payload ${sync.attributes[SYNC_BYTES]}`);
+    if (sync.durationMs >= 60) {
+      const block = (await traceWith(server, traceId, SPAN_NAMES.loopBlock)).find((s) => s.name === SPAN_NAMES.loopBlock)!;
+      assert.equal(block.attributes[CODE_FUNCTION], 'parseBig');
+    }
+  });
+
+  it('leaves fast requests without blocking or sync-call spans', async () => {
+    const { traceId } = await call(app, '/fast');
+    const spans = await traceWith(server, traceId, 'GET /fast');
+    assert.deepEqual(spans.filter((s) => s.attributes[KIND]).map((s) => s.name), []);
+  });
+
+  it('exports the event-loop metrics under the semantic-convention names', async () => {
+    const names = ['nodejs.eventloop.delay.p99', 'nodejs.eventloop.delay.max', 'nodejs.eventloop.utilization', 'stallscope.eventloop.blocks'];
+    for (const name of names) {
+      await eventually(
+        async () => {
+          const { body } = await getJson(`${server.api}/api/metrics?name=${name}&service=blocking-app&since=5m`);
+          return body.series?.length ? true : undefined;
+        },
+        10_000,
+        name,
+      );
+    }
+    const max = await getJson(`${server.api}/api/metrics?name=nodejs.eventloop.delay.max&service=blocking-app&since=5m`);
+    const worst = Math.max(...max.body.series[0].steps.map((s: { max?: number }) => s.max ?? 0));
+    assert.ok(worst >= 0.25, `the loop delay max (${worst} s) must show the 300 ms block`);
+    assert.equal(max.body.unit, 's');
+  });
+});
+
+describe('agent attached with --import to an ESM app', () => {
+  it('reports the block with the ESM file and the http server span as parent, and works with --inspect open', async () => {
+    const server = await startServer();
+    try {
+      for (const extra of [[], ['--inspect=127.0.0.1:0']]) {
+        const app = await startApp([...extra, '--import', REGISTER, 'esm-app.mjs'], agentEnv(server, 'esm-app'));
+        try {
+          const { traceId, parentId } = await call(app, '/busy');
+          const spans = await traceWith(server, traceId, SPAN_NAMES.loopBlock);
+          const block = spans.find((s) => s.name === SPAN_NAMES.loopBlock)!;
+          assertInRequest(spans, block, parentId);
+          assert.equal(block.attributes[CODE_FUNCTION], 'crunch');
+          assert.equal(block.attributes[CODE_FILE], join(FIXTURES, 'esm-app.mjs'));
+          assert.equal(block.attributes[CODE_LINE], markLine('esm-app.mjs', 'crunch'));
+        } finally {
+          await stop(app);
+        }
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('agent in a short-lived process', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const run = (args: string[], env: NodeJS.ProcessEnv) =>
+    new Promise<{ code: number | null; out: string; err: string; ms: number }>((resolve) => {
+      const t0 = Date.now();
+      const child = spawn(process.execPath, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (err += d));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.once('exit', (code) => {
+        clearTimeout(killer);
+        resolve({ code, out, err, ms: Date.now() - t0 });
+      });
+    });
+
+  it('exits on its own when its work is done, after flushing its spans', async () => {
+    const r = await run(['--require', REGISTER, 'short-lived.js'], agentEnv(server, 'short-lived'));
+    assert.equal(r.code, 0, r.err);
+    assert.ok(r.ms < 10_000, `took ${r.ms} ms to exit`);
+    const traces = await getJson(`${server.api}/api/traces?service=short-lived`);
+    assert.ok(traces.body.length >= 1, 'the spans of a process that ended on its own were not flushed');
+  });
+
+  it('gives the app its errors and values unchanged', async () => {
+    const plain = await run(['short-lived.js'], { ...process.env, THROW_AT_END: '1' });
+    const withAgent = await run(['--require', REGISTER, 'short-lived.js'], { ...agentEnv(server, 'short-lived'), THROW_AT_END: '1' });
+    assert.equal(withAgent.out, plain.out);
+    assert.equal(withAgent.code, plain.code);
+    assert.equal(plain.code, 1);
+    assert.match(withAgent.err, /Error: boom at the end\n\s+at Immediate\.<anonymous> \(.*short-lived\.js:\d+:\d+\)/);
+    const results = JSON.parse(withAgent.out);
+    assert.deepEqual(results.read, ['ENOENT', 'open', '/nonexistent/stallscope']);
+    assert.deepEqual(results.lengths, [2, 2, 3, 'readFileSync']);
+  });
+
+  it('does nothing when OTEL_SDK_DISABLED is set', async () => {
+    const r = await run(['--require', REGISTER, 'short-lived.js'], agentEnv(server, 'disabled-app', { OTEL_SDK_DISABLED: 'true' }));
+    assert.equal(r.code, 0);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal((await getJson(`${server.api}/api/traces?service=disabled-app`)).body.length, 0);
+  });
+
+  it('warns once and keeps going on a bad setting', async () => {
+    const r = await run(['--require', REGISTER, 'short-lived.js'], agentEnv(server, 'bad-setting', { STALLSCOPE_BLOCK_THRESHOLD_MS: 'soon' }));
+    assert.equal(r.code, 0);
+    assert.equal(r.err.match(/STALLSCOPE_BLOCK_THRESHOLD_MS="soon" is not a number/g)?.length, 1, r.err);
+  });
+});
