@@ -276,3 +276,32 @@ describe('agent in a short-lived process', () => {
     assert.equal(r.err.match(/STALLSCOPE_BLOCK_THRESHOLD_MS="soon" is not a number/g)?.length, 1, r.err);
   });
 });
+
+describe('agent started from code in an app with its own OpenTelemetry SDK', () => {
+  it("adds its spans to the app's provider instead of starting a second SDK", async () => {
+    const server = await startServer();
+    try {
+      const child = spawn(process.execPath, ['own-sdk.js'], {
+        cwd: FIXTURES,
+        env: { ...process.env, COLLECTOR: server.otlp, STALLSCOPE_INDEX: join(packageRoot(), 'dist', 'agent', 'index.js') },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (err += d));
+      const code = await new Promise((r) => child.once('exit', r));
+      assert.equal(code, 0, err);
+      const result = JSON.parse(out);
+      assert.equal(result.ownsSdk, false);
+      const spans = await traceWith(server, result.traceId, SPAN_NAMES.loopBlock);
+      const block = spans.find((s) => s.name === SPAN_NAMES.loopBlock)!;
+      assert.equal(block.parentSpanId, result.spanId);
+      assert.equal(block.attributes[CODE_FUNCTION], 'grind');
+      assert.equal(block.attributes[CODE_LINE], markLine('own-sdk.js', 'grind'));
+      assert.deepEqual((await getJson(`${server.api}/api/services`)).body.map((s: { service: string }) => s.service), ['own-sdk']);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,92 @@
+// The sync-call wrappers in this very process, with a real tracer provider and the SDK's
+// in-memory exporter: behaviour is preserved, slow calls become spans under the active span.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import { context, metrics, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { SyncCallWatcher } from '../agent/sync-calls';
+import { CODE_FILE, CODE_FUNCTION, KIND, SYNC_API, SYNC_BYTES } from '../common/conventions';
+
+const originals = { readFileSync: fs.readFileSync, parse: JSON.parse, stringify: JSON.stringify, pbkdf2Sync: crypto.pbkdf2Sync };
+const exporter = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const tracer = provider.getTracer('sync-calls-test');
+let watcher: SyncCallWatcher;
+
+before(async () => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  watcher = new SyncCallWatcher({ thresholdMs: 5, jsonSizeThreshold: 1000 }, tracer, metrics.getMeter('test'));
+  watcher.start();
+  await new Promise((r) => setImmediate(r)); // the watcher arms once the loop has turned
+});
+after(() => {
+  watcher.stop();
+});
+
+function deriveKeySlowly(): Buffer {
+  return crypto.pbkdf2Sync('secret', 'salt', 400_000, 32, 'sha256');
+}
+
+describe('sync-call wrappers', () => {
+  it('are installed and keep name, length and attached properties', () => {
+    assert.notEqual(fs.readFileSync, originals.readFileSync);
+    assert.equal(fs.readFileSync.name, 'readFileSync');
+    assert.equal(fs.readFileSync.length, originals.readFileSync.length);
+    assert.equal(JSON.stringify.length, originals.stringify.length);
+    assert.equal(typeof fs.realpathSync.native, 'function');
+  });
+
+  it('return the same values and throw the same errors', () => {
+    assert.deepEqual(fs.readFileSync(__filename), originals.readFileSync(__filename));
+    const reviver = function (this: unknown, key: string, value: unknown) {
+      return key === 'n' ? (value as number) * 2 : value;
+    };
+    assert.deepEqual(JSON.parse('{"n": 21, "s": "x"}', reviver), { n: 42, s: 'x' });
+    const value = { b: [1, { c: 'd' }], a: new Date(0) };
+    assert.equal(JSON.stringify(value, ['b', 'c'], '\t'), originals.stringify(value, ['b', 'c'], '\t'));
+    assert.equal(JSON.stringify(undefined), undefined);
+    assert.throws(() => fs.readFileSync('/nonexistent/x'), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && err.syscall === 'open');
+    assert.throws(() => JSON.parse('{bad'), SyntaxError);
+  });
+
+  it('are what ESM named imports of the builtin see', async () => {
+    const esm = await import('node:fs');
+    assert.equal(esm.readFileSync, fs.readFileSync);
+  });
+
+  it('turn a slow call into a span under the active span, naming the call site', () => {
+    exporter.reset();
+    const parent = tracer.startSpan('handler');
+    context.with(trace.setSpan(context.active(), parent), () => deriveKeySlowly());
+    parent.end();
+    const span = exporter.getFinishedSpans().find((s) => s.name === 'crypto.pbkdf2Sync');
+    assert.ok(span, 'no span for a slow pbkdf2Sync');
+    assert.equal(span.parentSpanContext?.spanId, parent.spanContext().spanId);
+    assert.equal(span.attributes[KIND], 'sync-call');
+    assert.equal(span.attributes[SYNC_API], 'crypto.pbkdf2Sync');
+    assert.equal(span.attributes[CODE_FUNCTION], 'deriveKeySlowly');
+    assert.equal(span.attributes[CODE_FILE], __filename);
+  });
+
+  it('ignore fast calls and small JSON, and measure large JSON with its size', () => {
+    exporter.reset();
+    fs.statSync(__filename);
+    JSON.parse('{"small": true}');
+    assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name), []);
+    const big = originals.stringify(Array.from({ length: 400_000 }, (_, i) => ({ i, s: 'abcdefgh' })));
+    JSON.parse(big);
+    const span = exporter.getFinishedSpans().find((s) => s.name === 'JSON.parse');
+    assert.ok(span, 'parsing 14 MB takes well over the 5 ms threshold');
+    assert.equal(span.attributes[SYNC_BYTES], big.length);
+  });
+
+  it('restore the originals on stop', () => {
+    watcher.stop();
+    assert.equal(fs.readFileSync, originals.readFileSync);
+    assert.equal(JSON.parse, originals.parse);
+    assert.equal(crypto.pbkdf2Sync, originals.pbkdf2Sync);
+  });
+});
