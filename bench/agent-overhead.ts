@@ -1,0 +1,130 @@
+// bench/agent-overhead: what the agent costs a service, measured in one run against baselines.
+// An express service under a bounded loopback load (autocannon), started four ways: no agent;
+// plain OpenTelemetry (HTTP + express instrumentation, OTLP export); the stallscope agent; and
+// the stallscope agent with only the blocking watchdog. Variants run interleaved, several
+// rounds, so that drift on a 2-core machine hits all of them alike; the median round counts.
+// Then 1M awaits with and without the agent.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import autocannon from 'autocannon';
+import { serve } from '../cli/serve';
+import { packageRoot } from '../common/package-root';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+const CONNECTIONS = 16;
+const root = packageRoot();
+const SERVICE = join(root, 'bench', 'fixtures', 'service.js');
+const AWAITS = join(root, 'bench', 'fixtures', 'awaits.js');
+const AGENT = join(root, 'dist', 'agent', 'register.js');
+const OTEL = join(root, 'dist', 'bench', 'otel-baseline.js');
+
+interface Variant {
+  name: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+const variants: Variant[] = [
+  { name: 'no agent', args: [], env: {} },
+  { name: 'plain OpenTelemetry', args: ['--require', OTEL], env: {} },
+  { name: 'stallscope agent', args: ['--require', AGENT], env: {} },
+  { name: 'stallscope watchdog only', args: ['--require', AGENT], env: { STALLSCOPE_SYNC_CALLS: 'false', STALLSCOPE_LOOP_METRICS: 'false' } },
+];
+
+function start(v: Variant, script: string, env: NodeJS.ProcessEnv): ChildProcess {
+  return spawn(process.execPath, [...v.args, script], { env: { ...env, ...v.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(out.split('\n')[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`exited with ${code} before printing`)));
+  });
+}
+
+async function loadOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<{ rps: number; p99: number }> {
+  const child = start(v, SERVICE, env);
+  try {
+    const { port } = JSON.parse(await firstLine(child)) as { port: number };
+    const url = `http://127.0.0.1:${port}/items/7`;
+    await autocannon({ url, connections: CONNECTIONS, duration: 1 }); // warm-up: JIT, lazy paths
+    const r = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${v.name}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
+    return { rps: r.requests.average, p99: r.latency.p99 };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+async function awaitsOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<number> {
+  const child = start(v, AWAITS, env);
+  return Number(await firstLine(child));
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'stallscope-bench-agent-'));
+  // The agents export to a real collector, as in production.
+  const running = await serve({ dbPath: join(dir, 'bench.db'), host: '127.0.0.1', otlpPort: 0, port: 0, retentionMs: 0 });
+  const env = {
+    ...process.env,
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${running.collector.otlpPort}`,
+    OTEL_SERVICE_NAME: 'bench-service',
+  };
+  try {
+    process.stdout.write(
+      `bench/agent-overhead: express service, autocannon ${CONNECTIONS} connections x ${SECONDS} s, ${ROUNDS} interleaved rounds (median)\n`,
+    );
+    const results = new Map<string, { rps: number[]; p99: number[] }>(variants.map((v) => [v.name, { rps: [], p99: [] }]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const v of variants) {
+        const r = await loadOnce(v, env);
+        results.get(v.name)!.rps.push(r.rps);
+        results.get(v.name)!.p99.push(r.p99);
+      }
+    }
+    const rps = (name: string) => median(results.get(name)!.rps);
+    for (const v of variants) {
+      const rs = results.get(v.name)!;
+      process.stdout.write(
+        `${v.name.padEnd(26)} ${Math.round(rps(v.name)).toString().padStart(6)} req/s  p99 ${median(rs.p99).toFixed(1).padStart(5)} ms  ` +
+          `vs no agent ${(rps(v.name) / rps('no agent')).toFixed(3)}  vs plain OTel ${(rps(v.name) / rps('plain OpenTelemetry')).toFixed(3)}\n`,
+      );
+    }
+    const agentCost = 1 - rps('stallscope agent') / rps('plain OpenTelemetry');
+    const watchdogCost = 1 - rps('stallscope watchdog only') / rps('plain OpenTelemetry');
+    process.stdout.write(
+      `throughput cost over plain OpenTelemetry: agent ${(agentCost * 100).toFixed(1)}% (target <= 3%), ` +
+        `watchdog alone ${(watchdogCost * 100).toFixed(1)}% (target <= 1%)\n`,
+    );
+
+    const awaits = new Map<string, number[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const v of [variants[0], variants[1], variants[2]]) {
+        if (!awaits.has(v.name)) awaits.set(v.name, []);
+        awaits.get(v.name)!.push(await awaitsOnce(v, env));
+      }
+    }
+    const base = median(awaits.get('no agent')!);
+    for (const [name, times] of awaits) {
+      process.stdout.write(`1M awaits, ${name.padEnd(22)} ${median(times).toFixed(1).padStart(7)} ms  ratio ${(median(times) / base).toFixed(2)}\n`);
+    }
+  } finally {
+    await running.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench/agent-overhead failed: ${(err as Error).stack}\n`);
+  process.exit(1);
+});
