@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -261,6 +261,20 @@ describe('agent in a short-lived process', () => {
     const results = JSON.parse(withAgent.out);
     assert.deepEqual(results.read, ['ENOENT', 'open', '/nonexistent/stallscope']);
     assert.deepEqual(results.lengths, [2, 2, 3, 'readFileSync']);
+  });
+
+  it('attaches by package name, as users write it', async () => {
+    mkdirSync(join(server.dir, 'app', 'node_modules'), { recursive: true });
+    symlinkSync(packageRoot(), join(server.dir, 'app', 'node_modules', 'stallscope'));
+    copyFileSync(join(FIXTURES, 'short-lived.js'), join(server.dir, 'app', 'short-lived.js'));
+    const child = spawnSync(process.execPath, ['--import', 'stallscope/agent', 'short-lived.js'], {
+      cwd: join(server.dir, 'app'),
+      env: agentEnv(server, 'by-name'),
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(child.status, 0, child.stderr);
+    await eventually(async () => ((await getJson(`${server.api}/api/traces?service=by-name`)).body.length ? true : undefined), 5000, 'spans from by-name');
   });
 
   it('does nothing when OTEL_SDK_DISABLED is set', async () => {
