@@ -106,24 +106,27 @@ export class SyncCallWatcher {
     if ((parse as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return;
     const self = this;
     const size = this.options.jsonSizeThreshold;
-    this.install(json, 'parse', parse as AnyFn, function (this: unknown, ...args: unknown[]): unknown {
-      const text = args[0];
-      if (!self.serving || self.inside || typeof text !== 'string' || text.length < size) return Reflect.apply(parse, this, args);
+    // JSON.parse and JSON.stringify ignore `this` and read exactly their declared parameters,
+    // so fixed parameters call them identically, without the cost of rest arguments.
+    this.install(json, 'parse', parse as AnyFn, function (text: unknown, reviver?: unknown): unknown {
+      if (!self.serving || self.inside || typeof text !== 'string' || text.length < size) {
+        return parse(text as string, reviver as Parameters<typeof JSON.parse>[1]);
+      }
       const start = performance.now();
       try {
-        return Reflect.apply(parse, this, args);
+        return parse(text, reviver as Parameters<typeof JSON.parse>[1]);
       } finally {
         self.record('JSON.parse', start, text.length);
       }
-    });
-    this.install(json, 'stringify', stringify as AnyFn, function (this: unknown, ...args: unknown[]): unknown {
-      if (!self.serving || self.inside) return Reflect.apply(stringify, this, args);
+    } as AnyFn);
+    this.install(json, 'stringify', stringify as AnyFn, function (value: unknown, replacer?: unknown, space?: unknown): unknown {
+      if (!self.serving || self.inside) return stringify(value, replacer as (number | string)[], space as string);
       const start = performance.now();
-      const out = Reflect.apply(stringify, this, args) as string | undefined;
-      // The size is known only afterwards; small results cost two clock reads and nothing more.
+      const out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
+      // The size is known only afterwards; small results cost one clock read and a length check.
       if (typeof out === 'string' && out.length >= size) self.record('JSON.stringify', start, out.length);
       return out;
-    });
+    } as AnyFn);
   }
 
   private record(api: string, start: number, bytes: number | undefined): void {
