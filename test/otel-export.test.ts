@@ -23,6 +23,19 @@ after(async () => {
 // A start time with nanoseconds that a millisecond clock could never produce.
 const START: HrTime = [1_900_000_000, 123_456_789];
 const END: HrTime = [1_900_000_001, 987_654_321];
+// One attribute of every OTLP value type the JS SDK produces, including markup to store verbatim.
+const ATTRIBUTES = {
+  'str.attr': 'héllo "quoted" <b>',
+  'int.attr': 42,
+  'neg.attr': -7,
+  'double.attr': 3.25,
+  'bool.attr': true,
+  'false.attr': false,
+  'strs.attr': ['a', 'b'],
+  'ints.attr': [1, 2, 3],
+  'doubles.attr': [1.5, 2.5],
+  'bools.attr': [true, false],
+};
 const nanos = (t: HrTime) => (BigInt(t[0]) * 1_000_000_000n + BigInt(t[1])).toString();
 
 for (const [protocol, Exporter] of [
@@ -48,18 +61,7 @@ for (const [protocol, Exporter] of [
         {
           kind: SpanKind.CLIENT,
           startTime: [START[0], START[1] + 1000],
-          attributes: {
-            'str.attr': 'héllo "quoted" <b>',
-            'int.attr': 42,
-            'neg.attr': -7,
-            'double.attr': 3.25,
-            'bool.attr': true,
-            'false.attr': false,
-            'strs.attr': ['a', 'b'],
-            'ints.attr': [1, 2, 3],
-            'doubles.attr': [1.5, 2.5],
-            'bools.attr': [true, false],
-          },
+          attributes: ATTRIBUTES,
           links: [{ context: parent.spanContext(), attributes: { 'link.kind': 'follows' } }],
         },
         ctx,
@@ -101,18 +103,7 @@ for (const [protocol, Exporter] of [
     it('keeps attributes of every type, events and links', async () => {
       const { body } = await getJson(`${server.api}/api/traces/${traceId}`);
       const child = body.spans.find((s: any) => s.spanId === childId);
-      assert.deepEqual(child.attributes, {
-        'str.attr': 'héllo "quoted" <b>',
-        'int.attr': 42,
-        'neg.attr': -7,
-        'double.attr': 3.25,
-        'bool.attr': true,
-        'false.attr': false,
-        'strs.attr': ['a', 'b'],
-        'ints.attr': [1, 2, 3],
-        'doubles.attr': [1.5, 2.5],
-        'bools.attr': [true, false],
-      });
+      assert.deepEqual(child.attributes, ATTRIBUTES);
       assert.deepEqual(child.events, [
         { timeUnixNano: (BigInt(nanos(START)) + 5000n).toString(), name: 'retry', attributes: { attempt: 2 } },
       ]);
