@@ -71,5 +71,18 @@ export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConf
     if (b === undefined) warn(`${name}="${raw}" is not true or false; using ${cfg[key]}`);
     else (cfg[key] as boolean) = b;
   }
-  return { ...cfg, ...options };
+  // Options from code get the same checks; undefined means "not given".
+  for (const [key, , min] of NUMBER_VARS) {
+    const v = options[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) warn(`start(): ${key}=${String(v)} is not a number >= ${min}; using ${cfg[key]}`);
+    else (cfg[key] as number) = v;
+  }
+  for (const key of ['disabled', ...SWITCH_VARS.map(([k]) => k)] as Array<keyof AgentConfig>) {
+    const v = options[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') warn(`start(): ${key}=${String(v)} is not true or false; using ${cfg[key]}`);
+    else (cfg[key] as boolean) = v;
+  }
+  return cfg;
 }

@@ -13,6 +13,7 @@ import { isTracingSuppressed } from '@opentelemetry/core';
 import { KIND, KINDS, METRICS, SYNC_API, SYNC_BYTES } from '../common/conventions';
 import { codeAttributes, parseV8Stack } from './stack';
 import { report } from './safety';
+import { whenStarted } from './startup';
 
 const ORIGINAL = Symbol.for('stallscope.original');
 
@@ -34,9 +35,13 @@ const CHILD_PROCESS_SYNC = ['execSync', 'execFileSync', 'spawnSync'];
 
 export class SyncCallWatcher {
   private readonly patched: Patched[] = [];
-  /** Off until the loop first turns: loading the app does its sync I/O legitimately. */
+  /** Off until the app has started: loading it does its sync I/O legitimately. */
   private serving = false;
-  private inside = false;
+  /**
+   * Watched calls in progress. Only the outermost is timed: readFileSync calls openSync,
+   * readSync and closeSync through the same module object, and that time is one call's.
+   */
+  private depth = 0;
   private histogram!: Histogram;
 
   constructor(
@@ -60,9 +65,9 @@ export class SyncCallWatcher {
     this.wrapJson();
     // ESM named imports of builtins (import { readFileSync } from 'node:fs') see the wrappers too.
     syncBuiltinESMExports();
-    setImmediate(() => {
-      this.serving = true;
-    }).unref();
+    whenStarted(() => {
+      this.serving = this.patched.length > 0;
+    });
   }
 
   stop(): void {
@@ -88,11 +93,13 @@ export class SyncCallWatcher {
     if (typeof original !== 'function' || (original as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return;
     const self = this;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      if (!self.serving || self.inside) return Reflect.apply(original as AnyFn, this, args);
+      if (!self.serving || self.depth > 0) return Reflect.apply(original as AnyFn, this, args);
+      self.depth++;
       const start = performance.now();
       try {
         return Reflect.apply(original as AnyFn, this, args);
       } finally {
+        self.depth--;
         self.record(api, start, undefined);
       }
     };
@@ -109,20 +116,28 @@ export class SyncCallWatcher {
     // JSON.parse and JSON.stringify ignore `this` and read exactly their declared parameters,
     // so fixed parameters call them identically, without the cost of rest arguments.
     this.install(json, 'parse', parse as AnyFn, function (text: unknown, reviver?: unknown): unknown {
-      if (!self.serving || self.inside || typeof text !== 'string' || text.length < size) {
+      if (!self.serving || self.depth > 0 || typeof text !== 'string' || text.length < size) {
         return parse(text as string, reviver as Parameters<typeof JSON.parse>[1]);
       }
+      self.depth++;
       const start = performance.now();
       try {
         return parse(text, reviver as Parameters<typeof JSON.parse>[1]);
       } finally {
+        self.depth--;
         self.record('JSON.parse', start, text.length);
       }
     } as AnyFn);
     this.install(json, 'stringify', stringify as AnyFn, function (value: unknown, replacer?: unknown, space?: unknown): unknown {
-      if (!self.serving || self.inside) return stringify(value, replacer as (number | string)[], space as string);
+      if (!self.serving || self.depth > 0) return stringify(value, replacer as (number | string)[], space as string);
+      self.depth++;
       const start = performance.now();
-      const out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
+      let out: string | undefined;
+      try {
+        out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
+      } finally {
+        self.depth--;
+      }
       // The size is known only afterwards; small results cost one clock read and a length check.
       if (typeof out === 'string' && out.length >= size) self.record('JSON.stringify', start, out.length);
       return out;
@@ -133,7 +148,7 @@ export class SyncCallWatcher {
     const end = performance.now();
     // The SDK's own work (an exporter serializing a batch) runs with tracing suppressed.
     if (isTracingSuppressed(context.active())) return;
-    this.inside = true;
+    this.depth++;
     const limit = Error.stackTraceLimit;
     try {
       const ms = end - start;
@@ -152,7 +167,7 @@ export class SyncCallWatcher {
       report('sync-call recording', err);
     } finally {
       Error.stackTraceLimit = limit;
-      this.inside = false;
+      this.depth--;
     }
   }
 }

@@ -171,8 +171,10 @@ function takeToken(): boolean {
 let episode: Episode | undefined;
 
 function poll(): void {
-  const last = Atomics.load(beat, 0);
+  // The count first: the main thread writes the time before the count, so this order never
+  // pairs a new count with an old time.
   const count = Atomics.load(beat, 1);
+  const last = Atomics.load(beat, 0);
   if (last === 0n) return; // not armed until the loop has turned once
   if (!episode) {
     if (process.hrtime.bigint() - last <= thresholdNs) return;

@@ -16,6 +16,7 @@ import {
 } from '../common/conventions';
 import { codeAttributes } from './stack';
 import { report, warnOnce } from './safety';
+import { whenStarted } from './startup';
 import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
 
 const ACTIVE_SPAN_KEY = 'stallscope.activeSpan';
@@ -35,6 +36,7 @@ export class Watchdog {
   private timer: NodeJS.Timeout | undefined;
   private readonly beat: BigInt64Array;
   private readonly heartbeat = new SharedArrayBuffer(16);
+  private stopped = false;
 
   constructor(
     private readonly options: WatchdogOptions,
@@ -86,14 +88,16 @@ export class Watchdog {
     worker.on('error', (err) => report('watchdog thread', err));
     // After the listeners: adding a 'message' listener refs the worker's port again.
     worker.unref();
-    // Armed only once the loop runs, so that loading the app is never reported as blocking.
-    setImmediate(() => {
+    // Armed only once the app has started, so that loading it is never reported as blocking.
+    whenStarted(() => {
+      if (this.stopped) return;
       this.stamp();
       this.timer = setInterval(() => this.stamp(), pollMs);
       this.timer.unref();
-    }).unref();
+    });
   }
 
+  /** Time first, then the count: a reader that sees the new count also sees the new time. */
   private stamp(): void {
     Atomics.store(this.beat, 0, process.hrtime.bigint());
     Atomics.add(this.beat, 1, 1n);
@@ -126,6 +130,7 @@ export class Watchdog {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     void this.worker?.terminate();
   }

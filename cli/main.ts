@@ -79,7 +79,10 @@ async function runServe(args: string[]): Promise<void> {
   );
   let stopping = false;
   const stop = () => {
-    if (stopping) return;
+    if (stopping) {
+      process.stderr.write('stallscope: stopped at once; requests still in flight were not acknowledged\n');
+      process.exit(1);
+    }
     stopping = true;
     running.close().then(
       () => process.exit(0),

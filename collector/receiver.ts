@@ -6,7 +6,7 @@ import zlib from 'node:zlib';
 import type protobuf from 'protobufjs';
 import { LogsRequest, MetricsRequest, TraceRequest, encodeExportResponse, encodeRpcStatus } from './otlp/proto';
 import { BadRequest, normalizeLogs, normalizeMetrics, normalizeTraces, type Normalized } from './otlp/normalize';
-import { QueueFull, WriteFailed, type Store } from '../db/index';
+import { QueueFull, WriteFailed, WriteRejected, type Store } from '../db/index';
 
 const gunzip = promisify(zlib.gunzip);
 
@@ -105,6 +105,8 @@ export class OtlpReceiver {
         res.setHeader('Retry-After', String(this.options.retryAfterSeconds));
         throw new HttpError(503, err.message);
       }
+      // Not retryable (OTLP retries 429, 502, 503 and 504 only).
+      if (err instanceof WriteRejected) throw new HttpError(500, err.message);
       throw err;
     }
   }

@@ -21,11 +21,19 @@ export function listen(server: Server, port: number, host: string, flag: string)
   });
 }
 
-/** Stops accepting connections and closes idle keep-alive ones. */
-export function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting connections, closes idle keep-alive ones, and gives requests in flight
+ * `graceMs` to finish before their connections are cut (a client that never finishes sending
+ * must not hold the server open).
+ */
+export function closeServer(server: Server, graceMs = 2000): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    server.close(() => resolve());
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearTimeout(cut);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }

@@ -6,7 +6,7 @@ import { Queries } from './queries';
 import { WriterClient } from './writer-client';
 import type { WriteBatch } from '../common/types';
 
-export { QueueFull, WriteFailed, type RetentionEvent } from './writer-client';
+export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
 export type { Queries } from './queries';
 
 export interface StoreOptions {

@@ -158,8 +158,8 @@ export class Queries {
 
   queryMetric(q: MetricQuery): MetricResult {
     const args: unknown[] = [q.name, q.fromNs, q.toNs];
-    let sql = `SELECT service, type, unit, description, temporality, monotonic, start_ns, time_ns, value, count, sum, min, max,
-        buckets, attributes FROM metric_points WHERE name = ? AND time_ns >= ? AND time_ns < ?`;
+    let sql = `SELECT service, resource_id, type, unit, description, temporality, monotonic, start_ns, time_ns, value, count, sum,
+        min, max, buckets, attributes FROM metric_points WHERE name = ? AND time_ns >= ? AND time_ns < ?`;
     if (q.service) {
       sql += ' AND service = ?';
       args.push(q.service);
@@ -190,6 +190,7 @@ export class Queries {
 
 interface PointDbRow {
   service: string;
+  resource_id: bigint;
   type: MetricType;
   unit: string | null;
   description: string | null;
@@ -232,8 +233,9 @@ const num = (v: bigint | number | null): number => (v === null ? 0 : Number(v));
 /**
  * Folds a series' points into steps. Gauges and non-monotonic sums keep min/max/avg/last.
  * Counters and histograms report what was added within each step: delta points are summed;
- * cumulative points are differenced against the previous point of the same series, and a
- * changed start time or a drop means the counter restarted, so the new value is all increase.
+ * cumulative points are differenced against the previous point of the same stream (one
+ * resource, i.e. one process, with these attributes), and a changed start time or a drop means
+ * the counter restarted, so the new value is all increase. Streams of the same service add up.
  */
 function seriesOf(points: PointDbRow[], q: MetricQuery, stepCount: number): MetricSeries {
   const first = points[0];
@@ -241,7 +243,7 @@ function seriesOf(points: PointDbRow[], q: MetricQuery, stepCount: number): Metr
   const cumulative = Number(first.temporality) === 2;
   const steps: MetricStep[] = [];
   const gaugeLike = kind === 'gauge' || kind === 'summary' || (kind === 'sum' && Number(first.monotonic) === 0);
-  let prev: PointDbRow | undefined;
+  const previous = new Map<bigint, PointDbRow>();
   const gaugeCounts: number[] = [];
   for (const p of points) {
     const i = Math.min(stepCount - 1, Number((p.time_ns - q.fromNs) / q.stepNs));
@@ -255,12 +257,13 @@ function seriesOf(points: PointDbRow[], q: MetricQuery, stepCount: number): Metr
       step.last = v;
       continue;
     }
+    const prev = previous.get(p.resource_id);
     const restarted =
       !prev || (p.start_ns !== null && prev.start_ns !== null && p.start_ns !== prev.start_ns) || num(p.count ?? p.value) < num(prev.count ?? prev.value);
-    // A cumulative series first seen mid-life has no baseline inside the window: skip its first point.
+    // A cumulative stream first seen mid-life has no baseline inside the window: skip its first point.
     const baseline = cumulative && !prev && (p.start_ns === null || p.start_ns < q.fromNs);
     const before = cumulative && !restarted ? prev : undefined;
-    prev = p;
+    previous.set(p.resource_id, p);
     if (baseline) continue;
     if (kind === 'sum') {
       step.increase = (step.increase ?? 0) + num(p.value) - (before ? num(before.value) : 0);

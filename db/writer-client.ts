@@ -11,6 +11,9 @@ export class QueueFull extends Error {}
 /** The write failed (disk full, database locked for too long); retrying later may succeed. */
 export class WriteFailed extends Error {}
 
+/** The data could not be stored and retrying the same request will not help. */
+export class WriteRejected extends Error {}
+
 export interface RetentionEvent {
   deleted: RetentionResult;
   cutoffNs: bigint;
@@ -103,7 +106,8 @@ export class WriterClient {
         if (!w) continue;
         this.waiting.delete(id);
         this.queuedRows -= w.rows;
-        if (m.error) w.reject(new WriteFailed(`could not store the data: ${m.error}`));
+        if (m.error && m.transient) w.reject(new WriteFailed(`could not store the data for now: ${m.error}`));
+        else if (m.error) w.reject(new WriteRejected(`could not store the data: ${m.error}`));
         else w.resolve();
       }
     } else if (m.type === 'retention') {

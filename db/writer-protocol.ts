@@ -15,6 +15,6 @@ export type ToWriter = { type: 'write'; id: number; batch: WriteBatch } | { type
 export type FromWriter =
   | { type: 'ready' }
   | { type: 'fatal'; error: string }
-  | { type: 'committed'; ids: number[]; error?: string }
+  | { type: 'committed'; ids: number[]; error?: string; transient?: boolean }
   | { type: 'retention'; deleted: RetentionResult; cutoffNs: bigint }
   | { type: 'closed' };

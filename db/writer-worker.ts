@@ -35,6 +35,12 @@ function rows(b: WriteBatch): number {
   return b.spans.length + b.points.length + b.logs.length;
 }
 
+/** Errors that go away by themselves (a lock, a full disk being cleared); the client may retry. */
+function isTransient(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return /^SQLITE_(BUSY|LOCKED|FULL|IOERR|NOMEM|CANTOPEN|PROTOCOL)/.test(code);
+}
+
 function flush(): void {
   flushScheduled = false;
   while (pending.length > 0) {
@@ -45,12 +51,23 @@ function flush(): void {
       n += rows(item.batch);
       group.push(item);
     }
-    const ids = group.map((g) => g.id);
     try {
       writer.write(group.map((g) => g.batch));
-      send({ type: 'committed', ids });
+      send({ type: 'committed', ids: group.map((g) => g.id) });
     } catch (err) {
-      send({ type: 'committed', ids, error: (err as Error).message });
+      if (group.length === 1 || isTransient(err)) {
+        send({ type: 'committed', ids: group.map((g) => g.id), error: (err as Error).message, transient: isTransient(err) });
+      } else {
+        // One bad batch must not fail the others it was grouped with: commit them one by one.
+        for (const g of group) {
+          try {
+            writer.write([g.batch]);
+            send({ type: 'committed', ids: [g.id] });
+          } catch (e) {
+            send({ type: 'committed', ids: [g.id], error: (e as Error).message, transient: isTransient(e) });
+          }
+        }
+      }
     }
     // Give new messages (and retention) a turn between transactions.
     if (pending.length > 0) {

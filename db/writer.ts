@@ -61,7 +61,13 @@ export class BatchWriter {
 
   /** Writes the batches in one transaction: all of them are committed, or none. */
   write(batches: WriteBatch[]): void {
-    this.writeMany.immediate(batches);
+    try {
+      this.writeMany.immediate(batches);
+    } catch (err) {
+      // Resources first seen in the rolled-back transaction are gone again.
+      this.resourceIds.clear();
+      throw err;
+    }
   }
 
   private resourceId(service: string, attributes: string): number {

@@ -53,6 +53,8 @@ async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<App> {
     });
     child.once('exit', (code) => reject(new Error(`app exited (${code}): ${err}`)));
   });
+  // The detectors arm once the app has started (its loop mostly idle for a moment).
+  await new Promise((r) => setTimeout(r, 300));
   return { child, port, stderr: () => err };
 }
 
@@ -212,6 +214,27 @@ describe('agent attached with --import to an ESM app', () => {
         } finally {
           await stop(app);
         }
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('agent during start-up', () => {
+  it('does not report a slow synchronous ESM start-up as blocking', async () => {
+    const server = await startServer();
+    try {
+      const app = await startApp(['--import', REGISTER, 'esm-startup.mjs'], agentEnv(server, 'slow-start'));
+      try {
+        const { traceId } = await call(app, '/');
+        await traceWith(server, traceId, 'GET');
+        await new Promise((r) => setTimeout(r, 300));
+        const found = await getJson(`${server.api}/api/traces?service=slow-start&limit=50`);
+        const names = found.body.map((t: { matched: { name: string } }) => t.matched.name);
+        assert.deepEqual(names, ['GET'], `start-up was reported: ${names.join(', ')}`);
+      } finally {
+        await stop(app);
       }
     } finally {
       await server.close();

@@ -122,6 +122,37 @@ describe('OTLP bad input', () => {
     assert.equal(stored.body.spans[0].service, 'unknown_service');
   });
 
+  it('rejects 64-bit values outside the signed range as items, and keeps storing that service', async () => {
+    const trace = hex(0x456, 32);
+    const tooBig = { ...jsonSpan(trace, hex(11, 16), 'too-big'), startTimeUnixNano: '99999999999999999999' };
+    const res = await post('/v1/traces', jsonRequest([tooBig, jsonSpan(trace, hex(12, 16), 'fine')], 'ranges'), { 'content-type': 'application/json' });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { partialSuccess: { rejectedSpans: string; errorMessage: string } };
+    assert.equal(body.partialSuccess.rejectedSpans, '1');
+    assert.match(body.partialSuccess.errorMessage, /outside the 64-bit range/);
+    const next = await post('/v1/traces', jsonRequest([jsonSpan(trace, hex(13, 16), 'later')], 'ranges'), { 'content-type': 'application/json' });
+    assert.equal(next.status, 200);
+    const stored = await getJson(`${server.api}/api/traces/${trace}`);
+    assert.deepEqual(stored.body.spans.map((s: { name: string }) => s.name).sort(), ['fine', 'later']);
+  });
+
+  const shapes: Array<[string, string, string, RegExp]> = [
+    ['/v1/traces', 'a null resourceSpans entry', '{"resourceSpans":[null]}', /resourceSpans\[0\]: expected an object/],
+    ['/v1/traces', 'a null event', `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"${'1'.repeat(32)}","spanId":"${'2'.repeat(16)}","startTimeUnixNano":"1","endTimeUnixNano":"2","events":[null]}]}]}]}`, /events\[0\]: expected an object/],
+    ['/v1/metrics', 'a null metric', '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[null]}]}]}', /metrics\[0\]: expected an object/],
+    ['/v1/metrics', 'a null data point', '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[null]}}]}]}]}', /dataPoints\[0\]: expected an object/],
+    ['/v1/metrics', 'bucket counts that are not an array', '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"timeUnixNano":"5","bucketCounts":"x"}]}}]}]}]}', /bucketCounts: expected an array/],
+    ['/v1/logs', 'a null log record', '{"resourceLogs":[{"scopeLogs":[{"logRecords":[null]}]}]}', /logRecords\[0\]: expected an object/],
+    ['/v1/traces', 'a malformed integer in a resource attribute', '{"resourceSpans":[{"resource":{"attributes":[{"key":"n","value":{"intValue":"1.5"}}]}}]}', /intValue must be an integer/],
+  ];
+  for (const [path, what, body, message] of shapes) {
+    it(`answers ${what} with 400 naming it`, async () => {
+      const res = await post(path, body, { 'content-type': 'application/json' });
+      assert.equal(res.status, 400);
+      assert.match(((await res.json()) as { message: string }).message, message);
+    });
+  }
+
   it('refuses a body over the limit with 413', async () => {
     const res = await post('/v1/traces', Buffer.alloc(9 * 1024 * 1024, 32), { 'content-type': 'application/json' });
     assert.equal(res.status, 413);

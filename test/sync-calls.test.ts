@@ -8,6 +8,8 @@ import { context, metrics, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { SyncCallWatcher } from '../agent/sync-calls';
+import { whenStarted } from '../agent/startup';
+import { resolveConfig, DEFAULTS } from '../agent/config';
 import { CODE_FILE, CODE_FUNCTION, KIND, SYNC_API, SYNC_BYTES } from '../common/conventions';
 
 const originals = { readFileSync: fs.readFileSync, parse: JSON.parse, stringify: JSON.stringify, pbkdf2Sync: crypto.pbkdf2Sync };
@@ -16,11 +18,18 @@ const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProces
 const tracer = provider.getTracer('sync-calls-test');
 let watcher: SyncCallWatcher;
 
+/** The start-up detector's timer does not hold the loop open; the test must, while it waits. */
+async function started(): Promise<void> {
+  const hold = setInterval(() => undefined, 1000);
+  await new Promise<void>((r) => whenStarted(r));
+  clearInterval(hold);
+}
+
 before(async () => {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   watcher = new SyncCallWatcher({ thresholdMs: 5, jsonSizeThreshold: 1000 }, tracer, metrics.getMeter('test'));
   watcher.start();
-  await new Promise((r) => setImmediate(r)); // the watcher arms once the loop has turned
+  await started(); // the watcher arms once the app has started
 });
 after(() => {
   watcher.stop();
@@ -83,10 +92,44 @@ describe('sync-call wrappers', () => {
     assert.equal(span.attributes[SYNC_BYTES], big.length);
   });
 
+  it('time only the outermost call when one watched call makes others', async () => {
+    watcher.stop();
+    const everything = new SyncCallWatcher({ thresholdMs: 0, jsonSizeThreshold: 1000 }, tracer, metrics.getMeter('test'));
+    everything.start();
+    await started();
+    try {
+      exporter.reset();
+      fs.readFileSync(__filename); // opens, reads and closes through fs.openSync/readSync/closeSync
+      assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name), ['fs.readFileSync']);
+    } finally {
+      everything.stop();
+    }
+  });
+
   it('restore the originals on stop', () => {
     watcher.stop();
     assert.equal(fs.readFileSync, originals.readFileSync);
     assert.equal(JSON.parse, originals.parse);
     assert.equal(crypto.pbkdf2Sync, originals.pbkdf2Sync);
+  });
+});
+
+describe('agent settings', () => {
+  it('check options from code like environment variables, naming each bad one', () => {
+    const warnings: string[] = [];
+    const cfg = resolveConfig(
+      { STALLSCOPE_SYNC_THRESHOLD_MS: '25', STALLSCOPE_WATCHDOG: 'maybe' },
+      { blockThresholdMs: 0, maxBlockSpansPerMinute: undefined, jsonSizeThreshold: 5000, loopMetrics: 'no' as unknown as boolean },
+      (m) => warnings.push(m),
+    );
+    assert.equal(cfg.blockThresholdMs, DEFAULTS.blockThresholdMs);
+    assert.equal(cfg.maxBlockSpansPerMinute, DEFAULTS.maxBlockSpansPerMinute);
+    assert.equal(cfg.syncThresholdMs, 25);
+    assert.equal(cfg.jsonSizeThreshold, 5000);
+    assert.equal(cfg.watchdog, true);
+    assert.equal(cfg.loopMetrics, true);
+    assert.equal(warnings.length, 3, warnings.join('\n'));
+    assert.match(warnings.join('\n'), /blockThresholdMs=0 is not a number >= 20/);
+    assert.match(warnings.join('\n'), /STALLSCOPE_WATCHDOG="maybe"/);
   });
 });

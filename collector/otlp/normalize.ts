@@ -34,6 +34,15 @@ function longToBigInt(v: LongLike, signed: boolean): bigint {
   return signed ? BigInt.asIntN(64, unsigned) : unsigned;
 }
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** SQLite stores signed 64-bit integers: anything outside is refused as the item's fault. */
+function inInt64(n: bigint, what: string): bigint {
+  if (n < INT64_MIN || n > INT64_MAX) throw new BadItem(`${what} (${n}) is outside the 64-bit range`);
+  return n;
+}
+
 const protoEncoding: Encoding = {
   id(value, bytes, what) {
     if (value === undefined || value === null) return '';
@@ -47,7 +56,7 @@ const protoEncoding: Encoding = {
   int64(value, what) {
     if (value === undefined || value === null) return 0n;
     if (typeof value === 'number') return BigInt(value);
-    if (isLongLike(value)) return longToBigInt(value, !(value as { unsigned?: boolean }).unsigned);
+    if (isLongLike(value)) return inInt64(longToBigInt(value, !(value as { unsigned?: boolean }).unsigned), what);
     throw new BadItem(`${what} is not an integer`);
   },
   bytesToBase64(value) {
@@ -71,8 +80,8 @@ const jsonEncoding: Encoding = {
   },
   int64(value, what) {
     if (value === undefined || value === null) return 0n;
-    if (typeof value === 'string' && INT.test(value)) return BigInt(value);
-    if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+    if (typeof value === 'string' && INT.test(value)) return inInt64(BigInt(value), what);
+    if (typeof value === 'number' && Number.isInteger(value)) return inInt64(BigInt(value), what);
     throw new BadItem(`${what} must be an integer (a string or a number), got ${JSON.stringify(value)}`);
   },
   bytesToBase64(value) {
@@ -97,11 +106,23 @@ function present(o: Obj, camel: string, snake: string): unknown {
   return undefined;
 }
 
+/** An array of messages: every element must be an object. */
 function arrayAt(o: Obj, camel: string, snake: string, path: string): Obj[] {
   const v = field(o, camel, snake);
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw new BadRequest(`${path}.${camel}: expected an array`);
+  v.forEach((e, i) => {
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new BadRequest(`${path}.${camel}[${i}]: expected an object`);
+  });
   return v as Obj[];
+}
+
+/** An array of scalars (bucket counts, bounds). */
+function scalarsAt(o: Obj, camel: string, snake: string, path: string): unknown[] {
+  const v = field(o, camel, snake);
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new BadRequest(`${path}.${camel}: expected an array`);
+  return v;
 }
 
 function objectAt(o: Obj, camel: string, snake: string, path: string): Obj | undefined {
@@ -178,10 +199,10 @@ function anyValue(v: unknown, enc: Encoding): AttrValue {
 function attributes(list: unknown, enc: Encoding, sorted: boolean): Attributes {
   const out: Attributes = {};
   if (!Array.isArray(list)) return out;
-  const kvs = sorted ? [...(list as Obj[])].sort((a, b) => (String(a.key) < String(b.key) ? -1 : 1)) : (list as Obj[]);
-  for (const kv of kvs) {
-    if (kv && typeof kv.key === 'string') out[kv.key] = anyValue(kv.value, enc);
-  }
+  // Entries that are not {key, value} objects carry nothing to keep.
+  const valid = (list as unknown[]).filter((kv): kv is Obj => typeof kv === 'object' && kv !== null && typeof (kv as Obj).key === 'string');
+  const kvs = sorted ? valid.sort((a, b) => ((a.key as string) < (b.key as string) ? -1 : 1)) : valid;
+  for (const kv of kvs) out[kv.key as string] = anyValue(kv.value, enc);
   return out;
 }
 
@@ -236,6 +257,16 @@ class Rejections {
   }
 }
 
+/** A bad value outside any single item (a resource attribute, say) spoils the whole request. */
+function whole<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof BadItem) throw new BadRequest(err.message);
+    throw err;
+  }
+}
+
 function rootOf(body: unknown): Obj {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new BadRequest('the request body must be an object');
@@ -253,13 +284,12 @@ export function normalizeTraces(body: unknown, format: 'json' | 'protobuf'): Nor
   const rss = arrayAt(rootOf(body), 'resourceSpans', 'resource_spans', 'request');
   rss.forEach((rs, i) => {
     const rsPath = `resourceSpans[${i}]`;
-    const resource = resources.add(objectAt(rs, 'resource', 'resource', rsPath), enc);
+    const resource = whole(() => resources.add(objectAt(rs, 'resource', 'resource', rsPath), enc));
     arrayAt(rs, 'scopeSpans', 'scope_spans', rsPath).forEach((ss, j) => {
       const ssPath = `${rsPath}.scopeSpans[${j}]`;
       const scope = scopeOf(ss, ssPath);
       arrayAt(ss, 'spans', 'spans', ssPath).forEach((span, k) => {
         const path = `${ssPath}.spans[${k}]`;
-        if (typeof span !== 'object' || span === null) throw new BadRequest(`${path}: expected an object`);
         try {
           spans.push(spanRow(span, enc, resource, scope, path));
         } catch (err) {
@@ -343,7 +373,7 @@ export function normalizeMetrics(body: unknown, format: 'json' | 'protobuf'): No
   const rejections = new Rejections();
   arrayAt(rootOf(body), 'resourceMetrics', 'resource_metrics', 'request').forEach((rm, i) => {
     const rmPath = `resourceMetrics[${i}]`;
-    const resource = resources.add(objectAt(rm, 'resource', 'resource', rmPath), enc);
+    const resource = whole(() => resources.add(objectAt(rm, 'resource', 'resource', rmPath), enc));
     arrayAt(rm, 'scopeMetrics', 'scope_metrics', rmPath).forEach((sm, j) => {
       const smPath = `${rmPath}.scopeMetrics[${j}]`;
       const scope = scopeOf(sm, smPath);
@@ -370,7 +400,7 @@ export function normalizeMetrics(body: unknown, format: 'json' | 'protobuf'): No
         arrayAt(data!, 'dataPoints', 'data_points', `${path}.${type}`).forEach((dp, n) => {
           const dpPath = `${path}.${type}.dataPoints[${n}]`;
           try {
-            points.push(pointRow(base, dp, enc));
+            points.push(pointRow(base, dp, enc, dpPath));
           } catch (err) {
             rejections.add(dpPath, err);
           }
@@ -396,7 +426,7 @@ function countOf(v: unknown, enc: Encoding, what: string): number {
   return Number(enc.int64(v, what));
 }
 
-function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
+function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): MetricPointRow {
   const timeNs = enc.int64(field(dp, 'timeUnixNano', 'time_unix_nano'), 'timeUnixNano');
   if (timeNs <= 0n) throw new BadItem('timeUnixNano is missing');
   const start = enc.int64(field(dp, 'startTimeUnixNano', 'start_time_unix_nano'), 'startTimeUnixNano');
@@ -423,8 +453,8 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
       break;
     }
     case 'histogram': {
-      const counts = ((field(dp, 'bucketCounts', 'bucket_counts') as unknown[]) ?? []).map((c) => countOf(c, enc, 'bucketCounts'));
-      const bounds = ((field(dp, 'explicitBounds', 'explicit_bounds') as unknown[]) ?? []).map((b) => double(b) ?? NaN);
+      const counts = scalarsAt(dp, 'bucketCounts', 'bucket_counts', path).map((c) => countOf(c, enc, 'bucketCounts'));
+      const bounds = scalarsAt(dp, 'explicitBounds', 'explicit_bounds', path).map((b) => double(b) ?? NaN);
       if (counts.length > 0 && counts.length !== bounds.length + 1) {
         throw new BadItem(`bucketCounts has ${counts.length} entries; explicitBounds has ${bounds.length} (needs one fewer)`);
       }
@@ -436,11 +466,11 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
       break;
     }
     case 'exponential_histogram': {
-      const side = (b: unknown) => {
-        const o = (b ?? {}) as Obj;
+      const side = (name: 'positive' | 'negative') => {
+        const o = objectAt(dp, name, name, path) ?? {};
         return {
           offset: typeof o.offset === 'number' ? o.offset : 0,
-          counts: ((field(o, 'bucketCounts', 'bucket_counts') as unknown[]) ?? []).map((c) => countOf(c, enc, 'bucketCounts')),
+          counts: scalarsAt(o, 'bucketCounts', 'bucket_counts', `${path}.${name}`).map((c) => countOf(c, enc, 'bucketCounts')),
         };
       };
       row.count = countOf(dp.count, enc, 'count');
@@ -451,13 +481,13 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding): MetricPointRow {
         scale: typeof dp.scale === 'number' ? dp.scale : 0,
         zeroCount: countOf(field(dp, 'zeroCount', 'zero_count'), enc, 'zeroCount'),
         zeroThreshold: optionalDouble(dp, 'zeroThreshold', 'zero_threshold') ?? 0,
-        positive: side(dp.positive),
-        negative: side(dp.negative),
+        positive: side('positive'),
+        negative: side('negative'),
       });
       break;
     }
     case 'summary': {
-      const quantiles = ((field(dp, 'quantileValues', 'quantile_values') as Obj[]) ?? []).map((q) => [double(q.quantile), double(q.value)]);
+      const quantiles = arrayAt(dp, 'quantileValues', 'quantile_values', path).map((q) => [double(q.quantile), double(q.value)]);
       row.count = countOf(dp.count, enc, 'count');
       row.sum = optionalDouble(dp, 'sum');
       row.buckets = JSON.stringify({ quantiles });
@@ -476,7 +506,7 @@ export function normalizeLogs(body: unknown, format: 'json' | 'protobuf'): Norma
   const rejections = new Rejections();
   arrayAt(rootOf(body), 'resourceLogs', 'resource_logs', 'request').forEach((rl, i) => {
     const rlPath = `resourceLogs[${i}]`;
-    const resource = resources.add(objectAt(rl, 'resource', 'resource', rlPath), enc);
+    const resource = whole(() => resources.add(objectAt(rl, 'resource', 'resource', rlPath), enc));
     arrayAt(rl, 'scopeLogs', 'scope_logs', rlPath).forEach((sl, j) => {
       const slPath = `${rlPath}.scopeLogs[${j}]`;
       const scope = scopeOf(sl, slPath);
