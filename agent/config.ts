@@ -12,10 +12,15 @@ export interface AgentConfig {
   syncThresholdMs: number;
   /** JSON.parse / JSON.stringify are watched only for payloads of at least this many characters. */
   jsonSizeThreshold: number;
-  /** Switches for the three detectors. */
+  /** A contended lock acquisition that waited this long becomes a span. */
+  lockWaitThresholdMs: number;
+  /** A lock held this long while others wait is reported while still held. */
+  lockHeldThresholdMs: number;
+  /** Switches for the detectors. */
   watchdog: boolean;
   syncCalls: boolean;
   loopMetrics: boolean;
+  locks: boolean;
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -24,9 +29,12 @@ export const DEFAULTS: AgentConfig = {
   maxBlockSpansPerMinute: 60,
   syncThresholdMs: 10,
   jsonSizeThreshold: 100_000,
+  lockWaitThresholdMs: 1,
+  lockHeldThresholdMs: 5000,
   watchdog: true,
   syncCalls: true,
   loopMetrics: true,
+  locks: true,
 };
 
 const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
@@ -34,12 +42,15 @@ const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
   ['maxBlockSpansPerMinute', 'STALLSCOPE_BLOCK_MAX_PER_MINUTE', 0],
   ['syncThresholdMs', 'STALLSCOPE_SYNC_THRESHOLD_MS', 0],
   ['jsonSizeThreshold', 'STALLSCOPE_JSON_SIZE_THRESHOLD', 0],
+  ['lockWaitThresholdMs', 'STALLSCOPE_LOCK_WAIT_THRESHOLD_MS', 0],
+  ['lockHeldThresholdMs', 'STALLSCOPE_LOCK_HELD_THRESHOLD_MS', 10],
 ];
 
 const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
   ['watchdog', 'STALLSCOPE_WATCHDOG'],
   ['syncCalls', 'STALLSCOPE_SYNC_CALLS'],
   ['loopMetrics', 'STALLSCOPE_LOOP_METRICS'],
+  ['locks', 'STALLSCOPE_LOCKS'],
 ];
 
 function truthy(v: string | undefined): boolean | undefined {

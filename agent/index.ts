@@ -12,9 +12,27 @@ import { resolveConfig, type AgentConfig } from './config';
 import { LoopMetrics } from './loop-metrics';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
+import { LockTracker } from './locks/tracker';
+import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { report, setErrorCounter, warnOnce } from './safety';
 
 export type { AgentConfig } from './config';
+
+/**
+ * Names a lock for stallscope (otherwise it is named by the file:line that created it).
+ * Returns the lock, so it can wrap a constructor: `const orders = nameLock(new Mutex(), 'orders')`.
+ */
+export function nameLock<T extends object>(lock: T, name: string): T {
+  try {
+    const target = lock as Record<string | symbol, unknown>;
+    target[LOCK_NAME_KEY] = name;
+    const inner = target._semaphore as Record<string | symbol, unknown> | undefined;
+    if (inner && typeof inner === 'object') inner[LOCK_NAME_KEY] = name;
+  } catch (err) {
+    report('nameLock', err);
+  }
+  return lock;
+}
 
 export interface StallscopeAgent {
   readonly config: AgentConfig;
@@ -59,7 +77,8 @@ export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
 }
 
 function startDetectors(config: AgentConfig): StallscopeAgent {
-  const instrumentations = [new HttpInstrumentation(), new ExpressInstrumentation()];
+  const asyncMutex = config.locks ? new AsyncMutexInstrumentation() : undefined;
+  const instrumentations = [new HttpInstrumentation(), new ExpressInstrumentation(), ...(asyncMutex ? [asyncMutex] : [])];
   let sdk: NodeSDK | undefined;
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
@@ -92,6 +111,14 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
       const w = new Watchdog({ thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute }, tracer, meter);
       w.start();
       return () => w.stop();
+    });
+  }
+  if (asyncMutex) {
+    guarded('lock tracking', () => {
+      const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
+      tracker.start();
+      asyncMutex.setTracker(tracker);
+      return () => tracker.stop();
     });
   }
   if (config.syncCalls) {

@@ -48,3 +48,25 @@ export const LOOP_DELAY_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', '
 
 /** Attribute on stallscope.eventloop.blocks: false when the rate limit dropped the episode's span. */
 export const BLOCK_REPORTED = 'stallscope.block.reported';
+
+// Locks. Span kinds 'lock-wait' (a contended acquisition that waited over the threshold) and
+// 'lock-held' (a lock held too long while others wait, reported while still held).
+export const LOCK_KINDS = { wait: 'lock-wait', held: 'lock-held' } as const;
+export const LOCK_SPAN_NAMES = { wait: 'lock wait', held: 'lock held too long' } as const;
+export const LOCK_NAME = 'stallscope.lock.name';
+export const LOCK_TYPE = 'stallscope.lock.type';
+export const LOCK_OUTCOME = 'stallscope.lock.outcome';
+export const LOCK_CONTENDED = 'stallscope.lock.contended';
+export const LOCK_QUEUE_DEPTH = 'stallscope.lock.queue_depth';
+export const LOCK_ACQUIRE_SITE = 'stallscope.lock.acquire_site';
+export const LOCK_HOLDER_SITE = 'stallscope.lock.holder_site';
+export const LOCK_HOLDER_TRACE = 'stallscope.lock.holder_trace_id';
+export const LOCK_HOLDER_SPAN = 'stallscope.lock.holder_span_id';
+export const LOCK_HELD_MS = 'stallscope.lock.held_ms';
+export const LOCK_WAITERS = 'stallscope.lock.waiters';
+export const LOCK_METRICS = {
+  waitTime: 'stallscope.lock.wait_time',
+  holdTime: 'stallscope.lock.hold_time',
+  acquisitions: 'stallscope.lock.acquisitions',
+  pending: 'stallscope.lock.pending_requests',
+} as const;

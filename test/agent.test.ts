@@ -9,7 +9,20 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { eventually, getJson, startServer, type TestServer } from './helpers';
 import { packageRoot } from '../common/package-root';
-import { CODE_FILE, CODE_FUNCTION, CODE_LINE, KIND, SPAN_NAMES, SYNC_API, SYNC_BYTES } from '../common/conventions';
+import {
+  CODE_FILE,
+  CODE_FUNCTION,
+  CODE_LINE,
+  KIND,
+  LOCK_ACQUIRE_SITE,
+  LOCK_HOLDER_SPAN,
+  LOCK_HOLDER_TRACE,
+  LOCK_NAME,
+  LOCK_SPAN_NAMES,
+  SPAN_NAMES,
+  SYNC_API,
+  SYNC_BYTES,
+} from '../common/conventions';
 
 const FIXTURES = join(packageRoot(), 'test', 'fixtures');
 const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
@@ -214,6 +227,41 @@ describe('agent attached with --import to an ESM app', () => {
         } finally {
           await stop(app);
         }
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('agent tracking an async-mutex in an ESM app', () => {
+  it('reports the second request waiting for the lock the first one holds', async () => {
+    const server = await startServer();
+    try {
+      const app = await startApp(['--import', REGISTER, 'lock-app.mjs'], agentEnv(server, 'lock-app'));
+      try {
+        const [a, b] = await Promise.all([call(app, '/'), call(app, '/')]);
+        const waited = await eventually(
+          async () => {
+            for (const traceId of [a.traceId, b.traceId]) {
+              const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
+              const span = status === 200 ? body.spans.find((s: SpanJson) => s.name === LOCK_SPAN_NAMES.wait) : undefined;
+              if (span) return { span: span as SpanJson, traceId };
+            }
+            return undefined;
+          },
+          10_000,
+          'a lock wait span',
+        );
+        const other = waited.traceId === a.traceId ? b.traceId : a.traceId;
+        const holderTrace = await traceWith(server, other, 'GET');
+        assert.equal(waited.span.attributes[LOCK_NAME], `lock-app.mjs:${markLine('lock-app.mjs', 'ledger')}`);
+        assert.equal(waited.span.attributes[LOCK_ACQUIRE_SITE], `lock-app.mjs:${markLine('lock-app.mjs', 'acquire')}`);
+        assert.equal(waited.span.attributes[LOCK_HOLDER_TRACE], other);
+        assert.ok(holderTrace.some((s) => s.spanId === waited.span.attributes[LOCK_HOLDER_SPAN]));
+        assert.ok(waited.span.durationMs >= 80 && waited.span.durationMs < 200, `waited ${waited.span.durationMs} ms`);
+      } finally {
+        await stop(app);
       }
     } finally {
       await server.close();

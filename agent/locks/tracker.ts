@@ -1,0 +1,286 @@
+// Lock bookkeeping shared by every lock instrumentation: who waits, who holds, since when and
+// from where. Library adapters call request/granted/released/failed; the tracker turns them
+// into metrics per resource, a span for each wait over the threshold (naming the holder the
+// waiter queued behind), and a span for a lock held too long while others wait.
+import { relative, isAbsolute } from 'node:path';
+import { SpanKind, context, trace, type Context, type Histogram, type Counter, type Meter, type Tracer } from '@opentelemetry/api';
+import {
+  KIND,
+  LOCK_ACQUIRE_SITE,
+  LOCK_CONTENDED,
+  LOCK_HELD_MS,
+  LOCK_HOLDER_SITE,
+  LOCK_HOLDER_SPAN,
+  LOCK_HOLDER_TRACE,
+  LOCK_KINDS,
+  LOCK_METRICS,
+  LOCK_NAME,
+  LOCK_OUTCOME,
+  LOCK_QUEUE_DEPTH,
+  LOCK_SPAN_NAMES,
+  LOCK_TYPE,
+  LOCK_WAITERS,
+} from '../../common/conventions';
+import { codeAttributes, isUserFrame, parseV8Stack, type Frame } from '../stack';
+import { report } from '../safety';
+
+export interface LockOptions {
+  /** A contended acquisition that waited this long becomes a span. */
+  waitThresholdMs: number;
+  /** A lock held this long while others wait is reported while still held. */
+  heldThresholdMs: number;
+}
+
+/** One lock instance (or one key of a keyed lock). */
+export interface LockResource {
+  name: string;
+  type: string;
+  holders: Acquisition[];
+  waiting: number;
+  maxQueue: number;
+  /** When a request last had to wait; 0 if never. */
+  lastContended: number;
+  /** Attribute sets built once: the metrics SDK records a reused object far faster. */
+  attrs: { base: Record<string, string>; granted: Record<string, string>; contended: Record<string, string | boolean>; uncontended: Record<string, string | boolean> };
+}
+
+/**
+ * Taking a stack costs about 2 us, more than an uncontended acquisition may add. Stacks are
+ * therefore taken only on hot locks: for a request that has to wait, and for every acquisition
+ * of a lock that made someone wait within this window (so that the holder's site is known when
+ * the next waiter queues behind it). A holder on a cold lock is identified by its span.
+ */
+const HOT_MS = 10_000;
+
+export interface Acquisition {
+  resource: LockResource;
+  requestedAt: number;
+  grantedAt?: number;
+  queueDepth: number;
+  contended: boolean;
+  /** Captured on hot locks only (see HOT_MS); formatted only if a report needs it. */
+  stack?: { stack?: string };
+  ctx: Context;
+  /** The oldest holder when this request had to wait. */
+  blockedBy?: Acquisition;
+  reportedHeld?: boolean;
+}
+
+function site(frames: Frame[]): string {
+  const f = frames.find(isUserFrame) ?? frames[0];
+  if (!f) return 'unknown';
+  const file = isAbsolute(f.file) && f.file.startsWith(process.cwd()) ? relative(process.cwd(), f.file) : f.file;
+  return `${file}:${f.line}`;
+}
+
+/** A stack captured without formatting it: the expensive part is deferred until it is read. */
+export function captureStack(skip: Function): { stack?: string } {
+  const holder: { stack?: string } = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 12;
+  Error.captureStackTrace(holder, skip);
+  Error.stackTraceLimit = limit;
+  return holder;
+}
+
+/** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
+export function siteOf(holder: { stack?: string }): string {
+  return site(parseV8Stack(holder.stack ?? ''));
+}
+
+export class LockTracker {
+  private readonly resources = new Set<LockResource>();
+  private waitTime!: Histogram;
+  private holdTime!: Histogram;
+  private acquisitions!: Counter;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly options: LockOptions,
+    private readonly tracer: Tracer,
+    private readonly meter: Meter,
+  ) {}
+
+  start(): void {
+    const buckets = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    this.waitTime = this.meter.createHistogram(LOCK_METRICS.waitTime, { description: 'Time from lock request to grant (or failure)', unit: 's', advice: { explicitBucketBoundaries: buckets } });
+    this.holdTime = this.meter.createHistogram(LOCK_METRICS.holdTime, { description: 'Time from lock grant to release', unit: 's', advice: { explicitBucketBoundaries: buckets } });
+    this.acquisitions = this.meter.createCounter(LOCK_METRICS.acquisitions, { description: 'Lock acquisitions granted', unit: '{acquisition}' });
+    const pending = this.meter.createObservableGauge(LOCK_METRICS.pending, { description: 'Most requests queued on the lock since the last export', unit: '{request}' });
+    pending.addCallback((result) => {
+      for (const r of this.resources) {
+        result.observe(r.maxQueue, { [LOCK_NAME]: r.name, [LOCK_TYPE]: r.type });
+        r.maxQueue = r.waiting;
+      }
+    });
+    this.timer = setInterval(() => this.checkHeld(), Math.min(1000, this.options.heldThresholdMs / 2));
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  resource(name: string, type: string): LockResource {
+    const base = { [LOCK_NAME]: name, [LOCK_TYPE]: type };
+    const r: LockResource = {
+      name,
+      type,
+      holders: [],
+      waiting: 0,
+      maxQueue: 0,
+      lastContended: 0,
+      attrs: {
+        base,
+        granted: { ...base, [LOCK_OUTCOME]: 'granted' },
+        contended: { ...base, [LOCK_CONTENDED]: true },
+        uncontended: { ...base, [LOCK_CONTENDED]: false },
+      },
+    };
+    // Weakly tracked would be ideal; locks are long-lived in practice, and idle ones cost one entry.
+    this.resources.add(r);
+    return r;
+  }
+
+  /** `available`: whether the library will grant at once. */
+  request(resource: LockResource, available: boolean, skip: Function): Acquisition {
+    const now = performance.now();
+    if (!available) resource.lastContended = now;
+    const acq: Acquisition = {
+      resource,
+      requestedAt: now,
+      queueDepth: resource.waiting,
+      contended: !available,
+      stack: resource.lastContended > 0 && now - resource.lastContended < HOT_MS ? captureStack(skip) : undefined,
+      ctx: context.active(),
+      blockedBy: available ? undefined : resource.holders[0],
+    };
+    if (available) {
+      // Granted in the same tick by the library: a holder from now, so that a request made
+      // before our grant callback runs still sees whom it waits behind.
+      acq.grantedAt = acq.requestedAt;
+      resource.holders.push(acq);
+    } else {
+      resource.waiting++;
+      if (resource.waiting > resource.maxQueue) resource.maxQueue = resource.waiting;
+    }
+    return acq;
+  }
+
+  granted(acq: Acquisition): void {
+    try {
+      const r = acq.resource;
+      if (acq.grantedAt === undefined) {
+        acq.grantedAt = performance.now();
+        r.waiting--;
+        r.holders.push(acq);
+      }
+      const waited = acq.grantedAt - acq.requestedAt;
+      this.waitTime.record(waited / 1000, r.attrs.granted);
+      this.acquisitions.add(1, acq.contended ? r.attrs.contended : r.attrs.uncontended);
+      if (acq.contended && waited >= this.options.waitThresholdMs) this.waitSpan(acq, acq.grantedAt, 'granted');
+    } catch (err) {
+      report('lock tracking', err);
+    }
+  }
+
+  failed(acq: Acquisition, outcome: 'timeout' | 'cancelled' | 'error'): void {
+    try {
+      const r = acq.resource;
+      const now = performance.now();
+      if (acq.contended) r.waiting--;
+      this.waitTime.record((now - acq.requestedAt) / 1000, { [LOCK_NAME]: r.name, [LOCK_TYPE]: r.type, [LOCK_OUTCOME]: outcome });
+      if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome);
+    } catch (err) {
+      report('lock tracking', err);
+    }
+  }
+
+  /** Ends a hold; without an acquisition (a bare release()), the oldest holder is released. */
+  released(resource: LockResource, acq?: Acquisition): void {
+    try {
+      const i = acq ? resource.holders.indexOf(acq) : 0;
+      if (i < 0 || resource.holders.length === 0) return;
+      const [held] = resource.holders.splice(i, 1);
+      this.holdTime.record((performance.now() - held.grantedAt!) / 1000, resource.attrs.base);
+    } catch (err) {
+      report('lock tracking', err);
+    }
+  }
+
+  private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
+    if (!holder) return {};
+    const attrs: Record<string, string> = {};
+    if (holder.stack) attrs[LOCK_HOLDER_SITE] = siteOf(holder.stack);
+    const sc = trace.getSpan(holder.ctx)?.spanContext();
+    if (sc) {
+      attrs[LOCK_HOLDER_TRACE] = sc.traceId;
+      attrs[LOCK_HOLDER_SPAN] = sc.spanId;
+    }
+    return attrs;
+  }
+
+  private waitSpan(acq: Acquisition, now: number, outcome: string): void {
+    const r = acq.resource;
+    const frames = parseV8Stack(acq.stack?.stack ?? '');
+    const origin = performance.timeOrigin;
+    this.tracer
+      .startSpan(
+        LOCK_SPAN_NAMES.wait,
+        {
+          kind: SpanKind.INTERNAL,
+          startTime: origin + acq.requestedAt,
+          attributes: {
+            [KIND]: LOCK_KINDS.wait,
+            [LOCK_NAME]: r.name,
+            [LOCK_TYPE]: r.type,
+            [LOCK_OUTCOME]: outcome,
+            [LOCK_QUEUE_DEPTH]: acq.queueDepth,
+            [LOCK_ACQUIRE_SITE]: site(frames),
+            ...(frames.length ? codeAttributes(frames) : {}),
+            ...this.holderAttributes(acq.blockedBy),
+          },
+        },
+        acq.ctx,
+      )
+      .end(origin + now);
+  }
+
+  /** Reports, once each, holds older than the threshold while others wait for the same lock. */
+  private checkHeld(): void {
+    try {
+      const now = performance.now();
+      for (const r of this.resources) {
+        if (r.waiting === 0) continue;
+        for (const h of r.holders) {
+          const age = now - h.grantedAt!;
+          if (h.reportedHeld || age < this.options.heldThresholdMs) continue;
+          h.reportedHeld = true;
+          const frames = parseV8Stack(h.stack?.stack ?? '');
+          const origin = performance.timeOrigin;
+          this.tracer
+            .startSpan(
+              LOCK_SPAN_NAMES.held,
+              {
+                kind: SpanKind.INTERNAL,
+                startTime: origin + h.grantedAt!,
+                attributes: {
+                  [KIND]: LOCK_KINDS.held,
+                  [LOCK_NAME]: r.name,
+                  [LOCK_TYPE]: r.type,
+                  [LOCK_HELD_MS]: age,
+                  [LOCK_WAITERS]: r.waiting,
+                  ...this.holderAttributes(h),
+                  ...(frames.length ? codeAttributes(frames) : {}),
+                },
+              },
+              h.ctx,
+            )
+            .end(origin + now);
+        }
+      }
+    } catch (err) {
+      report('lock tracking', err);
+    }
+  }
+}

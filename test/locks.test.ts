@@ -1,0 +1,190 @@
+// Lock tracking on the real async-mutex, in this process, with a real tracer provider (the SDK's
+// in-memory exporter) and a real meter provider read by collect().
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { LockTracker, captureStack, siteOf } from '../agent/locks/tracker';
+import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
+import { nameLock } from '../agent/index';
+import {
+  LOCK_ACQUIRE_SITE,
+  LOCK_HELD_MS,
+  LOCK_HOLDER_SITE,
+  LOCK_HOLDER_SPAN,
+  LOCK_METRICS,
+  LOCK_NAME,
+  LOCK_OUTCOME,
+  LOCK_QUEUE_DEPTH,
+  LOCK_SPAN_NAMES,
+  LOCK_TYPE,
+  LOCK_WAITERS,
+} from '../common/conventions';
+
+const exporter = new InMemorySpanExporter();
+const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const tracer = tracerProvider.getTracer('locks-test');
+const reader = new PeriodicExportingMetricReader({
+  exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+  exportIntervalMillis: 3_600_000,
+});
+const meterProvider = new MeterProvider({ readers: [reader] });
+const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 200 }, tracer, meterProvider.getMeter('locks-test'));
+const instrumentation = new AsyncMutexInstrumentation();
+instrumentation.setTracker(tracker);
+
+// Loaded after the instrumentation is enabled, as an app's require() would be.
+type AsyncMutex = typeof import('async-mutex');
+const { Mutex, Semaphore, E_CANCELED } = createRequire(__filename)('async-mutex') as AsyncMutex;
+
+/** file:line of the caller, named the way the tracker names lock sites. */
+function here(): string {
+  return siteOf(captureStack(here));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const waits = () => exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.wait);
+const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
+
+before(() => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  tracker.start();
+});
+after(async () => {
+  tracker.stop();
+  await meterProvider.shutdown();
+});
+
+describe('async-mutex lock tracking', () => {
+  it('measures the waits of tasks queued on one mutex, and who they waited behind', async () => {
+    const [mutex, created] = [new Mutex(), here()];
+    let holderSite = '';
+    let waiterSite = '';
+    const holder = () =>
+      tracer.startActiveSpan('holder request', async (span) => {
+        [holderSite] = [here(), await mutex.runExclusive(() => sleep(50))];
+        span.end();
+        return span.spanContext().spanId;
+      });
+    const waiter = () =>
+      tracer.startActiveSpan('waiter request', async (span) => {
+        [waiterSite] = [here(), await mutex.runExclusive(() => sleep(50))];
+        span.end();
+        return span.spanContext().spanId;
+      });
+    // Round one on a cold lock: the holder is known by its span only (no stack is taken on an
+    // uncontended lock). Round two: the lock is hot, so the holder's site is known too.
+    for (const round of [1, 2]) {
+      exporter.reset();
+      const [holderSpan, waiterSpan1, waiterSpan2] = await Promise.all([holder(), waiter(), waiter()]);
+      const spans = waits().sort((a, b) => durationMs(a) - durationMs(b));
+      assert.equal(spans.length, 2, 'the first acquisition is uncontended');
+      const [first, second] = spans;
+      assert.ok(Math.abs(durationMs(first) - 50) < 25, `first waiter waited ${durationMs(first)} ms, expected ~50`);
+      assert.ok(Math.abs(durationMs(second) - 100) < 35, `second waiter waited ${durationMs(second)} ms, expected ~100`);
+      assert.equal(first.attributes[LOCK_NAME], created);
+      assert.equal(first.attributes[LOCK_TYPE], 'async-mutex.Mutex');
+      assert.equal(first.attributes[LOCK_OUTCOME], 'granted');
+      assert.deepEqual(spans.map((s) => s.attributes[LOCK_QUEUE_DEPTH]), [0, 1]);
+      assert.equal(first.attributes[LOCK_ACQUIRE_SITE], waiterSite);
+      assert.equal(first.attributes[LOCK_HOLDER_SPAN], holderSpan);
+      assert.equal(first.attributes[LOCK_HOLDER_SITE], round === 1 ? undefined : holderSite);
+      assert.ok([waiterSpan1, waiterSpan2].includes(first.parentSpanContext!.spanId), 'the wait is a child of the waiting request');
+    }
+  });
+
+  it('keeps two mutexes created on different lines apart, and uses an explicit name', async () => {
+    const [a, aSite] = [new Mutex(), here()];
+    const [b, bSite] = [new Mutex(), here()];
+    const named = nameLock(new Mutex(), 'orders');
+    await a.runExclusive(() => undefined);
+    await b.runExclusive(() => undefined);
+    (await named.acquire())();
+    const { resourceMetrics } = await reader.collect();
+    const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    const names = new Set(acquisitions.dataPoints.map((p) => p.attributes[LOCK_NAME]));
+    assert.notEqual(aSite, bSite);
+    assert.ok(names.has(aSite) && names.has(bSite) && names.has('orders'), [...names].join(', '));
+  });
+
+  it('measures a Semaphore(2) as two slots', async () => {
+    exporter.reset();
+    const sem = new Semaphore(2);
+    await Promise.all([1, 2, 3, 4].map(() => sem.runExclusive(() => sleep(50))));
+    const spans = waits();
+    assert.equal(spans.length, 2);
+    for (const s of spans) assert.ok(Math.abs(durationMs(s) - 50) < 25, `waited ${durationMs(s)} ms, expected ~50`);
+    assert.equal(spans[0].attributes[LOCK_TYPE], 'async-mutex.Semaphore');
+  });
+
+  it('reports a lock never released while others wait, while it is still held', async () => {
+    const mutex = new Mutex();
+    await Promise.all([mutex.runExclusive(() => sleep(5)), mutex.runExclusive(() => undefined)]); // contended once: hot
+    exporter.reset();
+    let holderSite = '';
+    const holderSpan = await tracer.startActiveSpan('leaky request', async (span) => {
+      [holderSite] = [here(), await mutex.acquire()]; // never released by this "buggy" code
+      span.end();
+      return span.spanContext().spanId;
+    });
+    const stuck = mutex.acquire();
+    await sleep(450);
+    const held = exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.held);
+    assert.equal(held.length, 1);
+    assert.ok((held[0].attributes[LOCK_HELD_MS] as number) >= 200);
+    assert.equal(held[0].attributes[LOCK_WAITERS], 1);
+    assert.equal(held[0].attributes[LOCK_HOLDER_SITE], holderSite);
+    assert.equal(held[0].attributes[LOCK_HOLDER_SPAN], holderSpan);
+    mutex.release();
+    (await stuck)();
+  });
+
+  it('records a cancelled wait and passes the cancel error through', async () => {
+    exporter.reset();
+    const mutex = new Mutex();
+    const release = await mutex.acquire();
+    const waiting = mutex.acquire();
+    await sleep(5);
+    mutex.cancel();
+    await assert.rejects(waiting, (err) => err === E_CANCELED);
+    release();
+    assert.equal(waits()[0]?.attributes[LOCK_OUTCOME], 'cancelled');
+  });
+
+  it('changes no behaviour: the same values, errors and order with and without tracking', async () => {
+    const scenario = async () => {
+      const log: string[] = [];
+      const mutex = new Mutex();
+      const sem = new Semaphore(2);
+      const tasks = [3, 1, 2].map((n) =>
+        mutex.runExclusive(async () => {
+          log.push(`start ${n}`);
+          await sleep(n * 5);
+          log.push(`end ${n}`);
+          return n * 10;
+        }),
+      );
+      log.push(`values ${(await Promise.all(tasks)).join(',')}`);
+      await mutex.runExclusive(() => Promise.reject(new Error('inside'))).catch((e: Error) => log.push(`error ${e.message}`));
+      const [value, rel] = await sem.acquire();
+      log.push(`semaphore value ${value} locked ${sem.isLocked()}`);
+      rel();
+      rel(); // a second call is harmless
+      log.push(`after release ${sem.getValue()} mutex locked ${mutex.isLocked()}`);
+      return log;
+    };
+    const tracked = await scenario();
+    instrumentation.disable();
+    try {
+      const plain = await scenario();
+      assert.deepEqual(tracked, plain);
+      assert.deepEqual(plain.slice(0, 7), ['start 3', 'end 3', 'start 1', 'end 1', 'start 2', 'end 2', 'values 30,10,20']);
+    } finally {
+      instrumentation.enable();
+    }
+  });
+});
+
