@@ -69,7 +69,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       const created = sem[CREATED];
       const frames = parseV8Stack(created?.stack ?? '');
       const type = frames.some((f) => f.function === 'new Mutex') ? 'async-mutex.Mutex' : 'async-mutex.Semaphore';
-      r = tracker.resource(sem[LOCK_NAME_KEY] ?? (created ? siteOf(created) : 'async-mutex (unknown site)'), type);
+      r = tracker.resource(sem[LOCK_NAME_KEY] ?? (created ? siteOf(created) : 'async-mutex (unknown site)'), type, sem);
       sem[RESOURCE] = r;
     }
     return r;

@@ -90,6 +90,8 @@ export function siteOf(holder: { stack?: string }): string {
 
 export class LockTracker {
   private readonly resources = new Set<LockResource>();
+  // Apps may create a lock per request or per entity: a resource leaves with its lock.
+  private readonly collected = new FinalizationRegistry<LockResource>((r) => this.resources.delete(r));
   private waitTime!: Histogram;
   private holdTime!: Histogram;
   private acquisitions!: Counter;
@@ -121,7 +123,8 @@ export class LockTracker {
     if (this.timer) clearInterval(this.timer);
   }
 
-  resource(name: string, type: string): LockResource {
+  /** The resource of one lock instance, dropped when `owner` (the lock) is garbage-collected. */
+  resource(name: string, type: string, owner: object): LockResource {
     const base = { [LOCK_NAME]: name, [LOCK_TYPE]: type };
     const r: LockResource = {
       name,
@@ -137,8 +140,8 @@ export class LockTracker {
         uncontended: { ...base, [LOCK_CONTENDED]: false },
       },
     };
-    // Weakly tracked would be ideal; locks are long-lived in practice, and idle ones cost one entry.
     this.resources.add(r);
+    this.collected.register(owner, r);
     return r;
   }
 
@@ -220,30 +223,35 @@ export class LockTracker {
     return attrs;
   }
 
-  private waitSpan(acq: Acquisition, now: number, outcome: string): void {
-    const r = acq.resource;
+  /** A span about one acquisition: its resource, its code location, and what the caller adds. */
+  private emit(name: string, kind: string, acq: Acquisition, from: number, to: number, attributes: Record<string, string | number>): void {
     const frames = parseV8Stack(acq.stack?.stack ?? '');
     const origin = performance.timeOrigin;
     this.tracer
       .startSpan(
-        LOCK_SPAN_NAMES.wait,
+        name,
         {
           kind: SpanKind.INTERNAL,
-          startTime: origin + acq.requestedAt,
+          startTime: origin + from,
           attributes: {
-            [KIND]: LOCK_KINDS.wait,
-            [LOCK_NAME]: r.name,
-            [LOCK_TYPE]: r.type,
-            [LOCK_OUTCOME]: outcome,
-            [LOCK_QUEUE_DEPTH]: acq.queueDepth,
-            [LOCK_ACQUIRE_SITE]: site(frames),
+            [KIND]: kind,
+            ...acq.resource.attrs.base,
             ...(frames.length ? codeAttributes(frames) : {}),
-            ...this.holderAttributes(acq.blockedBy),
+            ...attributes,
           },
         },
         acq.ctx,
       )
-      .end(origin + now);
+      .end(origin + to);
+  }
+
+  private waitSpan(acq: Acquisition, now: number, outcome: string): void {
+    this.emit(LOCK_SPAN_NAMES.wait, LOCK_KINDS.wait, acq, acq.requestedAt, now, {
+      [LOCK_OUTCOME]: outcome,
+      [LOCK_QUEUE_DEPTH]: acq.queueDepth,
+      [LOCK_ACQUIRE_SITE]: site(parseV8Stack(acq.stack?.stack ?? '')),
+      ...this.holderAttributes(acq.blockedBy),
+    });
   }
 
   /** Reports, once each, holds older than the threshold while others wait for the same lock. */
@@ -256,27 +264,11 @@ export class LockTracker {
           const age = now - h.grantedAt!;
           if (h.reportedHeld || age < this.options.heldThresholdMs) continue;
           h.reportedHeld = true;
-          const frames = parseV8Stack(h.stack?.stack ?? '');
-          const origin = performance.timeOrigin;
-          this.tracer
-            .startSpan(
-              LOCK_SPAN_NAMES.held,
-              {
-                kind: SpanKind.INTERNAL,
-                startTime: origin + h.grantedAt!,
-                attributes: {
-                  [KIND]: LOCK_KINDS.held,
-                  [LOCK_NAME]: r.name,
-                  [LOCK_TYPE]: r.type,
-                  [LOCK_HELD_MS]: age,
-                  [LOCK_WAITERS]: r.waiting,
-                  ...this.holderAttributes(h),
-                  ...(frames.length ? codeAttributes(frames) : {}),
-                },
-              },
-              h.ctx,
-            )
-            .end(origin + now);
+          this.emit(LOCK_SPAN_NAMES.held, LOCK_KINDS.held, h, h.grantedAt!, now, {
+            [LOCK_HELD_MS]: age,
+            [LOCK_WAITERS]: r.waiting,
+            ...this.holderAttributes(h),
+          });
         }
       }
     } catch (err) {
