@@ -1,10 +1,12 @@
 // When the app has finished starting. Loading code is legitimately synchronous and slow, and an
-// ES module graph loads over several loop turns, so the first turn is not enough: the detectors
-// arm once the loop has spent most of a short window idle (the app is waiting for work), or
+// ES module graph loads over several loop turns (the main thread idles while the loader thread
+// reads files), so neither the first turn nor one idle moment is enough: the detectors arm once
+// the loop has been mostly idle for IDLE_WINDOWS windows in a row (the app waits for work), or
 // after MAX_WAIT_MS at the latest, so that a process busy from its first moment is still watched.
 import { performance } from 'node:perf_hooks';
 
 const WINDOW_MS = 25;
+const IDLE_WINDOWS = 4;
 const MAX_WAIT_MS = 5000;
 
 const waiting: Array<() => void> = [];
@@ -27,11 +29,13 @@ export function whenStarted(cb: () => void): void {
   if (timer) return;
   const began = Date.now();
   let previous = performance.eventLoopUtilization();
+  let idleInARow = 0;
   timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
     const window = performance.eventLoopUtilization(now, previous);
     previous = now;
-    if (window.utilization < 0.5 || Date.now() - began > MAX_WAIT_MS) settle();
+    idleInARow = window.utilization < 0.5 ? idleInARow + 1 : 0;
+    if (idleInARow >= IDLE_WINDOWS || Date.now() - began > MAX_WAIT_MS) settle();
   }, WINDOW_MS);
   timer.unref();
 }
