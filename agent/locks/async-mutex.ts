@@ -110,6 +110,12 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       const pending = Reflect.apply(acquire, this, arguments) as Promise<[number, () => void]>;
       if (!acq || !resource) return pending;
       const tracker = self.tracker!;
+      if (!acq.contended && resource.type === 'async-mutex.Mutex') {
+        // The fast path, most acquisitions: a free mutex is granted within acquire() and has one
+        // holder, so its bare release() identifies the hold exactly; the promise is left alone.
+        tracker.granted(acq);
+        return pending;
+      }
       const sem = this;
       const a = acq;
       const r = resource;
