@@ -174,6 +174,23 @@ describe('async-mutex lock tracking', () => {
       rel();
       rel(); // a second call is harmless
       log.push(`after release ${sem.getValue()} mutex locked ${mutex.isLocked()}`);
+      // Microtask order around a grant: tracking must not add a promise step.
+      const first = await mutex.acquire();
+      const granted = mutex.acquire().then((r) => {
+        log.push('waiter granted');
+        r();
+      });
+      first();
+      void Promise.resolve()
+        .then(() => log.push('tick 1'))
+        .then(() => log.push('tick 2'));
+      await granted;
+      await sleep(1);
+      try {
+        await sem.acquire(0);
+      } catch (e) {
+        log.push(`refused: ${(e as Error).message} locked ${sem.isLocked()}`);
+      }
       return log;
     };
     const tracked = await scenario();

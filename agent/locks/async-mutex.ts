@@ -1,5 +1,5 @@
-// async-mutex (Mutex and Semaphore, CommonJS and ESM builds). A Mutex delegates to an inner
-// Semaphore, and runExclusive goes through Semaphore.prototype.acquire, so patching the
+// async-mutex >= 0.5 (Mutex and Semaphore, CommonJS and ESM builds). A Mutex delegates to an
+// inner Semaphore, and runExclusive goes through Semaphore.prototype.acquire, so patching the
 // Semaphore prototype sees every acquisition. The library's exports are read-only getters, so
 // constructors cannot be replaced; instead an accessor on the prototype catches the
 // constructor's `this._queue = []` and records where the lock was created, which names it.
@@ -12,6 +12,14 @@ const VERSION = '0.1.0';
 const CREATED = Symbol('stallscope.created');
 const RESOURCE = Symbol('stallscope.resource');
 const ORIGINALS = Symbol('stallscope.originals');
+const TASK = Symbol('stallscope.acquisition');
+
+interface Task {
+  resolve: (ticket: [number, () => void]) => void;
+  reject: (err: unknown) => void;
+  weight: number;
+  [TASK]?: Acquisition;
+}
 /** Set by nameLock() on a lock (and a Mutex's inner semaphore). */
 export const LOCK_NAME_KEY = Symbol.for('stallscope.lockName');
 
@@ -35,6 +43,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
   private tracker: LockTracker | undefined;
   /** > 0 while one of our releasers runs, so its inner release() is not counted twice. */
   private releasing = 0;
+  /** The acquisition whose acquire() call is running: a task dispatched inside it is its own. */
+  private current: Acquisition | undefined;
 
   constructor() {
     super('@stallscope/instrumentation-async-mutex', VERSION, {});
@@ -48,7 +58,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     return [
       new InstrumentationNodeModuleDefinition(
         'async-mutex',
-        ['>=0.4.0 <1'],
+        // 0.5 is the first with the internals used here (_queue of tasks, _dispatchItem, _couldLockImmediately).
+        ['>=0.5.0 <1'],
         (exports: AsyncMutexExports) => {
           this.patch(exports);
           return exports;
@@ -81,7 +92,9 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     const self = this;
     const acquire = proto.acquire as AnyFn;
     const release = proto.release as AnyFn;
-    Object.defineProperty(proto, ORIGINALS, { value: { acquire, release }, configurable: true });
+    const dispatch = proto._dispatchItem as AnyFn;
+    const setValue = proto.setValue as AnyFn;
+    Object.defineProperty(proto, ORIGINALS, { value: { acquire, release, dispatch, setValue }, configurable: true });
 
     // Runs inside the constructor: `this._queue = []` lands here first.
     function created(this: SemaphoreLike, value: unknown[]): void {
@@ -94,72 +107,112 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     }
     Object.defineProperty(proto, '_queue', { configurable: true, set: created });
 
+    // The library grants in _dispatchItem(task), synchronously: at once inside acquire() for a
+    // free lock, or inside release() for the next queued task. Tagging each task with its
+    // acquisition and hooking that point records grants at the exact moment, and hands out the
+    // tracked releaser without adding a promise step, so the order of events is unchanged.
     proto.acquire = function (this: SemaphoreLike, weight: number = 1, priority: number = 0): unknown {
       let acq: Acquisition | undefined;
-      let resource: LockResource | undefined;
       try {
-        resource = self.resourceOf(this);
-        if (resource) {
-          const available = this._couldLockImmediately ? this._couldLockImmediately(weight, priority) : weight <= this._value && this._queue.length === 0;
-          acq = self.tracker!.request(resource, available, proto.acquire as AnyFn);
+        const resource = self.resourceOf(this);
+        if (resource && weight > 0) {
+          const available = this._couldLockImmediately ? this._couldLockImmediately(weight, priority) : false;
+          acq = self.tracker!.request(resource, available, proto.acquire as AnyFn, weight);
         }
       } catch (err) {
         report('async-mutex instrumentation', err);
       }
-      // eslint-disable-next-line prefer-rest-params
-      const pending = Reflect.apply(acquire, this, arguments) as Promise<[number, () => void]>;
-      if (!acq || !resource) return pending;
-      const tracker = self.tracker!;
-      if (!acq.contended && resource.type === 'async-mutex.Mutex') {
-        // The fast path, most acquisitions: a free mutex is granted within acquire() and has one
-        // holder, so its bare release() identifies the hold exactly; the promise is left alone.
-        tracker.granted(acq);
-        return pending;
+      if (!acq) return Reflect.apply(acquire, this, arguments); // eslint-disable-line prefer-rest-params
+      const queued = this._queue.length;
+      self.current = acq;
+      try {
+        return Reflect.apply(acquire, this, arguments); // eslint-disable-line prefer-rest-params
+      } catch (err) {
+        self.tracker!.abandon(acq);
+        throw err;
+      } finally {
+        self.current = undefined;
+        // Queued rather than granted: find the new task (the queue grew by one) and tag it.
+        if (!acq.grantedAt && this._queue.length > queued) {
+          // Equal priorities append; searching from the end finds it at once.
+          const queue = this._queue as Task[];
+          for (let i = queue.length - 1; i >= 0; i--) {
+            if (!queue[i][TASK]) {
+              self.tag(queue[i], acq, this);
+              break;
+            }
+          }
+        }
       }
-      const sem = this;
-      const a = acq;
-      const r = resource;
-      return pending.then(
-        ([value, releaser]) => {
-          tracker.granted(a);
-          let done = false;
-          const tracked = () => {
-            if (!done) {
-              done = true;
-              tracker.released(r, a);
-            }
-            self.releasing++;
-            try {
-              return releaser();
-            } finally {
-              self.releasing--;
-            }
-          };
-          return [value, tracked];
-        },
-        (err: unknown) => {
-          tracker.failed(a, err === sem._cancelError ? 'cancelled' : 'error');
-          throw err;
-        },
-      );
     };
     Object.defineProperty(proto.acquire, 'length', { value: acquire.length });
 
-    proto.release = function (this: SemaphoreLike): unknown {
-      // A bare release() (Mutex.release, Semaphore.release) ends the oldest hold.
-      if (self.releasing === 0 && this[RESOURCE]) self.tracker?.released(this[RESOURCE]);
-      // eslint-disable-next-line prefer-rest-params
-      return Reflect.apply(release, this, arguments);
+    proto._dispatchItem = function (this: SemaphoreLike, item: Task): unknown {
+      let acq = item[TASK];
+      if (!acq && self.current) {
+        acq = self.current;
+        // A free mutex has one holder, so its own releaser's bare release() ends exactly this
+        // hold: the fast path, most acquisitions, needs no tracked releaser.
+        if (acq.resource.type === 'async-mutex.Mutex') item[TASK] = acq;
+        else self.tag(item, acq, this);
+      }
+      if (acq) self.tracker?.granted(acq);
+      return Reflect.apply(dispatch, this, [item]);
+    };
+
+    proto.release = function (this: SemaphoreLike, weight: number = 1): unknown {
+      // A bare release() (Mutex.release, Semaphore.release, a free mutex's own releaser) ends the
+      // oldest holds for that weight.
+      if (self.releasing === 0 && this[RESOURCE]) self.tracker?.released(this[RESOURCE], undefined, weight);
+      return Reflect.apply(release, this, arguments); // eslint-disable-line prefer-rest-params
     };
     Object.defineProperty(proto.release, 'length', { value: release.length });
+
+    // setValue() re-bases the count (a token bucket refilling): the slots taken so far are no
+    // longer holds that anyone will give back.
+    proto.setValue = function (this: SemaphoreLike): unknown {
+      if (this[RESOURCE]) self.tracker?.forgetHolders(this[RESOURCE]);
+      return Reflect.apply(setValue, this, arguments); // eslint-disable-line prefer-rest-params
+    };
+  }
+
+  /** Binds a library task to its acquisition: grant, releaser and rejection report to it. */
+  private tag(task: Task, acq: Acquisition, sem: SemaphoreLike): void {
+    task[TASK] = acq;
+    const resolve = task.resolve;
+    const reject = task.reject;
+    const tracker = this.tracker!;
+    task.resolve = (ticket: [number, () => void]) => {
+      const releaser = ticket[1];
+      let done = false;
+      const tracked = () => {
+        if (!done) {
+          done = true;
+          tracker.released(acq.resource, acq);
+        }
+        this.releasing++;
+        try {
+          return releaser();
+        } finally {
+          this.releasing--;
+        }
+      };
+      resolve([ticket[0], tracked]);
+    };
+    task.reject = (err: unknown) => {
+      tracker.failed(acq, err === sem._cancelError ? 'cancelled' : 'error');
+      reject(err);
+    };
   }
 
   private unpatch(exports: AsyncMutexExports): void {
     const proto = exports.Semaphore.prototype;
-    const originals = proto[ORIGINALS] as { acquire: AnyFn; release: AnyFn } | undefined;
+    const originals = proto[ORIGINALS] as { acquire: AnyFn; release: AnyFn; dispatch: AnyFn; setValue: AnyFn } | undefined;
     if (!originals) return;
     proto.acquire = originals.acquire;
     proto.release = originals.release;
+    proto._dispatchItem = originals.dispatch;
+    proto.setValue = originals.setValue;
     delete proto._queue;
     delete proto[ORIGINALS];
   }

@@ -52,8 +52,12 @@ export interface LockResource {
  */
 const HOT_MS = 10_000;
 
+/** Holds tracked per lock at most: a semaphore used as a token bucket never gives slots back. */
+const MAX_HOLDERS = 1000;
+
 export interface Acquisition {
   resource: LockResource;
+  weight: number;
   requestedAt: number;
   grantedAt?: number;
   queueDepth: number;
@@ -110,10 +114,15 @@ export class LockTracker {
     this.acquisitions = this.meter.createCounter(LOCK_METRICS.acquisitions, { description: 'Lock acquisitions granted', unit: '{acquisition}' });
     const pending = this.meter.createObservableGauge(LOCK_METRICS.pending, { description: 'Most requests queued on the lock since the last export', unit: '{request}' });
     pending.addCallback((result) => {
+      // Locks created on one line share a name: report the deepest queue among them.
+      const deepest = new Map<string, { r: LockResource; max: number }>();
       for (const r of this.resources) {
-        result.observe(r.maxQueue, { [LOCK_NAME]: r.name, [LOCK_TYPE]: r.type });
+        const key = `${r.name}\u0000${r.type}`;
+        const seen = deepest.get(key);
+        if (!seen || r.maxQueue > seen.max) deepest.set(key, { r, max: r.maxQueue });
         r.maxQueue = r.waiting;
       }
+      for (const { r, max } of deepest.values()) result.observe(max, r.attrs.base);
     });
     this.timer = setInterval(() => this.checkHeld(), Math.min(1000, this.options.heldThresholdMs / 2));
     this.timer.unref();
@@ -146,11 +155,12 @@ export class LockTracker {
   }
 
   /** `available`: whether the library will grant at once. */
-  request(resource: LockResource, available: boolean, skip: Function): Acquisition {
+  request(resource: LockResource, available: boolean, skip: Function, weight = 1): Acquisition {
     const now = performance.now();
     if (!available) resource.lastContended = now;
     const acq: Acquisition = {
       resource,
+      weight,
       requestedAt: now,
       queueDepth: resource.waiting,
       contended: !available,
@@ -158,12 +168,7 @@ export class LockTracker {
       ctx: context.active(),
       blockedBy: available ? undefined : resource.holders[0],
     };
-    if (available) {
-      // Granted in the same tick by the library: a holder from now, so that a request made
-      // before our grant callback runs still sees whom it waits behind.
-      acq.grantedAt = acq.requestedAt;
-      resource.holders.push(acq);
-    } else {
+    if (!available) {
       resource.waiting++;
       if (resource.waiting > resource.maxQueue) resource.maxQueue = resource.waiting;
     }
@@ -173,11 +178,10 @@ export class LockTracker {
   granted(acq: Acquisition): void {
     try {
       const r = acq.resource;
-      if (acq.grantedAt === undefined) {
-        acq.grantedAt = performance.now();
-        r.waiting--;
-        r.holders.push(acq);
-      }
+      acq.grantedAt = acq.contended ? performance.now() : acq.requestedAt;
+      if (acq.contended) r.waiting--;
+      r.holders.push(acq);
+      if (r.holders.length > MAX_HOLDERS) r.holders.shift(); // slots taken and never given back
       const waited = acq.grantedAt - acq.requestedAt;
       this.waitTime.record(waited / 1000, r.attrs.granted);
       this.acquisitions.add(1, acq.contended ? r.attrs.contended : r.attrs.uncontended);
@@ -199,16 +203,41 @@ export class LockTracker {
     }
   }
 
-  /** Ends a hold; without an acquisition (a bare release()), the oldest holder is released. */
-  released(resource: LockResource, acq?: Acquisition): void {
+  /** The lock's count was set anew: current holds are no longer tracked as holds. */
+  forgetHolders(resource: LockResource): void {
+    resource.holders.length = 0;
+  }
+
+  /** The library refused the request outright (an invalid weight): forget it. */
+  abandon(acq: Acquisition): void {
+    if (acq.contended && acq.grantedAt === undefined) acq.resource.waiting--;
+  }
+
+  /**
+   * Ends a hold. Without an acquisition (a bare release(weight)), the oldest holds adding up to
+   * that weight end, as the library itself does not know whose slot comes back.
+   */
+  released(resource: LockResource, acq?: Acquisition, weight = 1): void {
     try {
-      const i = acq ? resource.holders.indexOf(acq) : 0;
-      if (i < 0 || resource.holders.length === 0) return;
-      const [held] = resource.holders.splice(i, 1);
-      this.holdTime.record((performance.now() - held.grantedAt!) / 1000, resource.attrs.base);
+      const now = performance.now();
+      if (acq) {
+        const i = resource.holders.indexOf(acq);
+        if (i >= 0) this.endHold(resource, resource.holders.splice(i, 1)[0], now);
+        return;
+      }
+      let left = weight;
+      while (left > 0 && resource.holders.length > 0) {
+        const held = resource.holders.shift()!;
+        left -= held.weight;
+        this.endHold(resource, held, now);
+      }
     } catch (err) {
       report('lock tracking', err);
     }
+  }
+
+  private endHold(resource: LockResource, held: Acquisition, now: number): void {
+    this.holdTime.record((now - held.grantedAt!) / 1000, resource.attrs.base);
   }
 
   private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
