@@ -56,9 +56,30 @@ export function formatStack(frames: Frame[]): string {
   return frames.map((f) => `    at ${f.function || '<anonymous>'} (${f.file}:${f.line}:${f.column})`).join('\n');
 }
 
+/** The first frame of user code, or the innermost frame when no user code is on the stack. */
+export function topUserFrame(frames: Frame[]): Frame | undefined {
+  return frames.find(isUserFrame) ?? frames[0];
+}
+
+/**
+ * The caller's stack, above `skip`, captured but not formatted: V8 formats `stack` only when it
+ * is read, so a stack that is never reported costs the capture alone.
+ */
+export function captureStack(skip: Function, limit: number): { stack?: string } {
+  const holder: { stack?: string } = {};
+  const saved = Error.stackTraceLimit;
+  Error.stackTraceLimit = limit;
+  try {
+    Error.captureStackTrace(holder, skip);
+  } finally {
+    Error.stackTraceLimit = saved;
+  }
+  return holder;
+}
+
 /** code.* attributes for the top user frame (or the top frame when no user code is on the stack). */
 export function codeAttributes(frames: Frame[]): Record<string, string | number> {
-  const top = frames.find(isUserFrame) ?? frames[0];
+  const top = topUserFrame(frames);
   const attrs: Record<string, string | number> = { [CODE_STACKTRACE]: formatStack(frames.slice(0, MAX_FRAMES)) };
   if (top) {
     attrs[CODE_FUNCTION] = top.function || '<anonymous>';

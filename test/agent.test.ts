@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { eventually, getJson, startServer, type TestServer } from './helpers';
+import { eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
 import { packageRoot } from '../common/package-root';
 import {
   CODE_FILE,
@@ -57,15 +57,7 @@ async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<App> {
   const child = spawn(process.execPath, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const line = out.split('\n')[0];
-      if (out.includes('\n')) resolve(JSON.parse(line).port);
-    });
-    child.once('exit', (code) => reject(new Error(`app exited (${code}): ${err}`)));
-  });
+  const port = Number((await waitForOutput(child, /"port":(\d+)/).catch((e: Error) => Promise.reject(new Error(`${e.message}: ${err}`))))[1]);
   // The detectors arm once the app has started (its loop mostly idle for a moment).
   await new Promise((r) => setTimeout(r, 300));
   return { child, port, stderr: () => err };
@@ -77,6 +69,21 @@ function stop(app: App): Promise<void> {
     app.child.once('exit', () => resolve());
     app.child.kill('SIGTERM');
   });
+}
+
+/** Runs `fn` against an app started with the agent on a fresh collector; stops both after. */
+async function withAgentApp(args: string[], service: string, fn: (server: TestServer, app: App) => Promise<void>): Promise<void> {
+  const server = await startServer();
+  try {
+    const app = await startApp(args, agentEnv(server, service));
+    try {
+      await fn(server, app);
+    } finally {
+      await stop(app);
+    }
+  } finally {
+    await server.close();
+  }
 }
 
 const newTraceId = () => randomBytes(16).toString('hex');
@@ -212,81 +219,57 @@ describe('agent attached with --require to an express app', () => {
 
 describe('agent attached with --import to an ESM app', () => {
   it('reports the block with the ESM file and the http server span as parent, and works with --inspect open', async () => {
-    const server = await startServer();
-    try {
-      for (const extra of [[], ['--inspect=127.0.0.1:0']]) {
-        const app = await startApp([...extra, '--import', REGISTER, 'esm-app.mjs'], agentEnv(server, 'esm-app'));
-        try {
-          const { traceId, parentId } = await call(app, '/busy');
-          const spans = await traceWith(server, traceId, SPAN_NAMES.loopBlock);
-          const block = spans.find((s) => s.name === SPAN_NAMES.loopBlock)!;
-          assertInRequest(spans, block, parentId);
-          assert.equal(block.attributes[CODE_FUNCTION], 'crunch');
-          assert.equal(block.attributes[CODE_FILE], join(FIXTURES, 'esm-app.mjs'));
-          assert.equal(block.attributes[CODE_LINE], markLine('esm-app.mjs', 'crunch'));
-        } finally {
-          await stop(app);
-        }
-      }
-    } finally {
-      await server.close();
+    for (const extra of [[], ['--inspect=127.0.0.1:0']]) {
+      await withAgentApp([...extra, '--import', REGISTER, 'esm-app.mjs'], 'esm-app', async (server, app) => {
+        const { traceId, parentId } = await call(app, '/busy');
+        const spans = await traceWith(server, traceId, SPAN_NAMES.loopBlock);
+        const block = spans.find((s) => s.name === SPAN_NAMES.loopBlock)!;
+        assertInRequest(spans, block, parentId);
+        assert.equal(block.attributes[CODE_FUNCTION], 'crunch');
+        assert.equal(block.attributes[CODE_FILE], join(FIXTURES, 'esm-app.mjs'));
+        assert.equal(block.attributes[CODE_LINE], markLine('esm-app.mjs', 'crunch'));
+      });
     }
   });
 });
 
 describe('agent tracking an async-mutex in an ESM app', () => {
   it('reports the second request waiting for the lock the first one holds', async () => {
-    const server = await startServer();
-    try {
-      const app = await startApp(['--import', REGISTER, 'lock-app.mjs'], agentEnv(server, 'lock-app'));
-      try {
-        const [a, b] = await Promise.all([call(app, '/'), call(app, '/')]);
-        const waited = await eventually(
-          async () => {
-            for (const traceId of [a.traceId, b.traceId]) {
-              const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
-              const span = status === 200 ? body.spans.find((s: SpanJson) => s.name === LOCK_SPAN_NAMES.wait) : undefined;
-              if (span) return { span: span as SpanJson, traceId };
-            }
-            return undefined;
-          },
-          10_000,
-          'a lock wait span',
-        );
-        const other = waited.traceId === a.traceId ? b.traceId : a.traceId;
-        const holderTrace = await traceWith(server, other, 'GET');
-        assert.equal(waited.span.attributes[LOCK_NAME], `lock-app.mjs:${markLine('lock-app.mjs', 'ledger')}`);
-        assert.equal(waited.span.attributes[LOCK_ACQUIRE_SITE], `lock-app.mjs:${markLine('lock-app.mjs', 'acquire')}`);
-        assert.equal(waited.span.attributes[LOCK_HOLDER_TRACE], other);
-        assert.ok(holderTrace.some((s) => s.spanId === waited.span.attributes[LOCK_HOLDER_SPAN]));
-        assert.ok(waited.span.durationMs >= 80 && waited.span.durationMs < 200, `waited ${waited.span.durationMs} ms`);
-      } finally {
-        await stop(app);
-      }
-    } finally {
-      await server.close();
-    }
+    await withAgentApp(['--import', REGISTER, 'lock-app.mjs'], 'lock-app', async (server, app) => {
+      const [a, b] = await Promise.all([call(app, '/'), call(app, '/')]);
+      const waited = await eventually(
+        async () => {
+          for (const traceId of [a.traceId, b.traceId]) {
+            const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
+            const span = status === 200 ? body.spans.find((s: SpanJson) => s.name === LOCK_SPAN_NAMES.wait) : undefined;
+            if (span) return { span: span as SpanJson, traceId };
+          }
+          return undefined;
+        },
+        10_000,
+        'a lock wait span',
+      );
+      const other = waited.traceId === a.traceId ? b.traceId : a.traceId;
+      const holderTrace = await traceWith(server, other, 'GET');
+      assert.equal(waited.span.attributes[LOCK_NAME], `lock-app.mjs:${markLine('lock-app.mjs', 'ledger')}`);
+      assert.equal(waited.span.attributes[LOCK_ACQUIRE_SITE], `lock-app.mjs:${markLine('lock-app.mjs', 'acquire')}`);
+      assert.equal(waited.span.attributes[LOCK_HOLDER_TRACE], other);
+      assert.ok(holderTrace.some((s) => s.spanId === waited.span.attributes[LOCK_HOLDER_SPAN]));
+      assert.ok(waited.span.durationMs >= 80 && waited.span.durationMs < 200, `waited ${waited.span.durationMs} ms`);
+    });
   });
 });
 
 describe('agent during start-up', () => {
   it('does not report a slow synchronous ESM start-up as blocking', async () => {
-    const server = await startServer();
-    try {
-      const app = await startApp(['--import', REGISTER, 'esm-startup.mjs'], agentEnv(server, 'slow-start'));
-      try {
-        const { traceId } = await call(app, '/');
-        await traceWith(server, traceId, 'GET');
-        await new Promise((r) => setTimeout(r, 300));
-        const found = await getJson(`${server.api}/api/traces?service=slow-start&limit=50`);
-        const names = found.body.map((t: { matched: { name: string } }) => t.matched.name);
-        assert.deepEqual(names, ['GET'], `start-up was reported: ${names.join(', ')}`);
-      } finally {
-        await stop(app);
-      }
-    } finally {
-      await server.close();
-    }
+    await withAgentApp(['--import', REGISTER, 'esm-startup.mjs'], 'slow-start', async (server, app) => {
+      const { traceId } = await call(app, '/');
+      await traceWith(server, traceId, 'GET');
+      await new Promise((r) => setTimeout(r, 300));
+      const found = await getJson(`${server.api}/api/traces?service=slow-start&limit=50`);
+      const names = found.body.map((t: { matched: { name: string } }) => t.matched.name);
+      assert.deepEqual(names, ['GET'], `start-up was reported: ${names.join(', ')}`);
+    });
   });
 });
 

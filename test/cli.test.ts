@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
 import { existsSync, rmSync, statSync } from 'node:fs';
-import { tempDir } from './helpers';
+import { tempDir, waitForOutput } from './helpers';
 
 const CLI = join(__dirname, '..', 'cli', 'main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -60,14 +60,7 @@ describe('stallscope CLI', () => {
     const dir = tempDir();
     const db = join(dir, 's.db');
     const child = spawn(process.execPath, [CLI, 'serve', '--db', db, '--otlp-port', '0', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const api = await new Promise<string>((resolve) => {
-      let out = '';
-      child.stdout.on('data', (d) => {
-        out += d;
-        const m = /dashboard on (http:\/\/[\d.:]+)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-    });
+    const api = (await waitForOutput(child, /dashboard on (http:\/\/[\d.:]+)/))[1];
     const health = await fetch(`${api}/healthz`);
     assert.equal(health.status, 200);
     child.kill('SIGTERM');

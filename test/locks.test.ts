@@ -7,7 +7,7 @@ import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
-import { LockTracker, captureStack, siteOf } from '../agent/locks/tracker';
+import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
 import { nameLock } from '../agent/index';
 import {
@@ -42,7 +42,7 @@ const { Mutex, Semaphore, E_CANCELED } = createRequire(__filename)('async-mutex'
 
 /** file:line of the caller, named the way the tracker names lock sites. */
 function here(): string {
-  return siteOf(captureStack(here));
+  return siteOf(captureLockStack(here));
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

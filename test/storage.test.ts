@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { getJson, startServer, tempDir } from './helpers';
+import { getJson, startServer, tempDir, waitForOutput } from './helpers';
 
 const CLI = join(__dirname, '..', 'cli', 'main.js');
 const hex = (n: number, len: number) => n.toString(16).padStart(len, '0');
@@ -45,15 +45,7 @@ describe('durability', () => {
     const dir = tempDir();
     const dbPath = join(dir, 'kill.db');
     const child = spawn(process.execPath, [CLI, 'serve', '--db', dbPath, '--otlp-port', '0', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const otlp = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d) => {
-        out += d;
-        const m = /collecting OTLP on (http:\/\/[\d.:]+)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-      child.once('exit', (code) => reject(new Error(`collector exited early (${code})`)));
-    });
+    const otlp = (await waitForOutput(child, /collecting OTLP on (http:\/\/[\d.:]+)/))[1];
     const acked: string[] = [];
     let sent = 0;
     let inFlight = 0;

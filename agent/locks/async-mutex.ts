@@ -4,7 +4,7 @@
 // constructors cannot be replaced; instead an accessor on the prototype catches the
 // constructor's `this._queue = []` and records where the lock was created, which names it.
 import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { captureStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
 import { parseV8Stack } from '../stack';
 import { report } from '../safety';
 
@@ -29,7 +29,7 @@ interface SemaphoreLike {
   _value: number;
   _queue: unknown[];
   _cancelError?: unknown;
-  _couldLockImmediately?: (weight: number, priority: number) => boolean;
+  _couldLockImmediately: (weight: number, priority: number) => boolean;
   [CREATED]?: { stack?: string };
   [RESOURCE]?: LockResource;
   [LOCK_NAME_KEY]?: string;
@@ -100,7 +100,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     function created(this: SemaphoreLike, value: unknown[]): void {
       Object.defineProperty(this, '_queue', { value, writable: true, enumerable: true, configurable: true });
       try {
-        Object.defineProperty(this, CREATED, { value: captureStack(created), configurable: true });
+        Object.defineProperty(this, CREATED, { value: captureLockStack(created), configurable: true });
       } catch (err) {
         report('async-mutex instrumentation', err);
       }
@@ -116,17 +116,17 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       try {
         const resource = self.resourceOf(this);
         if (resource && weight > 0) {
-          const available = this._couldLockImmediately ? this._couldLockImmediately(weight, priority) : false;
+          const available = this._couldLockImmediately(weight, priority);
           acq = self.tracker!.request(resource, available, proto.acquire as AnyFn, weight);
         }
       } catch (err) {
         report('async-mutex instrumentation', err);
       }
-      if (!acq) return Reflect.apply(acquire, this, arguments); // eslint-disable-line prefer-rest-params
+      if (!acq) return Reflect.apply(acquire, this, arguments);
       const queued = this._queue.length;
       self.current = acq;
       try {
-        return Reflect.apply(acquire, this, arguments); // eslint-disable-line prefer-rest-params
+        return Reflect.apply(acquire, this, arguments);
       } catch (err) {
         self.tracker!.abandon(acq);
         throw err;
@@ -164,7 +164,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       // A bare release() (Mutex.release, Semaphore.release, a free mutex's own releaser) ends the
       // oldest holds for that weight.
       if (self.releasing === 0 && this[RESOURCE]) self.tracker?.released(this[RESOURCE], undefined, weight);
-      return Reflect.apply(release, this, arguments); // eslint-disable-line prefer-rest-params
+      return Reflect.apply(release, this, arguments);
     };
     Object.defineProperty(proto.release, 'length', { value: release.length });
 
@@ -172,7 +172,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     // longer holds that anyone will give back.
     proto.setValue = function (this: SemaphoreLike): unknown {
       if (this[RESOURCE]) self.tracker?.forgetHolders(this[RESOURCE]);
-      return Reflect.apply(setValue, this, arguments); // eslint-disable-line prefer-rest-params
+      return Reflect.apply(setValue, this, arguments);
     };
   }
 

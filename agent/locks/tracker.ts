@@ -21,7 +21,7 @@ import {
   LOCK_TYPE,
   LOCK_WAITERS,
 } from '../../common/conventions';
-import { codeAttributes, isUserFrame, parseV8Stack, type Frame } from '../stack';
+import { captureStack, codeAttributes, parseV8Stack, topUserFrame, type Frame } from '../stack';
 import { report } from '../safety';
 
 export interface LockOptions {
@@ -71,20 +71,18 @@ export interface Acquisition {
 }
 
 function site(frames: Frame[]): string {
-  const f = frames.find(isUserFrame) ?? frames[0];
+  const f = topUserFrame(frames);
   if (!f) return 'unknown';
   const file = isAbsolute(f.file) && f.file.startsWith(process.cwd()) ? relative(process.cwd(), f.file) : f.file;
   return `${file}:${f.line}`;
 }
 
-/** A stack captured without formatting it: the expensive part is deferred until it is read. */
-export function captureStack(skip: Function): { stack?: string } {
-  const holder: { stack?: string } = {};
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 12;
-  Error.captureStackTrace(holder, skip);
-  Error.stackTraceLimit = limit;
-  return holder;
+/** Frames kept for a lock site: enough to climb out of the library into the caller. */
+const LOCK_STACK_FRAMES = 12;
+
+/** The caller's stack above `skip`, for naming a lock or an acquisition site. */
+export function captureLockStack(skip: Function): { stack?: string } {
+  return captureStack(skip, LOCK_STACK_FRAMES);
 }
 
 /** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
@@ -164,7 +162,7 @@ export class LockTracker {
       requestedAt: now,
       queueDepth: resource.waiting,
       contended: !available,
-      stack: resource.lastContended > 0 && now - resource.lastContended < HOT_MS ? captureStack(skip) : undefined,
+      stack: resource.lastContended > 0 && now - resource.lastContended < HOT_MS ? captureLockStack(skip) : undefined,
       ctx: context.active(),
       blockedBy: available ? undefined : resource.holders[0],
     };
@@ -196,7 +194,7 @@ export class LockTracker {
       const r = acq.resource;
       const now = performance.now();
       if (acq.contended) r.waiting--;
-      this.waitTime.record((now - acq.requestedAt) / 1000, { [LOCK_NAME]: r.name, [LOCK_TYPE]: r.type, [LOCK_OUTCOME]: outcome });
+      this.waitTime.record((now - acq.requestedAt) / 1000, { ...r.attrs.base, [LOCK_OUTCOME]: outcome });
       if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome);
     } catch (err) {
       report('lock tracking', err);
