@@ -38,7 +38,7 @@ instrumentation.setTracker(tracker);
 
 // Loaded after the instrumentation is enabled, as an app's require() would be.
 type AsyncMutex = typeof import('async-mutex');
-const { Mutex, Semaphore, E_CANCELED } = createRequire(__filename)('async-mutex') as AsyncMutex;
+const { Mutex, Semaphore, E_CANCELED, E_TIMEOUT, E_ALREADY_LOCKED, withTimeout, tryAcquire } = createRequire(__filename)('async-mutex') as AsyncMutex;
 
 /** file:line of the caller, named the way the tracker names lock sites. */
 function here(): string {
@@ -154,6 +154,57 @@ describe('async-mutex lock tracking', () => {
     assert.equal(waits()[0]?.attributes[LOCK_OUTCOME], 'cancelled');
   });
 
+  it('records a withTimeout that expires as a timeout, and the app still gets its timeout error', async () => {
+    exporter.reset();
+    const [mutex, created] = [new Mutex(), here()];
+    const release = await mutex.acquire();
+    const timed = withTimeout(mutex, 40);
+    const started = performance.now();
+    await assert.rejects(timed.acquire(), (err) => err === E_TIMEOUT);
+    const [span] = waits();
+    assert.equal(span?.attributes[LOCK_OUTCOME], 'timeout');
+    assert.equal(span.attributes[LOCK_NAME], created);
+    assert.ok(Math.abs(durationMs(span) - 40) < 20, `timed out after ${durationMs(span)} ms, expected ~40`);
+    assert.ok(performance.now() - started < 200);
+    // The library grants the abandoned request later and drops it at once: that is not a wait
+    // that ended in a grant, and the lock is free afterwards.
+    release(); // at once, before anything else runs, as apps do in their catch handler
+    await sleep(5);
+    assert.equal(mutex.isLocked(), false);
+    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout']);
+    // A timeout that does not expire is an ordinary grant.
+    const holder = await mutex.acquire();
+    setTimeout(holder, 20);
+    const r = await timed.acquire();
+    r();
+    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout', 'granted']);
+  });
+
+  it('records a refused tryAcquire as a timeout in the wait metric', async () => {
+    const mutex = nameLock(new Mutex(), 'try-me');
+    const release = await mutex.acquire();
+    await assert.rejects(tryAcquire(mutex).acquire(), (err) => err === E_ALREADY_LOCKED);
+    await sleep(5);
+    release();
+    (await tryAcquire(mutex).acquire())();
+    const { resourceMetrics } = await reader.collect();
+    const wait = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.waitTime)!;
+    const outcomes = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'try-me').map((p) => `${p.attributes[LOCK_OUTCOME]}:${(p.value as { count: number }).count}`);
+    assert.deepEqual(outcomes.sort(), ['granted:2', 'timeout:1']);
+  });
+
+  it('measures waitForUnlock as a wait that takes nothing', async () => {
+    exporter.reset();
+    const mutex = new Mutex();
+    const release = await mutex.acquire();
+    setTimeout(release, 50);
+    await mutex.waitForUnlock();
+    assert.equal(mutex.isLocked(), false);
+    const [span] = waits();
+    assert.equal(span?.attributes[LOCK_OUTCOME], 'unlocked');
+    assert.ok(Math.abs(durationMs(span) - 50) < 25, `waited ${durationMs(span)} ms, expected ~50`);
+  });
+
   it('changes no behaviour: the same values, errors and order with and without tracking', async () => {
     const scenario = async () => {
       const log: string[] = [];
@@ -191,6 +242,18 @@ describe('async-mutex lock tracking', () => {
       } catch (e) {
         log.push(`refused: ${(e as Error).message} locked ${sem.isLocked()}`);
       }
+      const held = await mutex.acquire();
+      await withTimeout(mutex, 10)
+        .runExclusive(() => log.push('never'))
+        .catch((e: Error) => log.push(`timed out: ${e === E_TIMEOUT}`));
+      await tryAcquire(mutex)
+        .acquire()
+        .catch((e: Error) => log.push(`try: ${e === E_ALREADY_LOCKED}`));
+      const unlocked = mutex.waitForUnlock().then(() => log.push(`unlocked ${mutex.isLocked()}`));
+      held();
+      await unlocked;
+      await sleep(1);
+      log.push(`finally locked ${mutex.isLocked()}`);
       return log;
     };
     const tracked = await scenario();

@@ -3,7 +3,7 @@
 // Semaphore prototype sees every acquisition. The library's exports are read-only getters, so
 // constructors cannot be replaced; instead an accessor on the prototype catches the
 // constructor's `this._queue = []` and records where the lock was created, which names it.
-import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
+import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
 import { captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
 import { parseV8Stack } from '../stack';
 import { report } from '../safety';
@@ -13,6 +13,8 @@ const CREATED = Symbol('stallscope.created');
 const RESOURCE = Symbol('stallscope.resource');
 const ORIGINALS = Symbol('stallscope.originals');
 const TASK = Symbol('stallscope.acquisition');
+const DECORATED = Symbol('stallscope.decorated');
+const SUPPORTED = ['>=0.5.0 <1'];
 
 interface Task {
   resolve: (ticket: [number, () => void]) => void;
@@ -35,8 +37,17 @@ interface SemaphoreLike {
   [LOCK_NAME_KEY]?: string;
 }
 
+type Decorator = (sync: unknown, ...rest: unknown[]) => Record<string | symbol, unknown>;
+
 interface AsyncMutexExports {
   Semaphore: { prototype: Record<string | symbol, unknown> };
+  withTimeout: Decorator;
+  tryAcquire: Decorator;
+}
+
+function writable(target: object, name: string): boolean {
+  const desc = Object.getOwnPropertyDescriptor(target, name);
+  return !desc || desc.writable === true || desc.set !== undefined;
 }
 
 export class AsyncMutexInstrumentation extends InstrumentationBase {
@@ -45,6 +56,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
   private releasing = 0;
   /** The acquisition whose acquire() call is running: a task dispatched inside it is its own. */
   private current: Acquisition | undefined;
+  /** The last acquisition requested, read by a withTimeout decorator right after its call. */
+  private lastRequested: Acquisition | undefined;
 
   constructor() {
     super('@stallscope/instrumentation-async-mutex', VERSION, {});
@@ -59,15 +72,33 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       new InstrumentationNodeModuleDefinition(
         'async-mutex',
         // 0.5 is the first with the internals used here (_queue of tasks, _dispatchItem, _couldLockImmediately).
-        ['>=0.5.0 <1'],
+        SUPPORTED,
         (exports: AsyncMutexExports) => {
           this.patch(exports);
+          // The ESM build is one file whose tryAcquire calls its own withTimeout: both exports are
+          // replaced. CommonJS exports are read-only getters, patched in lib/withTimeout.js below.
+          this.replaceExport(exports, 'withTimeout', (args) => Number(args[1]));
+          this.replaceExport(exports, 'tryAcquire', () => 0);
           return exports;
         },
         (exports: AsyncMutexExports) => {
           this.unpatch(exports);
           return exports;
         },
+        [
+          new InstrumentationNodeModuleFile(
+            'async-mutex/lib/withTimeout.js',
+            SUPPORTED,
+            (exports: AsyncMutexExports) => {
+              this.replaceExport(exports, 'withTimeout', (args) => Number(args[1]));
+              return exports;
+            },
+            (exports: AsyncMutexExports) => {
+              this.restoreExport(exports, 'withTimeout');
+              return exports;
+            },
+          ),
+        ],
       ),
     ];
   }
@@ -94,7 +125,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     const release = proto.release as AnyFn;
     const dispatch = proto._dispatchItem as AnyFn;
     const setValue = proto.setValue as AnyFn;
-    Object.defineProperty(proto, ORIGINALS, { value: { acquire, release, dispatch, setValue }, configurable: true });
+    const waitForUnlock = proto.waitForUnlock as AnyFn;
+    Object.defineProperty(proto, ORIGINALS, { value: { acquire, release, dispatch, setValue, waitForUnlock }, configurable: true });
 
     // Runs inside the constructor: `this._queue = []` lands here first.
     function created(this: SemaphoreLike, value: unknown[]): void {
@@ -118,6 +150,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
         if (resource && weight > 0) {
           const available = this._couldLockImmediately(weight, priority);
           acq = self.tracker!.request(resource, available, proto.acquire as AnyFn, weight);
+          self.lastRequested = acq;
         }
       } catch (err) {
         report('async-mutex instrumentation', err);
@@ -168,11 +201,90 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     };
     Object.defineProperty(proto.release, 'length', { value: release.length });
 
+    // Waiting for a lock to be free without taking it is still time lost to the lock.
+    proto.waitForUnlock = function (this: SemaphoreLike, weight: number = 1, priority: number = 0): unknown {
+      const result = Reflect.apply(waitForUnlock, this, arguments);
+      try {
+        const resource = self.resourceOf(this);
+        if (resource && weight > 0 && !this._couldLockImmediately(weight, priority) && result instanceof Promise) {
+          const acq = self.tracker!.request(resource, false, proto.waitForUnlock as AnyFn, weight);
+          // This promise only ever resolves, so a handler on it changes nothing for the app.
+          result.then(() => self.tracker!.failed(acq, 'unlocked'));
+        }
+      } catch (err) {
+        report('async-mutex instrumentation', err);
+      }
+      return result;
+    };
+    Object.defineProperty(proto.waitForUnlock, 'length', { value: waitForUnlock.length });
+
     // setValue() re-bases the count (a token bucket refilling): the slots taken so far are no
     // longer holds that anyone will give back.
     proto.setValue = function (this: SemaphoreLike): unknown {
       if (this[RESOURCE]) self.tracker?.forgetHolders(this[RESOURCE]);
       return Reflect.apply(setValue, this, arguments);
+    };
+  }
+
+  /**
+   * Replaces a decorator export (withTimeout, tryAcquire) where the module allows it: an ESM
+   * namespace seen through import-in-the-middle, or a plain CommonJS assignment.
+   */
+  private replaceExport(exports: AsyncMutexExports, name: 'withTimeout' | 'tryAcquire', timeoutOf: (args: unknown[]) => number): void {
+    const self = this;
+    try {
+      const original = exports[name];
+      if (typeof original !== 'function' || (original as { [DECORATED]?: Decorator })[DECORATED]) return;
+      if (!writable(exports, name)) return; // a CommonJS getter
+      const wrapped = function (this: unknown): unknown {
+        const decorated = Reflect.apply(original, this, arguments) as Record<string | symbol, unknown>;
+        try {
+          self.timed(decorated, timeoutOf(Array.from(arguments)));
+        } catch (err) {
+          report('async-mutex instrumentation', err);
+        }
+        return decorated;
+      };
+      Object.defineProperty(wrapped, DECORATED, { value: original });
+      Object.defineProperty(wrapped, 'length', { value: original.length });
+      exports[name] = wrapped as Decorator;
+    } catch (err) {
+      report('async-mutex instrumentation', err);
+    }
+  }
+
+  private restoreExport(exports: AsyncMutexExports, name: 'withTimeout' | 'tryAcquire'): void {
+    const original = (exports[name] as { [DECORATED]?: Decorator } | undefined)?.[DECORATED];
+    if (original && writable(exports, name)) exports[name] = original;
+  }
+
+  /**
+   * A withTimeout (or tryAcquire, a zero timeout) decoration rejects the caller when its timer
+   * fires but leaves the request queued, and drops it at once when granted later. A timer of the
+   * same length set just before the library's fires just before it, with nothing in between that
+   * could grant the lock: a request still waiting then is the one that times out. The app's
+   * promise is never touched, so its rejection handling is unchanged.
+   */
+  private timed(decorated: Record<string | symbol, unknown>, timeout: number): void {
+    const acquire = decorated.acquire as AnyFn;
+    if (typeof acquire !== 'function' || !Number.isFinite(timeout)) return;
+    const self = this;
+    decorated.acquire = function (this: unknown): unknown {
+      const tracker = self.tracker;
+      if (!tracker) return Reflect.apply(acquire, this, arguments);
+      let acq: Acquisition | undefined;
+      const timer = setTimeout(() => {
+        if (acq) tracker.failed(acq, 'timeout');
+      }, timeout);
+      self.lastRequested = undefined;
+      try {
+        return Reflect.apply(acquire, this, arguments);
+      } finally {
+        acq = self.lastRequested;
+        self.lastRequested = undefined;
+        if (!acq || acq.grantedAt !== undefined) clearTimeout(timer);
+        else timer.unref();
+      }
     };
   }
 
@@ -207,12 +319,15 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
 
   private unpatch(exports: AsyncMutexExports): void {
     const proto = exports.Semaphore.prototype;
-    const originals = proto[ORIGINALS] as { acquire: AnyFn; release: AnyFn; dispatch: AnyFn; setValue: AnyFn } | undefined;
+    const originals = proto[ORIGINALS] as { acquire: AnyFn; release: AnyFn; dispatch: AnyFn; setValue: AnyFn; waitForUnlock: AnyFn } | undefined;
+    this.restoreExport(exports, 'withTimeout');
+    this.restoreExport(exports, 'tryAcquire');
     if (!originals) return;
     proto.acquire = originals.acquire;
     proto.release = originals.release;
     proto._dispatchItem = originals.dispatch;
     proto.setValue = originals.setValue;
+    proto.waitForUnlock = originals.waitForUnlock;
     delete proto._queue;
     delete proto[ORIGINALS];
   }

@@ -24,6 +24,8 @@ import {
 import { captureStack, codeAttributes, parseV8Stack, topUserFrame, type Frame } from '../stack';
 import { report } from '../safety';
 
+export type LockOutcome = 'timeout' | 'cancelled' | 'error' | 'unlocked';
+
 export interface LockOptions {
   /** A contended acquisition that waited this long becomes a span. */
   waitThresholdMs: number;
@@ -68,6 +70,8 @@ export interface Acquisition {
   /** The oldest holder when this request had to wait. */
   blockedBy?: Acquisition;
   reportedHeld?: boolean;
+  /** Ended without a hold (failed, timed out, cancelled): a late grant from the library is ignored. */
+  settled?: boolean;
 }
 
 function site(frames: Frame[]): string {
@@ -174,6 +178,7 @@ export class LockTracker {
   }
 
   granted(acq: Acquisition): void {
+    if (acq.settled) return;
     try {
       const r = acq.resource;
       acq.grantedAt = acq.contended ? performance.now() : acq.requestedAt;
@@ -189,7 +194,13 @@ export class LockTracker {
     }
   }
 
-  failed(acq: Acquisition, outcome: 'timeout' | 'cancelled' | 'error'): void {
+  /**
+   * A request that ended without a hold: it failed, timed out or was cancelled, or (outcome
+   * 'unlocked') it only waited for the lock to be free and took nothing.
+   */
+  failed(acq: Acquisition, outcome: LockOutcome): void {
+    if (acq.settled || acq.grantedAt !== undefined) return;
+    acq.settled = true;
     try {
       const r = acq.resource;
       const now = performance.now();
@@ -208,7 +219,9 @@ export class LockTracker {
 
   /** The library refused the request outright (an invalid weight): forget it. */
   abandon(acq: Acquisition): void {
-    if (acq.contended && acq.grantedAt === undefined) acq.resource.waiting--;
+    if (acq.settled || acq.grantedAt !== undefined) return;
+    acq.settled = true;
+    if (acq.contended) acq.resource.waiting--;
   }
 
   /**
