@@ -17,6 +17,7 @@ import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { report, setErrorCounter, warnOnce } from './safety';
 
 export type { AgentConfig } from './config';
+export { Mutex, Semaphore, LockTimeoutError, type AcquireOptions, type Release } from './locks/named';
 
 /**
  * Names a lock for stallscope (otherwise it is named by the file:line that created it).
@@ -117,7 +118,6 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     guarded('lock tracking', () => {
       const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
       tracker.start();
-      asyncMutex.setTracker(tracker);
       return () => tracker.stop();
     });
   }

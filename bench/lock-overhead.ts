@@ -17,7 +17,6 @@ const tracer = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor(
 const tracker = new LockTracker({ waitThresholdMs: 0, heldThresholdMs: 5000 }, tracer, new MeterProvider().getMeter('bench'));
 tracker.start();
 const instrumentation = new AsyncMutexInstrumentation();
-instrumentation.setTracker(tracker);
 const { Mutex } = createRequire(__filename)('async-mutex') as typeof import('async-mutex');
 
 async function uncontended(): Promise<number> {

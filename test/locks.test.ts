@@ -9,7 +9,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
-import { nameLock } from '../agent/index';
+import { nameLock, Mutex as NamedMutex, Semaphore as NamedSemaphore, LockTimeoutError } from '../agent/index';
 import {
   LOCK_ACQUIRE_SITE,
   LOCK_HELD_MS,
@@ -34,7 +34,6 @@ const reader = new PeriodicExportingMetricReader({
 const meterProvider = new MeterProvider({ readers: [reader] });
 const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 200 }, tracer, meterProvider.getMeter('locks-test'));
 const instrumentation = new AsyncMutexInstrumentation();
-instrumentation.setTracker(tracker);
 
 // Loaded after the instrumentation is enabled, as an app's require() would be.
 type AsyncMutex = typeof import('async-mutex');
@@ -268,3 +267,61 @@ describe('async-mutex lock tracking', () => {
   });
 });
 
+
+describe("stallscope's own named locks", () => {
+  it('are fair, and tracked under their name', async () => {
+    exporter.reset();
+    const mutex = new NamedMutex('inventory');
+    const order: number[] = [];
+    await Promise.all(
+      [1, 2, 3].map((n) =>
+        mutex.runExclusive(async () => {
+          order.push(n);
+          await sleep(40);
+        }),
+      ),
+    );
+    assert.deepEqual(order, [1, 2, 3]);
+    const spans = waits().sort((a, b) => durationMs(a) - durationMs(b));
+    assert.equal(spans.length, 2);
+    assert.ok(Math.abs(durationMs(spans[0]) - 40) < 20, `waited ${durationMs(spans[0])} ms, expected ~40`);
+    assert.ok(Math.abs(durationMs(spans[1]) - 80) < 30, `waited ${durationMs(spans[1])} ms, expected ~80`);
+    for (const s of spans) {
+      assert.equal(s.attributes[LOCK_NAME], 'inventory');
+      assert.equal(s.attributes[LOCK_TYPE], 'stallscope.Mutex');
+    }
+    assert.equal(mutex.locked, false);
+  });
+
+  it('are named by their creation site when unnamed', async () => {
+    exporter.reset();
+    const [sem, site] = [new NamedSemaphore(1), here()];
+    const release = await sem.acquire();
+    const waiting = sem.acquire();
+    await sleep(5);
+    release();
+    (await waiting)();
+    assert.equal(sem.name, site);
+    assert.equal(waits()[0]?.attributes[LOCK_NAME], site);
+    assert.equal(waits()[0]?.attributes[LOCK_TYPE], 'stallscope.Semaphore');
+  });
+
+  it('time out and cancel with the outcome recorded, and let the next request in', async () => {
+    exporter.reset();
+    const sem = new NamedSemaphore(2, 'pool');
+    const big = await sem.acquire({ weight: 2 });
+    await assert.rejects(sem.acquire({ timeoutMs: 30 }), (err) => err instanceof LockTimeoutError && /"pool"/.test(err.message));
+    const controller = new AbortController();
+    const cancelled = sem.acquire({ signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('client went away')), 10);
+    await assert.rejects(cancelled, /client went away/);
+    const later = sem.acquire();
+    big();
+    (await later)();
+    assert.equal(sem.available, 2);
+    assert.equal(sem.waiting, 0);
+    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout', 'cancelled']);
+    await assert.rejects(sem.acquire({ weight: 3 }), RangeError);
+    assert.throws(() => new NamedSemaphore(0), RangeError);
+  });
+});

@@ -4,7 +4,7 @@
 // constructors cannot be replaced; instead an accessor on the prototype catches the
 // constructor's `this._queue = []` and records where the lock was created, which names it.
 import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
-import { captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { activeTracker, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
 import { parseV8Stack } from '../stack';
 import { report } from '../safety';
 
@@ -51,7 +51,6 @@ function writable(target: object, name: string): boolean {
 }
 
 export class AsyncMutexInstrumentation extends InstrumentationBase {
-  private tracker: LockTracker | undefined;
   /** > 0 while one of our releasers runs, so its inner release() is not counted twice. */
   private releasing = 0;
   /** The acquisition whose acquire() call is running: a task dispatched inside it is its own. */
@@ -63,8 +62,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     super('@stallscope/instrumentation-async-mutex', VERSION, {});
   }
 
-  setTracker(tracker: LockTracker): void {
-    this.tracker = tracker;
+  private get tracker(): LockTracker | undefined {
+    return activeTracker();
   }
 
   protected init() {
@@ -280,7 +279,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       try {
         return Reflect.apply(acquire, this, arguments);
       } finally {
-        acq = self.lastRequested;
+        acq = self.lastRequested as Acquisition | undefined; // set by the acquire() just called
         self.lastRequested = undefined;
         if (!acq || acq.grantedAt !== undefined) clearTimeout(timer);
         else timer.unref();

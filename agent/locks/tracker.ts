@@ -94,6 +94,13 @@ export function siteOf(holder: { stack?: string }): string {
   return site(parseV8Stack(holder.stack ?? ''));
 }
 
+let active: LockTracker | undefined;
+
+/** The tracker of the running agent, which every lock instrumentation reports to. */
+export function activeTracker(): LockTracker | undefined {
+  return active;
+}
+
 export class LockTracker {
   private readonly resources = new Set<LockResource>();
   // Apps may create a lock per request or per entity: a resource leaves with its lock.
@@ -128,10 +135,12 @@ export class LockTracker {
     });
     this.timer = setInterval(() => this.checkHeld(), Math.min(1000, this.options.heldThresholdMs / 2));
     this.timer.unref();
+    active = this;
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    if (active === this) active = undefined;
   }
 
   /** The resource of one lock instance, dropped when `owner` (the lock) is garbage-collected. */
