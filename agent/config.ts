@@ -16,11 +16,16 @@ export interface AgentConfig {
   lockWaitThresholdMs: number;
   /** A lock held this long while others wait is reported while still held. */
   lockHeldThresholdMs: number;
+  /** A libuv threadpool operation that waited this long for a thread becomes a span. */
+  threadpoolWaitThresholdMs: number;
+  /** How often the threadpool canary runs; 0 turns it off. */
+  threadpoolCanaryMs: number;
   /** Switches for the detectors. */
   watchdog: boolean;
   syncCalls: boolean;
   loopMetrics: boolean;
   locks: boolean;
+  threadpool: boolean;
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -31,10 +36,13 @@ export const DEFAULTS: AgentConfig = {
   jsonSizeThreshold: 100_000,
   lockWaitThresholdMs: 1,
   lockHeldThresholdMs: 5000,
+  threadpoolWaitThresholdMs: 10,
+  threadpoolCanaryMs: 500,
   watchdog: true,
   syncCalls: true,
   loopMetrics: true,
   locks: true,
+  threadpool: true,
 };
 
 const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
@@ -44,6 +52,8 @@ const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
   ['jsonSizeThreshold', 'STALLSCOPE_JSON_SIZE_THRESHOLD', 0],
   ['lockWaitThresholdMs', 'STALLSCOPE_LOCK_WAIT_THRESHOLD_MS', 0],
   ['lockHeldThresholdMs', 'STALLSCOPE_LOCK_HELD_THRESHOLD_MS', 10],
+  ['threadpoolWaitThresholdMs', 'STALLSCOPE_THREADPOOL_WAIT_THRESHOLD_MS', 0],
+  ['threadpoolCanaryMs', 'STALLSCOPE_THREADPOOL_CANARY_MS', 0],
 ];
 
 const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
@@ -51,6 +61,7 @@ const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
   ['syncCalls', 'STALLSCOPE_SYNC_CALLS'],
   ['loopMetrics', 'STALLSCOPE_LOOP_METRICS'],
   ['locks', 'STALLSCOPE_LOCKS'],
+  ['threadpool', 'STALLSCOPE_THREADPOOL'],
 ];
 
 function truthy(v: string | undefined): boolean | undefined {

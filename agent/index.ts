@@ -14,6 +14,7 @@ import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
 import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
+import { ThreadpoolMonitor } from './offload/threadpool';
 import { report, setErrorCounter, warnOnce } from './safety';
 
 export type { AgentConfig } from './config';
@@ -119,6 +120,13 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
       const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
       tracker.start();
       return () => tracker.stop();
+    });
+  }
+  if (config.threadpool) {
+    guarded('threadpool monitor', () => {
+      const t = new ThreadpoolMonitor({ waitThresholdMs: config.threadpoolWaitThresholdMs, canaryIntervalMs: config.threadpoolCanaryMs }, tracer, meter);
+      t.start();
+      return () => t.stop();
     });
   }
   if (config.syncCalls) {

@@ -70,3 +70,20 @@ export const LOCK_METRICS = {
   acquisitions: 'stallscope.lock.acquisitions',
   pending: 'stallscope.lock.pending_requests',
 } as const;
+
+// libuv threadpool. Span kind 'threadpool-wait': an operation that waited for a thread over the
+// threshold, from submission to the estimated start.
+export const THREADPOOL_KIND = 'threadpool-wait';
+export const THREADPOOL_SPAN_NAME = 'threadpool wait';
+export const THREADPOOL_CATEGORY = 'stallscope.threadpool.category';
+export const THREADPOOL_OP = 'stallscope.threadpool.op';
+export const THREADPOOL_SIZE = 'stallscope.threadpool.size';
+export const THREADPOOL_IN_FLIGHT = 'stallscope.threadpool.in_flight';
+export const THREADPOOL_RUN_MS = 'stallscope.threadpool.run_ms';
+export const THREADPOOL_AHEAD = 'stallscope.threadpool.ahead';
+export const THREADPOOL_METRICS = {
+  queueWait: 'stallscope.threadpool.queue_wait',
+  canaryWait: 'stallscope.threadpool.canary_wait',
+  inFlight: 'stallscope.threadpool.in_flight',
+  size: 'stallscope.threadpool.size',
+} as const;

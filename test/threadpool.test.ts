@@ -1,0 +1,122 @@
+// The libuv threadpool monitor on real pool work (pbkdf2, dns.lookup, zlib, fs) in this process,
+// with a real tracer provider (in-memory exporter) and a real meter provider read by collect().
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { pbkdf2, pbkdf2Sync } from 'node:crypto';
+import { lookup } from 'node:dns';
+import { promises as fsp } from 'node:fs';
+import { gzip, gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type HistogramMetricData, type GaugeMetricData } from '@opentelemetry/sdk-metrics';
+import { ThreadpoolMonitor, threadpoolSize } from '../agent/offload/threadpool';
+import { CODE_FILE, THREADPOOL_AHEAD, THREADPOOL_CATEGORY, THREADPOOL_IN_FLIGHT, THREADPOOL_METRICS, THREADPOOL_OP, THREADPOOL_SIZE, THREADPOOL_SPAN_NAME } from '../common/conventions';
+
+const exporter = new InMemorySpanExporter();
+const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('threadpool-test');
+const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
+const meterProvider = new MeterProvider({ readers: [reader] });
+const monitor = new ThreadpoolMonitor({ waitThresholdMs: 5, canaryIntervalMs: 20 }, tracer, meterProvider.getMeter('threadpool-test'));
+const SIZE = threadpoolSize();
+
+const hash = promisify(pbkdf2);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
+const poolWaits = () => exporter.getFinishedSpans().filter((s) => s.name === THREADPOOL_SPAN_NAME);
+/** Iterations for a pbkdf2 of about 40 ms on this machine. */
+let iterations = 0;
+const TASK_MS = 40;
+
+async function metric<T>(name: string): Promise<T> {
+  const { resourceMetrics } = await reader.collect();
+  return resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === name) as T;
+}
+
+before(() => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const t0 = performance.now();
+  pbkdf2Sync('secret', 'salt', 20_000, 32, 'sha256');
+  iterations = Math.round((20_000 * TASK_MS) / (performance.now() - t0));
+  monitor.start();
+});
+after(async () => {
+  monitor.stop();
+  await meterProvider.shutdown();
+});
+
+describe('libuv threadpool monitor', () => {
+  it(`shows ${SIZE * 4} pbkdf2 calls on a pool of ${SIZE} queueing in FIFO order, with their submitter and canary`, async () => {
+    exporter.reset();
+    await sleep(50); // a few idle canary readings first
+    const idle = await metric<HistogramMetricData>(THREADPOOL_METRICS.canaryWait);
+    const idleMax = idle.dataPoints[0].value.max!;
+    // Completion times as the test sees them: with a FIFO queue, the kth queued call gets the
+    // thread freed by the kth completion, whichever call that was (2 cores share 4 threads
+    // unevenly, so the waves are not clean).
+    const done: number[] = [];
+    let submitted = 0;
+    const spanId = await tracer.startActiveSpan('burst', async (span) => {
+      submitted = performance.now();
+      await Promise.all(Array.from({ length: SIZE * 4 }, () => hash('secret', 'salt', iterations, 32, 'sha256').then(() => done.push(performance.now()))));
+      span.end();
+      return span.spanContext().spanId;
+    });
+    const spans = poolWaits().sort((a, b) => durationMs(a) - durationMs(b));
+    assert.equal(spans.length, SIZE * 3, 'every call past the first wave waited');
+    const measured = spans.map(durationMs);
+    const expected = done.sort((a, b) => a - b).slice(0, SIZE * 3).map((t) => t - submitted);
+    measured.forEach((w, k) => {
+      assert.ok(Math.abs(w - expected[k]) < 15, `queued call ${k} waited ${w} ms, expected ~${expected[k]} (${measured.map(Math.round).join(', ')} vs ${expected.map(Math.round).join(', ')})`);
+    });
+    assert.ok(measured[SIZE * 3 - 1] > TASK_MS * 2, 'the last calls waited for three waves');
+    for (const s of spans) {
+      assert.equal(s.parentSpanContext?.spanId, spanId, 'child of the span that submitted it');
+      assert.equal(s.attributes[THREADPOOL_OP], 'PBKDF2REQUEST');
+      assert.equal(s.attributes[THREADPOOL_CATEGORY], 'crypto');
+      assert.equal(s.attributes[THREADPOOL_SIZE], SIZE);
+      assert.match(String(s.attributes[THREADPOOL_AHEAD]), /^PBKDF2REQUEST=\d+/);
+      assert.ok((s.attributes[THREADPOOL_IN_FLIGHT] as number) >= SIZE);
+      assert.match(String(s.attributes[CODE_FILE]), /threadpool\.test\.js$/);
+    }
+    const inFlight = await metric<GaugeMetricData>(THREADPOOL_METRICS.inFlight);
+    const crypto = inFlight.dataPoints.find((p) => p.attributes[THREADPOOL_CATEGORY] === 'crypto');
+    assert.equal(crypto?.value, SIZE * 4, 'peak in flight since the last export');
+    const wait = await metric<HistogramMetricData>(THREADPOOL_METRICS.queueWait);
+    const cryptoWait = wait.dataPoints.find((p) => p.attributes[THREADPOOL_CATEGORY] === 'crypto')!;
+    assert.equal(cryptoWait.value.count, SIZE * 4);
+    const canary = await metric<HistogramMetricData>(THREADPOOL_METRICS.canaryWait);
+    assert.ok(canary.dataPoints[0].value.max! * 1000 > Math.max(measured[0], idleMax * 5000), `canary max ${canary.dataPoints[0].value.max! * 1000} ms during the burst, idle ${idleMax * 1000} ms`);
+  });
+
+  it('names the work a dns.lookup queued behind', async () => {
+    exporter.reset();
+    const burst = Array.from({ length: SIZE }, () => hash('secret', 'salt', iterations, 32, 'sha256'));
+    const address = await promisify(lookup)('localhost');
+    await Promise.all(burst);
+    assert.ok(address);
+    const [span] = poolWaits();
+    assert.equal(span?.attributes[THREADPOOL_OP], 'GETADDRINFOREQWRAP');
+    assert.equal(span.attributes[THREADPOOL_CATEGORY], 'dns');
+    assert.equal(span.attributes[THREADPOOL_AHEAD], `PBKDF2REQUEST=${SIZE}`);
+    assert.ok(durationMs(span) > TASK_MS * 0.5, `waited ${durationMs(span)} ms`);
+  });
+
+  it('counts zlib and fs work, and reports nothing while the pool keeps up', async () => {
+    exporter.reset();
+    await reader.collect(); // start a fresh peak
+    const data = Buffer.alloc(256 * 1024, 'stallscope ');
+    const zipped = await Promise.all(Array.from({ length: SIZE * 2 }, () => promisify(gzip)(data)));
+    for (const z of zipped) assert.deepEqual(gunzipSync(z), data);
+    const text = await fsp.readFile(__filename, 'utf8');
+    assert.match(text, /libuv threadpool monitor/);
+    const inFlight = await metric<GaugeMetricData>(THREADPOOL_METRICS.inFlight);
+    const zlib = inFlight.dataPoints.find((p) => p.attributes[THREADPOOL_CATEGORY] === 'zlib');
+    assert.ok(zlib && (zlib.value as number) >= 2, `zlib in flight ${String(zlib?.value)}`);
+    exporter.reset();
+    for (let i = 0; i < 20; i++) await fsp.stat(__filename);
+    await Promise.all(Array.from({ length: SIZE }, () => hash('secret', 'salt', 1000, 32, 'sha256')));
+    assert.deepEqual(poolWaits().map((s) => s.attributes[THREADPOOL_OP]), []);
+  });
+});
