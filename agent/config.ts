@@ -26,6 +26,7 @@ export interface AgentConfig {
   loopMetrics: boolean;
   locks: boolean;
   threadpool: boolean;
+  pools: boolean;
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -43,6 +44,7 @@ export const DEFAULTS: AgentConfig = {
   loopMetrics: true,
   locks: true,
   threadpool: true,
+  pools: true,
 };
 
 const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
@@ -62,6 +64,7 @@ const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
   ['loopMetrics', 'STALLSCOPE_LOOP_METRICS'],
   ['locks', 'STALLSCOPE_LOCKS'],
   ['threadpool', 'STALLSCOPE_THREADPOOL'],
+  ['pools', 'STALLSCOPE_POOLS'],
 ];
 
 function truthy(v: string | undefined): boolean | undefined {

@@ -15,6 +15,9 @@ import { Watchdog } from './watchdog';
 import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { ThreadpoolMonitor } from './offload/threadpool';
+import { PoolTracker } from './offload/pool-tracker';
+import { PiscinaInstrumentation } from './offload/piscina';
+import { WorkerpoolInstrumentation } from './offload/workerpool';
 import { report, setErrorCounter, warnOnce } from './safety';
 
 export type { AgentConfig } from './config';
@@ -79,8 +82,12 @@ export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
 }
 
 function startDetectors(config: AgentConfig): StallscopeAgent {
-  const asyncMutex = config.locks ? new AsyncMutexInstrumentation() : undefined;
-  const instrumentations = [new HttpInstrumentation(), new ExpressInstrumentation(), ...(asyncMutex ? [asyncMutex] : [])];
+  const instrumentations = [
+    new HttpInstrumentation(),
+    new ExpressInstrumentation(),
+    ...(config.locks ? [new AsyncMutexInstrumentation()] : []),
+    ...(config.pools ? [new PiscinaInstrumentation(), new WorkerpoolInstrumentation()] : []),
+  ];
   let sdk: NodeSDK | undefined;
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
@@ -115,7 +122,14 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
       return () => w.stop();
     });
   }
-  if (asyncMutex) {
+  if (config.pools) {
+    guarded('pool tracking', () => {
+      const pools = new PoolTracker(tracer, meter);
+      pools.start();
+      return () => pools.stop();
+    });
+  }
+  if (config.locks) {
     guarded('lock tracking', () => {
       const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
       tracker.start();

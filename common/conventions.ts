@@ -87,3 +87,20 @@ export const THREADPOOL_METRICS = {
   inFlight: 'stallscope.threadpool.in_flight',
   size: 'stallscope.threadpool.size',
 } as const;
+
+// Worker pools (Piscina, workerpool). Span kind 'pool-task': one task from submission to its
+// result, as a child of the span that submitted it.
+export const POOL_KIND = 'pool-task';
+export const POOL_SPAN_NAME = 'pool task';
+export const POOL_NAME = 'stallscope.pool.name';
+export const POOL_TYPE = 'stallscope.pool.type';
+export const POOL_TASK = 'stallscope.pool.task';
+export const POOL_OUTCOME = 'stallscope.pool.outcome';
+export const POOL_QUEUE_WAIT_MS = 'stallscope.pool.queue_wait_ms';
+export const POOL_RUN_MS = 'stallscope.pool.run_ms';
+export const POOL_METRICS = {
+  queueWait: 'stallscope.pool.queue_wait',
+  runTime: 'stallscope.pool.run_time',
+  queueSize: 'stallscope.pool.queue_size',
+  threads: 'stallscope.pool.threads',
+} as const;

@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
+import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
 import { packageRoot } from '../common/package-root';
 import {
   CODE_FILE,
@@ -24,7 +24,6 @@ import {
   SYNC_BYTES,
 } from '../common/conventions';
 
-const FIXTURES = join(packageRoot(), 'test', 'fixtures');
 const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
 
 /** The 1-based line of a `MARK:name` comment in a fixture. */

@@ -4,6 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve, type Running, type ServeOptions } from '../cli/serve';
+import { packageRoot } from '../common/package-root';
+
+/** The test fixtures: plain JavaScript apps and workers, run as they are (not compiled). */
+export const FIXTURES = join(packageRoot(), 'test', 'fixtures');
 
 export interface TestServer {
   running: Running;

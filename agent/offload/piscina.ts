@@ -1,0 +1,163 @@
+// Piscina 4 and 5. run() hands the task to a private pool, which builds a TaskInfo in the
+// caller's stack: `created` when submitted, `started` when posted to a worker, done() with the
+// result. TaskInfo is looked up on its module at every run, so a subclass put in its place sees
+// every task; run() marks which pool and which caller the next TaskInfo belongs to. Nothing is
+// attached to the promise the app gets, so its rejection handling is unchanged.
+import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
+import { context } from '@opentelemetry/api';
+import { activePoolTracker, scriptName, type PoolResource, type PoolTask } from './pool-tracker';
+import { report } from '../safety';
+
+const VERSION = '0.1.0';
+const SUPPORTED = ['>=4.0.0 <6'];
+const RESOURCE = Symbol('stallscope.pool');
+const RECORD = Symbol('stallscope.task');
+const ORIGINAL = Symbol('stallscope.original');
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+interface PiscinaLike {
+  queueSize: number;
+  threads: unknown[];
+  options?: { filename?: string | null };
+  [RESOURCE]?: PoolResource;
+}
+
+interface TaskInfoLike {
+  filename?: string | null;
+  name?: string | null;
+  created: number;
+  started: number;
+  abortSignal?: { aborted?: boolean; addEventListener?: AnyFn; once?: AnyFn } | null;
+  [RECORD]?: PoolTask;
+}
+
+type TaskInfoClass = new (...args: unknown[]) => TaskInfoLike;
+
+export class PiscinaInstrumentation extends InstrumentationBase {
+  /** Set while run() executes: the TaskInfo built inside it belongs to this pool. */
+  private submitting: PiscinaLike | undefined;
+
+  constructor() {
+    super('@stallscope/instrumentation-piscina', VERSION, {});
+  }
+
+  protected init() {
+    const taskQueue = new InstrumentationNodeModuleFile(
+      'piscina/dist/task_queue/index.js',
+      SUPPORTED,
+      (exports: { TaskInfo: TaskInfoClass }) => this.patchTaskInfo(exports),
+      (exports: { TaskInfo: TaskInfoClass & { [ORIGINAL]?: TaskInfoClass } }) => {
+        if (exports.TaskInfo[ORIGINAL]) exports.TaskInfo = exports.TaskInfo[ORIGINAL];
+        return exports;
+      },
+    );
+    // Piscina's main module is the class (CommonJS) or a namespace whose default is the class
+    // (ESM); either way the prototype is shared. Its files load through CommonJS in both cases.
+    const main = new InstrumentationNodeModuleFile(
+      'piscina/dist/index.js',
+      SUPPORTED,
+      (exports: { default?: { prototype: Record<string, unknown> } }) => {
+        if (exports.default) this.patchPool(exports.default.prototype);
+        return exports;
+      },
+      (exports: { default?: { prototype: Record<string | symbol, unknown> } }) => {
+        if (exports.default) this.unpatchPool(exports.default.prototype);
+        return exports;
+      },
+    );
+    return [new InstrumentationNodeModuleDefinition('piscina', SUPPORTED, undefined, undefined, [taskQueue, main])];
+  }
+
+  private patchPool(proto: Record<string | symbol, unknown>): void {
+    if (proto[ORIGINAL]) return;
+    const self = this;
+    const originals: Record<string, AnyFn> = {};
+    for (const method of ['run', 'runTask']) {
+      const original = proto[method];
+      if (typeof original !== 'function') continue; // runTask: 4.x only
+      originals[method] = original as AnyFn;
+      proto[method] = function (this: PiscinaLike): unknown {
+        const outer = self.submitting;
+        self.submitting = this;
+        try {
+          return Reflect.apply(original, this, arguments);
+        } finally {
+          self.submitting = outer;
+        }
+      };
+    }
+    Object.defineProperty(proto, ORIGINAL, { value: originals, configurable: true });
+  }
+
+  private unpatchPool(proto: Record<string | symbol, unknown>): void {
+    const originals = proto[ORIGINAL] as Record<string, AnyFn> | undefined;
+    if (!originals) return;
+    Object.assign(proto, originals);
+    delete proto[ORIGINAL];
+  }
+
+  private resourceOf(pool: PiscinaLike, task: TaskInfoLike): PoolResource | undefined {
+    const tracker = activePoolTracker();
+    if (!tracker) return undefined;
+    let r = pool[RESOURCE];
+    if (!r) {
+      const file = pool.options?.filename ?? task.filename;
+      r = tracker.pool(file ? scriptName(file) : 'piscina', 'piscina', pool, {
+        queueSize: () => pool.queueSize,
+        threads: () => pool.threads.length,
+      });
+      Object.defineProperty(pool, RESOURCE, { value: r, configurable: true });
+    }
+    return r;
+  }
+
+  private patchTaskInfo(exports: { TaskInfo: TaskInfoClass }): { TaskInfo: TaskInfoClass } {
+    const Original = exports.TaskInfo;
+    if (typeof Original !== 'function' || (Original as { [ORIGINAL]?: unknown })[ORIGINAL]) return exports;
+    const self = this;
+    class TrackedTaskInfo extends Original {
+      constructor(...args: unknown[]) {
+        super(...args);
+        const pool = self.submitting;
+        if (pool) self.track(this, pool);
+      }
+
+      done(...args: unknown[]): unknown {
+        const t = this[RECORD];
+        if (t) {
+          if (this.started > 0) t.startedAt = this.started;
+          activePoolTracker()?.ended(t, args[0] ? (this.abortSignal?.aborted ? 'cancelled' : 'error') : 'completed', args[0]);
+        }
+        return Reflect.apply((Original.prototype as unknown as { done: AnyFn }).done, this, args);
+      }
+    }
+    Object.defineProperty(TrackedTaskInfo, 'name', { value: Original.name });
+    Object.defineProperty(TrackedTaskInfo, ORIGINAL, { value: Original });
+    exports.TaskInfo = TrackedTaskInfo;
+    return exports;
+  }
+
+  private track(info: TaskInfoLike, pool: PiscinaLike): void {
+    try {
+      const tracker = activePoolTracker();
+      const resource = this.resourceOf(pool, info);
+      if (!tracker || !resource) return;
+      const t = tracker.submitted(resource, info.name ?? 'default', context.active());
+      t.submittedAt = info.created;
+      // `started` is set as the task is posted to a worker; done() reads it.
+      Object.defineProperty(info, RECORD, { value: t, configurable: true });
+      // A task aborted while still queued never reaches done(). The listener dies with the
+      // signal, which is usually per request.
+      const signal = info.abortSignal;
+      const onAbort = () => {
+        if (!(info.started > 0)) tracker.ended(t, 'cancelled');
+      };
+      if (signal?.aborted) onAbort();
+      else if (typeof signal?.addEventListener === 'function') signal.addEventListener('abort', onAbort, { once: true });
+      else if (typeof signal?.once === 'function') signal.once('abort', onAbort);
+    } catch (err) {
+      report('piscina instrumentation', err);
+    }
+  }
+}

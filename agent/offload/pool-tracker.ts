@@ -1,0 +1,147 @@
+// Task bookkeeping shared by the worker-pool instrumentations: each task's queue wait (submitted
+// until handed to a worker) and run time (until its result came back), as histograms per pool
+// and as a span per task, child of the span that submitted it.
+import { relative, isAbsolute } from 'node:path';
+import { SpanKind, SpanStatusCode, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
+import { KIND, POOL_KIND, POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../../common/conventions';
+import { report } from '../safety';
+
+export type TaskOutcome = 'completed' | 'error' | 'cancelled' | 'timeout';
+
+/** What a pool instrumentation can read from one pool, for the gauges. */
+export interface PoolProbe {
+  queueSize(): number;
+  threads(): number;
+}
+
+export interface PoolResource {
+  name: string;
+  type: string;
+  probe: PoolProbe;
+  /** Most tasks queued at once since the last export. */
+  maxQueue: number;
+  attrs: Record<string, string>;
+}
+
+export interface PoolTask {
+  pool: PoolResource;
+  task: string;
+  ctx: Context;
+  submittedAt: number;
+  startedAt?: number;
+  ended?: boolean;
+}
+
+/** A worker script's path, relative to the working directory when inside it. */
+export function scriptName(file: string): string {
+  const path = file.startsWith('file://') ? new URL(file).pathname : file;
+  return isAbsolute(path) && path.startsWith(process.cwd()) ? relative(process.cwd(), path) : path;
+}
+
+let active: PoolTracker | undefined;
+
+/** The tracker of the running agent, which every pool instrumentation reports to. */
+export function activePoolTracker(): PoolTracker | undefined {
+  return active;
+}
+
+export class PoolTracker {
+  private readonly pools = new Set<PoolResource>();
+  private readonly collected = new FinalizationRegistry<PoolResource>((p) => this.pools.delete(p));
+  private queueWait!: Histogram;
+  private runTime!: Histogram;
+
+  constructor(
+    private readonly tracer: Tracer,
+    private readonly meter: Meter,
+  ) {}
+
+  start(): void {
+    const buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    this.queueWait = this.meter.createHistogram(POOL_METRICS.queueWait, { description: 'Time pool tasks waited for a worker', unit: 's', advice: { explicitBucketBoundaries: buckets } });
+    this.runTime = this.meter.createHistogram(POOL_METRICS.runTime, { description: 'Time from a task reaching a worker to its result', unit: 's', advice: { explicitBucketBoundaries: buckets } });
+    this.meter.createObservableGauge(POOL_METRICS.queueSize, { description: 'Most tasks queued at once since the last export', unit: '{task}' }).addCallback((r) => {
+      for (const p of this.pools) {
+        try {
+          const now = p.probe.queueSize();
+          r.observe(Math.max(p.maxQueue, now), p.attrs);
+          p.maxQueue = now;
+        } catch (err) {
+          report('pool metrics', err);
+        }
+      }
+    });
+    this.meter.createObservableGauge(POOL_METRICS.threads, { description: 'Worker threads in the pool', unit: '{thread}' }).addCallback((r) => {
+      for (const p of this.pools) {
+        try {
+          r.observe(p.probe.threads(), p.attrs);
+        } catch (err) {
+          report('pool metrics', err);
+        }
+      }
+    });
+    active = this;
+  }
+
+  stop(): void {
+    if (active === this) active = undefined;
+  }
+
+  /** The resource of one pool object, dropped when the pool is garbage-collected. */
+  pool(name: string, type: string, owner: object, probe: PoolProbe): PoolResource {
+    const p: PoolResource = { name, type, probe, maxQueue: 0, attrs: { [POOL_NAME]: name, [POOL_TYPE]: type } };
+    this.pools.add(p);
+    this.collected.register(owner, p);
+    return p;
+  }
+
+  submitted(pool: PoolResource, task: string, ctx: Context): PoolTask {
+    const t: PoolTask = { pool, task, ctx, submittedAt: performance.now() };
+    try {
+      const queued = pool.probe.queueSize();
+      if (queued > pool.maxQueue) pool.maxQueue = queued;
+    } catch (err) {
+      report('pool metrics', err);
+    }
+    return t;
+  }
+
+  /** `at`: when the pool handed the task to a worker, on the performance.now() clock. */
+  started(t: PoolTask, at = performance.now()): void {
+    t.startedAt ??= at;
+  }
+
+  ended(t: PoolTask, outcome: TaskOutcome, error?: unknown): void {
+    if (t.ended) return;
+    t.ended = true;
+    try {
+      const now = performance.now();
+      const started = t.startedAt ?? now; // never reached a worker: all of it was waiting
+      const waited = started - t.submittedAt;
+      const ran = now - started;
+      this.queueWait.record(waited / 1000, t.pool.attrs);
+      if (t.startedAt !== undefined) this.runTime.record(ran / 1000, t.pool.attrs);
+      const origin = performance.timeOrigin;
+      const span = this.tracer.startSpan(
+        POOL_SPAN_NAME,
+        {
+          kind: SpanKind.INTERNAL,
+          startTime: origin + t.submittedAt,
+          attributes: {
+            [KIND]: POOL_KIND,
+            ...t.pool.attrs,
+            [POOL_TASK]: t.task,
+            [POOL_OUTCOME]: outcome,
+            [POOL_QUEUE_WAIT_MS]: waited,
+            [POOL_RUN_MS]: ran,
+          },
+        },
+        t.ctx,
+      );
+      if (outcome !== 'completed') span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : outcome });
+      span.end(origin + now);
+    } catch (err) {
+      report('pool tracking', err);
+    }
+  }
+}
