@@ -14,6 +14,7 @@ import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
 import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
+import { AsyncLockInstrumentation } from './locks/async-lock';
 import { ThreadpoolMonitor } from './offload/threadpool';
 import { PoolTracker } from './offload/pool-tracker';
 import { PiscinaInstrumentation } from './offload/piscina';
@@ -85,7 +86,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   const instrumentations = [
     new HttpInstrumentation(),
     new ExpressInstrumentation(),
-    ...(config.locks ? [new AsyncMutexInstrumentation()] : []),
+    ...(config.locks ? [new AsyncMutexInstrumentation(), new AsyncLockInstrumentation()] : []),
     ...(config.pools ? [new PiscinaInstrumentation(), new WorkerpoolInstrumentation()] : []),
   ];
   let sdk: NodeSDK | undefined;

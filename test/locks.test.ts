@@ -9,6 +9,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
+import { AsyncLockInstrumentation, MAX_KEYS } from '../agent/locks/async-lock';
 import { nameLock, Mutex as NamedMutex, Semaphore as NamedSemaphore, LockTimeoutError } from '../agent/index';
 import {
   LOCK_ACQUIRE_SITE,
@@ -34,10 +35,13 @@ const reader = new PeriodicExportingMetricReader({
 const meterProvider = new MeterProvider({ readers: [reader] });
 const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 200 }, tracer, meterProvider.getMeter('locks-test'));
 const instrumentation = new AsyncMutexInstrumentation();
+const asyncLockInstrumentation = new AsyncLockInstrumentation();
 
 // Loaded after the instrumentation is enabled, as an app's require() would be.
 type AsyncMutex = typeof import('async-mutex');
 const { Mutex, Semaphore, E_CANCELED, E_TIMEOUT, E_ALREADY_LOCKED, withTimeout, tryAcquire } = createRequire(__filename)('async-mutex') as AsyncMutex;
+
+const AsyncLock = createRequire(__filename)('async-lock') as typeof import('async-lock');
 
 /** file:line of the caller, named the way the tracker names lock sites. */
 function here(): string {
@@ -323,5 +327,101 @@ describe("stallscope's own named locks", () => {
     assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout', 'cancelled']);
     await assert.rejects(sem.acquire({ weight: 3 }), RangeError);
     assert.throws(() => new NamedSemaphore(0), RangeError);
+  });
+});
+
+describe('async-lock tracking', () => {
+  it('keeps keys apart, and names who each waiter queued behind', async () => {
+    exporter.reset();
+    const lock = new AsyncLock();
+    let holderSite = '';
+    const hold = (key: string, ms: number) => lock.acquire(key, () => sleep(ms).then(() => key));
+    const first = tracer.startActiveSpan('holder', (span) => {
+      [holderSite] = [here(), lock.acquire('user:1', () => sleep(60))];
+      span.end();
+      return span.spanContext().spanId;
+    });
+    const results = await Promise.all([hold('user:1', 10), hold('user:2', 10), hold('user:2', 10)]);
+    assert.deepEqual(results, ['user:1', 'user:2', 'user:2']);
+    const spans = waits();
+    const byKey = new Map(spans.map((s) => [s.attributes[LOCK_NAME], s]));
+    assert.equal(spans.length, 2, spans.map((s) => `${s.attributes[LOCK_NAME]} ${durationMs(s)}`).join(', '));
+    assert.ok(Math.abs(durationMs(byKey.get('user:1')!) - 60) < 25, `user:1 waited ${durationMs(byKey.get('user:1')!)} ms`);
+    assert.ok(Math.abs(durationMs(byKey.get('user:2')!) - 10) < 10, `user:2 waited ${durationMs(byKey.get('user:2')!)} ms`);
+    assert.equal(byKey.get('user:1')!.attributes[LOCK_TYPE], 'async-lock');
+    assert.equal(byKey.get('user:1')!.attributes[LOCK_HOLDER_SPAN], first);
+    assert.ok(holderSite);
+  });
+
+  it('records a wait that times out, and a request refused for too many pending', async () => {
+    exporter.reset();
+    const lock = nameLock(new AsyncLock({ maxPending: 1 }), 'jobs');
+    const holding = lock.acquire('k', () => sleep(80));
+    const timedOut = lock.acquire('k', () => 'never', { timeout: 30 });
+    await assert.rejects(lock.acquire('k', () => 'refused'), /Too many pending/);
+    await assert.rejects(timedOut, /timed out/);
+    await holding;
+    await sleep(5);
+    const outcomes = waits().map((s) => `${s.attributes[LOCK_NAME]} ${s.attributes[LOCK_OUTCOME]}`);
+    assert.deepEqual(outcomes, ['jobs:k timeout']);
+    const { resourceMetrics } = await reader.collect();
+    const wait = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.waitTime)!;
+    const jobs = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'jobs:k').map((p) => p.attributes[LOCK_OUTCOME]).sort();
+    assert.deepEqual(jobs, ['error', 'timeout']);
+  });
+
+  it('bounds key cardinality: keys past the limit share one resource', async () => {
+    const lock = new AsyncLock();
+    const keys = Array.from({ length: MAX_KEYS + 20 }, (_, i) => `tenant-${i}`);
+    // Every key contended once: two requests at once on each.
+    await Promise.all(keys.flatMap((k) => [lock.acquire(k, () => sleep(1)), lock.acquire(k, () => sleep(1))]));
+    const { resourceMetrics } = await reader.collect();
+    const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    const names = new Set(acquisitions.dataPoints.map((p) => String(p.attributes[LOCK_NAME])).filter((n) => n.startsWith('tenant-') || n.endsWith('(other keys)')));
+    assert.equal([...names].filter((n) => n.startsWith('tenant-')).length, MAX_KEYS);
+    assert.ok([...names].some((n) => n.endsWith('(other keys)')));
+  });
+
+  it('changes no behaviour: multiple keys, callbacks, errors and order, with and without tracking', async () => {
+    const scenario = async () => {
+      const log: string[] = [];
+      const lock = new AsyncLock();
+      await Promise.all([
+        lock.acquire(['a', 'b'], async () => {
+          log.push('ab start');
+          await sleep(10);
+          log.push('ab end');
+          return 1;
+        }),
+        lock.acquire('b', () => log.push('b alone')),
+        new Promise<void>((resolve) =>
+          lock.acquire(
+            'a',
+            (done) => {
+              log.push('a callback');
+              setTimeout(() => done(undefined, 'cb value'), 5);
+            },
+            (err, ret) => {
+              log.push(`a done ${String(err)} ${String(ret)}`);
+              resolve();
+            },
+          ),
+        ),
+      ]);
+      await lock.acquire('c', () => Promise.reject(new Error('inside'))).catch((e: Error) => log.push(`error ${e.message}`));
+      await lock.acquire('c', () => {
+        throw new Error('thrown');
+      }).catch((e: Error) => log.push(`error ${e.message}`));
+      log.push(`busy ${lock.isBusy()}`);
+      return log;
+    };
+    const tracked = await scenario();
+    asyncLockInstrumentation.disable();
+    try {
+      assert.deepEqual(tracked, await scenario());
+    } finally {
+      asyncLockInstrumentation.enable();
+    }
+    assert.deepEqual(tracked.slice(0, 4), ['ab start', 'ab end', 'a callback', 'b alone']);
   });
 });

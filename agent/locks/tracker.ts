@@ -165,6 +165,11 @@ export class LockTracker {
     return r;
   }
 
+  /** Stops reporting a resource (a key of a keyed lock that went idle). */
+  forget(resource: LockResource): void {
+    this.resources.delete(resource);
+  }
+
   /** `available`: whether the library will grant at once. */
   request(resource: LockResource, available: boolean, skip: Function, weight = 1): Acquisition {
     const now = performance.now();

@@ -1,0 +1,210 @@
+// async-lock 1.x: keyed locks. acquire(key, fn) runs fn once the key is free and frees the key
+// when fn ends (its callback, or its promise); an array of keys nests one acquire per key. The
+// grant is the moment the library calls fn, and the release the moment fn ends, so wrapping fn
+// sees both without touching the library's queue. Keys can be many (one per user): a key gets a
+// resource of its own once it is contended, up to MAX_KEYS per lock; the rest share one.
+import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
+import { activeTracker, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { LOCK_NAME_KEY } from './async-mutex';
+import { report } from '../safety';
+
+const VERSION = '0.1.0';
+const STATE = Symbol('stallscope.asyncLock');
+const ORIGINAL = Symbol('stallscope.original');
+const TYPE = 'async-lock';
+/** Keys of one lock with a resource of their own. */
+export const MAX_KEYS = 50;
+/** A key idle this long gives its place to another. */
+const KEY_IDLE_MS = 60_000;
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+interface LockState {
+  created?: { stack?: string };
+  keys: Map<string, { resource: LockResource; lastUsed: number }>;
+  others?: LockResource;
+  /** The acquisition holding each key now, for "who waited on whom" across resources. */
+  holders: Map<string, Acquisition>;
+}
+
+interface AsyncLockLike {
+  queues: Record<string, unknown[]>;
+  timeout: number;
+  maxPending: number;
+  domainReentrant: boolean;
+  [STATE]?: LockState;
+  [LOCK_NAME_KEY]?: string;
+}
+
+interface AcquireOptions {
+  timeout?: number;
+  maxPending?: number;
+}
+
+export class AsyncLockInstrumentation extends InstrumentationBase {
+  constructor() {
+    super('@stallscope/instrumentation-async-lock', VERSION, {});
+  }
+
+  protected init() {
+    return [
+      new InstrumentationNodeModuleDefinition(
+        'async-lock',
+        ['>=1.0.0 <2'],
+        (exports: { prototype: Record<string | symbol, unknown>; default?: { prototype: Record<string | symbol, unknown> } }) => {
+          // CommonJS: the constructor itself; from ESM, a namespace whose default is it.
+          this.patch((exports.default ?? exports).prototype);
+          return exports;
+        },
+        (exports: { prototype: Record<string | symbol, unknown>; default?: { prototype: Record<string | symbol, unknown> } }) => {
+          this.unpatch((exports.default ?? exports).prototype);
+          return exports;
+        },
+      ),
+    ];
+  }
+
+  private patch(proto: Record<string | symbol, unknown>): void {
+    if (!proto || proto[ORIGINAL]) return;
+    const acquire = proto.acquire as AnyFn;
+    Object.defineProperty(proto, ORIGINAL, { value: acquire, configurable: true });
+    const self = this;
+    // The constructor's `this.queues = ...` lands here first: where the lock was created.
+    function created(this: AsyncLockLike, value: Record<string, unknown[]>): void {
+      Object.defineProperty(this, 'queues', { value, writable: true, enumerable: true, configurable: true });
+      try {
+        Object.defineProperty(this, STATE, { value: { created: captureLockStack(created), keys: new Map(), holders: new Map() }, configurable: true });
+      } catch (err) {
+        report('async-lock instrumentation', err);
+      }
+    }
+    Object.defineProperty(proto, 'queues', { configurable: true, set: created });
+
+    proto.acquire = function (this: AsyncLockLike, key: unknown, fn: unknown, cb?: unknown, opts?: unknown): unknown {
+      const tracker = activeTracker();
+      // Arrays come back here one key at a time; a domain-reentrant lock may grant to a holder.
+      if (!tracker || Array.isArray(key) || typeof fn !== 'function' || this.domainReentrant) return Reflect.apply(acquire, this, arguments);
+      let acq: Acquisition | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const args = Array.from(arguments);
+      let queued = 0;
+      try {
+        const k = String(key);
+        const queue = this.queues[k];
+        const available = !queue;
+        queued = queue?.length ?? 0;
+        const resource = self.resourceOf(this, tracker, k, !available);
+        acq = tracker.request(resource, available, proto.acquire as AnyFn, 1);
+        const state = this[STATE]!;
+        if (!available) acq.blockedBy = state.holders.get(k) ?? acq.blockedBy;
+        args[1] = self.wrap(fn as AnyFn, acq, tracker, state, k);
+        const options = (typeof cb === 'function' ? opts : cb) as AcquireOptions | undefined;
+        const timeout = options?.timeout || this.timeout;
+        // Set before the library's timer of the same length, so it fires just before it.
+        if (!available && timeout) {
+          const waiting = acq;
+          timer = setTimeout(() => tracker.failed(waiting, 'timeout'), timeout);
+          timer.unref();
+        }
+      } catch (err) {
+        report('async-lock instrumentation', err);
+      }
+      try {
+        return Reflect.apply(acquire, this, args);
+      } finally {
+        // Refused outright (too many pending): the queue did not grow.
+        if (acq && acq.grantedAt === undefined && acq.contended && (this.queues[String(key)]?.length ?? 0) <= queued) {
+          if (timer) clearTimeout(timer);
+          tracker.failed(acq, 'error');
+        }
+      }
+    };
+    Object.defineProperty(proto.acquire, 'length', { value: acquire.length });
+  }
+
+  /** fn as the library will call it: the call is the grant, its end the release. Same arity. */
+  private wrap(fn: AnyFn, acq: Acquisition, tracker: LockTracker, state: LockState, key: string): AnyFn {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (state.holders.get(key) === acq) state.holders.delete(key);
+      tracker.released(acq.resource, acq);
+    };
+    const grant = () => {
+      tracker.granted(acq);
+      state.holders.set(key, acq);
+    };
+    if (fn.length === 1) {
+      return function (this: unknown, done: unknown) {
+        grant();
+        try {
+          return fn.call(this, function (this: unknown) {
+            release();
+            return Reflect.apply(done as AnyFn, this, arguments);
+          });
+        } catch (err) {
+          release();
+          throw err;
+        }
+      };
+    }
+    return function (this: unknown) {
+      grant();
+      let result: unknown;
+      try {
+        result = Reflect.apply(fn, this, arguments);
+      } catch (err) {
+        release();
+        throw err;
+      }
+      // The library waits on this same value; a second observer changes nothing for the app.
+      if (result && typeof (result as PromiseLike<unknown>).then === 'function') (result as PromiseLike<unknown>).then(release, release);
+      else release();
+      return result;
+    };
+  }
+
+  private resourceOf(lock: AsyncLockLike, tracker: LockTracker, key: string, contended: boolean): LockResource {
+    let state = lock[STATE];
+    if (!state) {
+      state = { keys: new Map(), holders: new Map() };
+      Object.defineProperty(lock, STATE, { value: state, configurable: true });
+    }
+    const now = performance.now();
+    const own = state.keys.get(key);
+    if (own) {
+      own.lastUsed = now;
+      return own.resource;
+    }
+    const name = lock[LOCK_NAME_KEY];
+    if (contended && (state.keys.size < MAX_KEYS || this.evictIdle(state, tracker, now))) {
+      const resource = tracker.resource(name ? `${name}:${key}` : key, TYPE, lock);
+      state.keys.set(key, { resource, lastUsed: now });
+      return resource;
+    }
+    state.others ??= tracker.resource(`${name ?? (state.created ? siteOf(state.created) : 'async-lock')} (other keys)`, TYPE, lock);
+    return state.others;
+  }
+
+  /** Frees the place of keys idle for a while; whether one was freed. */
+  private evictIdle(state: LockState, tracker: LockTracker, now: number): boolean {
+    let freed = false;
+    for (const [key, { resource, lastUsed }] of state.keys) {
+      if (now - lastUsed > KEY_IDLE_MS && resource.holders.length === 0 && resource.waiting === 0) {
+        state.keys.delete(key);
+        tracker.forget(resource);
+        freed = true;
+      }
+    }
+    return freed;
+  }
+
+  private unpatch(proto: Record<string | symbol, unknown>): void {
+    const original = proto?.[ORIGINAL] as AnyFn | undefined;
+    if (!original) return;
+    proto.acquire = original;
+    delete proto.queues;
+    delete proto[ORIGINAL];
+  }
+}
