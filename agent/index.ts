@@ -15,6 +15,7 @@ import { Watchdog } from './watchdog';
 import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { AsyncLockInstrumentation } from './locks/async-lock';
+import { PLimitInstrumentation, PQueueInstrumentation } from './locks/limiters';
 import { ThreadpoolMonitor } from './offload/threadpool';
 import { PoolTracker } from './offload/pool-tracker';
 import { PiscinaInstrumentation } from './offload/piscina';
@@ -86,7 +87,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   const instrumentations = [
     new HttpInstrumentation(),
     new ExpressInstrumentation(),
-    ...(config.locks ? [new AsyncMutexInstrumentation(), new AsyncLockInstrumentation()] : []),
+    ...(config.locks ? [new AsyncMutexInstrumentation(), new AsyncLockInstrumentation(), new PLimitInstrumentation(), new PQueueInstrumentation()] : []),
     ...(config.pools ? [new PiscinaInstrumentation(), new WorkerpoolInstrumentation()] : []),
   ];
   let sdk: NodeSDK | undefined;

@@ -4,7 +4,7 @@
 // sees both without touching the library's queue. Keys can be many (one per user): a key gets a
 // resource of its own once it is contended, up to MAX_KEYS per lock; the rest share one.
 import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { activeTracker, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { activeTracker, callHeld, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report } from '../safety';
 
@@ -150,18 +150,7 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       };
     }
     return function (this: unknown) {
-      grant();
-      let result: unknown;
-      try {
-        result = Reflect.apply(fn, this, arguments);
-      } catch (err) {
-        release();
-        throw err;
-      }
-      // The library waits on this same value; a second observer changes nothing for the app.
-      if (result && typeof (result as PromiseLike<unknown>).then === 'function') (result as PromiseLike<unknown>).then(release, release);
-      else release();
-      return result;
+      return callHeld(fn, this, arguments, grant, release);
     };
   }
 

@@ -3,6 +3,7 @@
 // into metrics per resource, a span for each wait over the threshold (naming the holder the
 // waiter queued behind), and a span for a lock held too long while others wait.
 import { relative, isAbsolute } from 'node:path';
+import { isPromise } from 'node:util/types';
 import { SpanKind, context, trace, type Context, type Histogram, type Counter, type Meter, type Tracer } from '@opentelemetry/api';
 import {
   KIND,
@@ -92,6 +93,26 @@ export function captureLockStack(skip: Function): { stack?: string } {
 /** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
 export function siteOf(holder: { stack?: string }): string {
   return site(parseV8Stack(holder.stack ?? ''));
+}
+
+/**
+ * Calls a task function that a library runs under its lock: the call is the grant, and its end
+ * (its promise settling, or its return) the release. Only a native promise is observed: the
+ * library already waits on it, so one more reaction changes nothing, whereas a thenable such as
+ * a query builder would run again on every then(); for those the hold ends at the return.
+ */
+export function callHeld(fn: (...args: unknown[]) => unknown, thisArg: unknown, args: ArrayLike<unknown>, grant: () => void, release: () => void): unknown {
+  grant();
+  let result: unknown;
+  try {
+    result = Reflect.apply(fn, thisArg, args);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  if (isPromise(result)) result.then(release, release);
+  else release();
+  return result;
 }
 
 let active: LockTracker | undefined;

@@ -1,0 +1,206 @@
+// Concurrency limiters (p-limit 7, p-queue 9: ES modules) tracked as semaphores, in this
+// process: the ESM loader hook is registered here the way the agent's entry does it, then the
+// libraries are imported. Real tracer and meter providers with in-memory exporters.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { register } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
+import { PLimitInstrumentation, PQueueInstrumentation } from '../agent/locks/limiters';
+import { nameLock } from '../agent/index';
+import { LOCK_HOLDER_SPAN, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_QUEUE_DEPTH, LOCK_SPAN_NAMES, LOCK_TYPE } from '../common/conventions';
+
+const exporter = new InMemorySpanExporter();
+const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('limiters-test');
+const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
+const meterProvider = new MeterProvider({ readers: [reader] });
+const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, meterProvider.getMeter('limiters-test'));
+register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename));
+const pLimitInstrumentation = new PLimitInstrumentation();
+const pQueueInstrumentation = new PQueueInstrumentation();
+
+type PLimitModule = typeof import('p-limit', { with: { 'resolution-mode': 'import' } });
+type PQueueModule = typeof import('p-queue', { with: { 'resolution-mode': 'import' } });
+// A dynamic import the compiler leaves alone (CommonJS output would turn import() into require()).
+const importEsm = new Function('specifier', 'return import(specifier)') as <T>(specifier: string) => Promise<T>;
+let pLimit: PLimitModule['default'];
+let limitFunction: PLimitModule['limitFunction'];
+let PQueue: PQueueModule['default'];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
+const waits = () => exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.wait);
+function here(): string {
+  return siteOf(captureLockStack(here));
+}
+
+before(async () => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  tracker.start();
+  ({ default: pLimit, limitFunction } = await importEsm<PLimitModule>('p-limit'));
+  ({ default: PQueue } = await importEsm<PQueueModule>('p-queue'));
+});
+after(async () => {
+  tracker.stop();
+  await meterProvider.shutdown();
+});
+
+/** Six 30 ms tasks on two slots: waits of about 0, 0, 30, 30, 60, 60 ms. */
+function assertTwoSlots(spans: ReadableSpan[], name: string, type: string): void {
+  const sorted = spans.sort((a, b) => durationMs(a) - durationMs(b));
+  assert.equal(sorted.length, 4, sorted.map((s) => durationMs(s).toFixed(1)).join(', '));
+  sorted.forEach((s, i) => {
+    const expected = i < 2 ? 30 : 60;
+    assert.ok(Math.abs(durationMs(s) - expected) < 20, `wait ${i}: ${durationMs(s)} ms, expected ~${expected}`);
+    assert.equal(s.attributes[LOCK_NAME], name);
+    assert.equal(s.attributes[LOCK_TYPE], type);
+    assert.equal(s.attributes[LOCK_OUTCOME], 'granted');
+  });
+  assert.deepEqual(sorted.map((s) => s.attributes[LOCK_QUEUE_DEPTH]).sort(), [0, 1, 2, 3]);
+}
+
+describe('p-limit tracking', () => {
+  it('shows a p-limit(2) queue with the expected waits, named by its creation line', async () => {
+    exporter.reset();
+    const [limit, site] = [pLimit(2), here()];
+    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => limit(async (x: number) => (await sleep(30), x * n), 10)));
+    assert.deepEqual(results, [10, 20, 30, 40, 50, 60]);
+    assertTwoSlots(waits(), site, 'p-limit');
+    assert.equal(limit.activeCount, 0);
+    assert.equal(limit.pendingCount, 0);
+    assert.equal(limit.concurrency, 2);
+  });
+
+  it('names the holder a waiter queued behind, and records a cleared queue as cancelled', async () => {
+    exporter.reset();
+    const limit = nameLock(pLimit({ concurrency: 1, rejectOnClear: true }), 'exports');
+    const [holder, holderSpan] = tracer.startActiveSpan('holder', (span) => {
+      const p = limit(() => sleep(20));
+      span.end();
+      return [p, span.spanContext().spanId] as const;
+    });
+    const waiter = limit(() => sleep(40).then(() => 'waited'));
+    await holder;
+    const dropped = limit(() => 'never');
+    await sleep(5);
+    limit.clearQueue();
+    await assert.rejects(dropped, (err: Error) => err.name === 'AbortError');
+    assert.equal(await waiter, 'waited');
+    const byOutcome = new Map(waits().map((s) => [s.attributes[LOCK_OUTCOME], s]));
+    assert.deepEqual([...byOutcome.keys()].sort(), ['cancelled', 'granted']);
+    assert.equal(byOutcome.get('granted')!.attributes[LOCK_HOLDER_SPAN], holderSpan);
+    assert.ok(Math.abs(durationMs(byOutcome.get('granted')!) - 20) < 12, `waited ${durationMs(byOutcome.get('granted')!)} ms`);
+  });
+
+  it('tracks map() and limitFunction()', async () => {
+    exporter.reset();
+    const limit = nameLock(pLimit(1), 'mapped');
+    assert.deepEqual(await limit.map([1, 2, 3], async (x: number) => (await sleep(10), x * 2)), [2, 4, 6]);
+    const limited = limitFunction(async (x: number) => (await sleep(10), x + 1), { concurrency: 1 });
+    assert.deepEqual(await Promise.all([limited(1), limited(2)]), [2, 3]);
+    const names = waits().map((s) => String(s.attributes[LOCK_NAME]));
+    assert.deepEqual(names.filter((n) => n === 'mapped').length, 2);
+    assert.equal(names.filter((n) => n !== 'mapped').length, 1);
+    assert.match(names.find((n) => n !== 'mapped')!, /limiters\.test\.js:\d+$/);
+  });
+
+  it('changes no behaviour: values, errors and order with and without tracking', async () => {
+    const scenario = async () => {
+      const log: string[] = [];
+      const limit = pLimit(2);
+      const tasks = [3, 1, 2, 4].map((n) =>
+        limit(async () => {
+          log.push(`start ${n}`);
+          await sleep(n * 4);
+          log.push(`end ${n}`);
+          if (n === 4) throw new Error('four');
+          return n;
+        }),
+      );
+      const settled = await Promise.allSettled(tasks);
+      log.push(settled.map((s) => (s.status === 'fulfilled' ? s.value : (s.reason as Error).message)).join(','));
+      log.push(String(await limit(() => 'sync value')));
+      await limit(() => {
+        throw new Error('sync throw');
+      }).catch((e: Error) => log.push(e.message));
+      log.push(`${limit.activeCount} ${limit.pendingCount}`);
+      return log;
+    };
+    const tracked = await scenario();
+    pLimitInstrumentation.disable();
+    try {
+      assert.deepEqual(tracked, await scenario());
+    } finally {
+      pLimitInstrumentation.enable();
+    }
+    assert.equal(tracked[tracked.length - 4], '3,1,2,four');
+  });
+});
+
+describe('p-queue tracking', () => {
+  it('shows a concurrency-2 queue with the expected waits, named by its creation line', async () => {
+    exporter.reset();
+    const [queue, site] = [new PQueue({ concurrency: 2 }), here()];
+    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => queue.add(async () => (await sleep(30), n))));
+    assert.deepEqual(results, [1, 2, 3, 4, 5, 6]);
+    assertTwoSlots(waits(), site, 'p-queue');
+    assert.equal(queue.size, 0);
+    assert.equal(queue.pending, 0);
+  });
+
+  it('records tasks aborted while queued and a cleared queue as cancelled', async () => {
+    exporter.reset();
+    const queue = nameLock(new PQueue({ concurrency: 1 }), 'uploads');
+    const running = queue.add(() => sleep(30));
+    const controller = new AbortController();
+    const aborted = queue.add(() => 'never', { signal: controller.signal });
+    const cleared = queue.add(() => 'never either');
+    await sleep(5);
+    controller.abort();
+    await assert.rejects(aborted, (err: Error) => err.name === 'AbortError');
+    await sleep(5);
+    queue.clear();
+    await running;
+    void cleared; // p-queue leaves a cleared task's promise pending
+    const outcomes = waits().map((s) => `${s.attributes[LOCK_NAME]} ${s.attributes[LOCK_OUTCOME]}`);
+    assert.deepEqual(outcomes.sort(), ['uploads cancelled', 'uploads cancelled']);
+    const { resourceMetrics } = await reader.collect();
+    const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    assert.ok(acquisitions.dataPoints.some((p) => p.attributes[LOCK_NAME] === 'uploads'));
+  });
+
+  it('changes no behaviour: values, errors, events and order with and without tracking', async () => {
+    const scenario = async () => {
+      const log: string[] = [];
+      const queue = new PQueue({ concurrency: 2 });
+      queue.on('completed', (v) => log.push(`completed ${String(v)}`));
+      queue.on('error', (e: Error) => log.push(`error event ${e.message}`));
+      const tasks = [3, 1, 2].map((n) =>
+        queue.add(async () => {
+          log.push(`start ${n}`);
+          await sleep(n * 4);
+          if (n === 2) throw new Error('two');
+          return n;
+        }),
+      );
+      const settled = await Promise.allSettled(tasks);
+      log.push(settled.map((s) => (s.status === 'fulfilled' ? s.value : (s.reason as Error).message)).join(','));
+      log.push(String(await queue.addAll([() => 'a', async () => 'b'])));
+      await queue.onIdle();
+      log.push(`${queue.size} ${queue.pending}`);
+      return log;
+    };
+    const tracked = await scenario();
+    pQueueInstrumentation.disable();
+    try {
+      assert.deepEqual(tracked, await scenario());
+    } finally {
+      pQueueInstrumentation.enable();
+    }
+    assert.ok(tracked.includes('3,1,two'), tracked.join(' | '));
+  });
+});
