@@ -16,6 +16,7 @@ import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { AsyncLockInstrumentation } from './locks/async-lock';
 import { PLimitInstrumentation, PQueueInstrumentation } from './locks/limiters';
+import { WebLocksInstrumentation } from './locks/web-locks';
 import { ThreadpoolMonitor } from './offload/threadpool';
 import { PoolTracker } from './offload/pool-tracker';
 import { PiscinaInstrumentation } from './offload/piscina';
@@ -135,7 +136,12 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     guarded('lock tracking', () => {
       const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
       tracker.start();
-      return () => tracker.stop();
+      const webLocks = new WebLocksInstrumentation();
+      webLocks.start();
+      return () => {
+        webLocks.stop();
+        tracker.stop();
+      };
     });
   }
   if (config.threadpool) {

@@ -1,0 +1,86 @@
+// Web Locks (navigator.locks, Node >= 24.5): request(name, [options], callback) holds the lock
+// named `name` while the callback's promise is pending. The callback runs at the grant; Node
+// (24.21, measured) runs it inside request() when the lock is free, so a callback not yet run
+// when request() returns means the request queued. Names can be many: MAX_NAMES get a resource
+// of their own, the rest share one.
+import { activeTracker, callHeld, type Acquisition, type LockResource } from './tracker';
+import { report } from '../safety';
+
+const TYPE = 'web-locks';
+const MAX_NAMES = 200;
+
+type Request = (name: unknown, ...rest: unknown[]) => Promise<unknown>;
+
+interface LockOptions {
+  signal?: AbortSignal;
+}
+
+export class WebLocksInstrumentation {
+  private readonly resources = new Map<string, LockResource>();
+  private others: LockResource | undefined;
+  /** Keeps the resources alive: names are not objects the tracker could watch. */
+  private readonly owner = {};
+  private restore: (() => void) | undefined;
+
+  /** Patches navigator.locks where the runtime has it; whether it did. */
+  start(): boolean {
+    const locks = (globalThis as { navigator?: { locks?: object } }).navigator?.locks;
+    const proto = locks && (Object.getPrototypeOf(locks) as { request?: Request });
+    if (!proto || typeof proto.request !== 'function') return false;
+    const original = proto.request;
+    const self = this;
+    proto.request = function request(this: unknown, name: unknown, ...rest: unknown[]): Promise<unknown> {
+      const tracker = activeTracker();
+      const callback = rest[rest.length - 1];
+      if (!tracker || typeof callback !== 'function' || rest.length > 2) return Reflect.apply(original, this, arguments);
+      let acq: Acquisition | undefined;
+      let resource: LockResource;
+      try {
+        resource = self.resourceOf(String(name));
+      } catch (err) {
+        report('web locks instrumentation', err);
+        return Reflect.apply(original, this, arguments);
+      }
+      const wrapped = function (this: unknown, lock: unknown): unknown {
+        const a = (acq ??= tracker.request(resource, true, request, 1));
+        // ifAvailable and the lock was taken: the callback runs with null and holds nothing.
+        if (lock === null) {
+          tracker.failed(a, 'timeout');
+          return Reflect.apply(callback, this, arguments);
+        }
+        return callHeld(callback as (...args: unknown[]) => unknown, this, arguments, () => tracker.granted(a), () => tracker.released(a.resource, a));
+      };
+      const args = [name, ...rest.slice(0, -1), wrapped];
+      const result = Reflect.apply(original, this, args);
+      try {
+        if (!acq) {
+          const waiting = (acq = tracker.request(resource, false, request, 1));
+          (rest.length === 2 ? (rest[0] as LockOptions | undefined) : undefined)?.signal?.addEventListener('abort', () => tracker.failed(waiting, 'cancelled'), { once: true });
+        }
+      } catch (err) {
+        report('web locks instrumentation', err);
+      }
+      return result;
+    };
+    this.restore = () => {
+      proto.request = original;
+    };
+    return true;
+  }
+
+  stop(): void {
+    this.restore?.();
+    this.restore = undefined;
+  }
+
+  private resourceOf(name: string): LockResource {
+    const tracker = activeTracker()!;
+    let r = this.resources.get(name);
+    if (!r) {
+      if (this.resources.size >= MAX_NAMES) return (this.others ??= tracker.resource('web-locks (other names)', TYPE, this.owner));
+      r = tracker.resource(name, TYPE, this.owner);
+      this.resources.set(name, r);
+    }
+    return r;
+  }
+}
