@@ -19,9 +19,17 @@ import {
   LOCK_HOLDER_TRACE,
   LOCK_NAME,
   LOCK_SPAN_NAMES,
+  LOCK_TYPE,
+  POOL_NAME,
+  POOL_QUEUE_WAIT_MS,
+  POOL_SPAN_NAME,
+  POOL_TASK,
+  POOL_TYPE,
   SPAN_NAMES,
   SYNC_API,
   SYNC_BYTES,
+  THREADPOOL_OP,
+  THREADPOOL_SPAN_NAME,
 } from '../common/conventions';
 
 const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
@@ -255,6 +263,48 @@ describe('agent tracking an async-mutex in an ESM app', () => {
       assert.equal(waited.span.attributes[LOCK_HOLDER_TRACE], other);
       assert.ok(holderTrace.some((s) => s.spanId === waited.span.attributes[LOCK_HOLDER_SPAN]));
       assert.ok(waited.span.durationMs >= 80 && waited.span.durationMs < 200, `waited ${waited.span.durationMs} ms`);
+    });
+  });
+});
+
+describe('agent on lock and offload libraries imported as ES modules', () => {
+  it('reports queueing on async-lock, p-limit, p-queue, Piscina, workerpool and the libuv threadpool', async () => {
+    await withAgentApp(['--import', REGISTER, 'offload-app.mjs'], 'offload-app', async (server, app) => {
+      const spanIn = async (path: string, name: string, match: (s: SpanJson) => boolean) => {
+        const calls = await Promise.all([call(app, path), call(app, path)]);
+        return eventually(
+          async () => {
+            for (const { traceId } of calls) {
+              const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
+              const found = status === 200 ? (body.spans as SpanJson[]).find((s) => s.name === name && match(s)) : undefined;
+              if (found) return found;
+            }
+            return undefined;
+          },
+          10_000,
+          `a "${name}" span for ${path}`,
+        );
+      };
+      const waited = (s: SpanJson) => s.durationMs > 40;
+      const keyed = await spanIn('/keyed', LOCK_SPAN_NAMES.wait, waited);
+      assert.equal(keyed.attributes[LOCK_NAME], 'account:7');
+      assert.equal(keyed.attributes[LOCK_TYPE], 'async-lock');
+      const limit = await spanIn('/limit', LOCK_SPAN_NAMES.wait, waited);
+      assert.equal(limit.attributes[LOCK_NAME], `offload-app.mjs:${markLine('offload-app.mjs', 'limit')}`);
+      assert.equal(limit.attributes[LOCK_TYPE], 'p-limit');
+      const queue = await spanIn('/queue', LOCK_SPAN_NAMES.wait, waited);
+      assert.equal(queue.attributes[LOCK_NAME], `offload-app.mjs:${markLine('offload-app.mjs', 'queue')}`);
+      assert.equal(queue.attributes[LOCK_TYPE], 'p-queue');
+      const piscina = await spanIn('/piscina', POOL_SPAN_NAME, (s) => s.attributes[POOL_QUEUE_WAIT_MS] > 40);
+      assert.equal(piscina.attributes[POOL_TYPE], 'piscina');
+      assert.equal(piscina.attributes[POOL_NAME], 'piscina-worker.js');
+      const wp = await spanIn('/workerpool', POOL_SPAN_NAME, (s) => s.attributes[POOL_QUEUE_WAIT_MS] > 40);
+      assert.equal(wp.attributes[POOL_TASK], 'spin');
+      assert.equal(wp.attributes[POOL_NAME], 'workerpool-worker.js');
+      const pool = await spanIn('/pbkdf2', THREADPOOL_SPAN_NAME, () => true);
+      assert.equal(pool.attributes[THREADPOOL_OP], 'PBKDF2REQUEST');
+      assert.match(pool.attributes[CODE_FILE], /offload-app\.mjs$/);
+      assert.equal(app.stderr(), '', 'no warnings from the agent');
     });
   });
 });
