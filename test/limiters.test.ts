@@ -27,9 +27,12 @@ type PLimitModule = typeof import('p-limit', { with: { 'resolution-mode': 'impor
 type PQueueModule = typeof import('p-queue', { with: { 'resolution-mode': 'import' } });
 // A dynamic import the compiler leaves alone (CommonJS output would turn import() into require()).
 const importEsm = new Function('specifier', 'return import(specifier)') as <T>(specifier: string) => Promise<T>;
-let pLimit: PLimitModule['default'];
-let limitFunction: PLimitModule['limitFunction'];
-let PQueue: PQueueModule['default'];
+// The namespaces, read at each use as an ES module's live bindings would be: disabling the
+// instrumentation puts the originals back.
+let pLimitModule: PLimitModule;
+let pQueueModule: PQueueModule;
+const pLimit: PLimitModule['default'] = (...args) => pLimitModule.default(...args);
+const limitFunction: PLimitModule['limitFunction'] = (...args) => pLimitModule.limitFunction(...args);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
@@ -41,8 +44,8 @@ function here(): string {
 before(async () => {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   tracker.start();
-  ({ default: pLimit, limitFunction } = await importEsm<PLimitModule>('p-limit'));
-  ({ default: PQueue } = await importEsm<PQueueModule>('p-queue'));
+  pLimitModule = await importEsm<PLimitModule>('p-limit');
+  pQueueModule = await importEsm<PQueueModule>('p-queue');
 });
 after(async () => {
   tracker.stop();
@@ -66,7 +69,7 @@ function assertTwoSlots(spans: ReadableSpan[], name: string, type: string): void
 describe('p-limit tracking', () => {
   it('shows a p-limit(2) queue with the expected waits, named by its creation line', async () => {
     exporter.reset();
-    const [limit, site] = [pLimit(2), here()];
+    const [limit, site] = [pLimitModule.default(2), here()];
     const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => limit(async (x: number) => (await sleep(30), x * n), 10)));
     assert.deepEqual(results, [10, 20, 30, 40, 50, 60]);
     assertTwoSlots(waits(), site, 'p-limit');
@@ -133,6 +136,7 @@ describe('p-limit tracking', () => {
     const tracked = await scenario();
     pLimitInstrumentation.disable();
     try {
+      assert.ok(!Object.getOwnPropertySymbols(pLimitModule.default).length, 'the original p-limit is back');
       assert.deepEqual(tracked, await scenario());
     } finally {
       pLimitInstrumentation.enable();
@@ -144,7 +148,7 @@ describe('p-limit tracking', () => {
 describe('p-queue tracking', () => {
   it('shows a concurrency-2 queue with the expected waits, named by its creation line', async () => {
     exporter.reset();
-    const [queue, site] = [new PQueue({ concurrency: 2 }), here()];
+    const [queue, site] = [new pQueueModule.default({ concurrency: 2 }), here()];
     const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => queue.add(async () => (await sleep(30), n))));
     assert.deepEqual(results, [1, 2, 3, 4, 5, 6]);
     assertTwoSlots(waits(), site, 'p-queue');
@@ -154,7 +158,7 @@ describe('p-queue tracking', () => {
 
   it('records tasks aborted while queued and a cleared queue as cancelled', async () => {
     exporter.reset();
-    const queue = nameLock(new PQueue({ concurrency: 1 }), 'uploads');
+    const queue = nameLock(new pQueueModule.default({ concurrency: 1 }), 'uploads');
     const running = queue.add(() => sleep(30));
     const controller = new AbortController();
     const aborted = queue.add(() => 'never', { signal: controller.signal });
@@ -176,7 +180,7 @@ describe('p-queue tracking', () => {
   it('changes no behaviour: values, errors, events and order with and without tracking', async () => {
     const scenario = async () => {
       const log: string[] = [];
-      const queue = new PQueue({ concurrency: 2 });
+      const queue = new pQueueModule.default({ concurrency: 2 });
       queue.on('completed', (v) => log.push(`completed ${String(v)}`));
       queue.on('error', (e: Error) => log.push(`error event ${e.message}`));
       const tasks = [3, 1, 2].map((n) =>

@@ -21,7 +21,7 @@ type AnyFn = (...args: unknown[]) => unknown;
 
 interface LockState {
   created?: { stack?: string };
-  keys: Map<string, { resource: LockResource; lastUsed: number }>;
+  keys: Map<string, LockResource>;
   others?: LockResource;
   /** The acquisition holding each key now, for "who waited on whom" across resources. */
   holders: Map<string, Acquisition>;
@@ -85,39 +85,40 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       // Arrays come back here one key at a time; a domain-reentrant lock may grant to a holder.
       if (!tracker || Array.isArray(key) || typeof fn !== 'function' || this.domainReentrant) return Reflect.apply(acquire, this, arguments);
       let acq: Acquisition | undefined;
+      let wrapped = fn;
       let timer: NodeJS.Timeout | undefined;
-      const args = Array.from(arguments);
       let queued = 0;
+      const k = String(key);
       try {
-        const k = String(key);
         const queue = this.queues[k];
-        const available = !queue;
-        queued = queue?.length ?? 0;
+        const available = queue === undefined;
         const resource = self.resourceOf(this, tracker, k, !available);
         acq = tracker.request(resource, available, proto.acquire as AnyFn, 1);
         const state = this[STATE]!;
-        if (!available) acq.blockedBy = state.holders.get(k) ?? acq.blockedBy;
-        args[1] = self.wrap(fn as AnyFn, acq, tracker, state, k);
-        const options = (typeof cb === 'function' ? opts : cb) as AcquireOptions | undefined;
-        const timeout = options?.timeout || this.timeout;
-        // Set before the library's timer of the same length, so it fires just before it.
-        if (!available && timeout) {
-          const waiting = acq;
-          timer = setTimeout(() => tracker.failed(waiting, 'timeout'), timeout);
-          timer.unref();
+        wrapped = self.wrap(fn as AnyFn, acq, tracker, state, k);
+        if (!available) {
+          queued = queue.length;
+          acq.blockedBy = state.holders.get(k) ?? acq.blockedBy;
+          const options = (typeof cb === 'function' ? opts : cb) as AcquireOptions | undefined;
+          const timeout = options?.timeout || this.timeout;
+          // Set before the library's timer of the same length, so it fires just before it.
+          if (timeout) {
+            const waiting = acq;
+            timer = setTimeout(() => tracker.failed(waiting, 'timeout'), timeout);
+            timer.unref();
+          }
         }
       } catch (err) {
         report('async-lock instrumentation', err);
       }
-      try {
-        return Reflect.apply(acquire, this, args);
-      } finally {
-        // Refused outright (too many pending): the queue did not grow.
-        if (acq && acq.grantedAt === undefined && acq.contended && (this.queues[String(key)]?.length ?? 0) <= queued) {
-          if (timer) clearTimeout(timer);
-          tracker.failed(acq, 'error');
-        }
+      // Missing trailing arguments and undefined ones mean the same to the library.
+      const result = acquire.call(this, key, wrapped, cb, opts);
+      // Refused outright (too many pending): the queue did not grow.
+      if (acq !== undefined && acq.contended && acq.grantedAt === undefined && (this.queues[k]?.length ?? 0) <= queued) {
+        if (timer) clearTimeout(timer);
+        tracker.failed(acq, 'error');
       }
+      return result;
     };
     Object.defineProperty(proto.acquire, 'length', { value: acquire.length });
   }
@@ -160,16 +161,13 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       state = { keys: new Map(), holders: new Map() };
       Object.defineProperty(lock, STATE, { value: state, configurable: true });
     }
-    const now = performance.now();
     const own = state.keys.get(key);
-    if (own) {
-      own.lastUsed = now;
-      return own.resource;
-    }
+    if (own) return own;
+    const now = performance.now();
     const name = lock[LOCK_NAME_KEY];
     if (contended && (state.keys.size < MAX_KEYS || this.evictIdle(state, tracker, now))) {
       const resource = tracker.resource(name ? `${name}:${key}` : key, TYPE, lock);
-      state.keys.set(key, { resource, lastUsed: now });
+      state.keys.set(key, resource);
       return resource;
     }
     state.others ??= tracker.resource(`${name ?? (state.created ? siteOf(state.created) : 'async-lock')} (other keys)`, TYPE, lock);
@@ -179,8 +177,8 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
   /** Frees the place of keys idle for a while; whether one was freed. */
   private evictIdle(state: LockState, tracker: LockTracker, now: number): boolean {
     let freed = false;
-    for (const [key, { resource, lastUsed }] of state.keys) {
-      if (now - lastUsed > KEY_IDLE_MS && resource.holders.length === 0 && resource.waiting === 0) {
+    for (const [key, resource] of state.keys) {
+      if (now - resource.lastRequested > KEY_IDLE_MS && resource.holders.length === 0 && resource.waiting === 0) {
         state.keys.delete(key);
         tracker.forget(resource);
         freed = true;

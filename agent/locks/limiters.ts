@@ -170,9 +170,10 @@ export class PLimitInstrumentation extends InstrumentationBase {
       } catch (err) {
         report('p-limit instrumentation', err);
       }
-      if (!acq) return Reflect.apply(limit, undefined, [fn, ...args]);
+      if (!acq) return limit(fn as AnyFn, ...args);
       const requested = acq;
-      return Reflect.apply(limit, undefined, [heldTask(fn as AnyFn, tracker, state, () => requested), ...args]);
+      const task = heldTask(fn as AnyFn, tracker, state, () => requested);
+      return args.length === 0 ? limit(task) : limit(task, ...args);
     } as Limit;
     for (const key of Reflect.ownKeys(limit)) {
       if (key === 'length' || key === 'name' || key === 'prototype') continue;
@@ -265,11 +266,11 @@ export class PQueueInstrumentation extends InstrumentationBase {
       const state = this[STATE];
       if (!tracker || !state || typeof fn !== 'function') return Reflect.apply(add, this, arguments);
       let acq: Acquisition | undefined;
-      const args = Array.from(arguments);
       const queue = this;
       // A free slot runs the task inside add() itself: then it never waited.
-      args[0] = heldTask(fn as AnyFn, tracker, state, () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, proto.add as AnyFn, 1)));
-      const result = Reflect.apply(add, this, args);
+      const task = heldTask(fn as AnyFn, tracker, state, () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, proto.add as AnyFn, 1)));
+      // An undefined options argument means the same to the library as a missing one.
+      const result = add.call(this, task, options);
       try {
         if (!acq) {
           acq = tracker.request(resourceOf(tracker, state, 'p-queue', this), false, proto.add as AnyFn, 1);
