@@ -1,6 +1,10 @@
 // The agent's own settings: STALLSCOPE_* environment variables, overridden by start() options.
 // The standard OTEL_* variables are read by the OpenTelemetry SDK itself.
 
+/** Library instrumentations, by the names OTEL_NODE_ENABLED/DISABLED_INSTRUMENTATIONS use. */
+export const INSTRUMENTATION_NAMES = ['http', 'express', 'async-mutex', 'async-lock', 'p-limit', 'p-queue', 'web-locks', 'piscina', 'workerpool'] as const;
+export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
+
 export interface AgentConfig {
   /** OTEL_SDK_DISABLED=true or STALLSCOPE_DISABLED=true: the agent does nothing. */
   disabled: boolean;
@@ -27,6 +31,8 @@ export interface AgentConfig {
   locks: boolean;
   threadpool: boolean;
   pools: boolean;
+  /** The library instrumentations to load (all unless the environment narrows them). */
+  instrumentations: InstrumentationName[];
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -45,6 +51,7 @@ export const DEFAULTS: AgentConfig = {
   locks: true,
   threadpool: true,
   pools: true,
+  instrumentations: [...INSTRUMENTATION_NAMES],
 };
 
 const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
@@ -96,6 +103,19 @@ export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConf
     if (b === undefined) warn(`${name}="${raw}" is not true or false; using ${cfg[key]}`);
     else (cfg[key] as boolean) = b;
   }
+  // The OpenTelemetry Node convention: comma-separated names, enabled first, then disabled.
+  const names = (name: string): InstrumentationName[] | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') return undefined;
+    const list = raw.split(',').map((n) => n.trim()).filter(Boolean);
+    for (const n of list) {
+      if (!(INSTRUMENTATION_NAMES as readonly string[]).includes(n)) warn(`${name}: unknown instrumentation "${n}" (known: ${INSTRUMENTATION_NAMES.join(', ')})`);
+    }
+    return list.filter((n): n is InstrumentationName => (INSTRUMENTATION_NAMES as readonly string[]).includes(n));
+  };
+  const enabled = names('OTEL_NODE_ENABLED_INSTRUMENTATIONS');
+  const disabled = names('OTEL_NODE_DISABLED_INSTRUMENTATIONS') ?? [];
+  cfg.instrumentations = (enabled ?? cfg.instrumentations).filter((n) => !disabled.includes(n));
   // Options from code get the same checks; undefined means "not given".
   for (const [key, , min] of NUMBER_VARS) {
     const v = options[key];
@@ -108,6 +128,12 @@ export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConf
     if (v === undefined) continue;
     if (typeof v !== 'boolean') warn(`start(): ${key}=${String(v)} is not true or false; using ${cfg[key]}`);
     else (cfg[key] as boolean) = v;
+  }
+  if (options.instrumentations !== undefined) {
+    const list = options.instrumentations as unknown;
+    if (!Array.isArray(list) || list.some((n) => !(INSTRUMENTATION_NAMES as readonly string[]).includes(n))) {
+      warn(`start(): instrumentations=${JSON.stringify(list)} is not a list of ${INSTRUMENTATION_NAMES.join(', ')}; using ${cfg.instrumentations.join(', ')}`);
+    } else cfg.instrumentations = [...(list as InstrumentationName[])];
   }
   return cfg;
 }

@@ -4,11 +4,11 @@
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { registerInstrumentations } from '@opentelemetry/instrumentation';
+import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
 import { METRICS } from '../common/conventions';
-import { resolveConfig, type AgentConfig } from './config';
+import { resolveConfig, type AgentConfig, type InstrumentationName } from './config';
 import { LoopMetrics } from './loop-metrics';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
@@ -85,12 +85,18 @@ export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
 }
 
 function startDetectors(config: AgentConfig): StallscopeAgent {
-  const instrumentations = [
-    new HttpInstrumentation(),
-    new ExpressInstrumentation(),
-    ...(config.locks ? [new AsyncMutexInstrumentation(), new AsyncLockInstrumentation(), new PLimitInstrumentation(), new PQueueInstrumentation()] : []),
-    ...(config.pools ? [new PiscinaInstrumentation(), new WorkerpoolInstrumentation()] : []),
+  const wanted = (name: InstrumentationName) => config.instrumentations.includes(name);
+  const libraries: Array<[InstrumentationName, boolean, () => Instrumentation]> = [
+    ['http', true, () => new HttpInstrumentation()],
+    ['express', true, () => new ExpressInstrumentation()],
+    ['async-mutex', config.locks, () => new AsyncMutexInstrumentation()],
+    ['async-lock', config.locks, () => new AsyncLockInstrumentation()],
+    ['p-limit', config.locks, () => new PLimitInstrumentation()],
+    ['p-queue', config.locks, () => new PQueueInstrumentation()],
+    ['piscina', config.pools, () => new PiscinaInstrumentation()],
+    ['workerpool', config.pools, () => new WorkerpoolInstrumentation()],
   ];
+  const instrumentations = libraries.filter(([name, on]) => on && wanted(name)).map(([, , create]) => create());
   let sdk: NodeSDK | undefined;
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
@@ -137,7 +143,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
       const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
       tracker.start();
       const webLocks = new WebLocksInstrumentation();
-      webLocks.start();
+      if (wanted('web-locks')) webLocks.start();
       return () => {
         webLocks.stop();
         tracker.stop();

@@ -132,4 +132,14 @@ describe('agent settings', () => {
     assert.match(warnings.join('\n'), /blockThresholdMs=0 is not a number >= 20/);
     assert.match(warnings.join('\n'), /STALLSCOPE_WATCHDOG="maybe"/);
   });
+
+  it('enable and disable library instrumentations by name, as OpenTelemetry Node does', () => {
+    const warnings: string[] = [];
+    const narrowed = resolveConfig({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http, async-lock,piscina,bogus', OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'piscina' }, {}, (m) => warnings.push(m));
+    assert.deepEqual(narrowed.instrumentations, ['http', 'async-lock']);
+    assert.deepEqual(warnings, ['OTEL_NODE_ENABLED_INSTRUMENTATIONS: unknown instrumentation "bogus" (known: http, express, async-mutex, async-lock, p-limit, p-queue, web-locks, piscina, workerpool)']);
+    const fromCode = resolveConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'p-queue' }, { instrumentations: ['p-limit'] }, (m) => warnings.push(m));
+    assert.deepEqual(fromCode.instrumentations, ['p-limit']);
+    assert.ok(!resolveConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'p-queue,web-locks' }, {}, () => undefined).instrumentations.includes('web-locks'));
+  });
 });
