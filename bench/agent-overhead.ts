@@ -31,7 +31,7 @@ const variants: Variant[] = [
   { name: 'no agent', args: [], env: {} },
   { name: 'plain OpenTelemetry', args: ['--require', OTEL], env: {} },
   { name: 'stallscope agent', args: ['--require', AGENT], env: {} },
-  { name: 'stallscope watchdog only', args: ['--require', AGENT], env: { STALLSCOPE_SYNC_CALLS: 'false', STALLSCOPE_LOOP_METRICS: 'false' } },
+  { name: 'stallscope watchdog only', args: ['--require', AGENT], env: { STALLSCOPE_SYNC_CALLS: 'false', STALLSCOPE_LOOP_METRICS: 'false', STALLSCOPE_LOCKS: 'false', STALLSCOPE_THREADPOOL: 'false', STALLSCOPE_POOLS: 'false' } },
 ];
 
 function start(v: Variant, script: string, env: NodeJS.ProcessEnv): ChildProcess {

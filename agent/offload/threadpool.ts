@@ -1,13 +1,24 @@
 // The libuv threadpool: fs, dns.lookup, most async crypto and zlib run on UV_THREADPOOL_SIZE
 // threads (4 by default), and work beyond that waits in a queue no API exposes. Two views:
 // - a canary: a tiny fs.stat every interval, whose latency is the wait new work would see;
-// - every pool operation, seen through async_hooks (init = submitted, before = its callback),
-//   counted in flight by category, with its queue wait estimated from the pool's FIFO order:
-//   an operation submitted with n in flight on s threads starts at the (n - s + 1)th completion
-//   after it. An operation that waited over the threshold becomes a span, child of the span
-//   that submitted it, naming what was ahead of it in the queue.
-import { createHook, type AsyncHook } from 'node:async_hooks';
+// - pool operations, counted in flight by category, with their queue wait estimated from the
+//   pool's first-come order: an operation submitted with n in flight on s threads starts at the
+//   (n - s + 1)th completion after it. One that waited over the threshold becomes a span, child
+//   of the span that submitted it, naming what was ahead of it in the queue.
+// A lasting async hook would see every operation, but any init hook makes every promise call
+// into JavaScript (about 80 ns per await where nothing else has promise hooks on, as with
+// Node 24's AsyncLocalStorage). So a hook runs only for a moment at start, to find the
+// prototypes of the request objects Node's own modules build; from then on those prototypes are
+// patched where the request is handed its callback, just before it is queued:
+// - fs callbacks (FSReqCallback) and dns.lookup (GetAddrInfoReqWrap): `req.oncomplete = cb`;
+// - crypto jobs (pbkdf2, scrypt, randomBytes/randomFill, hkdf): `job.ondone = cb; job.run()`;
+// - zlib: a handle's init() receives its completion callback, write() queues each chunk.
+// Promise-based fs (fs/promises, FileHandle) completes inside Node without a JavaScript
+// callback and is not counted one by one; the canary still sees the queue it makes.
+import { createHook } from 'node:async_hooks';
 import { stat } from 'node:fs';
+import { lookup } from 'node:dns';
+import { hkdf, pbkdf2, randomFill, scrypt } from 'node:crypto';
 import zlib from 'node:zlib';
 import { SpanKind, context, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
@@ -37,6 +48,7 @@ export interface ThreadpoolOptions {
 
 interface Op {
   category: PoolCategory;
+  /** The async resource type Node gives the request: FSREQCALLBACK, PBKDF2REQUEST, ZLIB... */
   type: string;
   submittedAt: number;
   /** The completion count at which a thread frees up for it; 0 when one was free at once. */
@@ -49,18 +61,14 @@ interface Op {
   /** Operations in flight when it was submitted. */
   busy: number;
   canary?: boolean;
+  done?: boolean;
 }
+
+type AnyFn = (...args: unknown[]) => unknown;
 
 /** An operation pending this long is assumed lost (its callback never ran) and dropped. */
 const STALE_MS = 120_000;
-
-/** async_hooks resource types of threadpool requests, by category; ZLIB is counted per write. */
-function categoryOf(type: string): PoolCategory | undefined {
-  if (type === 'FSREQCALLBACK' || type === 'FSREQPROMISE' || type === 'FILEHANDLECLOSEREQ') return 'fs';
-  if (type === 'GETADDRINFOREQWRAP' || type === 'GETNAMEINFOREQWRAP') return 'dns';
-  if (type.endsWith('REQUEST')) return 'crypto'; // PBKDF2REQUEST, SCRYPTREQUEST, RANDOMBYTESREQUEST, ...
-  return undefined;
-}
+const TRACKED = Symbol('stallscope.tracked');
 
 /** The threadpool size libuv uses: UV_THREADPOOL_SIZE clamped to 1..1024, else 4. */
 export function threadpoolSize(env: NodeJS.ProcessEnv = process.env): number {
@@ -68,9 +76,35 @@ export function threadpoolSize(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isFinite(n) && n > 0 ? Math.min(n, 1024) : 4;
 }
 
+/**
+ * The prototypes of Node's threadpool request objects, by async resource type, found by watching
+ * one tiny request of each kind being made. The requests themselves are real and harmless.
+ */
+function discoverRequestPrototypes(): Map<string, object> {
+  const found = new Map<string, object>();
+  const noop = () => undefined;
+  const hook = createHook({
+    init(_id, type, _trigger, resource) {
+      if (type !== 'PROMISE' && !found.has(type)) found.set(type, Object.getPrototypeOf(resource) as object);
+    },
+  });
+  hook.enable();
+  try {
+    stat(__filename, noop);
+    lookup('localhost', noop);
+    pbkdf2('', '', 1, 1, 'sha256', noop);
+    scrypt('', '', 1, { N: 2 }, noop);
+    randomFill(Buffer.alloc(1), noop);
+    hkdf('sha256', 'k', '', '', 1, noop);
+  } finally {
+    hook.disable();
+  }
+  return found;
+}
+
 export class ThreadpoolMonitor {
   private readonly size = threadpoolSize();
-  private readonly pending = new Map<number, Op>();
+  private readonly pending = new Set<Op>();
   /** Operations still queued by the model, in submission order. */
   private queued: Op[] = [];
   private completions = 0;
@@ -78,12 +112,13 @@ export class ThreadpoolMonitor {
   private readonly inFlight: Record<PoolCategory, number> = { fs: 0, dns: 0, crypto: 0, zlib: 0 };
   private readonly peak: Record<PoolCategory, number> = { fs: 0, dns: 0, crypto: 0, zlib: 0 };
   private peakTotal = 0;
-  private readonly types = new Map<string, PoolCategory | undefined>();
-  private hook: AsyncHook | undefined;
+  /** zlib handles have one write in flight at a time: the handle finds its operation. */
+  private readonly zlibOps = new WeakMap<object, Op>();
+  private readonly restores: Array<() => void> = [];
   private canaryTimer: NodeJS.Timeout | undefined;
-  private canaryStarting = false;
   private canaryInFlight = false;
-  private readonly zlibOriginals = new Map<{ write: unknown }, unknown>();
+  /** True while the canary's own fs.stat is being made. */
+  private canaryStarting = false;
   private queueWait!: Histogram;
   private canaryWait!: Histogram;
   /** Attribute sets built once: the metrics SDK records a reused object far faster. */
@@ -113,22 +148,11 @@ export class ThreadpoolMonitor {
       r.observe(this.peakTotal);
       this.peakTotal = this.total();
     });
-
-    // Every hook body is guarded: an exception in an async hook ends the process.
-    this.hook = createHook({
-      init: this.onInit,
-      before: (id) => {
-        if (this.pending.size === 0) return;
-        const op = this.pending.get(id);
-        if (!op) return;
-        try {
-          this.completed(id, op);
-        } catch (err) {
-          report('threadpool monitor', err);
-        }
-      },
-    });
-    this.hook.enable();
+    for (const [type, proto] of discoverRequestPrototypes()) {
+      if (type === 'FSREQCALLBACK') this.patchCallbackProperty(proto, 'oncomplete', 'fs', type);
+      else if (type === 'GETADDRINFOREQWRAP') this.patchCallbackProperty(proto, 'oncomplete', 'dns', type);
+      else if (type.endsWith('REQUEST')) this.patchJob(proto, type);
+    }
     this.patchZlib();
     if (this.options.canaryIntervalMs > 0) {
       this.canaryTimer = setInterval(() => this.canary(), this.options.canaryIntervalMs);
@@ -136,22 +160,9 @@ export class ThreadpoolMonitor {
     }
   }
 
-  private readonly onInit = (id: number, type: string): void => {
-    if (type === 'PROMISE') return;
-    try {
-      let category = this.types.get(type);
-      if (category === undefined && !this.types.has(type)) this.types.set(type, (category = categoryOf(type)));
-      if (category) this.submitted(id, category, type, this.onInit);
-    } catch (err) {
-      report('threadpool monitor', err);
-    }
-  };
-
   stop(): void {
-    this.hook?.disable();
     if (this.canaryTimer) clearInterval(this.canaryTimer);
-    for (const [proto, write] of this.zlibOriginals) proto.write = write;
-    this.zlibOriginals.clear();
+    for (const restore of this.restores.splice(0)) restore();
     this.pending.clear();
     this.queued = [];
   }
@@ -160,60 +171,173 @@ export class ThreadpoolMonitor {
     return this.inFlight.fs + this.inFlight.dns + this.inFlight.crypto + this.inFlight.zlib;
   }
 
+  /** The callback a request completes through, wrapped so that its call ends the operation. */
+  private completing(op: Op, callback: AnyFn): AnyFn {
+    const self = this;
+    return function (this: unknown) {
+      self.completed(op);
+      return Reflect.apply(callback, this, arguments);
+    };
+  }
+
+  /**
+   * fs and dns requests are made, given `req.oncomplete = callback`, then queued: an accessor on
+   * the prototype sees that assignment and stores a wrapped callback on the request itself.
+   */
+  private patchCallbackProperty(proto: object, property: string, category: PoolCategory, type: string): void {
+    if (Object.getOwnPropertyDescriptor(proto, property) || !Object.isExtensible(proto)) return;
+    const self = this;
+    Object.defineProperty(proto, property, {
+      configurable: true,
+      get: () => undefined,
+      set: function submit(this: object, callback: unknown) {
+        let value = callback;
+        if (typeof callback === 'function') {
+          try {
+            const op = self.submitted(category, type, submit, self.canaryStarting);
+            value = self.completing(op, callback as AnyFn);
+          } catch (err) {
+            report('threadpool monitor', err);
+          }
+        }
+        Object.defineProperty(this, property, { value, writable: true, enumerable: true, configurable: true });
+      },
+    });
+    this.restores.push(() => delete (proto as Record<string, unknown>)[property]);
+  }
+
+  /** Crypto jobs: `job.ondone = callback` then `job.run()` queues it (run() with no ondone is a sync job). */
+  private patchJob(proto: object, type: string): void {
+    const target = proto as { run?: AnyFn };
+    const run = target.run;
+    if (typeof run !== 'function' || (run as { [TRACKED]?: boolean })[TRACKED]) return;
+    const self = this;
+    const wrapped = function runJob(this: { ondone?: unknown }) {
+      if (typeof this.ondone === 'function') {
+        try {
+          this.ondone = self.completing(self.submitted('crypto', type, runJob, false), this.ondone as AnyFn);
+        } catch (err) {
+          report('threadpool monitor', err);
+        }
+      }
+      return Reflect.apply(run, this, arguments);
+    };
+    Object.defineProperty(wrapped, TRACKED, { value: true });
+    target.run = wrapped;
+    this.restores.push(() => (target.run = run));
+  }
+
+  /**
+   * zlib streams are one native handle for many pool jobs: init() receives the callback each
+   * job completes through, and write() queues a job. Handles made before the agent started
+   * have an unwrapped callback and are left alone.
+   */
+  private patchZlib(): void {
+    const protos = new Set<object>();
+    for (const stream of [zlib.createGzip(), zlib.createBrotliCompress()]) {
+      const handle = (stream as unknown as { _handle?: object })._handle;
+      stream.close();
+      if (handle) protos.add(Object.getPrototypeOf(handle) as object);
+    }
+    const self = this;
+    for (const proto of protos) {
+      const target = proto as { init?: AnyFn; write?: AnyFn };
+      const { init, write } = target;
+      if (typeof init !== 'function' || typeof write !== 'function') continue;
+      target.init = function (this: object, ...args: unknown[]) {
+        const handle = this;
+        const wrappedArgs = args.map((arg) =>
+          typeof arg === 'function'
+            ? function (this: unknown) {
+                const op = self.zlibOps.get(handle);
+                if (op) {
+                  self.zlibOps.delete(handle);
+                  self.completed(op);
+                }
+                return Reflect.apply(arg as AnyFn, this, arguments);
+              }
+            : arg,
+        );
+        Object.defineProperty(handle, TRACKED, { value: true, configurable: true });
+        return Reflect.apply(init, this, wrappedArgs);
+      };
+      target.write = function zlibWrite(this: { [TRACKED]?: boolean }) {
+        if (this[TRACKED]) {
+          try {
+            self.zlibOps.set(this, self.submitted('zlib', 'ZLIB', zlibWrite, false));
+          } catch (err) {
+            report('threadpool monitor', err);
+          }
+        }
+        return Reflect.apply(write, this, arguments);
+      };
+      this.restores.push(() => {
+        target.init = init;
+        target.write = write;
+      });
+    }
+  }
+
   /** `skip`: the frame above which the submitter's stack starts. */
-  private submitted(id: number, category: PoolCategory, type: string, skip: Function): void {
+  private submitted(category: PoolCategory, type: string, skip: Function, canary: boolean): Op {
     const now = performance.now();
     const busy = this.pending.size;
-    const op: Op = { category, type, submittedAt: now, startsAt: 0, busy, ctx: context.active() };
-    if (this.canaryStarting) op.canary = true;
+    const op: Op = { category, type, submittedAt: now, startsAt: 0, busy, ctx: context.active(), canary };
     if (busy >= this.size) {
       op.startsAt = this.completions + busy - this.size + 1;
       this.queued.push(op);
-      if (!op.canary) {
+      if (!canary) {
         op.stack = captureStack(skip, 16);
         op.ahead = this.describeAhead();
       }
     } else {
       op.startedAt = now;
     }
-    this.pending.set(id, op);
-    if (!op.canary) {
+    this.pending.add(op);
+    if (!canary) {
       const n = ++this.inFlight[category];
       if (n > this.peak[category]) this.peak[category] = n;
       const t = this.total();
       if (t > this.peakTotal) this.peakTotal = t;
     }
+    return op;
   }
 
   /** What the pool is busy with: counts by operation type, most first ("PBKDF2REQUEST=16"). */
   private describeAhead(): string {
     const counts = new Map<string, number>();
-    for (const op of this.pending.values()) counts.set(op.type, (counts.get(op.type) ?? 0) + 1);
+    for (const op of this.pending) counts.set(op.type, (counts.get(op.type) ?? 0) + 1);
     return [...counts].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t}=${n}`).join(',');
   }
 
-  private completed(id: number, op: Op): void {
-    const now = performance.now();
-    this.pending.delete(id);
-    this.completions++;
-    if (op.startedAt === undefined) {
-      // The model lost track (work it cannot see used the pool): it started at the latest free-up.
-      op.startedAt = Math.max(op.submittedAt, this.lastCompletionAt);
-      const i = this.queued.indexOf(op);
-      if (i >= 0) this.queued.splice(i, 1);
+  private completed(op: Op): void {
+    if (op.done) return;
+    op.done = true;
+    try {
+      const now = performance.now();
+      if (!this.pending.delete(op)) return; // dropped as stale, or the monitor stopped
+      this.completions++;
+      if (op.startedAt === undefined) {
+        // The model lost track (work it cannot see used the pool): it started at the latest free-up.
+        op.startedAt = Math.max(op.submittedAt, this.lastCompletionAt);
+        const i = this.queued.indexOf(op);
+        if (i >= 0) this.queued.splice(i, 1);
+      }
+      this.lastCompletionAt = now;
+      let head = 0;
+      while (head < this.queued.length && this.queued[head].startsAt <= this.completions) this.queued[head++].startedAt = now;
+      if (head > 0) this.queued = this.queued.slice(head);
+      if (op.canary) {
+        this.canaryWait.record((now - op.submittedAt) / 1000);
+        return;
+      }
+      this.inFlight[op.category]--;
+      const waited = op.startedAt - op.submittedAt;
+      this.queueWait.record(waited / 1000, this.attrs[op.category]);
+      if (waited >= this.options.waitThresholdMs && op.stack) this.waitSpan(op, now);
+    } catch (err) {
+      report('threadpool monitor', err);
     }
-    this.lastCompletionAt = now;
-    let head = 0;
-    while (head < this.queued.length && this.queued[head].startsAt <= this.completions) this.queued[head++].startedAt = now;
-    if (head > 0) this.queued = this.queued.slice(head);
-    if (op.canary) {
-      this.canaryWait.record((now - op.submittedAt) / 1000);
-      return;
-    }
-    this.inFlight[op.category]--;
-    const waited = op.startedAt - op.submittedAt;
-    this.queueWait.record(waited / 1000, this.attrs[op.category]);
-    if (waited >= this.options.waitThresholdMs && op.stack) this.waitSpan(op, now);
   }
 
   private waitSpan(op: Op, now: number): void {
@@ -244,9 +368,9 @@ export class ThreadpoolMonitor {
   /** Drops operations whose callback never came (a request that failed before it was queued). */
   private sweep(): void {
     const cutoff = performance.now() - STALE_MS;
-    for (const [id, op] of this.pending) {
+    for (const op of this.pending) {
       if (op.submittedAt >= cutoff) break; // insertion order is submission order
-      this.pending.delete(id);
+      this.pending.delete(op);
       if (!op.canary) this.inFlight[op.category]--;
       const i = this.queued.indexOf(op);
       if (i >= 0) this.queued.splice(i, 1);
@@ -267,30 +391,6 @@ export class ThreadpoolMonitor {
       report('threadpool canary', err);
     } finally {
       this.canaryStarting = false;
-    }
-  }
-
-  /**
-   * A zlib stream is one async resource for all its chunks, each a separate pool job. The
-   * handle's write() queues a job; its callback (a `before` for the handle's id) completes it.
-   */
-  private patchZlib(): void {
-    for (const stream of [zlib.createGzip(), zlib.createBrotliCompress()]) {
-      const handle = (stream as unknown as { _handle?: object })._handle;
-      stream.close();
-      const proto = handle && (Object.getPrototypeOf(handle) as { write: (...args: unknown[]) => unknown });
-      if (!proto || typeof proto.write !== 'function' || this.zlibOriginals.has(proto)) continue;
-      const write = proto.write;
-      const self = this;
-      proto.write = function zlibWrite(this: { getAsyncId(): number }) {
-        try {
-          self.submitted(this.getAsyncId(), 'zlib', 'ZLIB', zlibWrite);
-        } catch (err) {
-          report('threadpool monitor', err);
-        }
-        return Reflect.apply(write, this, arguments);
-      };
-      this.zlibOriginals.set(proto, write);
     }
   }
 }
