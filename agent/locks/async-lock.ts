@@ -16,6 +16,8 @@ const TYPE = 'async-lock';
 export const MAX_KEYS = 50;
 /** A key idle this long gives its place to another. */
 const KEY_IDLE_MS = 60_000;
+/** Longer timeouts overflow Node's timers: the library's then fires at once, and ours is not set. */
+const TIMEOUT_MAX = 2 ** 31 - 1;
 
 type AnyFn = (...args: unknown[]) => unknown;
 
@@ -30,6 +32,7 @@ interface LockState {
 interface AsyncLockLike {
   queues: Record<string, unknown[]>;
   timeout: number;
+  maxOccupationTime: number;
   maxPending: number;
   domainReentrant: boolean;
   [STATE]?: LockState;
@@ -38,6 +41,7 @@ interface AsyncLockLike {
 
 interface AcquireOptions {
   timeout?: number;
+  maxOccupationTime?: number;
   maxPending?: number;
 }
 
@@ -86,45 +90,48 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       if (!tracker || Array.isArray(key) || typeof fn !== 'function' || this.domainReentrant) return Reflect.apply(acquire, this, arguments);
       let acq: Acquisition | undefined;
       let wrapped = fn;
-      let timer: NodeJS.Timeout | undefined;
+      const timers: NodeJS.Timeout[] = [];
       let queued = 0;
       const k = String(key);
       try {
-        const queue = this.queues[k];
+        // The library indexes its queues by the key itself (a symbol stays a symbol).
+        const queue = this.queues[key as string];
         const available = queue === undefined;
         const resource = self.resourceOf(this, tracker, k, !available);
         acq = tracker.request(resource, available, proto.acquire as AnyFn, 1);
         const state = this[STATE]!;
-        wrapped = self.wrap(fn as AnyFn, acq, tracker, state, k);
+        wrapped = self.wrap(fn as AnyFn, acq, tracker, state, k, timers);
         if (!available) {
           queued = queue.length;
           acq.blockedBy = state.holders.get(k) ?? acq.blockedBy;
           const options = (typeof cb === 'function' ? opts : cb) as AcquireOptions | undefined;
-          const timeout = options?.timeout || this.timeout;
-          // Set before the library's timer of the same length, so it fires just before it.
-          if (timeout) {
+          // A request still queued when either timer fires is rejected by the library, and
+          // never runs. Ours are set before the library's of the same length: they fire first.
+          for (const ms of [options?.timeout || this.timeout, options?.maxOccupationTime || this.maxOccupationTime]) {
+            if (!(ms > 0 && ms <= TIMEOUT_MAX)) continue;
             const waiting = acq;
-            timer = setTimeout(() => tracker.failed(waiting, 'timeout'), timeout);
-            timer.unref();
+            timers.push(setTimeout(() => tracker.failed(waiting, 'timeout'), ms).unref());
           }
         }
       } catch (err) {
         report('async-lock instrumentation', err);
       }
-      // Missing trailing arguments and undefined ones mean the same to the library.
-      const result = acquire.call(this, key, wrapped, cb, opts);
-      // Refused outright (too many pending): the queue did not grow.
-      if (acq !== undefined && acq.contended && acq.grantedAt === undefined && (this.queues[k]?.length ?? 0) <= queued) {
-        if (timer) clearTimeout(timer);
-        tracker.failed(acq, 'error');
+      try {
+        // Missing trailing arguments and undefined ones mean the same to the library.
+        return acquire.call(this, key, wrapped, cb, opts);
+      } finally {
+        // Refused outright (too many pending): the queue did not grow.
+        if (acq !== undefined && acq.contended && acq.grantedAt === undefined && (this.queues[key as string]?.length ?? 0) <= queued) {
+          for (const t of timers) clearTimeout(t);
+          tracker.failed(acq, 'error');
+        }
       }
-      return result;
     };
     Object.defineProperty(proto.acquire, 'length', { value: acquire.length });
   }
 
   /** fn as the library will call it: the call is the grant, its end the release. Same arity. */
-  private wrap(fn: AnyFn, acq: Acquisition, tracker: LockTracker, state: LockState, key: string): AnyFn {
+  private wrap(fn: AnyFn, acq: Acquisition, tracker: LockTracker, state: LockState, key: string, timers: NodeJS.Timeout[]): AnyFn {
     let released = false;
     const release = () => {
       if (released) return;
@@ -133,6 +140,7 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       tracker.released(acq.resource, acq);
     };
     const grant = () => {
+      for (const t of timers) clearTimeout(t);
       tracker.granted(acq);
       state.holders.set(key, acq);
     };
@@ -168,6 +176,9 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
     if (contended && (state.keys.size < MAX_KEYS || this.evictIdle(state, tracker, now))) {
       const resource = tracker.resource(name ? `${name}:${key}` : key, TYPE, lock);
       state.keys.set(key, resource);
+      // The holder took the key while it shared a resource; its hold continues on this one.
+      const holder = state.holders.get(key);
+      if (holder) tracker.moveHolder(holder, resource);
       return resource;
     }
     state.others ??= tracker.resource(`${name ?? (state.created ? siteOf(state.created) : 'async-lock')} (other keys)`, TYPE, lock);

@@ -15,6 +15,7 @@ const ORIGINALS = Symbol('stallscope.originals');
 const TASK = Symbol('stallscope.acquisition');
 const DECORATED = Symbol('stallscope.decorated');
 const SUPPORTED = ['>=0.5.0 <1'];
+const TIMEOUT_MAX = 2 ** 31 - 1;
 
 interface Task {
   resolve: (ticket: [number, () => void]) => void;
@@ -270,7 +271,9 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     const self = this;
     decorated.acquire = function (this: unknown): unknown {
       const tracker = self.tracker;
-      if (!tracker) return Reflect.apply(acquire, this, arguments);
+      // Past 2^31-1 ms Node fires a timer at once (with a warning): the library's then rejects
+      // at once, and a second timer would only repeat the warning.
+      if (!tracker || !(timeout <= TIMEOUT_MAX)) return Reflect.apply(acquire, this, arguments);
       let acq: Acquisition | undefined;
       const timer = setTimeout(() => {
         if (acq) tracker.failed(acq, 'timeout');
@@ -279,12 +282,13 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       try {
         return Reflect.apply(acquire, this, arguments);
       } finally {
+        // Left in place: a decoration of a decoration reads the same request after this returns.
         acq = self.lastRequested as Acquisition | undefined; // set by the acquire() just called
-        self.lastRequested = undefined;
         if (!acq || acq.grantedAt !== undefined) clearTimeout(timer);
         else timer.unref();
       }
     };
+    Object.defineProperty(decorated.acquire, 'length', { value: acquire.length });
   }
 
   /** Binds a library task to its acquisition: grant, releaser and rejection report to it. */

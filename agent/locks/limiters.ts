@@ -30,10 +30,10 @@ function resourceOf(tracker: LockTracker, state: LimiterState, type: string, own
   return state.resource;
 }
 
-/** Queued requests the limiter dropped (clearQueue, clear) end as cancelled. */
-function cancelQueued(state: LimiterState, keep: number): void {
+/** The newest `count` queued requests, which the limiter dropped (clearQueue, clear), end as cancelled. */
+function cancelQueued(state: LimiterState, count: number): void {
   const tracker = activeTracker();
-  const dropped = state.queued.splice(0, Math.max(0, state.queued.length - keep));
+  const dropped = state.queued.splice(Math.max(0, state.queued.length - count));
   for (const acq of dropped) tracker?.failed(acq, 'cancelled');
 }
 
@@ -135,6 +135,7 @@ export class PLimitInstrumentation extends InstrumentationBase {
       }
     };
     Object.defineProperty(pLimit, ORIGINAL, { value: factory });
+    Object.defineProperty(pLimit, 'length', { value: factory.length });
     this.wrappers.set(factory, pLimit);
     return pLimit;
   }
@@ -155,12 +156,14 @@ export class PLimitInstrumentation extends InstrumentationBase {
 
   /** A function that behaves as `limit`, with its properties, and tracks each task. */
   private wrapLimit(limit: Limit, state: LimiterState): Limit {
-    const generator = function (fn: unknown, ...args: unknown[]): Promise<unknown> {
+    // An arrow, like the library's own: no prototype, length 1.
+    const generator = ((fn: unknown, ...args: unknown[]): Promise<unknown> => {
       const tracker = activeTracker();
       if (!tracker || typeof fn !== 'function') return Reflect.apply(limit, undefined, [fn, ...args]);
       let acq: Acquisition | undefined;
       try {
-        const available = limit.activeCount < (limit.concurrency ?? state.concurrency) && limit.pendingCount === 0;
+        // p-limit 3-6 dequeue a tick after the call, so a request just made is still pending.
+        const available = limit.activeCount + limit.pendingCount < (limit.concurrency ?? state.concurrency);
         acq = tracker.request(resourceOf(tracker, state, 'p-limit', generator), available, generator, 1);
         if (available) state.starting.push(acq);
         else {
@@ -174,16 +177,16 @@ export class PLimitInstrumentation extends InstrumentationBase {
       const requested = acq;
       const task = heldTask(fn as AnyFn, tracker, state, () => requested);
       return args.length === 0 ? limit(task) : limit(task, ...args);
-    } as Limit;
+    }) as Limit;
     for (const key of Reflect.ownKeys(limit)) {
       if (key === 'length' || key === 'name' || key === 'prototype') continue;
       const desc = Object.getOwnPropertyDescriptor(limit, key)!;
       if (key === 'clearQueue') {
         desc.value = function clearQueue(this: unknown) {
+          // The library drops the requests still in its queue: the newest `pendingCount`.
           const pending = limit.pendingCount;
           const result = Reflect.apply(limit.clearQueue, limit, arguments);
-          // 7.x drops the newest `pending` requests; 3.x all that were not yet running.
-          cancelQueued(state, state.queued.length - pending);
+          cancelQueued(state, pending);
           return result;
         };
       } else if (key === 'map') {
@@ -209,6 +212,7 @@ export class PLimitInstrumentation extends InstrumentationBase {
 }
 
 interface PQueueLike {
+  size: number;
   [STATE]?: LimiterState;
   [LOCK_NAME_KEY]?: string;
 }
@@ -267,37 +271,38 @@ export class PQueueInstrumentation extends InstrumentationBase {
       if (!tracker || !state || typeof fn !== 'function') return Reflect.apply(add, this, arguments);
       let acq: Acquisition | undefined;
       const queue = this;
+      const size = this.size;
       // A free slot runs the task inside add() itself: then it never waited.
       const task = heldTask(fn as AnyFn, tracker, state, () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, proto.add as AnyFn, 1)));
       // An undefined options argument means the same to the library as a missing one.
       const result = add.call(this, task, options);
       try {
-        if (!acq) {
-          acq = tracker.request(resourceOf(tracker, state, 'p-queue', this), false, proto.add as AnyFn, 1);
-          state.queued.push(acq);
-          const waiting = acq;
-          // Aborted while queued: the library rejects the caller and drops the task.
-          options?.signal?.addEventListener(
-            'abort',
-            () => {
-              if (waiting.grantedAt === undefined) {
-                dequeue(state, waiting);
-                tracker.failed(waiting, 'cancelled');
-              }
-            },
-            { once: true },
-          );
+        // Neither run nor queued (bad options, a signal already aborted): nothing to track.
+        if (!acq && this.size > size) {
+          const waiting = (acq = tracker.request(resourceOf(tracker, state, 'p-queue', this), false, proto.add as AnyFn, 1));
+          state.queued.push(waiting);
+          const signal = options?.signal;
+          if (signal && typeof signal.addEventListener === 'function') {
+            // Aborted while queued: the library rejects the caller and drops the task.
+            const onAbort = () => {
+              dequeue(state, waiting);
+              tracker.failed(waiting, 'cancelled');
+            };
+            signal.addEventListener('abort', onAbort, { once: true });
+            waiting.detach = () => signal.removeEventListener('abort', onAbort);
+          }
         }
       } catch (err) {
         report('p-queue instrumentation', err);
       }
       return result;
     };
+    Object.defineProperty(proto.add, 'length', { value: add.length });
 
     proto.clear = function (this: PQueueLike): unknown {
       const result = Reflect.apply(clear, this, arguments);
       const state = this[STATE];
-      if (state) cancelQueued(state, 0);
+      if (state) cancelQueued(state, state.queued.length);
       return result;
     };
   }

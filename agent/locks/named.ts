@@ -6,6 +6,8 @@ import { report } from '../safety';
 
 export type Release = () => void;
 
+const TIMEOUT_MAX = 2 ** 31 - 1;
+
 export interface AcquireOptions {
   /** Slots to take at once (semaphores only); default 1. */
   weight?: number;
@@ -68,7 +70,10 @@ export class Semaphore {
     if (!Number.isInteger(weight) || weight < 1 || weight > this.permits) {
       return Promise.reject(new RangeError(`weight must be an integer from 1 to ${this.permits}, got ${String(weight)}`));
     }
-    if (timeoutMs !== undefined && !(timeoutMs >= 0)) return Promise.reject(new RangeError(`timeoutMs must be >= 0, got ${String(timeoutMs)}`));
+    // Infinity means no timeout; Node's timers cannot count past 2^31-1 ms.
+    if (timeoutMs !== undefined && timeoutMs !== Infinity && !(timeoutMs >= 0 && timeoutMs <= TIMEOUT_MAX)) {
+      return Promise.reject(new RangeError(`timeoutMs must be from 0 to ${TIMEOUT_MAX} or Infinity, got ${String(timeoutMs)}`));
+    }
     if (signal?.aborted) return Promise.reject(signal.reason);
     const available = this.queue.length === 0 && this.free >= weight;
     const tracker = activeTracker();
@@ -110,7 +115,7 @@ export class Semaphore {
         },
       };
       this.queue.push(waiter);
-      if (timeoutMs !== undefined) timer = setTimeout(() => giveUp('timeout', new LockTimeoutError(this.name, timeoutMs)), timeoutMs);
+      if (timeoutMs !== undefined && timeoutMs !== Infinity) timer = setTimeout(() => giveUp('timeout', new LockTimeoutError(this.name, timeoutMs)), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

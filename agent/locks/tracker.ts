@@ -3,7 +3,6 @@
 // into metrics per resource, a span for each wait over the threshold (naming the holder the
 // waiter queued behind), and a span for a lock held too long while others wait.
 import { relative, isAbsolute } from 'node:path';
-import { isPromise } from 'node:util/types';
 import { SpanKind, context, trace, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
   KIND,
@@ -90,6 +89,8 @@ export interface Acquisition {
   reportedHeld?: boolean;
   /** Ended without a hold (failed, timed out, cancelled): a late grant from the library is ignored. */
   settled?: boolean;
+  /** Undoes what an adapter attached while the request waits (an abort listener); run once it ends. */
+  detach?: () => void;
 }
 
 function site(frames: Frame[]): string {
@@ -127,7 +128,9 @@ export function callHeld(fn: (...args: unknown[]) => unknown, thisArg: unknown, 
     release();
     throw err;
   }
-  if (isPromise(result)) result.then(release, release);
+  // A native promise exactly: a subclass's then() may do more than observe (and the library
+  // calls it once already).
+  if (result instanceof Promise && Object.getPrototypeOf(result) === Promise.prototype) result.then(release, release);
   else release();
   return result;
 }
@@ -203,7 +206,7 @@ export class LockTracker {
       counts: this.countsFor(name, type),
     };
     this.resources.add(r);
-    this.collected.register(owner, r);
+    this.collected.register(owner, r, r);
     return r;
   }
 
@@ -222,6 +225,17 @@ export class LockTracker {
   /** Stops reporting a resource (a key of a keyed lock that went idle). */
   forget(resource: LockResource): void {
     this.resources.delete(resource);
+    this.collected.unregister(resource);
+  }
+
+  /** A hold moves to another resource (a key of a keyed lock got a resource of its own). */
+  moveHolder(acq: Acquisition, to: LockResource): void {
+    const from = acq.resource;
+    const i = from.holders.indexOf(acq);
+    if (i < 0) return;
+    from.holders.splice(i, 1);
+    acq.resource = to;
+    to.holders.push(acq);
   }
 
   /** `available`: whether the library will grant at once. */
@@ -249,6 +263,10 @@ export class LockTracker {
   granted(acq: Acquisition): void {
     if (acq.settled) return;
     try {
+      if (acq.detach) {
+        acq.detach();
+        acq.detach = undefined;
+      }
       const r = acq.resource;
       acq.grantedAt = acq.contended ? performance.now() : acq.requestedAt;
       if (acq.contended) r.waiting--;
@@ -262,6 +280,9 @@ export class LockTracker {
         const waited = acq.grantedAt - acq.requestedAt;
         this.waitTime.record(waited / 1000, r.attrs.granted);
         if (waited >= this.options.waitThresholdMs) this.waitSpan(acq, acq.grantedAt, 'granted');
+        // Holders point at the holders they waited behind: let go, or a lock that never empties
+        // would keep every acquisition (and its stack) reachable through that chain.
+        acq.blockedBy = undefined;
       }
     } catch (err) {
       report('lock tracking', err);
@@ -276,11 +297,16 @@ export class LockTracker {
     if (acq.settled || acq.grantedAt !== undefined) return;
     acq.settled = true;
     try {
+      if (acq.detach) {
+        acq.detach();
+        acq.detach = undefined;
+      }
       const r = acq.resource;
       const now = performance.now();
       if (acq.contended) r.waiting--;
       this.waitTime.record((now - acq.requestedAt) / 1000, { ...r.attrs.base, [LOCK_OUTCOME]: outcome });
       if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome);
+      acq.blockedBy = undefined;
     } catch (err) {
       report('lock tracking', err);
     }
@@ -295,6 +321,7 @@ export class LockTracker {
   abandon(acq: Acquisition): void {
     if (acq.settled || acq.grantedAt !== undefined) return;
     acq.settled = true;
+    acq.blockedBy = undefined;
     if (acq.contended) acq.resource.waiting--;
   }
 

@@ -13,6 +13,18 @@ type Request = (name: unknown, ...rest: unknown[]) => Promise<unknown>;
 
 interface LockOptions {
   signal?: AbortSignal;
+  steal?: boolean;
+  ifAvailable?: boolean;
+  mode?: string;
+}
+
+/** What the Web Locks API rejects without queuing (the spec's request() checks). */
+function refusedAtOnce(name: unknown, options: LockOptions | undefined): boolean {
+  if (String(name).startsWith('-')) return true;
+  if (!options) return false;
+  if (options.signal?.aborted) return true;
+  if (options.steal && (options.ifAvailable || options.mode === 'shared' || options.signal)) return true;
+  return options.ifAvailable === true && options.signal !== undefined;
 }
 
 export class WebLocksInstrumentation {
@@ -32,7 +44,10 @@ export class WebLocksInstrumentation {
     proto.request = function request(this: unknown, name: unknown, ...rest: unknown[]): Promise<unknown> {
       const tracker = activeTracker();
       const callback = rest[rest.length - 1];
-      if (!tracker || typeof callback !== 'function' || rest.length > 2) return Reflect.apply(original, this, arguments);
+      const options = (rest.length === 2 ? rest[0] : undefined) as LockOptions | undefined;
+      // Requests the API refuses at once (reserved names, bad option mixes, a signal already
+      // aborted) are left to it: they never wait or hold.
+      if (!tracker || typeof callback !== 'function' || rest.length > 2 || refusedAtOnce(name, options)) return Reflect.apply(original, this, arguments);
       let acq: Acquisition | undefined;
       let resource: LockResource;
       try {
@@ -55,13 +70,19 @@ export class WebLocksInstrumentation {
       try {
         if (!acq) {
           const waiting = (acq = tracker.request(resource, false, request, 1));
-          (rest.length === 2 ? (rest[0] as LockOptions | undefined) : undefined)?.signal?.addEventListener('abort', () => tracker.failed(waiting, 'cancelled'), { once: true });
+          const signal = options?.signal;
+          if (signal && typeof signal.addEventListener === 'function') {
+            const onAbort = () => tracker.failed(waiting, 'cancelled');
+            signal.addEventListener('abort', onAbort, { once: true });
+            waiting.detach = () => signal.removeEventListener('abort', onAbort);
+          }
         }
       } catch (err) {
         report('web locks instrumentation', err);
       }
       return result;
     };
+    Object.defineProperty(proto.request, 'length', { value: original.length });
     this.restore = () => {
       proto.request = original;
     };

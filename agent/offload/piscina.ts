@@ -37,6 +37,8 @@ type TaskInfoClass = new (...args: unknown[]) => TaskInfoLike;
 export class PiscinaInstrumentation extends InstrumentationBase {
   /** Set while run() executes: the TaskInfo built inside it belongs to this pool. */
   private submitting: PiscinaLike | undefined;
+  /** Whether the run() executing built a TaskInfo: one that did not was refused outright. */
+  private madeTask = false;
 
   constructor() {
     super('@stallscope/instrumentation-piscina', VERSION, {});
@@ -77,15 +79,22 @@ export class PiscinaInstrumentation extends InstrumentationBase {
       const original = proto[method];
       if (typeof original !== 'function') continue; // runTask: 4.x only
       originals[method] = original as AnyFn;
-      proto[method] = function (this: PiscinaLike): unknown {
+      proto[method] = function (this: PiscinaLike, _task: unknown, options?: { name?: unknown }): unknown {
         const outer = self.submitting;
+        const outerMade = self.madeTask;
         self.submitting = this;
+        self.madeTask = false;
         try {
           return Reflect.apply(original, this, arguments);
         } finally {
+          const made = self.madeTask;
+          // A full queue, a closing pool or bad options: the task never entered the pool.
+          if (!made) self.refused(this, typeof options?.name === 'string' ? options.name : 'default');
           self.submitting = outer;
+          self.madeTask = outerMade || made;
         }
       };
+      Object.defineProperty(proto[method], 'length', { value: (original as AnyFn).length });
     }
     Object.defineProperty(proto, ORIGINAL, { value: originals, configurable: true });
   }
@@ -104,8 +113,8 @@ export class PiscinaInstrumentation extends InstrumentationBase {
     if (!r) {
       const file = pool.options?.filename ?? task.filename;
       r = tracker.pool(file ? scriptName(file) : 'piscina', 'piscina', pool, {
-        queueSize: () => pool.queueSize,
-        threads: () => pool.threads.length,
+        queueSize: (p) => (p as PiscinaLike).queueSize,
+        threads: (p) => (p as PiscinaLike).threads.length,
       });
       Object.defineProperty(pool, RESOURCE, { value: r, configurable: true });
     }
@@ -120,6 +129,7 @@ export class PiscinaInstrumentation extends InstrumentationBase {
       constructor(...args: unknown[]) {
         super(...args);
         const pool = self.submitting;
+        self.madeTask = true;
         if (pool) self.track(this, pool);
       }
 
@@ -138,6 +148,16 @@ export class PiscinaInstrumentation extends InstrumentationBase {
     return exports;
   }
 
+  private refused(pool: PiscinaLike, name: string): void {
+    try {
+      const tracker = activePoolTracker();
+      const resource = this.resourceOf(pool, {} as TaskInfoLike);
+      if (tracker && resource) tracker.ended(tracker.submitted(resource, name, context.active()), 'rejected');
+    } catch (err) {
+      report('piscina instrumentation', err);
+    }
+  }
+
   private track(info: TaskInfoLike, pool: PiscinaLike): void {
     try {
       const tracker = activePoolTracker();
@@ -154,8 +174,13 @@ export class PiscinaInstrumentation extends InstrumentationBase {
         if (!(info.started > 0)) tracker.ended(t, 'cancelled');
       };
       if (signal?.aborted) onAbort();
-      else if (typeof signal?.addEventListener === 'function') signal.addEventListener('abort', onAbort, { once: true });
-      else if (typeof signal?.once === 'function') signal.once('abort', onAbort);
+      else if (typeof signal?.addEventListener === 'function') {
+        signal.addEventListener('abort', onAbort, { once: true });
+        t.detach = () => (signal as AbortSignal).removeEventListener('abort', onAbort);
+      } else if (typeof signal?.once === 'function') {
+        signal.once('abort', onAbort);
+        t.detach = () => (signal as unknown as NodeJS.EventEmitter).off('abort', onAbort);
+      }
     } catch (err) {
       report('piscina instrumentation', err);
     }

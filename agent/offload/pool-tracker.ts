@@ -6,17 +6,19 @@ import { SpanKind, SpanStatusCode, type Context, type Histogram, type Meter, typ
 import { KIND, POOL_KIND, POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../../common/conventions';
 import { report } from '../safety';
 
-export type TaskOutcome = 'completed' | 'error' | 'cancelled' | 'timeout';
+export type TaskOutcome = 'completed' | 'error' | 'cancelled' | 'timeout' | 'rejected';
 
 /** What a pool instrumentation can read from one pool, for the gauges. */
 export interface PoolProbe {
-  queueSize(): number;
-  threads(): number;
+  queueSize(pool: object): number;
+  threads(pool: object): number;
 }
 
 export interface PoolResource {
   name: string;
   type: string;
+  /** Weak: the tracker must not keep a pool the app has dropped. */
+  pool: WeakRef<object>;
   probe: PoolProbe;
   /** Most tasks queued at once since the last export. */
   maxQueue: number;
@@ -30,6 +32,8 @@ export interface PoolTask {
   submittedAt: number;
   startedAt?: number;
   ended?: boolean;
+  /** Removes what the instrumentation attached while the task runs (an abort listener). */
+  detach?: () => void;
 }
 
 /** A worker script's path, relative to the working directory when inside it. */
@@ -61,9 +65,9 @@ export class PoolTracker {
     this.queueWait = this.meter.createHistogram(POOL_METRICS.queueWait, { description: 'Time pool tasks waited for a worker', unit: 's', advice: { explicitBucketBoundaries: buckets } });
     this.runTime = this.meter.createHistogram(POOL_METRICS.runTime, { description: 'Time from a task reaching a worker to its result', unit: 's', advice: { explicitBucketBoundaries: buckets } });
     this.meter.createObservableGauge(POOL_METRICS.queueSize, { description: 'Most tasks queued at once since the last export', unit: '{task}' }).addCallback((r) => {
-      for (const p of this.pools) {
+      for (const [p, pool] of this.live()) {
         try {
-          const now = p.probe.queueSize();
+          const now = p.probe.queueSize(pool);
           r.observe(Math.max(p.maxQueue, now), p.attrs);
           p.maxQueue = now;
         } catch (err) {
@@ -72,9 +76,9 @@ export class PoolTracker {
       }
     });
     this.meter.createObservableGauge(POOL_METRICS.threads, { description: 'Worker threads in the pool', unit: '{thread}' }).addCallback((r) => {
-      for (const p of this.pools) {
+      for (const [p, pool] of this.live()) {
         try {
-          r.observe(p.probe.threads(), p.attrs);
+          r.observe(p.probe.threads(pool), p.attrs);
         } catch (err) {
           report('pool metrics', err);
         }
@@ -87,9 +91,18 @@ export class PoolTracker {
     if (active === this) active = undefined;
   }
 
+  /** The pools still alive, with their resources. */
+  private *live(): Generator<[PoolResource, object]> {
+    for (const p of this.pools) {
+      const pool = p.pool.deref();
+      if (pool) yield [p, pool];
+      else this.pools.delete(p);
+    }
+  }
+
   /** The resource of one pool object, dropped when the pool is garbage-collected. */
   pool(name: string, type: string, owner: object, probe: PoolProbe): PoolResource {
-    const p: PoolResource = { name, type, probe, maxQueue: 0, attrs: { [POOL_NAME]: name, [POOL_TYPE]: type } };
+    const p: PoolResource = { name, type, pool: new WeakRef(owner), probe, maxQueue: 0, attrs: { [POOL_NAME]: name, [POOL_TYPE]: type } };
     this.pools.add(p);
     this.collected.register(owner, p);
     return p;
@@ -98,7 +111,8 @@ export class PoolTracker {
   submitted(pool: PoolResource, task: string, ctx: Context): PoolTask {
     const t: PoolTask = { pool, task, ctx, submittedAt: performance.now() };
     try {
-      const queued = pool.probe.queueSize();
+      const owner = pool.pool.deref();
+      const queued = owner ? pool.probe.queueSize(owner) : 0;
       if (queued > pool.maxQueue) pool.maxQueue = queued;
     } catch (err) {
       report('pool metrics', err);
@@ -115,6 +129,8 @@ export class PoolTracker {
     if (t.ended) return;
     t.ended = true;
     try {
+      t.detach?.();
+      t.detach = undefined;
       const now = performance.now();
       const started = t.startedAt ?? now; // never reached a worker: all of it was waiting
       const waited = started - t.submittedAt;

@@ -35,6 +35,7 @@ import {
 } from '../../common/conventions';
 import { captureStack, codeAttributes, parseV8Stack } from '../stack';
 import { report } from '../safety';
+import { whenStarted } from '../startup';
 
 export type PoolCategory = 'fs' | 'dns' | 'crypto' | 'zlib';
 const CATEGORIES: PoolCategory[] = ['fs', 'dns', 'crypto', 'zlib'];
@@ -102,11 +103,28 @@ function discoverRequestPrototypes(): Map<string, object> {
   return found;
 }
 
+/**
+ * While operations are in flight a timer marks every TICK_MS that the loop is turning. A
+ * completion is only seen when its callback runs; if the loop was blocked meanwhile, the
+ * completion happened some time during the block, and the last tick bounds it from below, so
+ * a blocked loop is not mistaken for a full pool.
+ */
+const TICK_MS = 5;
+
 export class ThreadpoolMonitor {
-  private readonly size = threadpoolSize();
+  /** Read when the monitor arms, after the app's start-up code could set UV_THREADPOOL_SIZE. */
+  private size = threadpoolSize();
   private readonly pending = new Set<Op>();
-  /** Operations still queued by the model, in submission order. */
+  /** In flight by type, for naming what a queued operation waits behind. */
+  private readonly byType = new Map<string, number>();
+  /** Operations still queued by the model, in submission order, from queuedHead on. */
   private queued: Op[] = [];
+  private queuedHead = 0;
+  private ticker: NodeJS.Timeout | undefined;
+  private lastTick = 0;
+  private ticks = 0;
+  /** Resolves once the monitor has armed (see start()). */
+  armed: Promise<void> = Promise.resolve();
   private completions = 0;
   private lastCompletionAt = 0;
   private readonly inFlight: Record<PoolCategory, number> = { fs: 0, dns: 0, crypto: 0, zlib: 0 };
@@ -148,6 +166,23 @@ export class ThreadpoolMonitor {
       r.observe(this.peakTotal);
       this.peakTotal = this.total();
     });
+    // Finding the prototypes makes pool requests, and libuv sizes its pool at the first one:
+    // wait until the app's start-up code has run, as it may set UV_THREADPOOL_SIZE itself.
+    this.armed = new Promise((resolve) =>
+      whenStarted(() => {
+        try {
+          this.arm();
+        } catch (err) {
+          report('threadpool monitor', err);
+        }
+        resolve();
+      }),
+    );
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
+    this.size = threadpoolSize();
     for (const [type, proto] of discoverRequestPrototypes()) {
       if (type === 'FSREQCALLBACK') this.patchCallbackProperty(proto, 'oncomplete', 'fs', type);
       else if (type === 'GETADDRINFOREQWRAP') this.patchCallbackProperty(proto, 'oncomplete', 'dns', type);
@@ -160,11 +195,27 @@ export class ThreadpoolMonitor {
     }
   }
 
+  private stopped = false;
+
   stop(): void {
+    this.stopped = true;
     if (this.canaryTimer) clearInterval(this.canaryTimer);
+    this.stopTicker();
     for (const restore of this.restores.splice(0)) restore();
     this.pending.clear();
+    this.byType.clear();
     this.queued = [];
+    this.queuedHead = 0;
+  }
+
+  private stopTicker(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  private tick(): void {
+    this.lastTick = performance.now();
+    if (++this.ticks % 2000 === 0) this.sweep(); // every 10 s while anything is in flight
   }
 
   private total(): number {
@@ -234,26 +285,32 @@ export class ThreadpoolMonitor {
    */
   private patchZlib(): void {
     const protos = new Set<object>();
-    for (const stream of [zlib.createGzip(), zlib.createBrotliCompress()]) {
+    const makers = [zlib.createGzip, zlib.createBrotliCompress, zlib.createBrotliDecompress, (zlib as { createZstdCompress?: () => zlib.Gzip }).createZstdCompress];
+    for (const make of makers) {
+      if (typeof make !== 'function') continue;
+      const stream = make();
       const handle = (stream as unknown as { _handle?: object })._handle;
       stream.close();
       if (handle) protos.add(Object.getPrototypeOf(handle) as object);
     }
     const self = this;
+    const finish = (handle: object, discard: boolean) => {
+      const op = self.zlibOps.get(handle);
+      if (!op) return;
+      self.zlibOps.delete(handle);
+      if (discard) self.discard(op);
+      else self.completed(op);
+    };
     for (const proto of protos) {
-      const target = proto as { init?: AnyFn; write?: AnyFn };
-      const { init, write } = target;
-      if (typeof init !== 'function' || typeof write !== 'function') continue;
+      const target = proto as { init?: AnyFn; write?: AnyFn; close?: AnyFn };
+      const { init, write, close } = target;
+      if (typeof init !== 'function' || typeof write !== 'function' || typeof close !== 'function') continue;
       target.init = function (this: object, ...args: unknown[]) {
         const handle = this;
         const wrappedArgs = args.map((arg) =>
           typeof arg === 'function'
             ? function (this: unknown) {
-                const op = self.zlibOps.get(handle);
-                if (op) {
-                  self.zlibOps.delete(handle);
-                  self.completed(op);
-                }
+                finish(handle, false);
                 return Reflect.apply(arg as AnyFn, this, arguments);
               }
             : arg,
@@ -269,11 +326,41 @@ export class ThreadpoolMonitor {
             report('threadpool monitor', err);
           }
         }
-        return Reflect.apply(write, this, arguments);
+        try {
+          return Reflect.apply(write, this, arguments);
+        } catch (err) {
+          finish(this, true);
+          throw err;
+        }
+      };
+      // A job that fails ends in onerror (set on each handle), not in the init() callback.
+      const onerror = Object.getOwnPropertyDescriptor(proto, 'onerror');
+      if (!onerror) {
+        Object.defineProperty(proto, 'onerror', {
+          configurable: true,
+          get: () => undefined,
+          set(this: object, handler: unknown) {
+            const handle = this;
+            const value =
+              typeof handler === 'function'
+                ? function (this: unknown) {
+                    finish(handle, false);
+                    return Reflect.apply(handler as AnyFn, this, arguments);
+                  }
+                : handler;
+            Object.defineProperty(handle, 'onerror', { value, writable: true, enumerable: true, configurable: true });
+          },
+        });
+      }
+      target.close = function (this: object) {
+        finish(this, true);
+        return Reflect.apply(close, this, arguments);
       };
       this.restores.push(() => {
         target.init = init;
         target.write = write;
+        target.close = close;
+        if (!onerror) delete (proto as Record<string, unknown>).onerror;
       });
     }
   }
@@ -294,6 +381,12 @@ export class ThreadpoolMonitor {
       op.startedAt = now;
     }
     this.pending.add(op);
+    this.byType.set(type, (this.byType.get(type) ?? 0) + 1);
+    if (!this.ticker) {
+      this.lastTick = now;
+      this.ticker = setInterval(() => this.tick(), TICK_MS);
+      this.ticker.unref();
+    }
     if (!canary) {
       const n = ++this.inFlight[category];
       if (n > this.peak[category]) this.peak[category] = n;
@@ -305,33 +398,56 @@ export class ThreadpoolMonitor {
 
   /** What the pool is busy with: counts by operation type, most first ("PBKDF2REQUEST=16"). */
   private describeAhead(): string {
-    const counts = new Map<string, number>();
-    for (const op of this.pending) counts.set(op.type, (counts.get(op.type) ?? 0) + 1);
-    return [...counts].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t}=${n}`).join(',');
+    return [...this.byType]
+      .filter(([, n]) => n > 0)
+      .sort((a, b) => b[1] - a[1])
+      .map(([t, n]) => `${t}=${n}`)
+      .join(',');
+  }
+
+  /** Takes an operation out of the books: it completed, was lost, or will never complete. */
+  private remove(op: Op): boolean {
+    if (!this.pending.delete(op)) return false;
+    op.done = true;
+    const n = (this.byType.get(op.type) ?? 1) - 1;
+    if (n > 0) this.byType.set(op.type, n);
+    else this.byType.delete(op.type);
+    if (!op.canary) this.inFlight[op.category]--;
+    if (this.pending.size === 0) this.stopTicker();
+    return true;
+  }
+
+  /** An operation that will not complete (its stream closed, its request threw): forgotten, not timed. */
+  private discard(op: Op): void {
+    this.remove(op);
   }
 
   private completed(op: Op): void {
     if (op.done) return;
-    op.done = true;
     try {
       const now = performance.now();
-      if (!this.pending.delete(op)) return; // dropped as stale, or the monitor stopped
+      // The callback may run late if the loop was blocked: the completion happened no earlier
+      // than the last tick before the block, and is taken to have happened then.
+      const at = now - this.lastTick > 2 * TICK_MS ? Math.max(this.lastTick, op.submittedAt) : now;
+      if (!this.remove(op)) return; // dropped as stale, or the monitor stopped
       this.completions++;
-      if (op.startedAt === undefined) {
-        // The model lost track (work it cannot see used the pool): it started at the latest free-up.
-        op.startedAt = Math.max(op.submittedAt, this.lastCompletionAt);
-        const i = this.queued.indexOf(op);
-        if (i >= 0) this.queued.splice(i, 1);
+      // Not started by the model (work it cannot see used the pool): it started at the latest free-up.
+      op.startedAt ??= Math.max(op.submittedAt, this.lastCompletionAt);
+      this.lastCompletionAt = at;
+      while (this.queuedHead < this.queued.length) {
+        const next = this.queued[this.queuedHead];
+        if (!next.done && next.startsAt > this.completions) break;
+        if (!next.done) next.startedAt = Math.max(at, next.submittedAt);
+        this.queuedHead++;
       }
-      this.lastCompletionAt = now;
-      let head = 0;
-      while (head < this.queued.length && this.queued[head].startsAt <= this.completions) this.queued[head++].startedAt = now;
-      if (head > 0) this.queued = this.queued.slice(head);
+      if (this.queuedHead > 1024 && this.queuedHead * 2 > this.queued.length) {
+        this.queued = this.queued.slice(this.queuedHead);
+        this.queuedHead = 0;
+      }
       if (op.canary) {
         this.canaryWait.record((now - op.submittedAt) / 1000);
         return;
       }
-      this.inFlight[op.category]--;
       const waited = op.startedAt - op.submittedAt;
       this.queueWait.record(waited / 1000, this.attrs[op.category]);
       if (waited >= this.options.waitThresholdMs && op.stack) this.waitSpan(op, now);
@@ -370,10 +486,7 @@ export class ThreadpoolMonitor {
     const cutoff = performance.now() - STALE_MS;
     for (const op of this.pending) {
       if (op.submittedAt >= cutoff) break; // insertion order is submission order
-      this.pending.delete(op);
-      if (!op.canary) this.inFlight[op.category]--;
-      const i = this.queued.indexOf(op);
-      if (i >= 0) this.queued.splice(i, 1);
+      this.remove(op);
     }
   }
 

@@ -97,8 +97,8 @@ export class WorkerpoolInstrumentation extends InstrumentationBase {
     let r = pool[RESOURCE];
     if (!r) {
       r = tracker.pool(pool.script ? scriptName(pool.script) : 'workerpool (inline functions)', 'workerpool', pool, {
-        queueSize: () => pool.stats().pendingTasks,
-        threads: () => pool.stats().totalWorkers,
+        queueSize: (p) => (p as PoolLike).stats().pendingTasks,
+        threads: (p) => (p as PoolLike).stats().totalWorkers,
       });
       Object.defineProperty(pool, RESOURCE, { value: r, configurable: true });
     }
