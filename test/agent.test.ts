@@ -309,6 +309,19 @@ describe('agent on lock and offload libraries imported as ES modules', () => {
   });
 });
 
+describe('agent and the libuv threadpool size', () => {
+  it('makes no pool work before the app starts, so UV_THREADPOOL_SIZE set in code still counts', async () => {
+    const env = { ...process.env, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', STALLSCOPE_INDEX: join(packageRoot(), 'dist', 'agent', 'index.js') };
+    const child = spawn(process.execPath, ['threadpool-size.js'], { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [, json] = await waitForOutput(child, /(\{"statDone".*\})/);
+      assert.equal((JSON.parse(json) as { statDone: boolean }).statDone, true, 'an fs.stat waited behind five blocked reads: the pool has fewer than 8 threads');
+    } finally {
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    }
+  });
+});
+
 describe('agent during start-up', () => {
   it('does not report a slow synchronous ESM start-up as blocking', async () => {
     await withAgentApp(['--import', REGISTER, 'esm-startup.mjs'], 'slow-start', async (server, app) => {

@@ -4,6 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { register } from 'node:module';
+import { getEventListeners } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -175,6 +176,21 @@ describe('p-queue tracking', () => {
     const { resourceMetrics } = await reader.collect();
     const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
     assert.ok(acquisitions.dataPoints.some((p) => p.attributes[LOCK_NAME] === 'uploads'));
+  });
+
+  it('leaves no listener on a long-lived signal, and no waiter for a task refused at once', async () => {
+    const shutdown = new AbortController();
+    const queue = nameLock(new pQueueModule.default({ concurrency: 1 }), 'long-lived-signal');
+    await Promise.all(Array.from({ length: 12 }, () => queue.add(() => sleep(1), { signal: shutdown.signal })));
+    assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
+    const aborted = AbortSignal.abort();
+    await assert.rejects(queue.add(() => 'never', { signal: aborted }), (err: Error) => err.name === 'AbortError');
+    const { resourceMetrics } = await reader.collect();
+    const pending = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.pending)!;
+    await reader.collect(); // the gauge reports the deepest queue since the previous collection
+    const again = (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.pending)!;
+    assert.ok(pending.dataPoints.some((p) => p.attributes[LOCK_NAME] === 'long-lived-signal'));
+    assert.equal(again.dataPoints.find((p) => p.attributes[LOCK_NAME] === 'long-lived-signal')?.value, 0, 'nothing is left waiting');
   });
 
   it('changes no behaviour: values, errors, events and order with and without tracking', async () => {

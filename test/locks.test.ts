@@ -10,6 +10,7 @@ import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, Periodic
 import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
 import { AsyncLockInstrumentation, MAX_KEYS } from '../agent/locks/async-lock';
+import { fullGc } from './gc';
 import { nameLock, Mutex as NamedMutex, Semaphore as NamedSemaphore, LockTimeoutError } from '../agent/index';
 import {
   LOCK_ACQUIRE_SITE,
@@ -278,6 +279,28 @@ describe('async-mutex lock tracking', () => {
   });
 });
 
+
+describe('lock tracker memory', () => {
+  it('lets go of acquisitions while a lock never empties (waiters do not keep their holders)', async () => {
+    const owner = {};
+    const resource = tracker.resource('busy', 'test', owner);
+    const skip = () => undefined;
+    let holder = tracker.request(resource, true, skip);
+    tracker.granted(holder);
+    const first = new WeakRef(holder);
+    // Each waiter queues behind the holder, is granted as it releases, and becomes the holder.
+    for (let i = 0; i < 200; i++) {
+      const waiter = tracker.request(resource, false, skip);
+      tracker.released(resource, holder);
+      tracker.granted(waiter);
+      holder = waiter;
+    }
+    await fullGc();
+    assert.equal(first.deref(), undefined, 'the first acquisition is still reachable');
+    tracker.released(resource, holder);
+    assert.ok(owner);
+  });
+});
 
 describe("stallscope's own named locks", () => {
   it('are fair, and tracked under their name', async () => {

@@ -13,6 +13,8 @@ import { PiscinaInstrumentation } from '../agent/offload/piscina';
 import { WorkerpoolInstrumentation } from '../agent/offload/workerpool';
 import { POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../common/conventions';
 import { FIXTURES } from './helpers';
+import { fullGc } from './gc';
+import { getEventListeners } from 'node:events';
 
 const exporter = new InMemorySpanExporter();
 const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('pools-test');
@@ -86,6 +88,33 @@ describe('Piscina tracking', () => {
     const point = wait.dataPoints.find((p) => p.attributes[POOL_TYPE] === 'piscina')!;
     assert.equal(point.value.count, 5);
     assert.ok(point.value.max! > (TASK_MS * 2.5) / 1000, `max wait ${point.value.max}`);
+  });
+
+  it('lets a destroyed pool go, and leaves no listener on a long-lived signal', async () => {
+    const shutdown = new AbortController();
+    let other: InstanceType<typeof Piscina> | undefined = new Piscina({ filename, minThreads: 1, maxThreads: 1 });
+    for (let i = 0; i < 12; i++) await other.run({ ms: 1 }, { signal: shutdown.signal });
+    assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
+    const gone = new WeakRef(other);
+    await other.destroy();
+    other = undefined;
+    await fullGc();
+    assert.equal(gone.deref(), undefined, 'the destroyed pool is still reachable');
+  });
+
+  it('records tasks the pool refuses outright', async () => {
+    exporter.reset();
+    const small = new Piscina({ filename, minThreads: 1, maxThreads: 1, maxQueue: 1 });
+    try {
+      const runs = [1, 2, 3, 4].map(() => small.run({ ms: 20 }));
+      const settled = await Promise.allSettled(runs);
+      assert.ok(settled.some((s) => s.status === 'rejected'), 'the queue limit refused some');
+      const outcomes = tasks().map((s) => s.attributes[POOL_OUTCOME]);
+      assert.equal(outcomes.length, 4);
+      assert.equal(outcomes.filter((o) => o === 'rejected').length, settled.filter((s) => s.status === 'rejected').length);
+    } finally {
+      await small.destroy();
+    }
   });
 
   it('records errors and tasks aborted while queued, and passes both to the app unchanged', async () => {

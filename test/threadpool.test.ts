@@ -4,8 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pbkdf2, pbkdf2Sync } from 'node:crypto';
 import { lookup } from 'node:dns';
-import { promises as fsp, readFile } from 'node:fs';
-import { gzip, gunzipSync } from 'node:zlib';
+import { promises as fsp, readFile, stat } from 'node:fs';
+import { gunzip, gzip, gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -125,5 +125,23 @@ describe('libuv threadpool monitor', () => {
     for (let i = 0; i < 20; i++) await fsp.stat(__filename);
     await Promise.all(Array.from({ length: SIZE }, () => hash('secret', 'salt', 1000, 32, 'sha256')));
     assert.deepEqual(poolWaits().map((s) => s.attributes[THREADPOOL_OP]), []);
+  });
+
+  it('does not take a blocked event loop for a full pool', async () => {
+    exporter.reset();
+    // Twice the threads of quick stats, then the loop blocks: their callbacks all run late.
+    const stats = Array.from({ length: SIZE * 2 }, () => promisify(stat)(__filename));
+    const end = performance.now() + 100;
+    while (performance.now() < end);
+    await Promise.all(stats);
+    assert.deepEqual(poolWaits().map((s) => `${s.attributes[THREADPOOL_OP]} ${durationMs(s).toFixed(0)} ms`), []);
+  });
+
+  it('forgets zlib jobs that fail, so later work is not modelled as queued behind them', async () => {
+    exporter.reset();
+    const corrupt = Buffer.from('not gzip at all, not even close');
+    for (let i = 0; i < SIZE; i++) await assert.rejects(promisify(gunzip)(corrupt), /incorrect header check/);
+    await Promise.all(Array.from({ length: SIZE - 1 }, () => promisify(stat)(__filename)));
+    assert.deepEqual(poolWaits().map((s) => String(s.attributes[THREADPOOL_AHEAD])), []);
   });
 });

@@ -39,6 +39,10 @@ export class PiscinaInstrumentation extends InstrumentationBase {
   private submitting: PiscinaLike | undefined;
   /** Whether the run() executing built a TaskInfo: one that did not was refused outright. */
   private madeTask = false;
+  /** The task record the run() executing made, if any. */
+  private record: PoolTask | undefined;
+  /** Set when the pool builds one of its refusal errors (queue at limit, no queue). */
+  private refusing = false;
 
   constructor() {
     super('@stallscope/instrumentation-piscina', VERSION, {});
@@ -68,7 +72,36 @@ export class PiscinaInstrumentation extends InstrumentationBase {
         return exports;
       },
     );
-    return [new InstrumentationNodeModuleDefinition('piscina', SUPPORTED, undefined, undefined, [taskQueue, main])];
+    // The pool refuses a task (its queue full, or no queue) by building one of these errors.
+    const errors = new InstrumentationNodeModuleFile(
+      'piscina/dist/errors.js',
+      SUPPORTED,
+      (exports: { Errors?: Record<string, AnyFn> }) => {
+        const errors = exports.Errors;
+        if (!errors || errors[ORIGINAL as unknown as string]) return exports;
+        const originals: Record<string, AnyFn> = {};
+        for (const name of ['TaskQueueAtLimit', 'NoTaskQueueAvailable']) {
+          const make = errors[name];
+          if (typeof make !== 'function') continue;
+          originals[name] = make;
+          errors[name] = (...args: unknown[]) => {
+            this.refusing = true;
+            return make(...args);
+          };
+        }
+        Object.defineProperty(errors, ORIGINAL, { value: originals, configurable: true });
+        return exports;
+      },
+      (exports: { Errors?: Record<string | symbol, unknown> }) => {
+        const originals = exports.Errors?.[ORIGINAL] as Record<string, AnyFn> | undefined;
+        if (originals && exports.Errors) {
+          Object.assign(exports.Errors, originals);
+          delete exports.Errors[ORIGINAL];
+        }
+        return exports;
+      },
+    );
+    return [new InstrumentationNodeModuleDefinition('piscina', SUPPORTED, undefined, undefined, [taskQueue, main, errors])];
   }
 
   private patchPool(proto: Record<string | symbol, unknown>): void {
@@ -82,16 +115,22 @@ export class PiscinaInstrumentation extends InstrumentationBase {
       proto[method] = function (this: PiscinaLike, _task: unknown, options?: { name?: unknown }): unknown {
         const outer = self.submitting;
         const outerMade = self.madeTask;
+        const outerRecord = self.record;
         self.submitting = this;
         self.madeTask = false;
+        self.record = undefined;
+        self.refusing = false;
         try {
           return Reflect.apply(original, this, arguments);
         } finally {
           const made = self.madeTask;
-          // A full queue, a closing pool or bad options: the task never entered the pool.
+          // Bad options, or a full queue: the task never entered the pool.
           if (!made) self.refused(this, typeof options?.name === 'string' ? options.name : 'default');
+          else if (self.refusing && self.record) activePoolTracker()?.ended(self.record, 'rejected');
+          self.refusing = false;
           self.submitting = outer;
           self.madeTask = outerMade || made;
+          self.record = outerRecord;
         }
       };
       Object.defineProperty(proto[method], 'length', { value: (original as AnyFn).length });
@@ -165,6 +204,7 @@ export class PiscinaInstrumentation extends InstrumentationBase {
       if (!tracker || !resource) return;
       const t = tracker.submitted(resource, info.name ?? 'default', context.active());
       t.submittedAt = info.created;
+      this.record = t;
       // `started` is set as the task is posted to a worker; done() reads it.
       Object.defineProperty(info, RECORD, { value: t, configurable: true });
       // A task aborted while still queued never reaches done(). The listener dies with the

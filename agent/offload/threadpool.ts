@@ -104,12 +104,17 @@ function discoverRequestPrototypes(): Map<string, object> {
 }
 
 /**
- * While operations are in flight a timer marks every TICK_MS that the loop is turning. A
- * completion is only seen when its callback runs; if the loop was blocked meanwhile, the
- * completion happened some time during the block, and the last tick bounds it from below, so
- * a blocked loop is not mistaken for a full pool.
+ * While operations are in flight a timer ticks every TICK_MS, so a gap between ticks shows the
+ * loop was blocked. A completion is only seen when its callback runs: one seen right after a
+ * block happened some time during it, and is taken to have happened at its start (a lower
+ * bound), so a blocked loop is not mistaken for a full pool.
  */
-const TICK_MS = 5;
+const TICK_MS = 10;
+/**
+ * A gap this long between ticks is a blocked loop. Shorter gaps happen when pool threads busy
+ * with CPU work starve the main thread, and the callbacks seen then are taken at face value.
+ */
+const BLOCK_GAP_MS = 50;
 
 export class ThreadpoolMonitor {
   /** Read when the monitor arms, after the app's start-up code could set UV_THREADPOOL_SIZE. */
@@ -123,6 +128,9 @@ export class ThreadpoolMonitor {
   private ticker: NodeJS.Timeout | undefined;
   private lastTick = 0;
   private ticks = 0;
+  /** The last gap between ticks that shows a blocked loop. */
+  private blockedFrom = 0;
+  private blockedUntil = -Infinity;
   /** Resolves once the monitor has armed (see start()). */
   armed: Promise<void> = Promise.resolve();
   private completions = 0;
@@ -214,8 +222,13 @@ export class ThreadpoolMonitor {
   }
 
   private tick(): void {
-    this.lastTick = performance.now();
-    if (++this.ticks % 2000 === 0) this.sweep(); // every 10 s while anything is in flight
+    const now = performance.now();
+    if (now - this.lastTick > BLOCK_GAP_MS) {
+      this.blockedFrom = this.lastTick;
+      this.blockedUntil = now;
+    }
+    this.lastTick = now;
+    if (++this.ticks % 1000 === 0) this.sweep(); // every 10 s while anything is in flight
   }
 
   private total(): number {
@@ -426,9 +439,12 @@ export class ThreadpoolMonitor {
     if (op.done) return;
     try {
       const now = performance.now();
-      // The callback may run late if the loop was blocked: the completion happened no earlier
-      // than the last tick before the block, and is taken to have happened then.
-      const at = now - this.lastTick > 2 * TICK_MS ? Math.max(this.lastTick, op.submittedAt) : now;
+      // Seen late because the loop was blocked (a block is still going on, or just ended):
+      // taken to have happened when the block began.
+      let at = now;
+      if (now - this.lastTick > BLOCK_GAP_MS) at = this.lastTick;
+      else if (now - this.blockedUntil < TICK_MS) at = this.blockedFrom;
+      at = Math.max(at, op.submittedAt);
       if (!this.remove(op)) return; // dropped as stale, or the monitor stopped
       this.completions++;
       // Not started by the model (work it cannot see used the pool): it started at the latest free-up.
