@@ -31,6 +31,8 @@ export interface AgentConfig {
   locks: boolean;
   threadpool: boolean;
   pools: boolean;
+  /** Whether keys of keyed locks (async-lock keys, Web Locks names) may name lock resources. */
+  lockKeyNames: boolean;
   /** The library instrumentations to load (all unless the environment narrows them). */
   instrumentations: InstrumentationName[];
 }
@@ -51,6 +53,7 @@ export const DEFAULTS: AgentConfig = {
   locks: true,
   threadpool: true,
   pools: true,
+  lockKeyNames: true,
   instrumentations: [...INSTRUMENTATION_NAMES],
 };
 
@@ -72,6 +75,7 @@ const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
   ['locks', 'STALLSCOPE_LOCKS'],
   ['threadpool', 'STALLSCOPE_THREADPOOL'],
   ['pools', 'STALLSCOPE_POOLS'],
+  ['lockKeyNames', 'STALLSCOPE_LOCK_KEY_NAMES'],
 ];
 
 function truthy(v: string | undefined): boolean | undefined {

@@ -140,7 +140,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   }
   if (config.locks) {
     guarded('lock tracking', () => {
-      const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs }, tracer, meter);
+      const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs, keyNames: config.lockKeyNames }, tracer, meter);
       tracker.start();
       const webLocks = new WebLocksInstrumentation();
       if (wanted('web-locks')) webLocks.start();

@@ -455,3 +455,21 @@ describe('async-lock tracking', () => {
     assert.deepEqual(tracked.slice(0, 4), ['ab start', 'ab end', 'a callback', 'b alone']);
   });
 });
+
+// Last in this file: it replaces the running tracker.
+describe('lock key names switched off', () => {
+  it('keeps async-lock keys out of telemetry: every key shares the lock resource', async () => {
+    const spans = new InMemorySpanExporter();
+    const quiet = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000, keyNames: false }, new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }).getTracer('t'), new MeterProvider().getMeter('t'));
+    tracker.stop();
+    quiet.start();
+    try {
+      const [lock, site] = [new AsyncLock(), here()];
+      await Promise.all(['user:1', 'user:1', 'user:2', 'user:2'].map((k) => lock.acquire(k, () => sleep(10))));
+      const names = new Set(spans.getFinishedSpans().map((s) => s.attributes[LOCK_NAME]));
+      assert.deepEqual([...names], [`${site} (other keys)`]);
+    } finally {
+      quiet.stop();
+    }
+  });
+});

@@ -173,7 +173,7 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
     if (own) return own;
     const now = performance.now();
     const name = lock[LOCK_NAME_KEY];
-    if (contended && (state.keys.size < MAX_KEYS || this.evictIdle(state, tracker, now))) {
+    if (contended && tracker.keyNames && (state.keys.size < MAX_KEYS || this.evictIdle(state, tracker, now))) {
       const resource = tracker.resource(name ? `${name}:${key}` : key, TYPE, lock);
       state.keys.set(key, resource);
       // The holder took the key while it shared a resource; its hold continues on this one.

@@ -31,6 +31,8 @@ export interface LockOptions {
   waitThresholdMs: number;
   /** A lock held this long while others wait is reported while still held. */
   heldThresholdMs: number;
+  /** Whether keys of keyed locks (async-lock keys, Web Locks names) may name resources. */
+  keyNames?: boolean;
 }
 
 /** One lock instance (or one key of a keyed lock). */
@@ -157,6 +159,11 @@ export class LockTracker {
     private readonly tracer: Tracer,
     private readonly meter: Meter,
   ) {}
+
+  /** Keys can carry user data (`user:42`): an app may keep them out of its telemetry. */
+  get keyNames(): boolean {
+    return this.options.keyNames !== false;
+  }
 
   start(): void {
     const buckets = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

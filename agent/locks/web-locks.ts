@@ -98,7 +98,7 @@ export class WebLocksInstrumentation {
     const tracker = activeTracker()!;
     let r = this.resources.get(name);
     if (!r) {
-      if (this.resources.size >= MAX_NAMES) return (this.others ??= tracker.resource('web-locks (other names)', TYPE, this.owner));
+      if (this.resources.size >= MAX_NAMES || !tracker.keyNames) return (this.others ??= tracker.resource('web-locks (other names)', TYPE, this.owner));
       r = tracker.resource(name, TYPE, this.owner);
       this.resources.set(name, r);
     }
