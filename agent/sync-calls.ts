@@ -8,10 +8,11 @@ import childProcess from 'node:child_process';
 import zlib from 'node:zlib';
 import crypto from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
-import { SpanKind, context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
+import { context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import { isTracingSuppressed } from '@opentelemetry/core';
-import { KIND, KINDS, METRICS, SYNC_API, SYNC_BYTES } from '../common/conventions';
-import { captureStack, codeAttributes, parseV8Stack } from './stack';
+import { KINDS, METRICS, SYNC_API, SYNC_BYTES } from '../common/conventions';
+import { captureStack } from './stack';
+import { recordSpan } from './spans';
 import { report } from './safety';
 import { whenStarted } from './startup';
 
@@ -158,11 +159,9 @@ export class SyncCallWatcher {
       this.histogram.record(ms / 1000, api.attributes);
       if (ms < this.options.thresholdMs) return;
       // The stack is taken only for slow calls: it names the call site in the user's code.
-      const frames = parseV8Stack(captureStack(this.record, STACK_FRAMES).stack ?? '');
-      const attributes: Record<string, string | number> = { [KIND]: KINDS.syncCall, ...api.attributes, ...codeAttributes(frames) };
+      const attributes: Record<string, string | number> = { ...api.attributes };
       if (bytes !== undefined) attributes[SYNC_BYTES] = bytes;
-      const origin = performance.timeOrigin;
-      this.tracer.startSpan(api.name, { kind: SpanKind.INTERNAL, startTime: origin + start, attributes }).end(origin + end);
+      recordSpan(this.tracer, { name: api.name, kind: KINDS.syncCall, from: start, to: end, stack: captureStack(this.record, STACK_FRAMES), attributes });
     } catch (err) {
       report('sync-call recording', err);
     } finally {

@@ -6,20 +6,15 @@ import assert from 'node:assert/strict';
 import { register } from 'node:module';
 import { getEventListeners } from 'node:events';
 import { pathToFileURL } from 'node:url';
-import { context } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { PLimitInstrumentation, PQueueInstrumentation } from '../agent/locks/limiters';
 import { nameLock } from '../agent/index';
 import { LOCK_HOLDER_SPAN, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_QUEUE_DEPTH, LOCK_SPAN_NAMES, LOCK_TYPE } from '../common/conventions';
 
-const exporter = new InMemorySpanExporter();
-const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('limiters-test');
-const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
-const meterProvider = new MeterProvider({ readers: [reader] });
-const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, meterProvider.getMeter('limiters-test'));
+const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('limiters-test');
+const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, meter);
 register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename));
 const pLimitInstrumentation = new PLimitInstrumentation();
 const pQueueInstrumentation = new PQueueInstrumentation();
@@ -35,15 +30,13 @@ let pQueueModule: PQueueModule;
 const pLimit: PLimitModule['default'] = (...args) => pLimitModule.default(...args);
 const limitFunction: PLimitModule['limitFunction'] = (...args) => pLimitModule.limitFunction(...args);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
-const waits = () => exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.wait);
+const waits = () => spans(LOCK_SPAN_NAMES.wait);
 function here(): string {
   return siteOf(captureLockStack(here));
 }
 
 before(async () => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  enableContext();
   tracker.start();
   pLimitModule = await importEsm<PLimitModule>('p-limit');
   pQueueModule = await importEsm<PQueueModule>('p-queue');
@@ -173,8 +166,7 @@ describe('p-queue tracking', () => {
     void cleared; // p-queue leaves a cleared task's promise pending
     const outcomes = waits().map((s) => `${s.attributes[LOCK_NAME]} ${s.attributes[LOCK_OUTCOME]}`);
     assert.deepEqual(outcomes.sort(), ['uploads cancelled', 'uploads cancelled']);
-    const { resourceMetrics } = await reader.collect();
-    const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    const acquisitions = await metric(LOCK_METRICS.acquisitions);
     assert.ok(acquisitions.dataPoints.some((p) => p.attributes[LOCK_NAME] === 'uploads'));
   });
 
@@ -185,10 +177,9 @@ describe('p-queue tracking', () => {
     assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
     const aborted = AbortSignal.abort();
     await assert.rejects(queue.add(() => 'never', { signal: aborted }), (err: Error) => err.name === 'AbortError');
-    const { resourceMetrics } = await reader.collect();
-    const pending = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.pending)!;
-    await reader.collect(); // the gauge reports the deepest queue since the previous collection
-    const again = (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.pending)!;
+    const pending = await metric(LOCK_METRICS.pending);
+    await metric(LOCK_METRICS.pending); // the gauge reports the deepest queue since the previous collection
+    const again = await metric(LOCK_METRICS.pending);
     assert.ok(pending.dataPoints.some((p) => p.attributes[LOCK_NAME] === 'long-lived-signal'));
     assert.equal(again.dataPoints.find((p) => p.attributes[LOCK_NAME] === 'long-lived-signal')?.value, 0, 'nothing is left waiting');
   });

@@ -3,10 +3,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { context } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
 import { AsyncLockInstrumentation, MAX_KEYS } from '../agent/locks/async-lock';
@@ -27,15 +26,8 @@ import {
   LOCK_WAITERS,
 } from '../common/conventions';
 
-const exporter = new InMemorySpanExporter();
-const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const tracer = tracerProvider.getTracer('locks-test');
-const reader = new PeriodicExportingMetricReader({
-  exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
-  exportIntervalMillis: 3_600_000,
-});
-const meterProvider = new MeterProvider({ readers: [reader] });
-const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 200 }, tracer, meterProvider.getMeter('locks-test'));
+const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('locks-test');
+const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 200 }, tracer, meter);
 const instrumentation = new AsyncMutexInstrumentation();
 const asyncLockInstrumentation = new AsyncLockInstrumentation();
 
@@ -50,12 +42,10 @@ function here(): string {
   return siteOf(captureLockStack(here));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const waits = () => exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.wait);
-const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
+const waits = () => spans(LOCK_SPAN_NAMES.wait);
 
 before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  enableContext();
   tracker.start();
 });
 after(async () => {
@@ -108,8 +98,7 @@ describe('async-mutex lock tracking', () => {
     await a.runExclusive(() => undefined);
     await b.runExclusive(() => undefined);
     (await named.acquire())();
-    const { resourceMetrics } = await reader.collect();
-    const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    const acquisitions = await metric(LOCK_METRICS.acquisitions);
     const names = new Set(acquisitions.dataPoints.map((p) => p.attributes[LOCK_NAME]));
     assert.notEqual(aSite, bSite);
     assert.ok(names.has(aSite) && names.has(bSite) && names.has('orders'), [...names].join(', '));
@@ -193,13 +182,11 @@ describe('async-mutex lock tracking', () => {
     release();
     await sleep(1); // the library grants the refused request and drops it at once
     (await tryAcquire(mutex).acquire())();
-    const { resourceMetrics } = await reader.collect();
-    const metrics = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
-    const wait = metrics.find((m) => m.descriptor.name === LOCK_METRICS.waitTime)!;
+    const wait = await metric(LOCK_METRICS.waitTime);
     const outcomes = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'try-me').map((p) => `${p.attributes[LOCK_OUTCOME]}:${(p.value as { count: number }).count}`);
     // Uncontended grants wait 0 and are counted by acquisitions, not recorded as waits.
     assert.deepEqual(outcomes, ['timeout:1']);
-    const acquisitions = metrics.find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    const acquisitions = await metric(LOCK_METRICS.acquisitions);
     const granted = acquisitions.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'try-me').map((p) => `${p.attributes[LOCK_CONTENDED]}:${p.value}`);
     assert.deepEqual(granted, ['false:2']);
   });
@@ -394,8 +381,7 @@ describe('async-lock tracking', () => {
     await sleep(5);
     const outcomes = waits().map((s) => `${s.attributes[LOCK_NAME]} ${s.attributes[LOCK_OUTCOME]}`);
     assert.deepEqual(outcomes, ['jobs:k timeout']);
-    const { resourceMetrics } = await reader.collect();
-    const wait = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.waitTime)!;
+    const wait = await metric(LOCK_METRICS.waitTime);
     const jobs = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'jobs:k').map((p) => p.attributes[LOCK_OUTCOME]).sort();
     assert.deepEqual(jobs, ['error', 'timeout']);
   });
@@ -405,8 +391,7 @@ describe('async-lock tracking', () => {
     const keys = Array.from({ length: MAX_KEYS + 20 }, (_, i) => `tenant-${i}`);
     // Every key contended once: two requests at once on each.
     await Promise.all(keys.flatMap((k) => [lock.acquire(k, () => sleep(1)), lock.acquire(k, () => sleep(1))]));
-    const { resourceMetrics } = await reader.collect();
-    const acquisitions = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.acquisitions)!;
+    const acquisitions = await metric(LOCK_METRICS.acquisitions);
     const names = new Set(acquisitions.dataPoints.map((p) => String(p.attributes[LOCK_NAME])).filter((n) => n.startsWith('tenant-') || n.endsWith('(other keys)')));
     assert.equal([...names].filter((n) => n.startsWith('tenant-')).length, MAX_KEYS);
     assert.ok([...names].some((n) => n.endsWith('(other keys)')));

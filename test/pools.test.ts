@@ -4,10 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { context } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type HistogramMetricData } from '@opentelemetry/sdk-metrics';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { HistogramMetricData } from '@opentelemetry/sdk-metrics';
+import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { PoolTracker } from '../agent/offload/pool-tracker';
 import { PiscinaInstrumentation } from '../agent/offload/piscina';
 import { WorkerpoolInstrumentation } from '../agent/offload/workerpool';
@@ -16,11 +15,8 @@ import { FIXTURES } from './helpers';
 import { fullGc } from './gc';
 import { getEventListeners } from 'node:events';
 
-const exporter = new InMemorySpanExporter();
-const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('pools-test');
-const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
-const meterProvider = new MeterProvider({ readers: [reader] });
-const tracker = new PoolTracker(tracer, meterProvider.getMeter('pools-test'));
+const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('pools-test');
+const tracker = new PoolTracker(tracer, meter);
 // Enabled on construction, so they patch the modules required below.
 new PiscinaInstrumentation();
 new WorkerpoolInstrumentation();
@@ -31,13 +27,11 @@ const Piscina = load('piscina') as typeof import('piscina').Piscina;
 const workerpool = load('workerpool') as typeof import('workerpool');
 
 const TASK_MS = 60;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
-const tasks = () => exporter.getFinishedSpans().filter((s) => s.name === POOL_SPAN_NAME);
+const tasks = () => spans(POOL_SPAN_NAME);
 const near = (actual: number, expected: number, what: string, slack = 30) => assert.ok(Math.abs(actual - expected) < slack, `${what}: ${actual} ms, expected ~${expected}`);
 
 before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  enableContext();
   tracker.start();
 });
 after(async () => {
@@ -83,8 +77,7 @@ describe('Piscina tracking', () => {
     assertQueuedOneByOne(spans, spanId);
     assert.equal(spans[0].attributes[POOL_NAME], 'test/fixtures/piscina-worker.js');
     assert.equal(spans[0].attributes[POOL_TYPE], 'piscina');
-    const { resourceMetrics } = await reader.collect();
-    const wait = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === POOL_METRICS.queueWait) as HistogramMetricData;
+    const wait = await metric<HistogramMetricData>(POOL_METRICS.queueWait);
     const point = wait.dataPoints.find((p) => p.attributes[POOL_TYPE] === 'piscina')!;
     assert.equal(point.value.count, 5);
     assert.ok(point.value.max! > (TASK_MS * 2.5) / 1000, `max wait ${point.value.max}`);

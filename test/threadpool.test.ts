@@ -7,35 +7,23 @@ import { lookup } from 'node:dns';
 import { promises as fsp, readFile, stat } from 'node:fs';
 import { gunzip, gzip, gunzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
-import { context } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type HistogramMetricData, type GaugeMetricData } from '@opentelemetry/sdk-metrics';
+import type { HistogramMetricData, GaugeMetricData } from '@opentelemetry/sdk-metrics';
+import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { ThreadpoolMonitor, threadpoolSize } from '../agent/offload/threadpool';
 import { CODE_FILE, THREADPOOL_AHEAD, THREADPOOL_CATEGORY, THREADPOOL_IN_FLIGHT, THREADPOOL_METRICS, THREADPOOL_OP, THREADPOOL_SIZE, THREADPOOL_SPAN_NAME } from '../common/conventions';
 
-const exporter = new InMemorySpanExporter();
-const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('threadpool-test');
-const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
-const meterProvider = new MeterProvider({ readers: [reader] });
-const monitor = new ThreadpoolMonitor({ waitThresholdMs: 5, canaryIntervalMs: 20 }, tracer, meterProvider.getMeter('threadpool-test'));
+const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('threadpool-test');
+const monitor = new ThreadpoolMonitor({ waitThresholdMs: 5, canaryIntervalMs: 20 }, tracer, meter);
 const SIZE = threadpoolSize();
 
 const hash = promisify(pbkdf2);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
-const poolWaits = () => exporter.getFinishedSpans().filter((s) => s.name === THREADPOOL_SPAN_NAME);
+const poolWaits = () => spans(THREADPOOL_SPAN_NAME);
 /** Iterations for a pbkdf2 of about 40 ms on this machine. */
 let iterations = 0;
 const TASK_MS = 40;
 
-async function metric<T>(name: string): Promise<T> {
-  const { resourceMetrics } = await reader.collect();
-  return resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === name) as T;
-}
-
 before(async () => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  enableContext();
   const t0 = performance.now();
   pbkdf2Sync('secret', 'salt', 20_000, 32, 'sha256');
   iterations = Math.round((20_000 * TASK_MS) / (performance.now() - t0));
@@ -109,7 +97,7 @@ describe('libuv threadpool monitor', () => {
 
   it('counts zlib and fs work, and reports nothing while the pool keeps up', async () => {
     exporter.reset();
-    await reader.collect(); // start a fresh peak
+    await metric(THREADPOOL_METRICS.inFlight); // start a fresh peak
     const data = Buffer.alloc(256 * 1024, 'stallscope ');
     const zipped = await Promise.all(Array.from({ length: SIZE * 2 }, () => promisify(gzip)(data)));
     for (const z of zipped) assert.deepEqual(gunzipSync(z), data);

@@ -2,12 +2,9 @@
 // these tests are skipped, and .ci/run runs this file again on Node 24 from the npm registry.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { context } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { LockTracker } from '../agent/locks/tracker';
 import { WebLocksInstrumentation } from '../agent/locks/web-locks';
+import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { LOCK_HOLDER_SPAN, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_SPAN_NAMES, LOCK_TYPE } from '../common/conventions';
 
 interface LockManager {
@@ -16,17 +13,13 @@ interface LockManager {
 const locks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
 const skip = locks ? false : `navigator.locks is not in Node ${process.version} (it is from 24.5)`;
 
-const exporter = new InMemorySpanExporter();
-const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('web-locks-test');
-const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
-const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, new MeterProvider({ readers: [reader] }).getMeter('web-locks-test'));
+const { exporter, tracer, meter, spans, metric } = inMemoryTelemetry('web-locks-test');
+const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, meter);
 const instrumentation = new WebLocksInstrumentation();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
-const waits = () => exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.wait);
+const waits = () => spans(LOCK_SPAN_NAMES.wait);
 
 before(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  enableContext();
   tracker.start();
   instrumentation.start();
 });
@@ -68,8 +61,7 @@ describe('Web Locks tracking', { skip }, () => {
     assert.equal(await refused, null);
     await holding;
     assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]).sort(), ['cancelled']);
-    const { resourceMetrics } = await reader.collect();
-    const wait = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === LOCK_METRICS.waitTime)!;
+    const wait = await metric(LOCK_METRICS.waitTime);
     const jobs = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'jobs').map((p) => p.attributes[LOCK_OUTCOME]);
     assert.deepEqual(jobs.sort(), ['cancelled', 'timeout']);
   });

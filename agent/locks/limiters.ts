@@ -4,7 +4,7 @@
 // class whose add() is patched. Either way the task function is wrapped: its call is the grant
 // and its end the release. A limiter is named by the line that created it.
 import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { activeTracker, callHeld, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { activeTracker, callHeld, cancelOnAbort, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report, warnOnce } from '../safety';
 
@@ -281,16 +281,7 @@ export class PQueueInstrumentation extends InstrumentationBase {
         if (!acq && this.size > size) {
           const waiting = (acq = tracker.request(resourceOf(tracker, state, 'p-queue', this), false, proto.add as AnyFn, 1));
           state.queued.push(waiting);
-          const signal = options?.signal;
-          if (signal && typeof signal.addEventListener === 'function') {
-            // Aborted while queued: the library rejects the caller and drops the task.
-            const onAbort = () => {
-              dequeue(state, waiting);
-              tracker.failed(waiting, 'cancelled');
-            };
-            signal.addEventListener('abort', onAbort, { once: true });
-            waiting.detach = () => signal.removeEventListener('abort', onAbort);
-          }
+          cancelOnAbort(tracker, waiting, options?.signal, () => dequeue(state, waiting));
         }
       } catch (err) {
         report('p-queue instrumentation', err);

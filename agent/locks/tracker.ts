@@ -3,9 +3,8 @@
 // into metrics per resource, a span for each wait over the threshold (naming the holder the
 // waiter queued behind), and a span for a lock held too long while others wait.
 import { relative, isAbsolute } from 'node:path';
-import { SpanKind, context, trace, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
+import { context, trace, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
-  KIND,
   LOCK_ACQUIRE_SITE,
   LOCK_CONTENDED,
   LOCK_HELD_MS,
@@ -21,7 +20,8 @@ import {
   LOCK_TYPE,
   LOCK_WAITERS,
 } from '../../common/conventions';
-import { captureStack, codeAttributes, parseV8Stack, topUserFrame, type Frame } from '../stack';
+import { captureStack, parseV8Stack, topUserFrame, type Frame } from '../stack';
+import { recordSpan } from '../spans';
 import { report } from '../safety';
 
 export type LockOutcome = 'timeout' | 'cancelled' | 'error' | 'unlocked';
@@ -135,6 +135,20 @@ export function callHeld(fn: (...args: unknown[]) => unknown, thisArg: unknown, 
   if (result instanceof Promise && Object.getPrototypeOf(result) === Promise.prototype) result.then(release, release);
   else release();
   return result;
+}
+
+/**
+ * Ends a waiting request as cancelled when `signal` aborts (the library then drops it). The
+ * listener is removed once the request ends either way: apps pass long-lived signals too.
+ */
+export function cancelOnAbort(tracker: LockTracker, acq: Acquisition, signal: AbortSignal | undefined, dropped?: () => void): void {
+  if (!signal || typeof signal.addEventListener !== 'function') return;
+  const onAbort = () => {
+    dropped?.();
+    tracker.failed(acq, 'cancelled');
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  acq.detach = () => signal.removeEventListener('abort', onAbort);
 }
 
 let active: LockTracker | undefined;
@@ -373,24 +387,7 @@ export class LockTracker {
 
   /** A span about one acquisition: its resource, its code location, and what the caller adds. */
   private emit(name: string, kind: string, acq: Acquisition, from: number, to: number, attributes: Record<string, string | number>): void {
-    const frames = parseV8Stack(acq.stack?.stack ?? '');
-    const origin = performance.timeOrigin;
-    this.tracer
-      .startSpan(
-        name,
-        {
-          kind: SpanKind.INTERNAL,
-          startTime: origin + from,
-          attributes: {
-            [KIND]: kind,
-            ...acq.resource.attrs.base,
-            ...(frames.length ? codeAttributes(frames) : {}),
-            ...attributes,
-          },
-        },
-        acq.ctx,
-      )
-      .end(origin + to);
+    recordSpan(this.tracer, { name, kind, from, to, ctx: acq.ctx, stack: acq.stack, attributes: { ...acq.resource.attrs.base, ...attributes } });
   }
 
   private waitSpan(acq: Acquisition, now: number, outcome: string): void {

@@ -3,7 +3,7 @@
 // (24.21, measured) runs it inside request() when the lock is free, so a callback not yet run
 // when request() returns means the request queued. Names can be many: MAX_NAMES get a resource
 // of their own, the rest share one.
-import { activeTracker, callHeld, type Acquisition, type LockResource } from './tracker';
+import { activeTracker, callHeld, cancelOnAbort, type Acquisition, type LockResource } from './tracker';
 import { report } from '../safety';
 
 const TYPE = 'web-locks';
@@ -69,13 +69,8 @@ export class WebLocksInstrumentation {
       const result = Reflect.apply(original, this, args);
       try {
         if (!acq) {
-          const waiting = (acq = tracker.request(resource, false, request, 1));
-          const signal = options?.signal;
-          if (signal && typeof signal.addEventListener === 'function') {
-            const onAbort = () => tracker.failed(waiting, 'cancelled');
-            signal.addEventListener('abort', onAbort, { once: true });
-            waiting.detach = () => signal.removeEventListener('abort', onAbort);
-          }
+          acq = tracker.request(resource, false, request, 1);
+          cancelOnAbort(tracker, acq, options?.signal);
         }
       } catch (err) {
         report('web locks instrumentation', err);

@@ -2,9 +2,10 @@
 // until handed to a worker) and run time (until its result came back), as histograms per pool
 // and as a span per task, child of the span that submitted it.
 import { relative, isAbsolute } from 'node:path';
-import { SpanKind, SpanStatusCode, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
-import { KIND, POOL_KIND, POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../../common/conventions';
+import type { Context, Histogram, Meter, Tracer } from '@opentelemetry/api';
+import { POOL_KIND, POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../../common/conventions';
 import { report } from '../safety';
+import { recordSpan } from '../spans';
 
 export type TaskOutcome = 'completed' | 'error' | 'cancelled' | 'timeout' | 'rejected';
 
@@ -137,25 +138,15 @@ export class PoolTracker {
       const ran = now - started;
       this.queueWait.record(waited / 1000, t.pool.attrs);
       if (t.startedAt !== undefined) this.runTime.record(ran / 1000, t.pool.attrs);
-      const origin = performance.timeOrigin;
-      const span = this.tracer.startSpan(
-        POOL_SPAN_NAME,
-        {
-          kind: SpanKind.INTERNAL,
-          startTime: origin + t.submittedAt,
-          attributes: {
-            [KIND]: POOL_KIND,
-            ...t.pool.attrs,
-            [POOL_TASK]: t.task,
-            [POOL_OUTCOME]: outcome,
-            [POOL_QUEUE_WAIT_MS]: waited,
-            [POOL_RUN_MS]: ran,
-          },
-        },
-        t.ctx,
-      );
-      if (outcome !== 'completed') span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : outcome });
-      span.end(origin + now);
+      recordSpan(this.tracer, {
+        name: POOL_SPAN_NAME,
+        kind: POOL_KIND,
+        from: t.submittedAt,
+        to: now,
+        ctx: t.ctx,
+        attributes: { ...t.pool.attrs, [POOL_TASK]: t.task, [POOL_OUTCOME]: outcome, [POOL_QUEUE_WAIT_MS]: waited, [POOL_RUN_MS]: ran },
+        error: outcome === 'completed' ? undefined : error instanceof Error ? error.message : outcome,
+      });
     } catch (err) {
       report('pool tracking', err);
     }

@@ -20,9 +20,8 @@ import { stat } from 'node:fs';
 import { lookup } from 'node:dns';
 import { hkdf, pbkdf2, randomFill, scrypt } from 'node:crypto';
 import zlib from 'node:zlib';
-import { SpanKind, context, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
+import { context, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
-  KIND,
   THREADPOOL_AHEAD,
   THREADPOOL_CATEGORY,
   THREADPOOL_IN_FLIGHT,
@@ -33,7 +32,8 @@ import {
   THREADPOOL_SIZE,
   THREADPOOL_SPAN_NAME,
 } from '../../common/conventions';
-import { captureStack, codeAttributes, parseV8Stack } from '../stack';
+import { captureStack } from '../stack';
+import { recordSpan } from '../spans';
 import { report } from '../safety';
 import { whenStarted } from '../startup';
 
@@ -473,28 +473,22 @@ export class ThreadpoolMonitor {
   }
 
   private waitSpan(op: Op, now: number): void {
-    const frames = parseV8Stack(op.stack?.stack ?? '');
-    const origin = performance.timeOrigin;
-    this.tracer
-      .startSpan(
-        THREADPOOL_SPAN_NAME,
-        {
-          kind: SpanKind.INTERNAL,
-          startTime: origin + op.submittedAt,
-          attributes: {
-            [KIND]: THREADPOOL_KIND,
-            [THREADPOOL_CATEGORY]: op.category,
-            [THREADPOOL_OP]: op.type,
-            [THREADPOOL_SIZE]: this.size,
-            [THREADPOOL_IN_FLIGHT]: op.busy,
-            [THREADPOOL_RUN_MS]: now - op.startedAt!,
-            ...(op.ahead ? { [THREADPOOL_AHEAD]: op.ahead } : {}),
-            ...(frames.length ? codeAttributes(frames) : {}),
-          },
-        },
-        op.ctx,
-      )
-      .end(origin + op.startedAt!);
+    recordSpan(this.tracer, {
+      name: THREADPOOL_SPAN_NAME,
+      kind: THREADPOOL_KIND,
+      from: op.submittedAt,
+      to: op.startedAt!,
+      ctx: op.ctx,
+      stack: op.stack,
+      attributes: {
+        [THREADPOOL_CATEGORY]: op.category,
+        [THREADPOOL_OP]: op.type,
+        [THREADPOOL_SIZE]: this.size,
+        [THREADPOOL_IN_FLIGHT]: op.busy,
+        [THREADPOOL_RUN_MS]: now - op.startedAt!,
+        ...(op.ahead ? { [THREADPOOL_AHEAD]: op.ahead } : {}),
+      },
+    });
   }
 
   /** Drops operations whose callback never came (a request that failed before it was queued). */

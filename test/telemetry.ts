@@ -1,0 +1,35 @@
+// In-process telemetry for the agent's tests: the OpenTelemetry SDK's real tracer and meter
+// providers, with spans kept in memory and metrics read on demand (no export interval).
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type MetricData } from '@opentelemetry/sdk-metrics';
+
+export function inMemoryTelemetry(name: string) {
+  const exporter = new InMemorySpanExporter();
+  const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer(name);
+  const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  return {
+    exporter,
+    tracer,
+    reader,
+    meterProvider,
+    meter: meterProvider.getMeter(name),
+    /** Finished spans with this name. */
+    spans: (spanName: string) => exporter.getFinishedSpans().filter((s) => s.name === spanName),
+    /** One metric as collected now (gauges report what they saw since the previous collection). */
+    async metric<T extends MetricData = MetricData>(metricName: string): Promise<T> {
+      const { resourceMetrics } = await reader.collect();
+      return resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === metricName) as T;
+    },
+  };
+}
+
+/** Context propagation across awaits, as the SDK sets it up, so spans find their parents. */
+export function enableContext(): void {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
