@@ -104,3 +104,6 @@ export const POOL_METRICS = {
   queueSize: 'stallscope.pool.queue_size',
   threads: 'stallscope.pool.threads',
 } as const;
+
+/** Every `stallscope.kind` the agent puts on its spans. */
+export const AGENT_KINDS: readonly string[] = [KINDS.loopBlock, KINDS.syncCall, LOCK_KINDS.wait, LOCK_KINDS.held, THREADPOOL_KIND, POOL_KIND];

@@ -31,3 +31,8 @@ export function msToNs(ms: number): bigint {
 export function nsToIso(ns: bigint): string {
   return new Date(Number(ns / NS_PER_MS)).toISOString();
 }
+
+/** Nanoseconds as fractional milliseconds (exact enough for durations under 100 days). */
+export function nsToMs(ns: bigint): number {
+  return Number(ns) / 1e6;
+}

@@ -31,6 +31,20 @@ export interface SpanRow {
   resource: number;
   scopeName: string | null;
   scopeVersion: string | null;
+  /** For a span the stallscope agent made: what it is and what it groups under (see AgentSpan). */
+  agent: AgentSpan | null;
+}
+
+/**
+ * A stallscope agent span as the dashboard groups it: `kind` is its stallscope.kind, `key` the
+ * thing it is about (the lock, the blocking function, the sync API and call site, the pool).
+ */
+export interface AgentSpan {
+  kind: string;
+  key: string;
+  /** lock-wait only: the waiting site and the holder's site (empty when unknown). */
+  waiterSite?: string;
+  holderSite?: string;
 }
 
 export type MetricType = 'gauge' | 'sum' | 'histogram' | 'exponential_histogram' | 'summary';
@@ -133,6 +147,8 @@ export interface TraceSearch {
   fromNs?: bigint;
   toNs?: bigint;
   attribute?: { key: string; value: string };
+  /** Only traces with an agent span of this stallscope.kind (a lock wait, a blocking episode...). */
+  agentKind?: string;
   limit: number;
 }
 

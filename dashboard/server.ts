@@ -2,6 +2,7 @@
 import http from 'node:http';
 import express from 'express';
 import { queryApi } from '../collector/query-api';
+import { dashboardApi } from './api';
 import type { Collector } from '../collector/index';
 import { closeServer, listen } from '../common/listen';
 
@@ -16,6 +17,7 @@ export async function startDashboard(collector: Collector, host: string, port: n
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', writeBacklog: collector.store.backlog, otlpPort: collector.otlpPort, ingest: collector.stats });
   });
+  app.use('/api/dash', dashboardApi(collector.store));
   app.use('/api', queryApi(collector.store));
   const server = http.createServer(app);
   const bound = await listen(server, port, host, '--port');

@@ -3,11 +3,13 @@
 import type Database from 'better-sqlite3';
 import { openReadConnection } from './connection';
 import { Queries } from './queries';
+import { DashboardQueries } from './dashboard';
 import { WriterClient } from './writer-client';
 import type { WriteBatch } from '../common/types';
 
 export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
 export type { Queries } from './queries';
+export type { DashboardQueries, Window } from './dashboard';
 
 export interface StoreOptions {
   path: string;
@@ -23,6 +25,8 @@ export interface Store {
   /** Resolves once the batch is committed to disk. */
   write(batch: WriteBatch): Promise<void>;
   readonly queries: Queries;
+  /** The dashboard's aggregations (rollups, agent spans, agent metrics). */
+  readonly dashboard: DashboardQueries;
   /** Rows waiting to be committed. */
   readonly backlog: number;
   runRetention(): void;
@@ -47,9 +51,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     await writer.close();
     throw err;
   }
+  const queries = new Queries(reader);
   return {
     write: (batch) => writer.write(batch),
-    queries: new Queries(reader),
+    queries,
+    dashboard: new DashboardQueries(reader, queries),
     get backlog() {
       return writer.backlog;
     },

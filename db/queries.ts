@@ -13,7 +13,7 @@ import type {
   TraceSearch,
   TraceSummary,
 } from '../common/types';
-import { nsToIso } from '../common/duration';
+import { nsToIso, nsToMs } from '../common/duration';
 
 /** Spans examined at most while looking for `limit` distinct traces, so a search stays fast. */
 const MAX_SCANNED_SPANS = 100_000;
@@ -39,7 +39,6 @@ interface SpanDbRow {
   resource: string;
 }
 
-const nsToMs = (ns: bigint): number => Number(ns) / 1e6;
 
 export class Queries {
   private readonly services: Database.Statement;
@@ -95,6 +94,11 @@ export class Queries {
     if (q.toNs !== undefined) {
       where.push('start_ns < ?');
       args.push(q.toNs);
+    }
+    if (q.agentKind) {
+      // The matched span is the agent span itself: found through its index, not a scan.
+      where.push('agent_kind = ?');
+      args.push(q.agentKind);
     }
     if (q.attribute) {
       // Values arrive as text; match JSON strings exactly and numbers and booleans by meaning.

@@ -1,11 +1,15 @@
 // Versioned schema migrations. PRAGMA user_version records the last one applied; each runs in
 // its own transaction, so a database is never left between two versions.
 import type Database from 'better-sqlite3';
+import { agentSpan } from '../common/agent-spans';
+import type { Attributes } from '../common/types';
 
 interface Migration {
   version: number;
   description: string;
   sql: string;
+  /** Data work after the SQL, in the same transaction. */
+  then?: (db: Database.Database) => void;
 }
 
 const MIGRATIONS: Migration[] = [
@@ -96,7 +100,68 @@ const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'agent spans indexed and rolled up per minute for the dashboard',
+    sql: `
+      -- stallscope.kind of an agent span, and what it is about (its lock, its blocking function...).
+      ALTER TABLE spans ADD COLUMN agent_kind TEXT;
+      ALTER TABLE spans ADD COLUMN agent_key TEXT;
+      CREATE INDEX spans_agent ON spans (agent_kind, start_ns) WHERE agent_kind IS NOT NULL;
+      CREATE INDEX spans_agent_key ON spans (agent_kind, agent_key, start_ns) WHERE agent_kind IS NOT NULL;
+
+      -- Per minute (start_ns / 60e9), kept at ingest: dashboards read these, not the spans.
+      CREATE TABLE span_rollup (
+        kind TEXT NOT NULL,
+        service TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        total_ns INTEGER NOT NULL,
+        max_ns INTEGER NOT NULL,
+        PRIMARY KEY (kind, service, minute, key)
+      ) WITHOUT ROWID;
+      -- Lock waits by who waited (the acquire site) on whom (the holder's site).
+      CREATE TABLE lock_pair_rollup (
+        service TEXT NOT NULL,
+        lock TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        waiter_site TEXT NOT NULL,
+        holder_site TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        total_ns INTEGER NOT NULL,
+        max_ns INTEGER NOT NULL,
+        PRIMARY KEY (service, lock, minute, waiter_site, holder_site)
+      ) WITHOUT ROWID;
+    `,
+    then: backfillAgentSpans,
+  },
 ];
+
+/** Classifies and rolls up the agent spans a database already holds (one pass, at upgrade). */
+function backfillAgentSpans(db: Database.Database): void {
+  const NS_PER_MINUTE = 60_000_000_000n;
+  const rows = db
+    .prepare(`SELECT rowid, service, start_ns, duration_ns, attributes FROM spans WHERE json_type(attributes, '$."stallscope.kind"') = 'text'`)
+    .safeIntegers(true);
+  const update = db.prepare('UPDATE spans SET agent_kind = ?, agent_key = ? WHERE rowid = ?');
+  const rollup = db.prepare(
+    `INSERT INTO span_rollup (kind, service, minute, key, count, total_ns, max_ns) VALUES (?, ?, ?, ?, 1, ?, ?)
+     ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
+  );
+  const pair = db.prepare(
+    `INSERT INTO lock_pair_rollup (service, lock, minute, waiter_site, holder_site, count, total_ns, max_ns) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+     ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
+  );
+  for (const r of rows.all() as Array<{ rowid: bigint; service: string; start_ns: bigint; duration_ns: bigint; attributes: string }>) {
+    const agent = agentSpan(JSON.parse(r.attributes) as Attributes);
+    if (!agent) continue;
+    update.run(agent.kind, agent.key, r.rowid);
+    const minute = r.start_ns / NS_PER_MINUTE;
+    rollup.run(agent.kind, r.service, minute, agent.key, r.duration_ns, r.duration_ns);
+    if (agent.waiterSite !== undefined) pair.run(r.service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', r.duration_ns, r.duration_ns);
+  }
+}
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
@@ -110,6 +175,7 @@ export function migrate(db: Database.Database): void {
     if (m.version <= current) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.then?.(db);
       db.pragma(`user_version = ${m.version}`);
     }).immediate();
   }

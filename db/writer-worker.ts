@@ -90,7 +90,7 @@ function runRetention(): void {
   if (retentionRunning || options.retentionMs <= 0) return;
   retentionRunning = true;
   const cutoffNs = msToNs(Date.now() - options.retentionMs);
-  const total: RetentionResult = { spans: 0, points: 0, logs: 0, services: 0 };
+  const total: RetentionResult = { spans: 0, points: 0, logs: 0, services: 0, rollups: 0 };
   const step = () => {
     if (closing) {
       retentionRunning = false;
@@ -102,6 +102,7 @@ function runRetention(): void {
       total.points += d.points;
       total.logs += d.logs;
       total.services += d.services;
+      total.rollups += d.rollups;
       const more = Math.max(d.spans, d.points, d.logs) >= options.retentionBatchSize;
       if (more) {
         setImmediate(step);

@@ -8,7 +8,10 @@ export interface RetentionResult {
   points: number;
   logs: number;
   services: number;
+  rollups: number;
 }
+
+const NS_PER_MINUTE = 60_000_000_000n;
 
 export class BatchWriter {
   private readonly resourceIds = new Map<string, number>();
@@ -18,6 +21,10 @@ export class BatchWriter {
   private readonly insertPoint: Database.Statement;
   private readonly insertLog: Database.Statement;
   private readonly upsertService: Database.Statement;
+  private readonly upsertRollup: Database.Statement;
+  private readonly upsertLockPair: Database.Statement;
+  private readonly deleteRollups: Database.Statement;
+  private readonly deleteLockPairs: Database.Statement;
   private readonly deleteSpans: Database.Statement;
   private readonly deletePoints: Database.Statement;
   private readonly deleteLogs: Database.Statement;
@@ -29,8 +36,17 @@ export class BatchWriter {
     this.findResource = db.prepare('SELECT id FROM resources WHERE service = ? AND attributes = ?').pluck();
     this.insertSpan = db.prepare(
       `INSERT INTO spans (trace_id, span_id, parent_span_id, trace_state, flags, service, name, kind, start_ns, end_ns,
-         duration_ns, status_code, status_message, attributes, events, links, resource_id, scope_name, scope_version)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         duration_ns, status_code, status_message, attributes, events, links, resource_id, scope_name, scope_version,
+         agent_kind, agent_key)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.upsertRollup = db.prepare(
+      `INSERT INTO span_rollup (kind, service, minute, key, count, total_ns, max_ns) VALUES (?, ?, ?, ?, 1, ?, ?)
+       ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
+    );
+    this.upsertLockPair = db.prepare(
+      `INSERT INTO lock_pair_rollup (service, lock, minute, waiter_site, holder_site, count, total_ns, max_ns) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+       ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
     );
     this.insertPoint = db.prepare(
       `INSERT INTO metric_points (name, service, type, unit, description, temporality, monotonic, start_ns, time_ns,
@@ -54,6 +70,8 @@ export class BatchWriter {
     this.deletePoints = db.prepare('DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE time_ns < ? LIMIT ?)');
     this.deleteLogs = db.prepare('DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE time_ns < ? LIMIT ?)');
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
+    this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
+    this.deleteLockPairs = db.prepare('DELETE FROM lock_pair_rollup WHERE minute < ?');
     this.writeMany = db.transaction((batches: WriteBatch[]) => {
       for (const b of batches) this.writeOne(b);
     });
@@ -88,11 +106,20 @@ export class BatchWriter {
     const seen = new Map<string, { first: bigint; last: bigint; count: number }>();
     for (const s of batch.spans) {
       const service = batch.resources[s.resource].service;
+      const duration = s.endNs - s.startNs;
+      const agent = s.agent;
       this.insertSpan.run(
         s.traceId, s.spanId, s.parentSpanId, s.traceState, s.flags, service, s.name, s.kind, s.startNs, s.endNs,
-        s.endNs - s.startNs, s.statusCode, s.statusMessage, s.attributes, s.events, s.links, ids[s.resource],
-        s.scopeName, s.scopeVersion,
+        duration, s.statusCode, s.statusMessage, s.attributes, s.events, s.links, ids[s.resource],
+        s.scopeName, s.scopeVersion, agent?.kind ?? null, agent?.key ?? null,
       );
+      if (agent) {
+        const minute = s.startNs / NS_PER_MINUTE;
+        this.upsertRollup.run(agent.kind, service, minute, agent.key, duration, duration);
+        if (agent.waiterSite !== undefined) {
+          this.upsertLockPair.run(service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', duration, duration);
+        }
+      }
       const agg = seen.get(service);
       if (!agg) seen.set(service, { first: s.startNs, last: s.startNs, count: 1 });
       else {
@@ -130,6 +157,8 @@ export class BatchWriter {
       points: this.deletePoints.run(cutoffNs, limit).changes,
       logs: this.deleteLogs.run(cutoffNs, limit).changes,
       services: this.deleteServices.run(cutoffNs).changes,
+      // Small tables (a row per minute and key): one statement each.
+      rollups: this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes + this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes,
     })).immediate();
   }
 }

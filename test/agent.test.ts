@@ -2,12 +2,12 @@
 // read the blocking and sync-call spans back through the query API.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
+import { REGISTER, agentEnv, call, markLine, startApp, stop, traceWith, withAgentApp, type App, type SpanJson } from './agent-apps';
 import { packageRoot } from '../common/package-root';
 import {
   CODE_FILE,
@@ -32,90 +32,6 @@ import {
   THREADPOOL_SPAN_NAME,
 } from '../common/conventions';
 
-const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
-
-/** The 1-based line of a `MARK:name` comment in a fixture. */
-function markLine(file: string, mark: string): number {
-  const i = readFileSync(join(FIXTURES, file), 'utf8').split('\n').findIndex((l) => l.includes(`MARK:${mark}`));
-  assert.ok(i >= 0, `no MARK:${mark} in ${file}`);
-  return i + 1;
-}
-
-interface App {
-  child: ChildProcess;
-  port: number;
-  stderr: () => string;
-}
-
-function agentEnv(server: TestServer, service: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    OTEL_EXPORTER_OTLP_ENDPOINT: server.otlp,
-    OTEL_SERVICE_NAME: service,
-    OTEL_BSP_SCHEDULE_DELAY: '100',
-    OTEL_METRIC_EXPORT_INTERVAL: '500',
-    STALLSCOPE_BLOCK_THRESHOLD_MS: '50',
-    STALLSCOPE_SYNC_THRESHOLD_MS: '20',
-    ...extra,
-  };
-}
-
-async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<App> {
-  const child = spawn(process.execPath, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const port = Number((await waitForOutput(child, /"port":(\d+)/).catch((e: Error) => Promise.reject(new Error(`${e.message}: ${err}`))))[1]);
-  // The detectors arm once the app has started (its loop mostly idle for a moment).
-  await new Promise((r) => setTimeout(r, 300));
-  return { child, port, stderr: () => err };
-}
-
-function stop(app: App): Promise<void> {
-  return new Promise((resolve) => {
-    if (app.child.exitCode !== null) return resolve();
-    app.child.once('exit', () => resolve());
-    app.child.kill('SIGTERM');
-  });
-}
-
-/** Runs `fn` against an app started with the agent on a fresh collector; stops both after. */
-async function withAgentApp(args: string[], service: string, fn: (server: TestServer, app: App) => Promise<void>): Promise<void> {
-  const server = await startServer();
-  try {
-    const app = await startApp(args, agentEnv(server, service));
-    try {
-      await fn(server, app);
-    } finally {
-      await stop(app);
-    }
-  } finally {
-    await server.close();
-  }
-}
-
-const newTraceId = () => randomBytes(16).toString('hex');
-const newSpanId = () => randomBytes(8).toString('hex');
-
-/** Calls the app as the child of a known remote parent, so the test knows the trace id. */
-async function call(app: App, path: string): Promise<{ traceId: string; parentId: string; body: string }> {
-  const traceId = newTraceId();
-  const parentId = newSpanId();
-  const res = await fetch(`http://127.0.0.1:${app.port}${path}`, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
-  return { traceId, parentId, body: await res.text() };
-}
-
-type SpanJson = { spanId: string; parentSpanId: string | null; name: string; kind: number; durationMs: number; attributes: Record<string, any> };
-
-async function traceWith(server: TestServer, traceId: string, name: string): Promise<SpanJson[]> {
-  return eventually(
-    async () => {
-      const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
-      return status === 200 && body.spans.some((s: SpanJson) => s.name === name) ? (body.spans as SpanJson[]) : undefined;
-    },
-    10_000,
-    `a "${name}" span in trace ${traceId}`,
-  );
-}
 
 /** Asserts the span descends from the request's SERVER span, itself the child of the test's parent. */
 function assertInRequest(spans: SpanJson[], span: SpanJson, parentId: string): void {

@@ -3,6 +3,7 @@
 // both; they differ only in how ids, 64-bit integers and bytes are written, which `Encoding`
 // hides. A request whose shape is wrong is rejected whole (BadRequest, HTTP 400); an item with a
 // bad value (an invalid id, a missing timestamp) is dropped and counted, and the rest is stored.
+import { agentSpan } from '../../common/agent-spans';
 import type { AttrValue, Attributes, LogRow, MetricPointRow, MetricType, ResourceRow, SpanRow, WriteBatch } from '../../common/types';
 
 export class BadRequest extends Error {}
@@ -318,6 +319,7 @@ function spanRow(s: Obj, enc: Encoding, resource: number, scope: { name: string 
   const status = objectAt(s, 'status', 'status', path);
   const events = arrayAt(s, 'events', 'events', path);
   const links = arrayAt(s, 'links', 'links', path);
+  const attrs = attributes(s.attributes, enc, false);
   return {
     traceId,
     spanId,
@@ -330,7 +332,7 @@ function spanRow(s: Obj, enc: Encoding, resource: number, scope: { name: string 
     endNs,
     statusCode: status ? enumValue(status.code, STATUS_CODES) : 0,
     statusMessage: status ? str(status.message) : null,
-    attributes: JSON.stringify(attributes(s.attributes, enc, false)),
+    attributes: JSON.stringify(attrs),
     events: events.length
       ? JSON.stringify(
           events.map((e) => ({
@@ -353,6 +355,7 @@ function spanRow(s: Obj, enc: Encoding, resource: number, scope: { name: string 
     resource,
     scopeName: scope.name,
     scopeVersion: scope.version,
+    agent: agentSpan(attrs),
   };
 }
 

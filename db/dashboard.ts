@@ -1,0 +1,423 @@
+// What the dashboard's pages ask: where a service loses time, from the per-minute rollups of
+// agent spans (kept at ingest) and from the agent's metrics. Every query is bounded by a time
+// window and reads rollup rows or indexed agent spans, never a scan of all spans.
+import type Database from 'better-sqlite3';
+import {
+  CODE_STACKTRACE,
+  KINDS,
+  LOCK_CONTENDED,
+  LOCK_KINDS,
+  LOCK_METRICS,
+  LOCK_NAME,
+  LOCK_OUTCOME,
+  LOCK_TYPE,
+  METRICS,
+  POOL_KIND,
+  POOL_METRICS,
+  POOL_NAME,
+  POOL_TYPE,
+  THREADPOOL_CATEGORY,
+  THREADPOOL_KIND,
+  THREADPOOL_METRICS,
+} from '../common/conventions';
+import { nsToIso, nsToMs } from '../common/duration';
+import type { Attributes, MetricResult, MetricSeries } from '../common/types';
+import type { Queries } from './queries';
+
+const NS_PER_MINUTE = 60_000_000_000n;
+
+export interface Window {
+  service?: string;
+  fromNs: bigint;
+  toNs: bigint;
+  /** Chart resolution. */
+  stepNs: bigint;
+}
+
+export interface GroupRow {
+  service: string;
+  key: string;
+  count: number;
+  totalMs: number;
+  maxMs: number;
+}
+
+export interface AgentSpanRow {
+  traceId: string;
+  spanId: string;
+  service: string;
+  key: string;
+  start: string;
+  durationMs: number;
+  attributes: Attributes;
+}
+
+export interface LockRow {
+  service: string;
+  lock: string;
+  type: string;
+  acquisitions: number;
+  contended: number;
+  contendedPct: number;
+  totalWaitMs: number;
+  waitP50Ms: number | null;
+  waitP95Ms: number | null;
+  waitP99Ms: number | null;
+  waitMaxMs: number | null;
+  holdP95Ms: number | null;
+  maxQueue: number;
+  timeouts: number;
+}
+
+/** A chart's worth: one line (or stack) per name, a value per step. */
+export interface Chart {
+  times: string[];
+  series: Array<{ name: string; service: string; values: Array<number | null> }>;
+}
+
+interface Histogram {
+  count: number;
+  sum: number;
+  bounds: number[];
+  counts: number[];
+}
+
+/** The value below which `q` of the observations fall, from bucket counts (upper bounds). */
+export function quantile(h: Histogram, q: number): number | null {
+  if (h.count <= 0) return null;
+  const target = q * h.count;
+  let seen = 0;
+  for (let i = 0; i < h.counts.length; i++) {
+    seen += h.counts[i];
+    if (seen >= target) {
+      if (i >= h.bounds.length) return h.bounds[h.bounds.length - 1] ?? null; // the open top bucket
+      const lower = i === 0 ? 0 : h.bounds[i - 1];
+      const upper = h.bounds[i];
+      const inBucket = h.counts[i];
+      // Linear within the bucket: the usual estimate from a fixed-bucket histogram.
+      return lower + (upper - lower) * (inBucket ? (target - (seen - inBucket)) / inBucket : 1);
+    }
+  }
+  return h.bounds[h.bounds.length - 1] ?? null;
+}
+
+function emptyHistogram(): Histogram {
+  return { count: 0, sum: 0, bounds: [], counts: [] };
+}
+
+/** Adds a series' steps into one histogram (same bounds everywhere: the agent's). */
+function addSteps(into: Histogram, series: MetricSeries): void {
+  for (const s of series.steps) {
+    if (!s.count) continue;
+    into.count += s.count;
+    into.sum += s.sum ?? 0;
+    if (s.bounds && s.bucketCounts) {
+      into.bounds = s.bounds;
+      s.bucketCounts.forEach((c, i) => (into.counts[i] = (into.counts[i] ?? 0) + c));
+    }
+  }
+}
+
+const text = (v: unknown) => (typeof v === 'string' ? v : String(v ?? ''));
+
+export class DashboardQueries {
+  private readonly rollupGroups: Database.Statement;
+  private readonly rollupGroupsByService: Database.Statement;
+  private readonly rollupSeries: Database.Statement;
+  private readonly agentSpansByKey: Database.Statement;
+  private readonly slowestByKey: Database.Statement;
+  private readonly latestAgentSpans: Database.Statement;
+  private readonly pairs: Database.Statement;
+
+  constructor(
+    db: Database.Database,
+    private readonly queries: Queries,
+  ) {
+    const groupSql = (byService: boolean) => `
+      SELECT service, key, sum(count) AS count, sum(total_ns) AS total_ns, max(max_ns) AS max_ns FROM span_rollup
+      WHERE kind = ? ${byService ? 'AND service = ?' : ''} AND minute >= ? AND minute < ?
+      GROUP BY service, key ORDER BY total_ns DESC LIMIT ?`;
+    this.rollupGroups = db.prepare(groupSql(false)).safeIntegers(true);
+    this.rollupGroupsByService = db.prepare(groupSql(true)).safeIntegers(true);
+    this.rollupSeries = db
+      .prepare(
+        `SELECT service, key, minute, total_ns FROM span_rollup
+         WHERE kind = @kind AND (@service IS NULL OR service = @service) AND minute >= @from AND minute < @to
+           AND key IN (SELECT value FROM json_each(@keys))`,
+      )
+      .safeIntegers(true);
+    this.agentSpansByKey = db
+      .prepare(
+        `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
+         WHERE agent_kind = ? AND agent_key = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
+         ORDER BY start_ns DESC LIMIT ?`,
+      )
+      .safeIntegers(true);
+    this.slowestByKey = db
+      .prepare(
+        `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
+         WHERE agent_kind = ? AND agent_key = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
+         ORDER BY duration_ns DESC LIMIT ?`,
+      )
+      .safeIntegers(true);
+    this.latestAgentSpans = db
+      .prepare(
+        `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
+         WHERE agent_kind = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
+         ORDER BY start_ns DESC LIMIT ?`,
+      )
+      .safeIntegers(true);
+    this.pairs = db
+      .prepare(
+        `SELECT waiter_site, holder_site, sum(count) AS count, sum(total_ns) AS total_ns, max(max_ns) AS max_ns FROM lock_pair_rollup
+         WHERE lock = ? AND minute >= ? AND minute < ? AND (? IS NULL OR service = ?)
+         GROUP BY waiter_site, holder_site ORDER BY total_ns DESC LIMIT 50`,
+      )
+      .safeIntegers(true);
+  }
+
+  private minutes(w: Window): [bigint, bigint] {
+    return [w.fromNs / NS_PER_MINUTE, (w.toNs + NS_PER_MINUTE - 1n) / NS_PER_MINUTE];
+  }
+
+  /** Agent spans of one kind grouped by what they are about, most time first. */
+  groups(kind: string, w: Window, limit = 50): GroupRow[] {
+    const [from, to] = this.minutes(w);
+    const rows = (w.service ? this.rollupGroupsByService.all(kind, w.service, from, to, limit) : this.rollupGroups.all(kind, from, to, limit)) as Array<{
+      service: string;
+      key: string;
+      count: bigint;
+      total_ns: bigint;
+      max_ns: bigint;
+    }>;
+    return rows.map((r) => ({ service: r.service, key: r.key, count: Number(r.count), totalMs: nsToMs(r.total_ns), maxMs: nsToMs(r.max_ns) }));
+  }
+
+  /** Time per step for the given keys of one kind (from the per-minute rollups). */
+  groupChart(kind: string, keys: string[], w: Window): Chart {
+    const [from, to] = this.minutes(w);
+    const stepMinutes = w.stepNs / NS_PER_MINUTE > 0n ? w.stepNs / NS_PER_MINUTE : 1n;
+    const steps = Number((to - from + stepMinutes - 1n) / stepMinutes);
+    const times = Array.from({ length: steps }, (_, i) => nsToIso((from + BigInt(i) * stepMinutes) * NS_PER_MINUTE));
+    const series = new Map<string, { name: string; service: string; values: Array<number | null> }>();
+    for (const r of this.rollupSeries.all({ kind, service: w.service ?? null, from, to, keys: JSON.stringify(keys) }) as Array<{ service: string; key: string; minute: bigint; total_ns: bigint }>) {
+      const id = `${r.service}\u0000${r.key}`;
+      let s = series.get(id);
+      if (!s) series.set(id, (s = { name: r.key, service: r.service, values: new Array<number | null>(steps).fill(0) }));
+      const i = Number((r.minute - from) / stepMinutes);
+      if (i >= 0 && i < steps) s.values[i] = (s.values[i] ?? 0) + nsToMs(r.total_ns);
+    }
+    return { times, series: [...series.values()] };
+  }
+
+  private spanRows(rows: unknown[]): AgentSpanRow[] {
+    return (rows as Array<{ trace_id: string; span_id: string; service: string; agent_key: string; start_ns: bigint; duration_ns: bigint; attributes: string }>).map((r) => ({
+      traceId: r.trace_id,
+      spanId: r.span_id,
+      service: r.service,
+      key: r.agent_key,
+      start: nsToIso(r.start_ns),
+      durationMs: nsToMs(r.duration_ns),
+      attributes: JSON.parse(r.attributes) as Attributes,
+    }));
+  }
+
+  /** The latest agent spans of a kind (and key), newest first. */
+  latest(kind: string, w: Window, limit: number, key?: string): AgentSpanRow[] {
+    const svc = w.service ?? null;
+    return this.spanRows(key === undefined ? this.latestAgentSpans.all(kind, w.fromNs, w.toNs, svc, svc, limit) : this.agentSpansByKey.all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+  }
+
+  slowest(kind: string, key: string, w: Window, limit: number): AgentSpanRow[] {
+    const svc = w.service ?? null;
+    return this.spanRows(this.slowestByKey.all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+  }
+
+  /** One window-wide step of a metric: series totals. */
+  private totals(name: string, w: Window): MetricResult {
+    return this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.toNs - w.fromNs });
+  }
+
+  /** The locks table: every lock resource seen in the window, most waiting first. */
+  locks(w: Window): LockRow[] {
+    const rows = new Map<string, LockRow & { wait: Histogram; hold: Histogram }>();
+    const row = (series: MetricSeries) => {
+      const service = series.service;
+      const lock = text(series.attributes[LOCK_NAME]);
+      const type = text(series.attributes[LOCK_TYPE]);
+      const id = `${service}\u0000${lock}\u0000${type}`;
+      let r = rows.get(id);
+      if (!r) {
+        r = {
+          service,
+          lock,
+          type,
+          acquisitions: 0,
+          contended: 0,
+          contendedPct: 0,
+          totalWaitMs: 0,
+          waitP50Ms: null,
+          waitP95Ms: null,
+          waitP99Ms: null,
+          waitMaxMs: null,
+          holdP95Ms: null,
+          maxQueue: 0,
+          timeouts: 0,
+          wait: emptyHistogram(),
+          hold: emptyHistogram(),
+        };
+        rows.set(id, r);
+      }
+      return r;
+    };
+    for (const s of this.totals(LOCK_METRICS.acquisitions, w).series) {
+      const n = s.steps.reduce((a, st) => a + (st.increase ?? 0), 0);
+      const r = row(s);
+      r.acquisitions += n;
+      if (s.attributes[LOCK_CONTENDED] === true) r.contended += n;
+    }
+    for (const s of this.totals(LOCK_METRICS.waitTime, w).series) {
+      const r = row(s);
+      addSteps(r.wait, s);
+      if (s.attributes[LOCK_OUTCOME] === 'timeout') r.timeouts += s.steps.reduce((a, st) => a + (st.count ?? 0), 0);
+    }
+    for (const s of this.totals(LOCK_METRICS.holdTime, w).series) addSteps(row(s).hold, s);
+    for (const s of this.totals(LOCK_METRICS.pending, w).series) {
+      const r = row(s);
+      r.maxQueue = Math.max(r.maxQueue, ...s.steps.map((st) => st.max ?? 0));
+    }
+    const waitMax = new Map(this.groups(LOCK_KINDS.wait, w, 1000).map((g) => [`${g.service}\u0000${g.key}`, g.maxMs]));
+    const out: LockRow[] = [];
+    for (const r of rows.values()) {
+      // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
+      const zeros = Math.max(0, r.acquisitions - r.contended);
+      const all: Histogram = { count: r.wait.count + zeros, sum: r.wait.sum, bounds: r.wait.bounds, counts: r.wait.counts.slice() };
+      if (zeros > 0) all.counts[0] = (all.counts[0] ?? 0) + zeros;
+      const ms = (v: number | null) => (v === null ? null : v * 1000);
+      const { wait, hold, ...rest } = r;
+      out.push({
+        ...rest,
+        contendedPct: r.acquisitions ? (100 * r.contended) / r.acquisitions : 0,
+        totalWaitMs: wait.sum * 1000,
+        waitP50Ms: ms(quantile(all, 0.5)),
+        waitP95Ms: ms(quantile(all, 0.95)),
+        waitP99Ms: ms(quantile(all, 0.99)),
+        waitMaxMs: waitMax.get(`${r.service}\u0000${r.lock}`) ?? (wait.count ? ms(quantile(wait, 1)) : 0),
+        holdP95Ms: ms(quantile(hold, 0.95)),
+      });
+    }
+    return out.sort((a, b) => b.totalWaitMs - a.totalWaitMs);
+  }
+
+  /** One lock: its wait and hold histograms, who waited on whom, the slowest waits. */
+  lock(name: string, w: Window) {
+    const wait = emptyHistogram();
+    const hold = emptyHistogram();
+    const mine = (s: MetricSeries) => s.attributes[LOCK_NAME] === name;
+    for (const s of this.totals(LOCK_METRICS.waitTime, w).series.filter(mine)) addSteps(wait, s);
+    for (const s of this.totals(LOCK_METRICS.holdTime, w).series.filter(mine)) addSteps(hold, s);
+    const [from, to] = this.minutes(w);
+    const svc = w.service ?? null;
+    const pairs = (this.pairs.all(name, from, to, svc, svc) as Array<{ waiter_site: string; holder_site: string; count: bigint; total_ns: bigint; max_ns: bigint }>).map((p) => ({
+      waiterSite: p.waiter_site,
+      holderSite: p.holder_site,
+      count: Number(p.count),
+      totalMs: nsToMs(p.total_ns),
+      maxMs: nsToMs(p.max_ns),
+    }));
+    const sites = new Map<string, { site: string; count: number; totalMs: number }>();
+    for (const p of pairs) {
+      const s = sites.get(p.waiterSite) ?? { site: p.waiterSite, count: 0, totalMs: 0 };
+      s.count += p.count;
+      s.totalMs += p.totalMs;
+      sites.set(p.waiterSite, s);
+    }
+    const histogram = (h: Histogram) => ({ count: h.count, sumMs: h.sum * 1000, boundsMs: h.bounds.map((b) => b * 1000), counts: h.counts });
+    return {
+      lock: name,
+      wait: histogram(wait),
+      hold: histogram(hold),
+      acquireSites: [...sites.values()].sort((a, b) => b.totalMs - a.totalMs),
+      pairs,
+      slowest: this.slowest(LOCK_KINDS.wait, name, w, 10),
+      held: this.latest(LOCK_KINDS.held, w, 10, name),
+      chart: this.groupChart(LOCK_KINDS.wait, [name], w),
+    };
+  }
+
+  /** Blocking episodes and slow sync calls grouped by where they happened. */
+  blocking(w: Window) {
+    return { episodes: this.groups(KINDS.loopBlock, w), syncCalls: this.groups(KINDS.syncCall, w) };
+  }
+
+  /** One blocking group: its episodes (newest first), each with its stack and trace. */
+  blockingGroup(kind: string, key: string, w: Window) {
+    const spans = this.latest(kind, w, 50, key);
+    return { key, stack: text(spans[0]?.attributes[CODE_STACKTRACE] ?? ''), spans };
+  }
+
+  /** Loop lag and utilization over time, per service. */
+  loop(w: Window): Chart {
+    const out: Chart = { times: [], series: [] };
+    for (const [name, field] of [
+      [`${METRICS.loopDelayPrefix}p99`, 'max'],
+      [`${METRICS.loopDelayPrefix}max`, 'max'],
+      [METRICS.loopUtilization, 'avg'],
+    ] as const) {
+      const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
+      for (const s of m.series) {
+        if (!out.times.length) out.times = s.steps.map((st) => st.time);
+        const scale = name === METRICS.loopUtilization ? 1 : 1000; // seconds to ms
+        const existing = out.series.find((x) => x.name === name && x.service === s.service);
+        const values = s.steps.map((st) => (st[field] === undefined ? null : st[field]! * scale));
+        // Several instances of one service: the worst of them.
+        if (existing) existing.values = existing.values.map((v, i) => (v === null ? values[i] : values[i] === null ? v : Math.max(v, values[i]!)));
+        else out.series.push({ name, service: s.service, values });
+      }
+    }
+    if (!out.times.length) out.times = emptyTimes(w);
+    return out;
+  }
+
+  /** Thread offload over time: the threadpool canary and in-flight counts, and each pool's wait and run. */
+  offload(w: Window) {
+    const histogramAvg = (name: string, label: (s: MetricSeries) => string): Chart => {
+      const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
+      const times = m.series[0]?.steps.map((s) => s.time) ?? emptyTimes(w);
+      const merged = new Map<string, { name: string; service: string; sum: number[]; count: number[] }>();
+      for (const s of m.series) {
+        const id = `${s.service}\u0000${label(s)}`;
+        const e = merged.get(id) ?? { name: label(s), service: s.service, sum: times.map(() => 0), count: times.map(() => 0) };
+        s.steps.forEach((st, i) => {
+          e.sum[i] += st.sum ?? 0;
+          e.count[i] += st.count ?? 0;
+        });
+        merged.set(id, e);
+      }
+      return { times, series: [...merged.values()].map((e) => ({ name: e.name, service: e.service, values: e.sum.map((x, i) => (e.count[i] ? (1000 * x) / e.count[i] : null)) })) };
+    };
+    const gauge = (name: string, label: (s: MetricSeries) => string): Chart => {
+      const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
+      return {
+        times: m.series[0]?.steps.map((s) => s.time) ?? emptyTimes(w),
+        series: m.series.map((s) => ({ name: label(s), service: s.service, values: s.steps.map((st) => st.max ?? null) })),
+      };
+    };
+    const category = (s: MetricSeries) => text(s.attributes[THREADPOOL_CATEGORY] ?? 'all');
+    const pool = (s: MetricSeries) => `${text(s.attributes[POOL_NAME])} (${text(s.attributes[POOL_TYPE])})`;
+    return {
+      canary: histogramAvg(THREADPOOL_METRICS.canaryWait, () => 'canary wait'),
+      inFlight: gauge(THREADPOOL_METRICS.inFlight, category),
+      size: gauge(THREADPOOL_METRICS.size, () => 'threadpool size'),
+      threadpoolWaits: this.groups(THREADPOOL_KIND, w),
+      poolWait: histogramAvg(POOL_METRICS.queueWait, pool),
+      poolRun: histogramAvg(POOL_METRICS.runTime, pool),
+      pools: this.groups(POOL_KIND, w),
+    };
+  }
+}
+
+function emptyTimes(w: Window): string[] {
+  const n = Number((w.toNs - w.fromNs + w.stepNs - 1n) / w.stepNs);
+  return Array.from({ length: Math.min(n, 2000) }, (_, i) => nsToIso(w.fromNs + BigInt(i) * w.stepNs));
+}

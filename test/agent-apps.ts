@@ -1,0 +1,94 @@
+// Running apps with the stallscope agent attached, against a real collector: shared by the
+// agent's end-to-end tests and the dashboard's.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
+import { packageRoot } from '../common/package-root';
+
+export const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
+
+/** The 1-based line of a `MARK:name` comment in a fixture. */
+export function markLine(file: string, mark: string): number {
+  const i = readFileSync(join(FIXTURES, file), 'utf8').split('\n').findIndex((l) => l.includes(`MARK:${mark}`));
+  assert.ok(i >= 0, `no MARK:${mark} in ${file}`);
+  return i + 1;
+}
+
+export interface App {
+  child: ChildProcess;
+  port: number;
+  stderr: () => string;
+}
+
+export function agentEnv(server: TestServer, service: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    OTEL_EXPORTER_OTLP_ENDPOINT: server.otlp,
+    OTEL_SERVICE_NAME: service,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_METRIC_EXPORT_INTERVAL: '500',
+    STALLSCOPE_BLOCK_THRESHOLD_MS: '50',
+    STALLSCOPE_SYNC_THRESHOLD_MS: '20',
+    ...extra,
+  };
+}
+
+export async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<App> {
+  const child = spawn(process.execPath, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const port = Number((await waitForOutput(child, /"port":(\d+)/).catch((e: Error) => Promise.reject(new Error(`${e.message}: ${err}`))))[1]);
+  // The detectors arm once the app has started (its loop mostly idle for a moment).
+  await new Promise((r) => setTimeout(r, 300));
+  return { child, port, stderr: () => err };
+}
+
+export function stop(app: App): Promise<void> {
+  return new Promise((resolve) => {
+    if (app.child.exitCode !== null) return resolve();
+    app.child.once('exit', () => resolve());
+    app.child.kill('SIGTERM');
+  });
+}
+
+/** Runs `fn` against an app started with the agent on a fresh collector; stops both after. */
+export async function withAgentApp(args: string[], service: string, fn: (server: TestServer, app: App) => Promise<void>): Promise<void> {
+  const server = await startServer();
+  try {
+    const app = await startApp(args, agentEnv(server, service));
+    try {
+      await fn(server, app);
+    } finally {
+      await stop(app);
+    }
+  } finally {
+    await server.close();
+  }
+}
+
+const newTraceId = () => randomBytes(16).toString('hex');
+const newSpanId = () => randomBytes(8).toString('hex');
+
+/** Calls the app as the child of a known remote parent, so the test knows the trace id. */
+export async function call(app: App, path: string): Promise<{ traceId: string; parentId: string; body: string }> {
+  const traceId = newTraceId();
+  const parentId = newSpanId();
+  const res = await fetch(`http://127.0.0.1:${app.port}${path}`, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
+  return { traceId, parentId, body: await res.text() };
+}
+
+export type SpanJson = { spanId: string; parentSpanId: string | null; name: string; kind: number; durationMs: number; attributes: Record<string, any> };
+
+export async function traceWith(server: TestServer, traceId: string, name: string): Promise<SpanJson[]> {
+  return eventually(
+    async () => {
+      const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
+      return status === 200 && body.spans.some((s: SpanJson) => s.name === name) ? (body.spans as SpanJson[]) : undefined;
+    },
+    10_000,
+    `a "${name}" span in trace ${traceId}`,
+  );
+}
