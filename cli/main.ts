@@ -27,15 +27,24 @@ Options:
   --db FILE           SQLite database file, created if missing (default ./stallscope.db)
   --otlp-port PORT    OTLP/HTTP port for agents and OpenTelemetry SDKs (default 4318)
   --port PORT         dashboard and query API port (default 7318)
-  --host HOST         address both servers bind (default 127.0.0.1)
+  --host HOST         address both servers bind (default 127.0.0.1); any other than loopback
+                      needs STALLSCOPE_TOKEN, which the pages and APIs then require
   --retention DUR     delete data older than this, e.g. 12h, 7d, 4w; 0 keeps everything (default 7d)
-  -h, --help          show this help`;
+  --otlp-auth         OTLP requests need the token too (Authorization: Bearer <token>)
+  -h, --help          show this help
+
+Environment: STALLSCOPE_TOKEN  a shared secret for the dashboard, its APIs and (--otlp-auth) OTLP`;
 
 function fail(err: unknown): never {
   const usage = err instanceof Usage || String((err as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS');
   const hint = usage ? "; run 'stallscope --help'" : '';
   process.stderr.write(`stallscope: ${(err as Error).message}${hint}\n`);
   process.exit(usage ? 2 : 1);
+}
+
+/** Whether a --host value only ever accepts connections from this machine. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function port(value: string, flag: string): number {
@@ -55,6 +64,7 @@ async function runServe(args: string[]): Promise<void> {
       port: { type: 'string', default: '7318' },
       host: { type: 'string', default: '127.0.0.1' },
       retention: { type: 'string', default: '7d' },
+      'otlp-auth': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -64,12 +74,19 @@ async function runServe(args: string[]): Promise<void> {
   }
   const retentionMs = values.retention === '0' ? 0 : parseDuration(values.retention!);
   if (retentionMs instanceof Error) throw new Usage(`--retention: ${retentionMs.message}`);
+  const token = process.env.STALLSCOPE_TOKEN || undefined;
+  if (!isLoopback(values.host!) && !token) {
+    throw new Usage(`--host ${values.host}: listening beyond this machine needs STALLSCOPE_TOKEN set, or the pages and APIs would be open to the network`);
+  }
+  if (values['otlp-auth'] && !token) throw new Usage('--otlp-auth: needs STALLSCOPE_TOKEN set');
   const options = {
     dbPath: values.db!,
     host: values.host!,
     otlpPort: port(values['otlp-port']!, '--otlp-port'),
     port: port(values.port!, '--port'),
     retentionMs,
+    token,
+    otlpAuth: values['otlp-auth'],
   };
   const running = await serve(options);
   process.stdout.write(

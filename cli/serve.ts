@@ -12,6 +12,9 @@ export interface ServeOptions {
   retentionBatchSize?: number;
   maxQueuedRows?: number;
   maxBodyBytes?: number;
+  /** STALLSCOPE_TOKEN: required by the pages and APIs, and by OTLP with otlpAuth. */
+  token?: string;
+  otlpAuth?: boolean;
 }
 
 export interface Running {
@@ -21,10 +24,10 @@ export interface Running {
 }
 
 export async function serve(o: ServeOptions): Promise<Running> {
-  const collector = await startCollector(o);
+  const collector = await startCollector({ ...o, otlpToken: o.otlpAuth ? o.token : undefined });
   let dashboard: Dashboard;
   try {
-    dashboard = await startDashboard(collector, o.host, o.port);
+    dashboard = await startDashboard(collector, { host: o.host, port: o.port, token: o.token });
   } catch (err) {
     await collector.close();
     throw err;

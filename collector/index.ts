@@ -12,6 +12,8 @@ export interface CollectorOptions {
   retentionBatchSize?: number;
   maxBodyBytes?: number;
   maxQueuedRows?: number;
+  /** When set, OTLP requests must carry `Authorization: Bearer <otlpToken>`. */
+  otlpToken?: string;
 }
 
 export interface Collector {
@@ -29,7 +31,7 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     retentionBatchSize: o.retentionBatchSize,
     maxQueuedRows: o.maxQueuedRows,
   });
-  const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1 });
+  const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1, token: o.otlpToken });
   let otlpPort: number;
   try {
     otlpPort = await listen(receiver.server, o.otlpPort, o.host, '--otlp-port');

@@ -1,6 +1,7 @@
 // The OTLP/HTTP receiver: POST /v1/traces, /v1/metrics and /v1/logs, protobuf or JSON, optionally
 // gzipped, answered in the request's own content type as the OTLP specification requires.
 import http from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type protobuf from 'protobufjs';
@@ -26,13 +27,15 @@ const SIGNALS: Record<string, Signal> = {
 };
 
 // gRPC status codes carried in the google.rpc.Status body of error responses.
-const GRPC_CODE: Record<number, number> = { 400: 3, 404: 12, 405: 12, 413: 8, 415: 3, 500: 13, 503: 14 };
+const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 404: 12, 405: 12, 413: 8, 415: 3, 500: 13, 503: 14 };
 
 export interface ReceiverOptions {
   /** Largest body accepted, measured after decompression. */
   maxBodyBytes: number;
   /** Seconds a client is told to wait when the write queue is full. */
   retryAfterSeconds: number;
+  /** When set, requests must carry `Authorization: Bearer <token>`. */
+  token?: string;
 }
 
 export interface ReceiverStats {
@@ -40,6 +43,13 @@ export interface ReceiverStats {
   accepted: { spans: number; points: number; logs: number };
   rejectedItems: number;
   refused: Record<string, number>;
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice(7).trim());
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** An error answer: the HTTP status and the message the client sees. */
@@ -75,6 +85,9 @@ export class OtlpReceiver {
     const format = formatOf(req.headers['content-type']);
     if (!signal) throw new HttpError(404, `no OTLP endpoint at ${path}; use POST /v1/traces, /v1/metrics or /v1/logs`);
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} is not allowed on ${path}; use POST`);
+    if (this.options.token !== undefined && !bearerMatches(req.headers.authorization, this.options.token)) {
+      throw new HttpError(401, 'a token is required: send Authorization: Bearer <STALLSCOPE_TOKEN> (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)');
+    }
     if (!format) {
       throw new HttpError(415, `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`);
     }

@@ -1,25 +1,58 @@
-// The dashboard's HTTP server: the query API and a health check (the pages join it later).
+// The dashboard's HTTP server: the pages (static files drawing from the JSON APIs), the
+// dashboard API, the collector's query API, and a health check. Everything shown comes from other
+// programs, so the pages only ever insert it as text, and the Content-Security-Policy forbids any
+// script or style that is not one of our files.
 import http from 'node:http';
+import { join } from 'node:path';
 import express from 'express';
 import { queryApi } from '../collector/query-api';
 import { dashboardApi } from './api';
+import { requireToken } from './auth';
 import type { Collector } from '../collector/index';
 import { closeServer, listen } from '../common/listen';
+import { packageRoot } from '../common/package-root';
 
 export interface Dashboard {
   port: number;
   close(): Promise<void>;
 }
 
-export async function startDashboard(collector: Collector, host: string, port: number): Promise<Dashboard> {
+export interface DashboardOptions {
+  host: string;
+  port: number;
+  /** When set, the pages and APIs require it (a bearer header, or the cookie /login sets). */
+  token?: string;
+}
+
+const PUBLIC = join(packageRoot(), 'dashboard', 'public');
+const CHART_JS = join(packageRoot(), 'node_modules', 'chart.js', 'dist', 'chart.umd.js');
+
+const SECURITY_HEADERS = {
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+};
+
+export async function startDashboard(collector: Collector, options: DashboardOptions): Promise<Dashboard> {
   const app = express();
   app.disable('x-powered-by');
+  app.use((_req, res, next) => {
+    res.set(SECURITY_HEADERS);
+    next();
+  });
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', writeBacklog: collector.store.backlog, otlpPort: collector.otlpPort, ingest: collector.stats });
   });
+  if (options.token) app.use(requireToken(options.token));
   app.use('/api/dash', dashboardApi(collector.store));
   app.use('/api', queryApi(collector.store));
+  app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));
+  app.use(express.static(PUBLIC, { extensions: ['html'], index: 'index.html' }));
+  app.use((req, res) => {
+    res.status(404).type('text').send(`no page ${req.path}`);
+  });
   const server = http.createServer(app);
-  const bound = await listen(server, port, host, '--port');
+  const bound = await listen(server, options.port, options.host, '--port');
   return { port: bound, close: () => closeServer(server) };
 }

@@ -1,0 +1,302 @@
+// Shared by every page: the header (navigation, time range, service, auto-refresh), the page's
+// state in its query string, JSON fetching, and builders for tables, charts and empty states.
+// Every value shown comes from other programs: it only ever enters the page as text (el() never
+// parses markup), so a span name like <img onerror=...> stays a string.
+
+const COMMON = ['service', 'since', 'from', 'to', 'refresh'];
+const RANGES = [
+  ['15m', 'Last 15 minutes'],
+  ['1h', 'Last hour'],
+  ['24h', 'Last 24 hours'],
+  ['custom', 'Custom…'],
+];
+const PAGES = [
+  ['/', 'Overview'],
+  ['/locks', 'Locks'],
+  ['/blocking', 'Blocking'],
+  ['/offload', 'Offload'],
+  ['/traces', 'Traces'],
+];
+
+export const params = () => new URLSearchParams(location.search);
+
+/** The page's state with some values changed (null removes one); the URL is the state. */
+export function withParams(changes, path = location.pathname) {
+  const p = params();
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === null || v === undefined || v === '') p.delete(k);
+    else p.set(k, v);
+  }
+  const q = p.toString();
+  return q ? `${path}?${q}` : path;
+}
+
+/** The common parameters (service, time range) for links to other pages. */
+export function carried(extra = {}) {
+  const p = new URLSearchParams();
+  for (const k of COMMON) if (params().has(k)) p.set(k, params().get(k));
+  for (const [k, v] of Object.entries(extra)) if (v !== null && v !== undefined) p.set(k, v);
+  return p;
+}
+
+export function link(path, extra = {}) {
+  const q = carried(extra).toString();
+  return q ? `${path}?${q}` : path;
+}
+
+/** An element; children are nodes or strings (inserted as text, never as markup). */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+export function fmtMs(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return '–';
+  if (ms >= 60_000) return `${(ms / 60_000).toFixed(1)} min`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 10) return `${ms.toFixed(0)} ms`;
+  if (ms >= 1) return `${ms.toFixed(1)} ms`;
+  return `${(ms * 1000).toFixed(0)} µs`;
+}
+
+export const fmtPct = (x) => (x === null || x === undefined ? '–' : `${x.toFixed(x < 10 ? 1 : 0)}%`);
+/** A time: the clock alone when it is today, else with the date. */
+export function fmtTime(t) {
+  const d = new Date(t);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
+export const fmtCount = (n) => (n === null || n === undefined ? '–' : Math.round(n).toLocaleString());
+
+/** GET /api/...; a 401 means the token is missing: go to the sign-in page. */
+export async function api(path, extra = {}) {
+  const p = carried(extra);
+  p.delete('refresh');
+  if (p.get('since') === 'custom') p.delete('since');
+  if (!p.has('since') && !p.has('from')) p.set('since', '1h');
+  const res = await fetch(`${path}?${p}`, { headers: { accept: 'application/json' } });
+  if (res.status === 401) {
+    location.href = '/login';
+    throw new Error('sign in first');
+  }
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || `${res.status} from ${path}`);
+  return body;
+}
+
+export function empty(text) {
+  return el('p', { class: 'empty' }, text);
+}
+
+export function section(title, ...children) {
+  return el('section', { class: 'card' }, el('h2', {}, title), ...children);
+}
+
+/**
+ * A table sortable by every column. columns: [{ key, label, format?, value?, link?, numeric? }];
+ * the sort column and direction live in the URL (sort=key, dir=asc|desc).
+ */
+export function table(columns, rows, { id = 'table', emptyText = 'Nothing in this window.', sortable = true, defaultSort } = {}) {
+  if (!rows.length) return empty(emptyText);
+  const p = params();
+  const sortKey = sortable ? p.get(`${id}.sort`) ?? defaultSort?.key : undefined;
+  const dir = p.get(`${id}.dir`) ?? defaultSort?.dir ?? 'desc';
+  const col = columns.find((c) => c.key === sortKey);
+  const value = (c, r) => (c.value ? c.value(r) : r[c.key]);
+  const sorted = col
+    ? [...rows].sort((a, b) => {
+        const x = value(col, a);
+        const y = value(col, b);
+        const cmp = typeof x === 'number' && typeof y === 'number' ? x - y : String(x ?? '').localeCompare(String(y ?? ''));
+        return dir === 'asc' ? cmp : -cmp;
+      })
+    : rows;
+  const head = el(
+    'tr',
+    {},
+    columns.map((c) => {
+      const active = c.key === sortKey;
+      const next = active && dir === 'desc' ? 'asc' : 'desc';
+      const label = `${c.label}${active ? (dir === 'desc' ? ' ▼' : ' ▲') : ''}`;
+      return el(
+        'th',
+        { class: c.numeric ? 'num' : undefined, 'aria-sort': active ? (dir === 'desc' ? 'descending' : 'ascending') : undefined },
+        sortable ? el('a', { href: withParams({ [`${id}.sort`]: c.key, [`${id}.dir`]: next }), dataset: { sort: c.key } }, label) : label,
+      );
+    }),
+  );
+  const body = sorted.map((r) =>
+    el(
+      'tr',
+      {},
+      columns.map((c) => {
+        const shown = c.format ? c.format(value(c, r), r) : value(c, r);
+        const content = c.link ? el('a', { href: c.link(r) }, shown ?? '') : shown ?? '';
+        return el('td', { class: c.numeric ? 'num' : undefined, title: c.title ? c.title(r) : undefined }, content);
+      }),
+    ),
+  );
+  return el('table', { id, class: 'data' }, el('thead', {}, head), el('tbody', {}, body));
+}
+
+const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4b5563', '#65a30d', '#9333ea'];
+export const color = (i) => PALETTE[i % PALETTE.length];
+
+/** A legend in the page (not on the canvas), so the names can be read, copied and searched. */
+function legend(names) {
+  return el(
+    'ul',
+    { class: 'legend' },
+    names.map((n, i) => el('li', {}, el('span', { class: `swatch c${i % PALETTE.length}` }), n)),
+  );
+}
+
+const charts = new Set();
+
+/**
+ * A chart over time: data { times, series: [{ name, service, values }] }. kind 'line' or
+ * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state.
+ */
+export function timeChart(data, { kind = 'line', unit = 'ms', label = (s) => s.name, emptyText = 'No data in this window.', yMax } = {}) {
+  if (!data || !data.series.length || data.series.every((s) => s.values.every((v) => v === null || v === 0))) return empty(emptyText);
+  const canvas = el('canvas', { role: 'img', 'aria-label': data.series.map(label).join(', ') });
+  const wrap = el('div', { class: 'chart' }, el('div', { class: 'canvas-box' }, canvas), legend(data.series.map(label)));
+  const chart = new window.Chart(canvas, {
+    type: 'line',
+    data: {
+      labels: data.times.map((t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+      datasets: data.series.map((s, i) => ({
+        label: label(s),
+        data: s.values,
+        borderColor: color(i),
+        backgroundColor: `${color(i)}55`,
+        fill: kind === 'stacked',
+        // A series with few points (a short burst in a long window) is drawn as dots, or it would not show.
+        pointRadius: s.values.filter((v) => v !== null && v !== 0).length < 10 ? 3 : 0,
+        borderWidth: 1.5,
+        spanGaps: true,
+        tension: 0.2,
+      })),
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      interaction: { mode: 'index', intersect: false },
+      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : c.parsed.y}` } } },
+      scales: {
+        y: { stacked: kind === 'stacked', beginAtZero: true, max: yMax, title: { display: true, text: unit } },
+        x: { ticks: { maxTicksLimit: 8 } },
+      },
+    },
+  });
+  charts.add(chart);
+  return wrap;
+}
+
+/** A histogram from bucket counts: bars labelled by upper bound. */
+export function histogramChart(h, { emptyText = 'No observations in this window.' } = {}) {
+  if (!h || !h.count) return empty(emptyText);
+  const labels = h.counts.map((_, i) => (i < h.boundsMs.length ? `≤ ${fmtMs(h.boundsMs[i])}` : `> ${fmtMs(h.boundsMs[h.boundsMs.length - 1])}`));
+  const canvas = el('canvas', { role: 'img', 'aria-label': 'histogram' });
+  const chart = new window.Chart(canvas, {
+    type: 'bar',
+    data: { labels, datasets: [{ label: 'count', data: h.counts, backgroundColor: color(0) }] },
+    options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+  });
+  charts.add(chart);
+  return el('div', { class: 'chart' }, el('div', { class: 'canvas-box' }, canvas), legend([`${fmtCount(h.count)} observations`]));
+}
+
+/** Builds the header, then renders the page; re-renders on refresh. render(main) fills main. */
+export async function page(title, render) {
+  document.title = `${title} · stallscope`;
+  const p = params();
+  const main = el('main', { id: 'main' });
+  const services = el('select', { id: 'service', 'aria-label': 'Service', onchange: (e) => (location.href = withParams({ service: e.target.value || null })) }, el('option', { value: '' }, 'All services'));
+  const since = p.get('from') ? 'custom' : p.get('since') ?? '1h';
+  const rangeSelect = el(
+    'select',
+    {
+      id: 'range',
+      'aria-label': 'Time range',
+      onchange: (e) => {
+        if (e.target.value === 'custom') custom.hidden = false;
+        else location.href = withParams({ since: e.target.value, from: null, to: null });
+      },
+    },
+    RANGES.map(([v, l]) => el('option', { value: v, selected: v === since }, l)),
+  );
+  const toLocal = (iso) => (iso ? new Date(iso).toISOString().slice(0, 16) : '');
+  const fromInput = el('input', { type: 'datetime-local', name: 'from', value: toLocal(p.get('from')), 'aria-label': 'From' });
+  const toInput = el('input', { type: 'datetime-local', name: 'to', value: toLocal(p.get('to')), 'aria-label': 'To' });
+  const custom = el(
+    'form',
+    {
+      class: 'custom',
+      hidden: since !== 'custom',
+      onsubmit: (e) => {
+        e.preventDefault();
+        const iso = (v) => (v ? new Date(`${v}Z`).toISOString() : null);
+        location.href = withParams({ since: null, from: iso(fromInput.value), to: iso(toInput.value) });
+      },
+    },
+    fromInput,
+    toInput,
+    el('button', { type: 'submit' }, 'Apply'),
+  );
+  const refresh = el('input', {
+    type: 'checkbox',
+    id: 'refresh',
+    checked: p.get('refresh') !== 'off',
+    onchange: (e) => history.replaceState(null, '', withParams({ refresh: e.target.checked ? null : 'off' })),
+  });
+  const nav = el(
+    'nav',
+    {},
+    PAGES.map(([path, label]) => el('a', { href: link(path), class: location.pathname === path || (path !== '/' && location.pathname.startsWith(path)) ? 'active' : undefined }, label)),
+  );
+  const header = el(
+    'header',
+    {},
+    el('a', { class: 'brand', href: link('/') }, 'stallscope'),
+    nav,
+    el('div', { class: 'controls' }, services, rangeSelect, custom, el('label', { class: 'refresh' }, refresh, 'Auto-refresh')),
+  );
+  document.body.replaceChildren(header, main);
+  fetch('/api/services')
+    .then((r) => (r.ok ? r.json() : []))
+    .then((list) => {
+      for (const s of list) services.append(el('option', { value: s.service, selected: s.service === p.get('service') }, s.service));
+    })
+    .catch(() => undefined);
+
+  const draw = async () => {
+    for (const c of charts) c.destroy();
+    charts.clear();
+    const content = el('div', { class: 'content' });
+    try {
+      await render(content);
+    } catch (err) {
+      content.replaceChildren(el('p', { class: 'error', role: 'alert' }, `Could not load: ${err.message}`));
+    }
+    main.replaceChildren(el('h1', {}, title), content);
+    document.body.dataset.ready = 'true';
+  };
+  await draw();
+  // Auto-refresh only for windows that end now: a custom window does not move.
+  setInterval(() => {
+    if (refresh.checked && !params().get('to') && document.visibilityState === 'visible') void draw();
+  }, 30_000);
+}
+
+export const traceLink = (traceId, spanId, text = 'trace') => el('a', { href: link('/trace', { id: traceId, span: spanId }), class: 'trace-link' }, text);

@@ -1,0 +1,36 @@
+// Locks: every lock resource, sortable, and the wait time of the top ones over time.
+import { api, el, fmtCount, fmtMs, fmtPct, link, page, section, table, timeChart } from './app.js';
+
+page('Locks', async (main) => {
+  const { locks, chart } = await api('/api/dash/locks', { top: 5 });
+  main.append(
+    section(
+      'Wait time per lock (top 5, stacked)',
+      el('p', { class: 'lead' }, 'Time requests spent waiting for each lock, per step. Waits of 1 ms or more are counted here.'),
+      timeChart(chart, { kind: 'stacked', label: (s) => s.name, emptyText: 'No lock wait of 1 ms or more in this window.' }),
+    ),
+    section(
+      'Lock resources',
+      el('p', { class: 'lead' }, 'A lock is named by nameLock(), its key, or the line that created it. Click a lock for who waited on whom.'),
+      table(
+        [
+          { key: 'lock', label: 'Lock', link: (r) => link('/lock', { name: r.lock }) },
+          { key: 'type', label: 'Type' },
+          { key: 'service', label: 'Service' },
+          { key: 'acquisitions', label: 'Acquisitions', numeric: true, format: fmtCount },
+          { key: 'contendedPct', label: 'Contended', numeric: true, format: fmtPct },
+          { key: 'totalWaitMs', label: 'Total wait', numeric: true, format: fmtMs },
+          { key: 'waitP50Ms', label: 'Wait p50', numeric: true, format: fmtMs },
+          { key: 'waitP95Ms', label: 'Wait p95', numeric: true, format: fmtMs },
+          { key: 'waitP99Ms', label: 'Wait p99', numeric: true, format: fmtMs },
+          { key: 'waitMaxMs', label: 'Wait max', numeric: true, format: fmtMs },
+          { key: 'holdP95Ms', label: 'Hold p95', numeric: true, format: fmtMs },
+          { key: 'maxQueue', label: 'Max queue', numeric: true, format: fmtCount },
+          { key: 'timeouts', label: 'Timeouts', numeric: true, format: fmtCount },
+        ],
+        locks,
+        { id: 'locks', defaultSort: { key: 'totalWaitMs', dir: 'desc' }, emptyText: 'No lock was acquired in this window (or no service runs the agent with lock tracking).' },
+      ),
+    ),
+  );
+});

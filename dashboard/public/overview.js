@@ -1,0 +1,67 @@
+// Overview: where each service loses time, at a glance.
+import { api, el, empty, fmtMs, fmtPct, fmtTime, link, page, section, table, timeChart, traceLink } from './app.js';
+
+const P99 = 'nodejs.eventloop.delay.p99';
+const MAX = 'nodejs.eventloop.delay.max';
+const ELU = 'nodejs.eventloop.utilization';
+
+page('Overview', async (main) => {
+  const o = await api('/api/dash/overview');
+  const lag = { times: o.loop.times, series: o.loop.series.filter((s) => s.name !== ELU) };
+  const elu = { times: o.loop.times, series: o.loop.series.filter((s) => s.name === ELU).map((s) => ({ ...s, values: s.values.map((v) => (v === null ? null : v * 100)) })) };
+  const worst = (name) => Math.max(0, ...o.loop.series.filter((s) => s.name === name).flatMap((s) => s.values.filter((v) => v !== null)));
+  const totalBlocked = o.blockingGroups.reduce((a, g) => a + g.totalMs, 0);
+  const totalLockWait = o.locks.reduce((a, l) => a + l.totalWaitMs, 0);
+  main.append(
+    el(
+      'div',
+      { class: 'kpis' },
+      el('div', { class: 'kpi' }, el('b', {}, fmtMs(worst(P99))), el('span', {}, 'worst loop delay p99')),
+      el('div', { class: 'kpi' }, el('b', {}, fmtMs(worst(MAX))), el('span', {}, 'worst loop delay max')),
+      el('div', { class: 'kpi' }, el('b', {}, fmtMs(totalBlocked)), el('span', {}, 'event loop blocked')),
+      el('div', { class: 'kpi' }, el('b', {}, fmtMs(totalLockWait)), el('span', {}, 'waited for the top locks')),
+    ),
+    el(
+      'div',
+      { class: 'grid2' },
+      section(
+        'Event-loop delay',
+        el('p', { class: 'lead' }, 'How late the loop ran its work (p99 and max per service). High values mean requests waited for the loop.'),
+        timeChart(lag, { label: (s) => `${s.service} ${s.name === P99 ? 'p99' : 'max'}` }),
+      ),
+      section('Event-loop utilization', el('p', { class: 'lead' }, 'Share of time the loop was busy. Near 100% the service is saturated.'), timeChart(elu, { unit: '%', yMax: 100, label: (s) => s.service })),
+      section(
+        'Top contended locks',
+        table(
+          [
+            { key: 'lock', label: 'Lock', link: (r) => link('/lock', { name: r.lock }) },
+            { key: 'service', label: 'Service' },
+            { key: 'totalWaitMs', label: 'Total wait', numeric: true, format: fmtMs },
+            { key: 'waitP95Ms', label: 'Wait p95', numeric: true, format: fmtMs },
+            { key: 'contendedPct', label: 'Contended', numeric: true, format: fmtPct },
+          ],
+          o.locks.filter((l) => l.totalWaitMs > 0),
+          { id: 'locks', sortable: false, emptyText: 'No lock was waited for in this window.' },
+        ),
+      ),
+      section(
+        'Latest blocking episodes',
+        o.latestEpisodes.length
+          ? table(
+              [
+                { key: 'start', label: 'When', format: fmtTime },
+                { key: 'service', label: 'Service' },
+                { key: 'key', label: 'Blocked in' },
+                { key: 'durationMs', label: 'Blocked', numeric: true, format: fmtMs },
+                { key: 'traceId', label: '', format: (_, r) => traceLink(r.traceId, r.spanId) },
+              ],
+              o.latestEpisodes,
+              { id: 'episodes', sortable: false },
+            )
+          : empty('The event loop was not blocked over the threshold in this window.'),
+      ),
+      section('Thread offload', el('p', { class: 'lead' }, 'Wait a tiny libuv threadpool task would see (the canary), and worker-pool queue waits.'), timeChart(o.offload.canary, { label: (s) => `${s.service} threadpool canary` }), timeChart(o.offload.poolWait, { label: (s) => `${s.service} ${s.name} queue wait`, emptyText: 'No worker-pool tasks in this window.' })),
+      section('Alerts', empty('No alert rules are configured.')),
+    ),
+  );
+});

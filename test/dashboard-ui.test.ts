@@ -1,0 +1,201 @@
+// The dashboard's pages in real headless Chromium (Debian's chromium, driven by playwright-core),
+// against a real collector fed by real agent-instrumented services, plus spans with hostile
+// names. Screenshots of every page go to a folder this test prints.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { REGISTER, agentEnv, call, markLine, startApp, stop, type App } from './agent-apps';
+import { eventually, getJson, startServer, tempDir, type TestServer } from './helpers';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const HOSTILE = '<img src=x onerror="window.__xss=1">';
+
+let server: TestServer;
+let shop: App;
+let worker: App;
+let browser: Browser;
+const shots = join(tempDir('stallscope-screens-'), 'screens');
+
+/** One span of each hostile kind, sent as OTLP/JSON like any exporter would. */
+async function sendHostileSpans(): Promise<void> {
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const attr = (key: string, value: string) => ({ key, value: { stringValue: value } });
+  const span = (id: string, name: string, attributes: unknown[]) => ({
+    traceId: 'ab'.repeat(16),
+    spanId: id,
+    name,
+    kind: 1,
+    startTimeUnixNano: String(now - 50_000_000n),
+    endTimeUnixNano: String(now),
+    attributes,
+  });
+  const body = {
+    resourceSpans: [
+      {
+        resource: { attributes: [attr('service.name', `evil ${HOSTILE}`)] },
+        scopeSpans: [
+          {
+            spans: [
+              span('0102030405060708', `GET ${HOSTILE}`, [attr('http.route', HOSTILE)]),
+              span('0102030405060709', 'lock wait', [attr('stallscope.kind', 'lock-wait'), attr('stallscope.lock.name', HOSTILE), attr('stallscope.lock.acquire_site', HOSTILE), attr('stallscope.lock.outcome', 'granted')]),
+              span('010203040506070a', 'event loop blocked', [attr('stallscope.kind', 'loop-block'), attr('code.function.name', HOSTILE), attr('code.file.path', '/x.js'), attr('code.line.number', '1'), attr('code.stacktrace', HOSTILE)]),
+            ],
+          },
+        ],
+      },
+    ],
+  };
+  const res = await fetch(`${server.otlp}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(res.status, 200);
+}
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  mkdirSync(shots, { recursive: true });
+  server = await startServer();
+  [shop, worker] = await Promise.all([
+    startApp(['--require', REGISTER, 'blocking-app.js'], agentEnv(server, 'shop')),
+    startApp(['--import', REGISTER, 'offload-app.mjs'], agentEnv(server, 'worker')),
+  ]);
+  await call(shop, '/busy?ms=250');
+  await call(shop, '/parse');
+  for (const path of ['/keyed', '/limit', '/queue', '/piscina', '/workerpool', '/pbkdf2']) await Promise.all([call(worker, path), call(worker, path), call(worker, path)]);
+  await sendHostileSpans();
+  await eventually(
+    async () => {
+      const [locks, offload] = await Promise.all([getJson(`${server.api}/api/dash/locks?since=15m`), getJson(`${server.api}/api/dash/offload?since=15m`)]);
+      return locks.body.locks?.some((l: { lock: string; contended: number }) => l.lock === 'account:7' && l.contended >= 2) && offload.body.poolWait?.series.length ? true : undefined;
+    },
+    20_000,
+    'lock and pool metrics in the collector',
+  );
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  process.stdout.write(`# dashboard screenshots: ${shots}\n`);
+});
+after(async () => {
+  await browser?.close();
+  await Promise.all([shop && stop(shop), worker && stop(worker)]);
+  await server?.close();
+});
+
+/** Opens a page, waits for it to render, and fails on any console error (CSP included). */
+async function open(path: string, shot: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.api}${path}`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+  await page.screenshot({ path: join(shots, `${shot}.png`), fullPage: true });
+  assert.deepEqual(errors, [], `console errors on ${path}`);
+  return page;
+}
+
+/** Whether a canvas has anything drawn on it. */
+async function drawn(page: Page, selector: string): Promise<boolean> {
+  // Runs in the page: the test's own TypeScript has no DOM types.
+  return page.$eval(selector, (c) => {
+    const canvas = c as unknown as { width: number; height: number; getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
+    return false;
+  });
+}
+
+const legendOf = (page: Page) => page.$$eval('.legend li', (items) => items.map((i) => i.textContent ?? ''));
+
+describe('dashboard pages in Chromium', () => {
+  it('overview: loop delay charted per service, top locks, latest episodes', async () => {
+    const page = await open('/?since=15m', 'overview');
+    assert.ok(await drawn(page, 'canvas'), 'the loop-delay chart is drawn');
+    const legend = await legendOf(page);
+    assert.ok(legend.includes('shop p99'), legend.join(' | '));
+    assert.ok((await page.textContent('#locks'))!.includes('account:7'));
+    assert.match((await page.textContent('#episodes'))!, /spinFor/);
+    await page.close();
+  });
+
+  it('locks: the table sorts by any column, and the chart names the resources', async () => {
+    const page = await open('/locks?since=15m&service=worker', 'locks');
+    assert.ok(await drawn(page, 'canvas'));
+    assert.ok((await legendOf(page)).includes('account:7'));
+    const column = async (i: number) => page.$$eval(`#locks tbody tr td:nth-child(${i})`, (cells) => cells.map((c) => c.textContent ?? ''));
+    const acquisitions = async () => (await column(4)).map((t) => Number(t.replace(/[^0-9.]/g, '')));
+    await page.click('#locks th a[data-sort="acquisitions"]');
+    await page.waitForSelector('body[data-ready="true"]');
+    const desc = await acquisitions();
+    assert.deepEqual(desc, [...desc].sort((a, b) => b - a));
+    await page.click('#locks th a[data-sort="acquisitions"]');
+    await page.waitForSelector('body[data-ready="true"]');
+    const asc = await acquisitions();
+    assert.deepEqual(asc, [...asc].sort((a, b) => a - b));
+    assert.match(page.url(), /locks\.sort=acquisitions&locks\.dir=asc/);
+    assert.ok((await column(1)).includes('account:7'));
+    await page.close();
+  });
+
+  it('a lock: who waited on whom names the waiting site, and the slowest waits link to traces', async () => {
+    const page = await open('/lock?name=account%3A7&since=15m', 'lock');
+    const site = `offload-app.mjs:${markLine('offload-app.mjs', 'keyed')}`;
+    assert.match((await page.textContent('#pairs'))!, new RegExp(site.replace('.', '\\.')));
+    assert.ok((await page.$$('#slowest a.trace-link')).length >= 2);
+    assert.ok(await drawn(page, 'canvas'));
+    await page.close();
+  });
+
+  it('blocking: the planted function is a group that opens its stack and episodes', async () => {
+    const page = await open('/blocking?since=15m&service=shop', 'blocking');
+    const group = page.locator('details.group', { hasText: 'spinFor' });
+    await group.locator('summary').click();
+    await group.locator('pre.stack').waitFor();
+    assert.match((await group.locator('pre.stack').textContent())!, /spinFor/);
+    assert.ok((await group.locator('a.trace-link').count()) >= 1);
+    await page.screenshot({ path: join(shots, 'blocking-open.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('offload: threadpool and worker pools charted', async () => {
+    const page = await open('/offload?since=15m&service=worker', 'offload');
+    assert.ok(await drawn(page, 'canvas'));
+    const legend = await legendOf(page);
+    assert.ok(legend.some((l) => l.includes('piscina-worker.js (piscina) queue wait')), legend.join(' | '));
+    assert.match((await page.textContent('#threadpool'))!, /PBKDF2REQUEST/);
+    await page.close();
+  });
+
+  it('traces: a search for lock waits opens a waterfall that marks the wait and shows its attributes', async () => {
+    const page = await open('/traces?since=15m&service=worker&kind=lock-wait', 'traces');
+    await page.click('#traces tbody tr:first-child td:first-child a');
+    await page.waitForSelector('body[data-ready="true"] .wf-row');
+    const wait = page.locator('.wf-row.kind-lock-wait').first();
+    assert.match((await wait.textContent())!, /lock wait/);
+    await wait.click();
+    assert.match((await page.textContent('#span-details'))!, /stallscope\.lock\.name/);
+    await page.screenshot({ path: join(shots, 'trace.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('shows hostile names as text, never as markup', async () => {
+    for (const path of ['/traces?since=15m', `/lock?name=${encodeURIComponent(HOSTILE)}&since=15m`, '/blocking?since=15m', `/trace?id=${'ab'.repeat(16)}`]) {
+      const page = await open(path, `hostile-${path.split('?')[0].slice(1)}`);
+      assert.equal(await page.evaluate(() => (globalThis as { __xss?: number }).__xss), undefined, path);
+      assert.equal(await page.$$eval('main img', (imgs) => imgs.length), 0, path);
+      assert.ok((await page.textContent('main'))!.includes(HOSTILE), `${path} shows the name as text`);
+      await page.close();
+    }
+  });
+
+  it('says so when a window has no data', async () => {
+    const page = await open('/locks?from=2020-01-01T00:00:00.000Z&to=2020-01-01T01:00:00.000Z', 'empty');
+    assert.match((await page.textContent('main'))!, /No lock was acquired in this window/);
+    assert.match((await page.textContent('main'))!, /No lock wait of 1 ms or more in this window/);
+    await page.close();
+  });
+});
