@@ -5,12 +5,7 @@ import type Database from 'better-sqlite3';
 import {
   CODE_STACKTRACE,
   KINDS,
-  LOCK_CONTENDED,
   LOCK_KINDS,
-  LOCK_METRICS,
-  LOCK_NAME,
-  LOCK_OUTCOME,
-  LOCK_TYPE,
   METRICS,
   POOL_KIND,
   POOL_METRICS,
@@ -21,8 +16,9 @@ import {
   THREADPOOL_METRICS,
 } from '../common/conventions';
 import { nsToIso, nsToMs } from '../common/duration';
-import type { Attributes, MetricResult, MetricSeries } from '../common/types';
+import type { Attributes, MetricSeries } from '../common/types';
 import type { Queries } from './queries';
+import { MINUTE_NS, emptyBucket, mergeBucket, type LockBucket } from './lock-rollup';
 
 const NS_PER_MINUTE = 60_000_000_000n;
 
@@ -101,23 +97,6 @@ export function quantile(h: Histogram, q: number): number | null {
   return h.bounds[h.bounds.length - 1] ?? null;
 }
 
-function emptyHistogram(): Histogram {
-  return { count: 0, sum: 0, bounds: [], counts: [] };
-}
-
-/** Adds a series' steps into one histogram (same bounds everywhere: the agent's). */
-function addSteps(into: Histogram, series: MetricSeries): void {
-  for (const s of series.steps) {
-    if (!s.count) continue;
-    into.count += s.count;
-    into.sum += s.sum ?? 0;
-    if (s.bounds && s.bucketCounts) {
-      into.bounds = s.bounds;
-      s.bucketCounts.forEach((c, i) => (into.counts[i] = (into.counts[i] ?? 0) + c));
-    }
-  }
-}
-
 const text = (v: unknown) => (typeof v === 'string' ? v : String(v ?? ''));
 
 export class DashboardQueries {
@@ -128,6 +107,7 @@ export class DashboardQueries {
   private readonly slowestByKey: Database.Statement;
   private readonly latestAgentSpans: Database.Statement;
   private readonly pairs: Database.Statement;
+  private readonly lockRows: Database.Statement;
 
   constructor(
     db: Database.Database,
@@ -165,6 +145,12 @@ export class DashboardQueries {
         `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
          WHERE agent_kind = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
          ORDER BY start_ns DESC LIMIT ?`,
+      )
+      .safeIntegers(true);
+    this.lockRows = db
+      .prepare(
+        `SELECT service, lock, type, data FROM lock_rollup WHERE size = @size AND bucket >= @from AND bucket < @to
+           AND (@service IS NULL OR service = @service) AND (@lock IS NULL OR lock = @lock)`,
       )
       .safeIntegers(true);
     this.pairs = db
@@ -233,77 +219,60 @@ export class DashboardQueries {
     return this.spanRows(this.slowestByKey.all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
   }
 
-  /** One window-wide step of a metric: series totals. */
-  private totals(name: string, w: Window): MetricResult {
-    return this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.toNs - w.fromNs });
+  /**
+   * The lock rollup over a window: whole hours from the hourly rows, the minutes at either end
+   * from the minute rows, merged per lock.
+   */
+  private lockBuckets(w: Window, lock?: string): Map<string, { service: string; lock: string; type: string; b: LockBucket }> {
+    const fromMin = w.fromNs / MINUTE_NS;
+    const toMin = (w.toNs + MINUTE_NS - 1n) / MINUTE_NS;
+    const firstHour = (fromMin + 59n) / 60n;
+    const endHour = toMin / 60n;
+    const rows: Array<{ service: string; lock: string; type: string; data: string }> = [];
+    const args = { service: w.service ?? null, lock: lock ?? null };
+    if (firstHour < endHour) {
+      rows.push(...(this.lockRows.all({ ...args, size: 60, from: firstHour, to: endHour }) as typeof rows));
+      rows.push(...(this.lockRows.all({ ...args, size: 1, from: fromMin, to: firstHour * 60n }) as typeof rows));
+      rows.push(...(this.lockRows.all({ ...args, size: 1, from: endHour * 60n, to: toMin }) as typeof rows));
+    } else {
+      rows.push(...(this.lockRows.all({ ...args, size: 1, from: fromMin, to: toMin }) as typeof rows));
+    }
+    const out = new Map<string, { service: string; lock: string; type: string; b: LockBucket }>();
+    for (const r of rows) {
+      const id = `${r.service}\u0000${r.lock}\u0000${r.type}`;
+      let e = out.get(id);
+      if (!e) out.set(id, (e = { service: r.service, lock: r.lock, type: r.type, b: emptyBucket() }));
+      mergeBucket(e.b, JSON.parse(r.data) as LockBucket);
+    }
+    return out;
   }
 
   /** The locks table: every lock resource seen in the window, most waiting first. */
   locks(w: Window): LockRow[] {
-    const rows = new Map<string, LockRow & { wait: Histogram; hold: Histogram }>();
-    const row = (series: MetricSeries) => {
-      const service = series.service;
-      const lock = text(series.attributes[LOCK_NAME]);
-      const type = text(series.attributes[LOCK_TYPE]);
-      const id = `${service}\u0000${lock}\u0000${type}`;
-      let r = rows.get(id);
-      if (!r) {
-        r = {
-          service,
-          lock,
-          type,
-          acquisitions: 0,
-          contended: 0,
-          contendedPct: 0,
-          totalWaitMs: 0,
-          waitP50Ms: null,
-          waitP95Ms: null,
-          waitP99Ms: null,
-          waitMaxMs: null,
-          holdP95Ms: null,
-          maxQueue: 0,
-          timeouts: 0,
-          wait: emptyHistogram(),
-          hold: emptyHistogram(),
-        };
-        rows.set(id, r);
-      }
-      return r;
-    };
-    for (const s of this.totals(LOCK_METRICS.acquisitions, w).series) {
-      const n = s.steps.reduce((a, st) => a + (st.increase ?? 0), 0);
-      const r = row(s);
-      r.acquisitions += n;
-      if (s.attributes[LOCK_CONTENDED] === true) r.contended += n;
-    }
-    for (const s of this.totals(LOCK_METRICS.waitTime, w).series) {
-      const r = row(s);
-      addSteps(r.wait, s);
-      if (s.attributes[LOCK_OUTCOME] === 'timeout') r.timeouts += s.steps.reduce((a, st) => a + (st.count ?? 0), 0);
-    }
-    for (const s of this.totals(LOCK_METRICS.holdTime, w).series) addSteps(row(s).hold, s);
-    for (const s of this.totals(LOCK_METRICS.pending, w).series) {
-      const r = row(s);
-      r.maxQueue = Math.max(r.maxQueue, ...s.steps.map((st) => st.max ?? 0));
-    }
     const waitMax = new Map(this.groups(LOCK_KINDS.wait, w, 1000).map((g) => [`${g.service}\u0000${g.key}`, g.maxMs]));
     const out: LockRow[] = [];
-    for (const r of rows.values()) {
+    for (const { service, lock, type, b } of this.lockBuckets(w).values()) {
+      const wait: Histogram = { count: b.waitCount, sum: b.waitSum, bounds: b.bounds, counts: b.waitCounts };
       // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
-      const zeros = Math.max(0, r.acquisitions - r.contended);
-      const all: Histogram = { count: r.wait.count + zeros, sum: r.wait.sum, bounds: r.wait.bounds, counts: r.wait.counts.slice() };
+      const zeros = Math.max(0, b.acquisitions - b.contended);
+      const all: Histogram = { count: wait.count + zeros, sum: wait.sum, bounds: wait.bounds, counts: wait.counts.slice() };
       if (zeros > 0) all.counts[0] = (all.counts[0] ?? 0) + zeros;
       const ms = (v: number | null) => (v === null ? null : v * 1000);
-      const { wait, hold, ...rest } = r;
       out.push({
-        ...rest,
-        contendedPct: r.acquisitions ? (100 * r.contended) / r.acquisitions : 0,
-        totalWaitMs: wait.sum * 1000,
+        service,
+        lock,
+        type,
+        acquisitions: b.acquisitions,
+        contended: b.contended,
+        contendedPct: b.acquisitions ? (100 * b.contended) / b.acquisitions : 0,
+        totalWaitMs: b.waitSum * 1000,
         waitP50Ms: ms(quantile(all, 0.5)),
         waitP95Ms: ms(quantile(all, 0.95)),
         waitP99Ms: ms(quantile(all, 0.99)),
-        waitMaxMs: waitMax.get(`${r.service}\u0000${r.lock}`) ?? (wait.count ? ms(quantile(wait, 1)) : 0),
-        holdP95Ms: ms(quantile(hold, 0.95)),
+        waitMaxMs: waitMax.get(`${service}\u0000${lock}`) ?? (wait.count ? ms(quantile(wait, 1)) : 0),
+        holdP95Ms: ms(quantile({ count: b.holdCount, sum: b.holdSum, bounds: b.bounds, counts: b.holdCounts }, 0.95)),
+        maxQueue: b.maxPending,
+        timeouts: b.timeouts,
       });
     }
     return out.sort((a, b) => b.totalWaitMs - a.totalWaitMs);
@@ -311,11 +280,10 @@ export class DashboardQueries {
 
   /** One lock: its wait and hold histograms, who waited on whom, the slowest waits. */
   lock(name: string, w: Window) {
-    const wait = emptyHistogram();
-    const hold = emptyHistogram();
-    const mine = (s: MetricSeries) => s.attributes[LOCK_NAME] === name;
-    for (const s of this.totals(LOCK_METRICS.waitTime, w).series.filter(mine)) addSteps(wait, s);
-    for (const s of this.totals(LOCK_METRICS.holdTime, w).series.filter(mine)) addSteps(hold, s);
+    const b = emptyBucket();
+    for (const e of this.lockBuckets(w, name).values()) mergeBucket(b, e.b);
+    const wait: Histogram = { count: b.waitCount, sum: b.waitSum, bounds: b.bounds, counts: b.waitCounts };
+    const hold: Histogram = { count: b.holdCount, sum: b.holdSum, bounds: b.bounds, counts: b.holdCounts };
     const [from, to] = this.minutes(w);
     const svc = w.service ?? null;
     const pairs = (this.pairs.all(name, from, to, svc, svc) as Array<{ waiter_site: string; holder_site: string; count: bigint; total_ns: bigint; max_ns: bigint }>).map((p) => ({

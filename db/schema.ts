@@ -2,7 +2,8 @@
 // its own transaction, so a database is never left between two versions.
 import type Database from 'better-sqlite3';
 import { agentSpan } from '../common/agent-spans';
-import type { Attributes } from '../common/types';
+import type { Attributes, MetricPointRow } from '../common/types';
+import { LockRollup } from './lock-rollup';
 
 interface Migration {
   version: number;
@@ -136,7 +137,58 @@ const MIGRATIONS: Migration[] = [
     `,
     then: backfillAgentSpans,
   },
+  {
+    version: 3,
+    description: 'lock metrics rolled up per lock per minute and per hour',
+    sql: `
+      -- size 1: a minute (bucket = time_ns / 60e9); size 60: an hour. data: a LockBucket (JSON).
+      CREATE TABLE lock_rollup (
+        size INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        lock TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (size, bucket, service, lock, type)
+      ) WITHOUT ROWID;
+    `,
+    then: backfillLockRollup,
+  },
 ];
+
+/** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */
+function backfillLockRollup(db: Database.Database): void {
+  const rollup = new LockRollup(db);
+  const rows = db
+    .prepare(
+      `SELECT name, service, type, unit, description, temporality, monotonic, start_ns, time_ns, value, count, sum, min, max, buckets,
+         attributes, resource_id, scope_name FROM metric_points WHERE name LIKE 'stallscope.lock.%' ORDER BY time_ns, rowid`,
+    )
+    .safeIntegers(true);
+  for (const r of rows.iterate() as Iterable<Record<string, unknown>>) {
+    const num = (v: unknown) => (v === null ? null : Number(v));
+    const point: MetricPointRow = {
+      name: r.name as string,
+      description: null,
+      unit: null,
+      type: r.type as MetricPointRow['type'],
+      temporality: Number(r.temporality),
+      monotonic: Number(r.monotonic) === 1,
+      startNs: r.start_ns as bigint | null,
+      timeNs: r.time_ns as bigint,
+      value: num(r.value),
+      count: num(r.count),
+      sum: num(r.sum),
+      min: num(r.min),
+      max: num(r.max),
+      buckets: r.buckets as string | null,
+      attributes: r.attributes as string,
+      resource: 0,
+      scopeName: null,
+    };
+    if (LockRollup.wants(point)) rollup.add(point, r.service as string, Number(r.resource_id));
+  }
+}
 
 /** Classifies and rolls up the agent spans a database already holds (one pass, at upgrade). */
 function backfillAgentSpans(db: Database.Database): void {

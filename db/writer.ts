@@ -2,6 +2,7 @@
 // connection; several batches are committed in one transaction (group commit).
 import type Database from 'better-sqlite3';
 import type { WriteBatch } from '../common/types';
+import { HOUR_NS, LockRollup, MINUTE_NS } from './lock-rollup';
 
 export interface RetentionResult {
   spans: number;
@@ -25,6 +26,8 @@ export class BatchWriter {
   private readonly upsertLockPair: Database.Statement;
   private readonly deleteRollups: Database.Statement;
   private readonly deleteLockPairs: Database.Statement;
+  private readonly deleteLockRollup: Database.Statement;
+  private readonly lockRollup: LockRollup;
   private readonly deleteSpans: Database.Statement;
   private readonly deletePoints: Database.Statement;
   private readonly deleteLogs: Database.Statement;
@@ -72,6 +75,8 @@ export class BatchWriter {
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
     this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
     this.deleteLockPairs = db.prepare('DELETE FROM lock_pair_rollup WHERE minute < ?');
+    this.deleteLockRollup = db.prepare('DELETE FROM lock_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)');
+    this.lockRollup = new LockRollup(db);
     this.writeMany = db.transaction((batches: WriteBatch[]) => {
       for (const b of batches) this.writeOne(b);
     });
@@ -82,8 +87,9 @@ export class BatchWriter {
     try {
       this.writeMany.immediate(batches);
     } catch (err) {
-      // Resources first seen in the rolled-back transaction are gone again.
+      // Resources first seen in the rolled-back transaction are gone again, and so are its points.
       this.resourceIds.clear();
+      this.lockRollup.reset();
       throw err;
     }
   }
@@ -134,6 +140,7 @@ export class BatchWriter {
         p.name, service, p.type, p.unit, p.description, p.temporality, p.monotonic ? 1 : 0, p.startNs, p.timeNs,
         p.value, p.count, p.sum, p.min, p.max, p.buckets, p.attributes, ids[p.resource], p.scopeName,
       );
+      if (LockRollup.wants(p)) this.lockRollup.add(p, service, ids[p.resource]);
       if (!seen.has(service)) seen.set(service, { first: p.timeNs, last: p.timeNs, count: 0 });
     }
     for (const l of batch.logs) {
@@ -158,7 +165,10 @@ export class BatchWriter {
       logs: this.deleteLogs.run(cutoffNs, limit).changes,
       services: this.deleteServices.run(cutoffNs).changes,
       // Small tables (a row per minute and key): one statement each.
-      rollups: this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes + this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes,
+      rollups:
+        this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
+        this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes +
+        this.deleteLockRollup.run(cutoffNs / MINUTE_NS, cutoffNs / HOUR_NS).changes,
     })).immediate();
   }
 }

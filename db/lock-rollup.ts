@@ -1,0 +1,137 @@
+// The lock metrics folded at ingest into one row per lock per minute and per hour, so that the
+// locks table over a day reads a few thousand rows instead of every export of every stream.
+// The agent's lock metrics are cumulative per process: each point's increase over the previous
+// point of the same stream is what the rollup adds (a changed start time or a drop is a restart,
+// and then the point is all increase; a stream's first point after the writer starts has no
+// previous one in memory and only sets the baseline).
+import type Database from 'better-sqlite3';
+import { LOCK_CONTENDED, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_TYPE } from '../common/conventions';
+import type { MetricPointRow } from '../common/types';
+
+export const MINUTE_NS = 60_000_000_000n;
+export const HOUR_NS = 60n * MINUTE_NS;
+/** Streams remembered at most; past this the memory starts over (one export is lost per stream). */
+const MAX_STREAMS = 100_000;
+
+const LOCK_METRIC_NAMES = new Set<string>([LOCK_METRICS.acquisitions, LOCK_METRICS.waitTime, LOCK_METRICS.holdTime, LOCK_METRICS.pending]);
+
+interface Previous {
+  startNs: bigint | null;
+  value: number;
+  count: number;
+  sum: number;
+  counts: number[];
+}
+
+/** One lock's activity within one bucket (a minute or an hour). */
+export interface LockBucket {
+  acquisitions: number;
+  contended: number;
+  waitCount: number;
+  waitSum: number;
+  waitCounts: number[];
+  holdCount: number;
+  holdSum: number;
+  holdCounts: number[];
+  bounds: number[];
+  maxPending: number;
+  timeouts: number;
+}
+
+function emptyBucket(): LockBucket {
+  return { acquisitions: 0, contended: 0, waitCount: 0, waitSum: 0, waitCounts: [], holdCount: 0, holdSum: 0, holdCounts: [], bounds: [], maxPending: 0, timeouts: 0 };
+}
+
+const add = (into: number[], from: number[]) => from.forEach((c, i) => (into[i] = (into[i] ?? 0) + c));
+
+export class LockRollup {
+  private readonly previous = new Map<string, Previous>();
+  private readonly read: Database.Statement;
+  private readonly upsert: Database.Statement;
+
+  constructor(db: Database.Database) {
+    this.read = db.prepare('SELECT data FROM lock_rollup WHERE service = ? AND lock = ? AND type = ? AND size = ? AND bucket = ?');
+    this.upsert = db.prepare(
+      `INSERT INTO lock_rollup (service, lock, type, size, bucket, data) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT DO UPDATE SET data = excluded.data`,
+    );
+  }
+
+  /** Forgets the previous points: after a rolled-back write they may never have been stored. */
+  reset(): void {
+    this.previous.clear();
+  }
+
+  /** Whether a point is one of the lock metrics this folds. */
+  static wants(p: MetricPointRow): boolean {
+    return LOCK_METRIC_NAMES.has(p.name);
+  }
+
+  /** Folds one point of a lock metric, written by `service` from resource `resourceId`. */
+  add(p: MetricPointRow, service: string, resourceId: number): void {
+    const attrs = JSON.parse(p.attributes) as Record<string, unknown>;
+    const lock = String(attrs[LOCK_NAME] ?? '');
+    const type = String(attrs[LOCK_TYPE] ?? '');
+    const change = emptyBucket();
+    if (p.name === LOCK_METRICS.pending) {
+      change.maxPending = Number(p.value ?? 0);
+    } else {
+      const key = `${resourceId}\u0000${p.name}\u0000${p.attributes}`;
+      const counts = p.buckets ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] }) : { bounds: [], counts: [] };
+      const now: Previous = { startNs: p.startNs, value: Number(p.value ?? 0), count: Number(p.count ?? 0), sum: p.sum ?? 0, counts: counts.counts };
+      const cumulative = p.temporality === 2;
+      const before = cumulative ? this.previous.get(key) : undefined;
+      if (cumulative) {
+        if (this.previous.size >= MAX_STREAMS) this.previous.clear();
+        this.previous.set(key, now);
+        if (!before && p.startNs !== null && p.startNs < p.timeNs - MINUTE_NS) return; // no baseline yet
+      }
+      const restarted = !before || before.startNs !== now.startNs || now.value < before.value || now.count < before.count;
+      const base = restarted ? undefined : before;
+      if (p.name === LOCK_METRICS.acquisitions) {
+        const n = now.value - (base?.value ?? 0);
+        change.acquisitions = n;
+        if (attrs[LOCK_CONTENDED] === true) change.contended = n;
+      } else {
+        const dCount = now.count - (base?.count ?? 0);
+        const dSum = now.sum - (base?.sum ?? 0);
+        const dCounts = now.counts.map((c, i) => c - (base?.counts[i] ?? 0));
+        change.bounds = counts.bounds;
+        if (p.name === LOCK_METRICS.waitTime) {
+          change.waitCount = dCount;
+          change.waitSum = dSum;
+          change.waitCounts = dCounts;
+          if (attrs[LOCK_OUTCOME] === 'timeout') change.timeouts = dCount;
+        } else {
+          change.holdCount = dCount;
+          change.holdSum = dSum;
+          change.holdCounts = dCounts;
+        }
+      }
+    }
+    for (const size of [MINUTE_NS, HOUR_NS]) {
+      const bucket = p.timeNs / size;
+      const row = this.read.get(service, lock, type, size === MINUTE_NS ? 1 : 60, bucket) as { data: string } | undefined;
+      const b = row ? (JSON.parse(row.data) as LockBucket) : emptyBucket();
+      mergeBucket(b, change);
+      this.upsert.run(service, lock, type, size === MINUTE_NS ? 1 : 60, bucket, JSON.stringify(b));
+    }
+  }
+}
+
+/** Adds `from` into `into`. */
+export function mergeBucket(into: LockBucket, from: LockBucket): void {
+  into.acquisitions += from.acquisitions;
+  into.contended += from.contended;
+  into.waitCount += from.waitCount;
+  into.waitSum += from.waitSum;
+  add(into.waitCounts, from.waitCounts);
+  into.holdCount += from.holdCount;
+  into.holdSum += from.holdSum;
+  add(into.holdCounts, from.holdCounts);
+  if (from.bounds.length) into.bounds = from.bounds;
+  into.maxPending = Math.max(into.maxPending, from.maxPending);
+  into.timeouts += from.timeouts;
+}
+
+export { emptyBucket };
