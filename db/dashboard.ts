@@ -108,6 +108,8 @@ export class DashboardQueries {
   private readonly latestAgentSpans: Database.Statement;
   private readonly pairs: Database.Statement;
   private readonly lockRows: Database.Statement;
+  private readonly gaugeMax: Database.Statement;
+  private readonly gaugeAvg: Database.Statement;
 
   constructor(
     db: Database.Database,
@@ -147,6 +149,12 @@ export class DashboardQueries {
          ORDER BY start_ns DESC LIMIT ?`,
       )
       .safeIntegers(true);
+    const gaugeSql = (fold: string) => `
+      SELECT service, (time_ns - @from) / @step AS step, ${fold}(value) AS value FROM metric_points
+      WHERE name = @name AND time_ns >= @from AND time_ns < @to AND (@service IS NULL OR service = @service)
+      GROUP BY service, step`;
+    this.gaugeMax = db.prepare(gaugeSql('max')).safeIntegers(true);
+    this.gaugeAvg = db.prepare(gaugeSql('avg')).safeIntegers(true);
     this.lockRows = db
       .prepare(
         `SELECT service, lock, type, data FROM lock_rollup WHERE size = @size AND bucket >= @from AND bucket < @to
@@ -326,25 +334,30 @@ export class DashboardQueries {
 
   /** Loop lag and utilization over time, per service. */
   loop(w: Window): Chart {
-    const out: Chart = { times: [], series: [] };
-    for (const [name, field] of [
-      [`${METRICS.loopDelayPrefix}p99`, 'max'],
-      [`${METRICS.loopDelayPrefix}max`, 'max'],
-      [METRICS.loopUtilization, 'avg'],
+    const times = emptyTimes(w);
+    const series: Chart['series'] = [];
+    // Gauges, folded per step in SQL: a day of exports is thousands of points per series.
+    // Several instances of a service: the worst delay, the mean utilization.
+    for (const [name, fold, scale] of [
+      [`${METRICS.loopDelayPrefix}p99`, 'max', 1000],
+      [`${METRICS.loopDelayPrefix}max`, 'max', 1000],
+      [METRICS.loopUtilization, 'avg', 1],
     ] as const) {
-      const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
-      for (const s of m.series) {
-        if (!out.times.length) out.times = s.steps.map((st) => st.time);
-        const scale = name === METRICS.loopUtilization ? 1 : 1000; // seconds to ms
-        const existing = out.series.find((x) => x.name === name && x.service === s.service);
-        const values = s.steps.map((st) => (st[field] === undefined ? null : st[field]! * scale));
-        // Several instances of one service: the worst of them.
-        if (existing) existing.values = existing.values.map((v, i) => (v === null ? values[i] : values[i] === null ? v : Math.max(v, values[i]!)));
-        else out.series.push({ name, service: s.service, values });
+      const rows = (fold === 'max' ? this.gaugeMax : this.gaugeAvg).all({ name, service: w.service ?? null, from: w.fromNs, to: w.toNs, step: w.stepNs }) as Array<{
+        service: string;
+        step: bigint;
+        value: number | bigint;
+      }>;
+      const byService = new Map<string, Array<number | null>>();
+      for (const r of rows) {
+        let values = byService.get(r.service);
+        if (!values) byService.set(r.service, (values = new Array<number | null>(times.length).fill(null)));
+        const i = Number(r.step);
+        if (i >= 0 && i < times.length) values[i] = Number(r.value) * scale;
       }
+      for (const [service, values] of byService) series.push({ name, service, values });
     }
-    if (!out.times.length) out.times = emptyTimes(w);
-    return out;
+    return { times, series };
   }
 
   /** Thread offload over time: the threadpool canary and in-flight counts, and each pool's wait and run. */

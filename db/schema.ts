@@ -120,7 +120,7 @@ const MIGRATIONS: Migration[] = [
         count INTEGER NOT NULL,
         total_ns INTEGER NOT NULL,
         max_ns INTEGER NOT NULL,
-        PRIMARY KEY (kind, service, minute, key)
+        PRIMARY KEY (kind, minute, service, key)
       ) WITHOUT ROWID;
       -- Lock waits by who waited (the acquire site) on whom (the holder's site).
       CREATE TABLE lock_pair_rollup (
@@ -132,7 +132,7 @@ const MIGRATIONS: Migration[] = [
         count INTEGER NOT NULL,
         total_ns INTEGER NOT NULL,
         max_ns INTEGER NOT NULL,
-        PRIMARY KEY (service, lock, minute, waiter_site, holder_site)
+        PRIMARY KEY (lock, minute, service, waiter_site, holder_site)
       ) WITHOUT ROWID;
     `,
     then: backfillAgentSpans,
@@ -141,6 +141,8 @@ const MIGRATIONS: Migration[] = [
     version: 3,
     description: 'lock metrics rolled up per lock per minute and per hour',
     sql: `
+      -- The slowest agent spans of one key (a lock's slowest waits) without sorting them all.
+      CREATE INDEX spans_agent_slow ON spans (agent_kind, agent_key, duration_ns) WHERE agent_kind IS NOT NULL;
       -- size 1: a minute (bucket = time_ns / 60e9); size 60: an hour. data: a LockBucket (JSON).
       CREATE TABLE lock_rollup (
         size INTEGER NOT NULL,
@@ -159,13 +161,15 @@ const MIGRATIONS: Migration[] = [
 /** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */
 function backfillLockRollup(db: Database.Database): void {
   const rollup = new LockRollup(db);
+  // All of them first: the rollup writes on this connection while the points are read.
   const rows = db
     .prepare(
-      `SELECT name, service, type, unit, description, temporality, monotonic, start_ns, time_ns, value, count, sum, min, max, buckets,
-         attributes, resource_id, scope_name FROM metric_points WHERE name LIKE 'stallscope.lock.%' ORDER BY time_ns, rowid`,
+      `SELECT name, service, type, temporality, monotonic, start_ns, time_ns, value, count, sum, min, max, buckets, attributes, resource_id
+       FROM metric_points WHERE name LIKE 'stallscope.lock.%' ORDER BY time_ns, rowid`,
     )
-    .safeIntegers(true);
-  for (const r of rows.iterate() as Iterable<Record<string, unknown>>) {
+    .safeIntegers(true)
+    .all() as Array<Record<string, unknown>>;
+  for (const r of rows) {
     const num = (v: unknown) => (v === null ? null : Number(v));
     const point: MetricPointRow = {
       name: r.name as string,
@@ -193,8 +197,8 @@ function backfillLockRollup(db: Database.Database): void {
 /** Classifies and rolls up the agent spans a database already holds (one pass, at upgrade). */
 function backfillAgentSpans(db: Database.Database): void {
   const NS_PER_MINUTE = 60_000_000_000n;
-  const rows = db
-    .prepare(`SELECT rowid, service, start_ns, duration_ns, attributes FROM spans WHERE json_type(attributes, '$."stallscope.kind"') = 'text'`)
+  const page = db
+    .prepare(`SELECT rowid, service, start_ns, duration_ns, attributes FROM spans WHERE rowid > ? AND json_type(attributes, '$."stallscope.kind"') = 'text' ORDER BY rowid LIMIT 10000`)
     .safeIntegers(true);
   const update = db.prepare('UPDATE spans SET agent_kind = ?, agent_key = ? WHERE rowid = ?');
   const rollup = db.prepare(
@@ -205,13 +209,19 @@ function backfillAgentSpans(db: Database.Database): void {
     `INSERT INTO lock_pair_rollup (service, lock, minute, waiter_site, holder_site, count, total_ns, max_ns) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
      ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
   );
-  for (const r of rows.all() as Array<{ rowid: bigint; service: string; start_ns: bigint; duration_ns: bigint; attributes: string }>) {
-    const agent = agentSpan(JSON.parse(r.attributes) as Attributes);
-    if (!agent) continue;
-    update.run(agent.kind, agent.key, r.rowid);
-    const minute = r.start_ns / NS_PER_MINUTE;
-    rollup.run(agent.kind, r.service, minute, agent.key, r.duration_ns, r.duration_ns);
-    if (agent.waiterSite !== undefined) pair.run(r.service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', r.duration_ns, r.duration_ns);
+  // In pages by rowid: a statement being iterated cannot share its connection with writes.
+  for (let after = 0n; ; ) {
+    const rows = page.all(after) as Array<{ rowid: bigint; service: string; start_ns: bigint; duration_ns: bigint; attributes: string }>;
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      const agent = agentSpan(JSON.parse(r.attributes) as Attributes);
+      if (!agent) continue;
+      update.run(agent.kind, agent.key, r.rowid);
+      const minute = r.start_ns / NS_PER_MINUTE;
+      rollup.run(agent.kind, r.service, minute, agent.key, r.duration_ns, r.duration_ns);
+      if (agent.waiterSite !== undefined) pair.run(r.service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', r.duration_ns, r.duration_ns);
+    }
+    after = rows[rows.length - 1].rowid;
   }
 }
 
