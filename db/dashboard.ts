@@ -21,6 +21,8 @@ import type { Queries } from './queries';
 import { MINUTE_NS, emptyBucket, mergeBucket, type LockBucket } from './lock-rollup';
 
 const NS_PER_MINUTE = 60_000_000_000n;
+/** From this long, a key's slowest spans are found through the duration index. */
+const LONG_WINDOW_NS = 6n * 60n * NS_PER_MINUTE;
 
 export interface Window {
   service?: string;
@@ -105,6 +107,7 @@ export class DashboardQueries {
   private readonly rollupSeries: Database.Statement;
   private readonly agentSpansByKey: Database.Statement;
   private readonly slowestByKey: Database.Statement;
+  private readonly slowestByKeyLong: Database.Statement;
   private readonly latestAgentSpans: Database.Statement;
   private readonly pairs: Database.Statement;
   private readonly lockRows: Database.Statement;
@@ -135,13 +138,13 @@ export class DashboardQueries {
          ORDER BY start_ns DESC LIMIT ?`,
       )
       .safeIntegers(true);
-    this.slowestByKey = db
-      .prepare(
-        `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
-         WHERE agent_kind = ? AND agent_key = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
-         ORDER BY duration_ns DESC LIMIT ?`,
-      )
-      .safeIntegers(true);
+    const slowestSql = (index: string) => `
+      SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans INDEXED BY ${index}
+      WHERE agent_kind = ? AND agent_key = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
+      ORDER BY duration_ns DESC LIMIT ?`;
+    // A short window: its spans by time, then sorted. A long one: the slowest first, until enough are inside it.
+    this.slowestByKey = db.prepare(slowestSql('spans_agent_key')).safeIntegers(true);
+    this.slowestByKeyLong = db.prepare(slowestSql('spans_agent_slow')).safeIntegers(true);
     this.latestAgentSpans = db
       .prepare(
         `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
@@ -224,7 +227,8 @@ export class DashboardQueries {
 
   slowest(kind: string, key: string, w: Window, limit: number): AgentSpanRow[] {
     const svc = w.service ?? null;
-    return this.spanRows(this.slowestByKey.all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+    const long = w.toNs - w.fromNs >= LONG_WINDOW_NS;
+    return this.spanRows((long ? this.slowestByKeyLong : this.slowestByKey).all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
   }
 
   /**
