@@ -10,6 +10,7 @@ export class BadParam extends Error {}
 
 export const TRACE_ID = /^[0-9a-fA-F]{32}$/;
 const MAX_STEPS = 2_000;
+const MAX_DURATION_MS = 100 * 365 * 86_400_000;
 
 export function one(req: Request, name: string): string | undefined {
   const v = req.query[name];
@@ -23,6 +24,7 @@ export function durationParam(req: Request, name: string): number | undefined {
   if (v === undefined) return undefined;
   const ms = parseDuration(v);
   if (ms instanceof Error) throw new BadParam(`${name}: ${ms.message}`);
+  if (ms > MAX_DURATION_MS) throw new BadParam(`${name}: at most 100 years`);
   return ms;
 }
 
@@ -31,7 +33,8 @@ export function timeParam(req: Request, name: string): number | undefined {
   const v = one(req, name);
   if (v === undefined) return undefined;
   const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(ms)) throw new BadParam(`${name}: "${v}" is not a time; use ISO 8601 (2026-01-31T12:00:00Z) or milliseconds since the epoch`);
+  // Date's own range, which also keeps nanoseconds within 64 bits.
+  if (!Number.isFinite(ms) || ms < 0 || ms > 8.64e15) throw new BadParam(`${name}: "${v}" is not a time; use ISO 8601 (2026-01-31T12:00:00Z) or milliseconds since the epoch`);
   return ms;
 }
 

@@ -1,6 +1,6 @@
 // A shared token for the pages and APIs when the dashboard listens beyond loopback: sent as
 // `Authorization: Bearer <token>` by programs, or kept in a cookie that /login sets for a browser.
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import express, { type Request, type RequestHandler } from 'express';
 
 const COOKIE = 'stallscope_token';
@@ -11,14 +11,28 @@ function same(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-function presented(req: Request): string | undefined {
-  const auth = req.get('authorization');
-  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+/**
+ * The cookie carries a value derived from the token, not the token: cookies are shared by every
+ * port of a host, and the token may also open the OTLP port.
+ */
+function session(token: string): string {
+  return createHmac('sha256', token).update('stallscope dashboard session').digest('base64url');
+}
+
+function cookie(req: Request): string | undefined {
   for (const part of (req.get('cookie') ?? '').split(';')) {
     const [name, ...value] = part.trim().split('=');
-    if (name === COOKIE) return decodeURIComponent(value.join('='));
+    if (name === COOKIE) return value.join('=');
   }
   return undefined;
+}
+
+/** A bearer header with the token, or the sign-in cookie (a proxy may add a bearer of its own). */
+function allowed(req: Request, token: string, sessionValue: string): boolean {
+  const auth = req.get('authorization');
+  if (auth?.startsWith('Bearer ') && same(auth.slice(7).trim(), token)) return true;
+  const c = cookie(req);
+  return c !== undefined && same(c, sessionValue);
 }
 
 const LOGIN_PAGE = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>stallscope: sign in</title>
@@ -28,6 +42,7 @@ const LOGIN_PAGE = `<!doctype html><html lang="en"><head><meta charset="utf-8"><
 
 export function requireToken(token: string): RequestHandler {
   const router = express.Router();
+  const sessionValue = session(token);
   router.get('/login.css', (_req, res) => res.type('css').send('body{font:15px system-ui,sans-serif;display:grid;place-items:center;height:100vh;margin:0}form{display:flex;gap:.5em}'));
   router.get('/login', (_req, res) => res.type('html').send(LOGIN_PAGE));
   router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), (req, res) => {
@@ -36,12 +51,11 @@ export function requireToken(token: string): RequestHandler {
       res.status(401).type('html').send(LOGIN_PAGE.replace('<form', '<p role="alert">That token is not right.</p><form'));
       return;
     }
-    res.cookie(COOKIE, given, { httpOnly: true, sameSite: 'strict', path: '/' });
+    res.cookie(COOKIE, sessionValue, { httpOnly: true, sameSite: 'strict', path: '/', secure: req.secure });
     res.redirect(303, '/');
   });
   router.use((req, res, next) => {
-    const given = presented(req);
-    if (given !== undefined && same(given, token)) return next();
+    if (allowed(req, token, sessionValue)) return next();
     if (req.path.startsWith('/api/')) res.status(401).json({ error: 'a token is required: Authorization: Bearer <STALLSCOPE_TOKEN>' });
     else res.redirect(303, '/login');
   });

@@ -52,6 +52,10 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
   app.use((req, res) => {
     res.status(404).type('text').send(`no page ${req.path}`);
   });
+  // Whatever a handler did not catch: a short answer, never a stack trace.
+  app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    res.status(500).json({ error: `internal error: ${err.message}` });
+  });
   const server = http.createServer(app);
   const bound = await listen(server, options.port, options.host, '--port');
   return { port: bound, close: () => closeServer(server) };

@@ -21,8 +21,8 @@ import type { Queries } from './queries';
 import { MINUTE_NS, emptyBucket, mergeBucket, type LockBucket } from './lock-rollup';
 
 const NS_PER_MINUTE = 60_000_000_000n;
-/** From this long, a key's slowest spans are found through the duration index. */
-const LONG_WINDOW_NS = 6n * 60n * NS_PER_MINUTE;
+/** From this many in a window, a key's slowest spans are found through the duration index. */
+const MANY_SPANS = 5000;
 
 export interface Window {
   service?: string;
@@ -80,11 +80,16 @@ interface Histogram {
   counts: number[];
 }
 
-/** The value below which `q` of the observations fall, from bucket counts (upper bounds). */
-export function quantile(h: Histogram, q: number): number | null {
-  if (h.count <= 0) return null;
-  const target = q * h.count;
-  let seen = 0;
+/**
+ * The value below which `q` of the observations fall, from bucket counts (upper bounds), with
+ * `zeros` more observations that were exactly 0 (uncontended acquisitions wait 0).
+ */
+export function quantile(h: Histogram, q: number, zeros = 0): number | null {
+  const total = h.count + zeros;
+  if (total <= 0) return null;
+  const target = q * total;
+  if (target <= zeros) return 0;
+  let seen = zeros;
   for (let i = 0; i < h.counts.length; i++) {
     seen += h.counts[i];
     if (seen >= target) {
@@ -111,8 +116,8 @@ export class DashboardQueries {
   private readonly latestAgentSpans: Database.Statement;
   private readonly pairs: Database.Statement;
   private readonly lockRows: Database.Statement;
-  private readonly gaugeMax: Database.Statement;
-  private readonly gaugeAvg: Database.Statement;
+  private readonly gauge: Record<'max' | 'avg', [all: Database.Statement, byService: Database.Statement]>;
+  private readonly keyCount: Database.Statement;
 
   constructor(
     db: Database.Database,
@@ -152,12 +157,19 @@ export class DashboardQueries {
          ORDER BY start_ns DESC LIMIT ?`,
       )
       .safeIntegers(true);
-    const gaugeSql = (fold: string) => `
+    // With a service, (name, service, time); for all services, (name, time).
+    const gaugeSql = (fold: string, byService: boolean) => `
       SELECT service, (time_ns - @from) / @step AS step, ${fold}(value) AS value FROM metric_points
-      WHERE name = @name AND time_ns >= @from AND time_ns < @to AND (@service IS NULL OR service = @service)
+      WHERE name = @name ${byService ? 'AND service = @service' : ''} AND time_ns >= @from AND time_ns < @to
       GROUP BY service, step`;
-    this.gaugeMax = db.prepare(gaugeSql('max')).safeIntegers(true);
-    this.gaugeAvg = db.prepare(gaugeSql('avg')).safeIntegers(true);
+    this.gauge = {
+      max: [db.prepare(gaugeSql('max', false)).safeIntegers(true), db.prepare(gaugeSql('max', true)).safeIntegers(true)],
+      avg: [db.prepare(gaugeSql('avg', false)).safeIntegers(true), db.prepare(gaugeSql('avg', true)).safeIntegers(true)],
+    };
+    this.keyCount = db
+      .prepare(`SELECT sum(count) FROM span_rollup WHERE kind = ? AND minute >= ? AND minute < ? AND key = ? AND (? IS NULL OR service = ?)`)
+      .pluck()
+      .safeIntegers(true);
     this.lockRows = db
       .prepare(
         `SELECT service, lock, type, data FROM lock_rollup WHERE size = @size AND bucket >= @from AND bucket < @to
@@ -227,8 +239,11 @@ export class DashboardQueries {
 
   slowest(kind: string, key: string, w: Window, limit: number): AgentSpanRow[] {
     const svc = w.service ?? null;
-    const long = w.toNs - w.fromNs >= LONG_WINDOW_NS;
-    return this.spanRows((long ? this.slowestByKeyLong : this.slowestByKey).all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+    // Many of them in the window: walk the slowest first (most are inside it). Few: read the
+    // window's and sort. The rollup says which, for a row per minute.
+    const [from, to] = this.minutes(w);
+    const inWindow = Number((this.keyCount.get(kind, from, to, key, svc, svc) as bigint | null) ?? 0n);
+    return this.spanRows((inWindow > MANY_SPANS ? this.slowestByKeyLong : this.slowestByKey).all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
   }
 
   /**
@@ -267,8 +282,6 @@ export class DashboardQueries {
       const wait: Histogram = { count: b.waitCount, sum: b.waitSum, bounds: b.bounds, counts: b.waitCounts };
       // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
       const zeros = Math.max(0, b.acquisitions - b.contended);
-      const all: Histogram = { count: wait.count + zeros, sum: wait.sum, bounds: wait.bounds, counts: wait.counts.slice() };
-      if (zeros > 0) all.counts[0] = (all.counts[0] ?? 0) + zeros;
       const ms = (v: number | null) => (v === null ? null : v * 1000);
       out.push({
         service,
@@ -278,9 +291,9 @@ export class DashboardQueries {
         contended: b.contended,
         contendedPct: b.acquisitions ? (100 * b.contended) / b.acquisitions : 0,
         totalWaitMs: b.waitSum * 1000,
-        waitP50Ms: ms(quantile(all, 0.5)),
-        waitP95Ms: ms(quantile(all, 0.95)),
-        waitP99Ms: ms(quantile(all, 0.99)),
+        waitP50Ms: ms(quantile(wait, 0.5, zeros)),
+        waitP95Ms: ms(quantile(wait, 0.95, zeros)),
+        waitP99Ms: ms(quantile(wait, 0.99, zeros)),
         waitMaxMs: waitMax.get(`${service}\u0000${lock}`) ?? (wait.count ? ms(quantile(wait, 1)) : 0),
         holdP95Ms: ms(quantile({ count: b.holdCount, sum: b.holdSum, bounds: b.bounds, counts: b.holdCounts }, 0.95)),
         maxQueue: b.maxPending,
@@ -347,7 +360,8 @@ export class DashboardQueries {
       [`${METRICS.loopDelayPrefix}max`, 'max', 1000],
       [METRICS.loopUtilization, 'avg', 1],
     ] as const) {
-      const rows = (fold === 'max' ? this.gaugeMax : this.gaugeAvg).all({ name, service: w.service ?? null, from: w.fromNs, to: w.toNs, step: w.stepNs }) as Array<{
+      const args = { name, from: w.fromNs, to: w.toNs, step: w.stepNs, ...(w.service ? { service: w.service } : {}) };
+      const rows = this.gauge[fold][w.service ? 1 : 0].all(args) as Array<{
         service: string;
         step: bigint;
         value: number | bigint;

@@ -17,6 +17,7 @@ const LOCK_METRIC_NAMES = new Set<string>([LOCK_METRICS.acquisitions, LOCK_METRI
 
 interface Previous {
   startNs: bigint | null;
+  timeNs: bigint;
   value: number;
   count: number;
   sum: number;
@@ -46,10 +47,18 @@ const add = (into: number[], from: number[]) => from.forEach((c, i) => (into[i] 
 
 export class LockRollup {
   private readonly previous = new Map<string, Previous>();
+  /** Changes not yet written, by bucket: a batch holds several points per lock and minute. */
+  private readonly pending = new Map<string, { service: string; lock: string; type: string; size: number; bucket: bigint; b: LockBucket }>();
+  /**
+   * A stream that started after this saw its whole life go through this writer: its first point
+   * is all increase. One that started before has its first point as a baseline only.
+   */
+  private readonly since: bigint;
   private readonly read: Database.Statement;
   private readonly upsert: Database.Statement;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, sinceNs = BigInt(Date.now()) * 1_000_000n) {
+    this.since = sinceNs;
     this.read = db.prepare('SELECT data FROM lock_rollup WHERE service = ? AND lock = ? AND type = ? AND size = ? AND bucket = ?');
     this.upsert = db.prepare(
       `INSERT INTO lock_rollup (service, lock, type, size, bucket, data) VALUES (?, ?, ?, ?, ?, ?)
@@ -57,9 +66,21 @@ export class LockRollup {
     );
   }
 
-  /** Forgets the previous points: after a rolled-back write they may never have been stored. */
+  /** Forgets the previous points and pending changes: a rolled-back write stored neither. */
   reset(): void {
     this.previous.clear();
+    this.pending.clear();
+  }
+
+  /** Writes the pending changes: one read and one write per lock and bucket. */
+  flush(): void {
+    for (const { service, lock, type, size, bucket, b } of this.pending.values()) {
+      const row = this.read.get(service, lock, type, size, bucket) as { data: string } | undefined;
+      const merged = row ? (JSON.parse(row.data) as LockBucket) : emptyBucket();
+      mergeBucket(merged, b);
+      this.upsert.run(service, lock, type, size, bucket, JSON.stringify(merged));
+    }
+    this.pending.clear();
   }
 
   /** Whether a point is one of the lock metrics this folds. */
@@ -78,16 +99,23 @@ export class LockRollup {
     } else {
       const key = `${resourceId}\u0000${p.name}\u0000${p.attributes}`;
       const counts = p.buckets ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] }) : { bounds: [], counts: [] };
-      const now: Previous = { startNs: p.startNs, value: Number(p.value ?? 0), count: Number(p.count ?? 0), sum: p.sum ?? 0, counts: counts.counts };
+      const now: Previous = { startNs: p.startNs, timeNs: p.timeNs, value: Number(p.value ?? 0), count: Number(p.count ?? 0), sum: p.sum ?? 0, counts: counts.counts };
       const cumulative = p.temporality === 2;
       const before = cumulative ? this.previous.get(key) : undefined;
+      let base: Previous | undefined;
       if (cumulative) {
-        if (this.previous.size >= MAX_STREAMS) this.previous.clear();
+        if (before) {
+          const sameLife = before.startNs === now.startNs;
+          // Late or duplicated (an exporter retry): the stream has already moved past it.
+          if (now.timeNs <= before.timeNs || (sameLife && (now.value < before.value || now.count < before.count))) return;
+          // A new start time is a restarted process: then all of its value is increase.
+          if (sameLife) base = before;
+        }
+        if (this.previous.size >= MAX_STREAMS) this.previous.delete(this.previous.keys().next().value!); // the oldest
+        this.previous.delete(key);
         this.previous.set(key, now);
-        if (!before && p.startNs !== null && p.startNs < p.timeNs - MINUTE_NS) return; // no baseline yet
+        if (!before && p.startNs !== null && p.startNs < this.since) return; // began before us: a baseline only
       }
-      const restarted = !before || before.startNs !== now.startNs || now.value < before.value || now.count < before.count;
-      const base = restarted ? undefined : before;
       if (p.name === LOCK_METRICS.acquisitions) {
         const n = now.value - (base?.value ?? 0);
         change.acquisitions = n;
@@ -109,12 +137,15 @@ export class LockRollup {
         }
       }
     }
-    for (const size of [MINUTE_NS, HOUR_NS]) {
-      const bucket = p.timeNs / size;
-      const row = this.read.get(service, lock, type, size === MINUTE_NS ? 1 : 60, bucket) as { data: string } | undefined;
-      const b = row ? (JSON.parse(row.data) as LockBucket) : emptyBucket();
-      mergeBucket(b, change);
-      this.upsert.run(service, lock, type, size === MINUTE_NS ? 1 : 60, bucket, JSON.stringify(b));
+    for (const [size, ns] of [
+      [1, MINUTE_NS],
+      [60, HOUR_NS],
+    ] as const) {
+      const bucket = p.timeNs / ns;
+      const id = `${size}\u0000${bucket}\u0000${service}\u0000${lock}\u0000${type}`;
+      let e = this.pending.get(id);
+      if (!e) this.pending.set(id, (e = { service, lock, type, size, bucket, b: emptyBucket() }));
+      mergeBucket(e.b, change);
     }
   }
 }

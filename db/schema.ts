@@ -141,6 +141,8 @@ const MIGRATIONS: Migration[] = [
     version: 3,
     description: 'lock metrics rolled up per lock per minute and per hour',
     sql: `
+      -- A gauge over all services within a window (the loop-delay charts).
+      CREATE INDEX metric_points_name_time ON metric_points (name, time_ns);
       -- The slowest agent spans of one key (a lock's slowest waits) without sorting them all.
       CREATE INDEX spans_agent_slow ON spans (agent_kind, agent_key, duration_ns) WHERE agent_kind IS NOT NULL;
       -- size 1: a minute (bucket = time_ns / 60e9); size 60: an hour. data: a LockBucket (JSON).
@@ -160,37 +162,48 @@ const MIGRATIONS: Migration[] = [
 
 /** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */
 function backfillLockRollup(db: Database.Database): void {
-  const rollup = new LockRollup(db);
-  // All of them first: the rollup writes on this connection while the points are read.
-  const rows = db
+  // As at ingest: a stream that began after the database's first point is whole in it (its
+  // first point counts in full); one that began before has only a baseline there.
+  const first = db.prepare('SELECT min(time_ns) FROM metric_points').pluck().safeIntegers(true).get() as bigint | null;
+  const rollup = new LockRollup(db, first ?? 0n);
+  // In pages (time, rowid): a statement being read cannot share its connection with writes,
+  // and a large database must not be loaded at once.
+  const page = db
     .prepare(
-      `SELECT name, service, type, temporality, monotonic, start_ns, time_ns, value, count, sum, min, max, buckets, attributes, resource_id
-       FROM metric_points WHERE name LIKE 'stallscope.lock.%' ORDER BY time_ns, rowid`,
+      `SELECT rowid, name, service, type, temporality, monotonic, start_ns, time_ns, value, count, sum, min, max, buckets, attributes, resource_id
+       FROM metric_points WHERE name LIKE 'stallscope.lock.%' AND (time_ns > ? OR (time_ns = ? AND rowid > ?)) ORDER BY time_ns, rowid LIMIT 10000`,
     )
-    .safeIntegers(true)
-    .all() as Array<Record<string, unknown>>;
-  for (const r of rows) {
-    const num = (v: unknown) => (v === null ? null : Number(v));
-    const point: MetricPointRow = {
-      name: r.name as string,
-      description: null,
-      unit: null,
-      type: r.type as MetricPointRow['type'],
-      temporality: Number(r.temporality),
-      monotonic: Number(r.monotonic) === 1,
-      startNs: r.start_ns as bigint | null,
-      timeNs: r.time_ns as bigint,
-      value: num(r.value),
-      count: num(r.count),
-      sum: num(r.sum),
-      min: num(r.min),
-      max: num(r.max),
-      buckets: r.buckets as string | null,
-      attributes: r.attributes as string,
-      resource: 0,
-      scopeName: null,
-    };
-    if (LockRollup.wants(point)) rollup.add(point, r.service as string, Number(r.resource_id));
+    .safeIntegers(true);
+  let [time, rowid] = [-1n, -1n];
+  for (;;) {
+    const rows = page.all(time, time, rowid) as Array<Record<string, unknown>>;
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      const num = (v: unknown) => (v === null ? null : Number(v));
+      const point: MetricPointRow = {
+        name: r.name as string,
+        description: null,
+        unit: null,
+        type: r.type as MetricPointRow['type'],
+        temporality: Number(r.temporality),
+        monotonic: Number(r.monotonic) === 1,
+        startNs: r.start_ns as bigint | null,
+        timeNs: r.time_ns as bigint,
+        value: num(r.value),
+        count: num(r.count),
+        sum: num(r.sum),
+        min: num(r.min),
+        max: num(r.max),
+        buckets: r.buckets as string | null,
+        attributes: r.attributes as string,
+        resource: 0,
+        scopeName: null,
+      };
+      if (LockRollup.wants(point)) rollup.add(point, r.service as string, Number(r.resource_id));
+    }
+    rollup.flush();
+    const last = rows[rows.length - 1];
+    [time, rowid] = [last.time_ns as bigint, last.rowid as bigint];
   }
 }
 

@@ -151,6 +151,7 @@ export class BatchWriter {
       );
       if (!seen.has(service)) seen.set(service, { first: l.timeNs, last: l.timeNs, count: 0 });
     }
+    this.lockRollup.flush();
     for (const [service, agg] of seen) this.upsertService.run(service, agg.first, agg.last, agg.count);
   }
 
@@ -164,11 +165,17 @@ export class BatchWriter {
       points: this.deletePoints.run(cutoffNs, limit).changes,
       logs: this.deleteLogs.run(cutoffNs, limit).changes,
       services: this.deleteServices.run(cutoffNs).changes,
-      // Small tables (a row per minute and key): one statement each.
-      rollups:
+      rollups: 0,
+    })).immediate();
+  }
+
+  /** Deletes the rollup rows older than the cutoff (a row per minute and key: one statement each). */
+  deleteRollupsOlderThan(cutoffNs: bigint): number {
+    return this.db.transaction(
+      () =>
         this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
         this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes +
         this.deleteLockRollup.run(cutoffNs / MINUTE_NS, cutoffNs / HOUR_NS).changes,
-    })).immediate();
+    ).immediate();
   }
 }

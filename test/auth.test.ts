@@ -42,6 +42,9 @@ describe('dashboard and OTLP token', () => {
     const cookie = good.headers.get('set-cookie')!;
     assert.match(cookie, /HttpOnly/);
     assert.match(cookie, /SameSite=Strict/);
+    assert.ok(!cookie.includes(TOKEN), 'the cookie carries a session value, not the token');
+    const garbled = await fetch(`${server.api}/api/services`, { headers: { cookie: 'stallscope_token=%' } });
+    assert.equal(garbled.status, 401);
     const inside = await fetch(`${server.api}/locks`, { headers: { cookie: cookie.split(';')[0] } });
     assert.equal(inside.status, 200);
     assert.match(await inside.text(), /<script type="module" src="\/locks.js">/);

@@ -115,6 +115,8 @@ describe('dashboard API', () => {
       ['/lock?since=15m', 'name'],
       ['/blocking/group?key=x&kind=lock-wait', 'kind'],
       ['/overview?step=1ms&since=1d', 'step'],
+      ['/locks?since=100000000d', 'since'],
+      ['/locks?from=99999999999999999999', 'from'],
     ]) {
       const r = await dash(path);
       assert.equal(r.status, 400, path);

@@ -192,6 +192,19 @@ describe('dashboard pages in Chromium', () => {
     }
   });
 
+  it('shows and takes a custom window in the time zone of the browser', async () => {
+    const context = await browser.newContext({ timezoneId: 'Europe/Berlin' });
+    const page = await context.newPage();
+    await page.goto(`${server.api}/locks?from=2026-01-15T12:00:00.000Z&to=2026-01-15T13:00:00.000Z`);
+    await page.waitForSelector('body[data-ready="true"]');
+    assert.equal(await page.inputValue('input[name=from]'), '2026-01-15T13:00');
+    await page.fill('input[name=to]', '2026-01-15T15:30');
+    await page.click('form.custom button');
+    await page.waitForURL(/to=/);
+    assert.match(decodeURIComponent(page.url()), /to=2026-01-15T14:30:00\.000Z/);
+    await context.close();
+  });
+
   it('says so when a window has no data', async () => {
     const page = await open('/locks?from=2020-01-01T00:00:00.000Z&to=2020-01-01T01:00:00.000Z', 'empty');
     assert.match((await page.textContent('main'))!, /No lock was acquired in this window/);

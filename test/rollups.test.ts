@@ -4,6 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { startServer } from './helpers';
+import { migrate } from '../db/schema';
+import { LockRollup, MINUTE_NS } from '../db/lock-rollup';
 
 const NOW = BigInt(Date.now()) * 1_000_000n;
 const attr = (key: string, value: string | number | boolean) => ({
@@ -97,7 +99,7 @@ describe('dashboard rollups', () => {
       await server.running.close();
       const db = new Database(server.dbPath);
       db.exec(`DROP TABLE span_rollup; DROP TABLE lock_pair_rollup; DROP TABLE lock_rollup;
-        DROP INDEX spans_agent; DROP INDEX spans_agent_key; DROP INDEX spans_agent_slow;
+        DROP INDEX spans_agent; DROP INDEX spans_agent_key; DROP INDEX spans_agent_slow; DROP INDEX metric_points_name_time;
         ALTER TABLE spans DROP COLUMN agent_kind; ALTER TABLE spans DROP COLUMN agent_key; PRAGMA user_version = 1;`);
       db.close();
       const again = await startServer({ dbPath: server.dbPath });
@@ -115,5 +117,48 @@ describe('dashboard rollups', () => {
     } finally {
       await server.close().catch(() => undefined);
     }
+  });
+});
+
+describe('lock rollup arithmetic', () => {
+  const point = (timeMin: number, value: number, startMin: number) => ({
+    name: 'stallscope.lock.acquisitions',
+    description: null,
+    unit: null,
+    type: 'sum' as const,
+    temporality: 2,
+    monotonic: true,
+    startNs: BigInt(startMin) * MINUTE_NS,
+    timeNs: BigInt(timeMin) * MINUTE_NS,
+    value,
+    count: null,
+    sum: null,
+    min: null,
+    max: null,
+    buckets: null,
+    attributes: JSON.stringify({ 'stallscope.lock.name': 'l', 'stallscope.lock.type': 't', 'stallscope.lock.contended': false }),
+    resource: 0,
+    scopeName: null,
+  });
+  const total = (db: Database.Database) =>
+    (db.prepare('SELECT data FROM lock_rollup WHERE size = 1').all() as Array<{ data: string }>).reduce((a, r) => a + (JSON.parse(r.data) as { acquisitions: number }).acquisitions, 0);
+
+  it('counts late and repeated points once, a restart in full, and a stream born after the writer from zero', () => {
+    const db = new Database(':memory:');
+    migrate(db);
+    const rollup = new LockRollup(db, 100n * MINUTE_NS);
+    // Began before the writer: its first point is a baseline.
+    for (const [t, v] of [
+      [101, 100],
+      [102, 300],
+      [101, 100], // an exporter's retry of an old point
+      [102, 200], // lower within the same life: late, ignored
+      [103, 350],
+    ] as const) rollup.add(point(t, v, 50), 'svc', 1);
+    rollup.add(point(104, 40, 104), 'svc', 1); // restarted: all of it is new
+    rollup.add(point(105, 7, 105), 'svc', 2); // another instance, born after the writer started
+    rollup.flush();
+    assert.equal(total(db), 250 + 40 + 7);
+    db.close();
   });
 });

@@ -61,8 +61,9 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
-export function fmtMs(ms) {
-  if (ms === null || ms === undefined || Number.isNaN(ms)) return '–';
+export function fmtMs(value) {
+  const ms = value === null || value === undefined || value === '' ? NaN : Number(value);
+  if (Number.isNaN(ms)) return '–';
   if (ms >= 60_000) return `${(ms / 60_000).toFixed(1)} min`;
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   if (ms >= 10) return `${ms.toFixed(0)} ms`;
@@ -70,13 +71,19 @@ export function fmtMs(ms) {
   return `${(ms * 1000).toFixed(0)} µs`;
 }
 
-export const fmtPct = (x) => (x === null || x === undefined ? '–' : `${x.toFixed(x < 10 ? 1 : 0)}%`);
+export const fmtPct = (value) => {
+  const x = value === null || value === undefined ? NaN : Number(value);
+  return Number.isNaN(x) ? '–' : `${x.toFixed(x < 10 ? 1 : 0)}%`;
+};
 /** A time: the clock alone when it is today, else with the date. */
 export function fmtTime(t) {
   const d = new Date(t);
   return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
 }
-export const fmtCount = (n) => (n === null || n === undefined ? '–' : Math.round(n).toLocaleString());
+export const fmtCount = (value) => {
+  const n = value === null || value === undefined ? NaN : Number(value);
+  return Number.isNaN(n) ? '–' : Math.round(n).toLocaleString();
+};
 
 /** GET /api/...; a 401 means the token is missing: go to the sign-in page. */
 export async function api(path, extra = {}) {
@@ -217,13 +224,28 @@ export function histogramChart(h, { emptyText = 'No observations in this window.
   return el('div', { class: 'chart' }, el('div', { class: 'canvas-box' }, canvas), legend([`${fmtCount(h.count)} observations`]));
 }
 
-/** Builds the header, then renders the page; re-renders on refresh. render(main) fills main. */
-export async function page(title, render) {
+/** A time parameter as the API takes it (ISO 8601 or epoch milliseconds), or null if it is neither. */
+function parseTime(v) {
+  if (!v) return null;
+  const d = new Date(/^\d+$/.test(v) ? Number(v) : v);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/** The local time a datetime-local input shows and takes (it has no time zone). */
+function toLocalInput(d) {
+  return d ? new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16) : '';
+}
+
+/**
+ * Builds the header, then renders the page; re-renders on refresh. render(main) fills main.
+ * Pages with a form the user types into pass { refresh: false }: a redraw would wipe the form.
+ */
+export async function page(title, render, { refresh: autoRefresh = true } = {}) {
   document.title = `${title} · stallscope`;
   const p = params();
   const main = el('main', { id: 'main' });
   const services = el('select', { id: 'service', 'aria-label': 'Service', onchange: (e) => (location.href = withParams({ service: e.target.value || null })) }, el('option', { value: '' }, 'All services'));
-  const since = p.get('from') ? 'custom' : p.get('since') ?? '1h';
+  const since = p.get('from') || p.get('to') ? 'custom' : p.get('since') ?? '1h';
   const rangeSelect = el(
     'select',
     {
@@ -234,11 +256,11 @@ export async function page(title, render) {
         else location.href = withParams({ since: e.target.value, from: null, to: null });
       },
     },
-    RANGES.map(([v, l]) => el('option', { value: v, selected: v === since }, l)),
+    // A range from a shared link that the menu does not list is shown as it is.
+    [...RANGES, ...(RANGES.some(([v]) => v === since) ? [] : [[since, `Last ${since}`]])].map(([v, l]) => el('option', { value: v, selected: v === since }, l)),
   );
-  const toLocal = (iso) => (iso ? new Date(iso).toISOString().slice(0, 16) : '');
-  const fromInput = el('input', { type: 'datetime-local', name: 'from', value: toLocal(p.get('from')), 'aria-label': 'From' });
-  const toInput = el('input', { type: 'datetime-local', name: 'to', value: toLocal(p.get('to')), 'aria-label': 'To' });
+  const fromInput = el('input', { type: 'datetime-local', name: 'from', value: toLocalInput(parseTime(p.get('from'))), 'aria-label': 'From' });
+  const toInput = el('input', { type: 'datetime-local', name: 'to', value: toLocalInput(parseTime(p.get('to'))), 'aria-label': 'To' });
   const custom = el(
     'form',
     {
@@ -246,7 +268,8 @@ export async function page(title, render) {
       hidden: since !== 'custom',
       onsubmit: (e) => {
         e.preventDefault();
-        const iso = (v) => (v ? new Date(`${v}Z`).toISOString() : null);
+        // A datetime-local value is local time: Date reads it as such.
+        const iso = (v) => (v && !Number.isNaN(new Date(v).getTime()) ? new Date(v).toISOString() : null);
         location.href = withParams({ since: null, from: iso(fromInput.value), to: iso(toInput.value) });
       },
     },
@@ -257,7 +280,8 @@ export async function page(title, render) {
   const refresh = el('input', {
     type: 'checkbox',
     id: 'refresh',
-    checked: p.get('refresh') !== 'off',
+    disabled: !autoRefresh,
+    checked: autoRefresh && p.get('refresh') !== 'off',
     onchange: (e) => history.replaceState(null, '', withParams({ refresh: e.target.checked ? null : 'off' })),
   });
   const nav = el(
@@ -276,7 +300,11 @@ export async function page(title, render) {
   fetch('/api/services')
     .then((r) => (r.ok ? r.json() : []))
     .then((list) => {
-      for (const s of list) services.append(el('option', { value: s.service, selected: s.service === p.get('service') }, s.service));
+      const chosen = p.get('service');
+      const names = list.map((s) => s.service);
+      // A service from a shared link that has no data now still filters: show it as chosen.
+      if (chosen && !names.includes(chosen)) names.push(chosen);
+      for (const name of names) services.append(el('option', { value: name, selected: name === chosen }, name));
     })
     .catch(() => undefined);
 

@@ -24,11 +24,16 @@ function order(spans) {
   const start = (s) => BigInt(s.startTimeUnixNano);
   const byStart = (a, b) => (start(a) < start(b) ? -1 : start(a) > start(b) ? 1 : 0);
   const out = [];
+  const placed = new Set();
   const walk = (s, depth) => {
+    if (placed.has(s.spanId)) return;
+    placed.add(s.spanId);
     out.push({ span: s, depth });
     for (const c of (children.get(s.spanId) ?? []).sort(byStart)) walk(c, depth + 1);
   };
   for (const r of roots.sort(byStart)) walk(r, 0);
+  // Spans in a parent loop (a span its own ancestor) reach no root: shown at the top level.
+  for (const s of [...spans].sort(byStart)) walk(s, 0);
   return out;
 }
 
@@ -68,6 +73,10 @@ page('Trace', async (main) => {
     return;
   }
   const res = await fetch(`/api/traces/${id}`);
+  if (res.status === 401) {
+    location.href = '/login';
+    return;
+  }
   if (res.status === 404) {
     main.append(empty(`No trace ${id} (it may have been deleted by retention, or not have arrived yet).`));
     return;
@@ -119,4 +128,4 @@ page('Trace', async (main) => {
     ),
     panel,
   );
-});
+}, { refresh: false });

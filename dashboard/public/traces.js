@@ -53,4 +53,4 @@ page('Traces', async (main) => {
       ),
     ),
   );
-});
+}, { refresh: false });
