@@ -27,6 +27,32 @@ export interface DashboardOptions {
 const PUBLIC = join(packageRoot(), 'dashboard', 'public');
 const CHART_JS = join(packageRoot(), 'node_modules', 'chart.js', 'dist', 'chart.umd.js');
 
+/** Each page: its path and the module that renders it (all share one HTML shell). */
+const PAGES: Record<string, string> = {
+  '/': 'overview',
+  '/locks': 'locks',
+  '/lock': 'lock',
+  '/blocking': 'blocking',
+  '/offload': 'offload',
+  '/traces': 'traces',
+  '/trace': 'trace',
+};
+
+const shell = (module: string) => `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>stallscope</title>
+<link rel="stylesheet" href="/style.css">
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
+<script src="/vendor/chart.js"></script>
+<script type="module" src="/${module}.js"></script>
+</head>
+<body><noscript>The stallscope dashboard needs JavaScript.</noscript></body>
+</html>
+`;
+
 const SECURITY_HEADERS = {
   'Content-Security-Policy':
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -48,7 +74,8 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
   app.use('/api/dash', dashboardApi(collector.store));
   app.use('/api', queryApi(collector.store));
   app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));
-  app.use(express.static(PUBLIC, { extensions: ['html'], index: 'index.html' }));
+  for (const [path, module] of Object.entries(PAGES)) app.get(path, (_req, res) => res.type('html').send(shell(module)));
+  app.use(express.static(PUBLIC, { index: false }));
   app.use((req, res) => {
     res.status(404).type('text').send(`no page ${req.path}`);
   });
