@@ -64,6 +64,7 @@ export function el(tag, props = {}, ...children) {
 export function fmtMs(value) {
   const ms = value === null || value === undefined || value === '' ? NaN : Number(value);
   if (Number.isNaN(ms)) return '–';
+  if (ms === 0) return '0';
   if (ms >= 60_000) return `${(ms / 60_000).toFixed(1)} min`;
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   if (ms >= 10) return `${ms.toFixed(0)} ms`;
