@@ -74,7 +74,8 @@ async function runServe(args: string[]): Promise<void> {
   }
   const retentionMs = values.retention === '0' ? 0 : parseDuration(values.retention!);
   if (retentionMs instanceof Error) throw new Usage(`--retention: ${retentionMs.message}`);
-  const token = process.env.STALLSCOPE_TOKEN || undefined;
+  const token = process.env.STALLSCOPE_TOKEN?.trim() || undefined;
+  if (token !== undefined && token.length < 16) throw new Usage('STALLSCOPE_TOKEN: use at least 16 characters (e.g. openssl rand -hex 16)');
   if (!isLoopback(values.host!) && !token) {
     throw new Usage(`--host ${values.host}: listening beyond this machine needs STALLSCOPE_TOKEN set, or the pages and APIs would be open to the network`);
   }
@@ -89,6 +90,9 @@ async function runServe(args: string[]): Promise<void> {
     otlpAuth: values['otlp-auth'],
   };
   const running = await serve(options);
+  if (!isLoopback(values.host!) && !options.otlpAuth) {
+    process.stdout.write(`stallscope: note: OTLP on ${values.host} accepts data from anyone who can reach it; --otlp-auth requires the token there too\n`);
+  }
   process.stdout.write(
     `stallscope: collecting OTLP on http://${options.host}:${running.collector.otlpPort}, ` +
       `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.dbPath}, ` +

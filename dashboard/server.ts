@@ -60,6 +60,16 @@ const SECURITY_HEADERS = {
   'Referrer-Policy': 'no-referrer',
 };
 
+/**
+ * Without a token the dashboard trusts whoever can reach it, which is only this machine: a
+ * request naming any other host is a web page elsewhere using DNS rebinding to read it.
+ */
+function loopbackHostOnly(req: express.Request, res: express.Response, next: express.NextFunction): void {
+  const host = (req.get('host') ?? '').replace(/:\d+$/, '').toLowerCase();
+  if (host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)) return next();
+  res.status(403).type('text').send(`host "${host}" is not this machine; set STALLSCOPE_TOKEN to serve other hosts`);
+}
+
 export async function startDashboard(collector: Collector, options: DashboardOptions): Promise<Dashboard> {
   const app = express();
   app.disable('x-powered-by');
@@ -71,6 +81,7 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
     res.json({ status: 'ok', writeBacklog: collector.store.backlog, otlpPort: collector.otlpPort, ingest: collector.stats });
   });
   if (options.token) app.use(requireToken(options.token));
+  else app.use(loopbackHostOnly);
   app.use('/api/dash', dashboardApi(collector.store));
   app.use('/api', queryApi(collector.store));
   app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));

@@ -3,10 +3,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { join } from 'node:path';
 import { startServer, type TestServer } from './helpers';
 
-const TOKEN = 's3cret-token';
+const TOKEN = 's3cret-token-of-some-length';
 const CLI = join(__dirname, '..', 'cli', 'main.js');
 
 let server: TestServer;
@@ -58,7 +59,26 @@ describe('dashboard and OTLP token', () => {
     assert.equal((await post({ authorization: `Bearer ${TOKEN}` })).status, 200);
   });
 
-  it('will not listen beyond loopback without a token', () => {
+  it('without a token, answers only requests addressed to this machine', async () => {
+    const open = await startServer();
+    try {
+      const local = await fetch(`${open.api}/api/services`);
+      assert.equal(local.status, 200);
+      // A page elsewhere that rebinds its own name to 127.0.0.1 still sends its own Host.
+      const rebound = await new Promise<number>((resolve, reject) => {
+        const req = http.get(`${open.api}/api/services`, { headers: { host: 'attacker.example:7318' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+      });
+      assert.equal(rebound, 403);
+    } finally {
+      await open.close();
+    }
+  });
+
+  it('will not listen beyond loopback without a token, nor with a short one', () => {
     const env = { ...process.env, STALLSCOPE_TOKEN: '' };
     const r = spawnSync(process.execPath, [CLI, 'serve', '--host', '0.0.0.0', '--port', '0', '--otlp-port', '0'], { encoding: 'utf8', env, timeout: 20_000 });
     assert.equal(r.status, 2);
@@ -66,5 +86,8 @@ describe('dashboard and OTLP token', () => {
     const auth = spawnSync(process.execPath, [CLI, 'serve', '--otlp-auth', '--port', '0', '--otlp-port', '0'], { encoding: 'utf8', env, timeout: 20_000 });
     assert.equal(auth.status, 2);
     assert.match(auth.stderr, /--otlp-auth: needs STALLSCOPE_TOKEN/);
+    const short = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--otlp-port', '0'], { encoding: 'utf8', env: { ...env, STALLSCOPE_TOKEN: 'abc' }, timeout: 20_000 });
+    assert.equal(short.status, 2);
+    assert.match(short.stderr, /STALLSCOPE_TOKEN: use at least 16 characters/);
   });
 });
