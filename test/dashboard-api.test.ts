@@ -21,6 +21,8 @@ before(async () => {
   await call(shop, '/busy?ms=200');
   await call(shop, '/parse');
   for (const path of ['/keyed', '/limit', '/piscina', '/pbkdf2']) await Promise.all([call(worker, path), call(worker, path), call(worker, path)]);
+  // Again on the now hot lock: holders' sites are recorded too.
+  await Promise.all([call(worker, '/keyed'), call(worker, '/keyed')]);
 });
 after(async () => {
   await Promise.all([stop(shop), stop(worker)]);
@@ -59,6 +61,7 @@ describe('dashboard API', () => {
     const site = `offload-app.mjs:${markLine('offload-app.mjs', 'keyed')}`;
     assert.deepEqual(body.acquireSites.map((s: { site: string }) => s.site), [site]);
     assert.ok(body.pairs.every((p: { waiterSite: string }) => p.waiterSite === site));
+    assert.ok(body.pairs.some((p: { holderSite: string }) => p.holderSite === site), JSON.stringify(body.pairs));
   });
 
   it('groups blocking episodes by the function that blocked, and sync calls by API and call site', async () => {
