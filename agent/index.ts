@@ -109,61 +109,27 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   setErrorCounter(meter.createCounter(METRICS.agentErrors, { description: 'Failures inside the stallscope agent' }));
 
   const stops: Array<() => void> = [];
-  const guarded = (name: string, fn: () => (() => void) | undefined) => {
+  /** A detector made and started inside a guard (a failure is reported, never thrown), stopped at shutdown. */
+  const run = (name: string, make: () => { start(): void; stop(): void }) => {
     try {
-      const stop = fn();
-      if (stop) stops.push(stop);
+      const detector = make();
+      detector.start();
+      stops.push(() => detector.stop());
     } catch (err) {
       report(name, err);
     }
   };
-  if (config.loopMetrics) {
-    guarded('event-loop metrics', () => {
-      const m = new LoopMetrics(meter);
-      m.start();
-      return () => m.stop();
-    });
-  }
-  if (config.watchdog) {
-    guarded('watchdog', () => {
-      const w = new Watchdog({ thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute }, tracer, meter);
-      w.start();
-      return () => w.stop();
-    });
-  }
-  if (config.pools) {
-    guarded('pool tracking', () => {
-      const pools = new PoolTracker(tracer, meter);
-      pools.start();
-      return () => pools.stop();
-    });
-  }
+  if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter));
+  if (config.watchdog) run('watchdog', () => new Watchdog({ thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute }, tracer, meter));
+  if (config.pools) run('pool tracking', () => new PoolTracker(tracer, meter));
   if (config.locks) {
-    guarded('lock tracking', () => {
-      const tracker = new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs, keyNames: config.lockKeyNames }, tracer, meter);
-      tracker.start();
-      const webLocks = new WebLocksInstrumentation();
-      if (wanted('web-locks')) webLocks.start();
-      return () => {
-        webLocks.stop();
-        tracker.stop();
-      };
-    });
+    run('lock tracking', () => new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs, keyNames: config.lockKeyNames }, tracer, meter));
+    if (wanted('web-locks')) run('web locks', () => new WebLocksInstrumentation());
   }
   if (config.threadpool) {
-    guarded('threadpool monitor', () => {
-      const t = new ThreadpoolMonitor({ waitThresholdMs: config.threadpoolWaitThresholdMs, canaryIntervalMs: config.threadpoolCanaryMs }, tracer, meter);
-      t.start();
-      return () => t.stop();
-    });
+    run('threadpool monitor', () => new ThreadpoolMonitor({ waitThresholdMs: config.threadpoolWaitThresholdMs, canaryIntervalMs: config.threadpoolCanaryMs }, tracer, meter));
   }
-  if (config.syncCalls) {
-    guarded('sync-call watcher', () => {
-      const s = new SyncCallWatcher({ thresholdMs: config.syncThresholdMs, jsonSizeThreshold: config.jsonSizeThreshold }, tracer, meter);
-      s.start();
-      return () => s.stop();
-    });
-  }
+  if (config.syncCalls) run('sync-call watcher', () => new SyncCallWatcher({ thresholdMs: config.syncThresholdMs, jsonSizeThreshold: config.jsonSizeThreshold }, tracer, meter));
 
   let shutdown: Promise<void> | undefined;
   const agent: StallscopeAgent = {

@@ -351,7 +351,7 @@ export class DashboardQueries {
 
   /** Loop lag and utilization over time, per service. */
   loop(w: Window): Chart {
-    const times = emptyTimes(w);
+    const times = stepTimes(w);
     const series: Chart['series'] = [];
     // Gauges, folded per step in SQL: a day of exports is thousands of points per series.
     // Several instances of a service: the worst delay, the mean utilization.
@@ -382,7 +382,7 @@ export class DashboardQueries {
   offload(w: Window) {
     const histogramAvg = (name: string, label: (s: MetricSeries) => string): Chart => {
       const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
-      const times = m.series[0]?.steps.map((s) => s.time) ?? emptyTimes(w);
+      const times = m.series[0]?.steps.map((s) => s.time) ?? stepTimes(w);
       const merged = new Map<string, { name: string; service: string; sum: number[]; count: number[] }>();
       for (const s of m.series) {
         const id = `${s.service}\u0000${label(s)}`;
@@ -398,7 +398,7 @@ export class DashboardQueries {
     const gauge = (name: string, label: (s: MetricSeries) => string): Chart => {
       const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
       return {
-        times: m.series[0]?.steps.map((s) => s.time) ?? emptyTimes(w),
+        times: m.series[0]?.steps.map((s) => s.time) ?? stepTimes(w),
         series: m.series.map((s) => ({ name: label(s), service: s.service, values: s.steps.map((st) => st.max ?? null) })),
       };
     };
@@ -416,7 +416,8 @@ export class DashboardQueries {
   }
 }
 
-function emptyTimes(w: Window): string[] {
+/** The start of every step of the window. */
+function stepTimes(w: Window): string[] {
   const n = Number((w.toNs - w.fromNs + w.stepNs - 1n) / w.stepNs);
   return Array.from({ length: Math.min(n, 2000) }, (_, i) => nsToIso(w.fromNs + BigInt(i) * w.stepNs));
 }

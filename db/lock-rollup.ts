@@ -39,7 +39,7 @@ export interface LockBucket {
   timeouts: number;
 }
 
-function emptyBucket(): LockBucket {
+export function emptyBucket(): LockBucket {
   return { acquisitions: 0, contended: 0, waitCount: 0, waitSum: 0, waitCounts: [], holdCount: 0, holdSum: 0, holdCounts: [], bounds: [], maxPending: 0, timeouts: 0 };
 }
 
@@ -165,4 +165,3 @@ export function mergeBucket(into: LockBucket, from: LockBucket): void {
   into.timeouts += from.timeouts;
 }
 
-export { emptyBucket };

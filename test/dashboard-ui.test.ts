@@ -67,8 +67,13 @@ before(async () => {
   await sendHostileSpans();
   await eventually(
     async () => {
-      const [locks, offload] = await Promise.all([getJson(`${server.api}/api/dash/locks?since=15m`), getJson(`${server.api}/api/dash/offload?since=15m`)]);
-      return locks.body.locks?.some((l: { lock: string; contended: number }) => l.lock === 'account:7' && l.contended >= 2) && offload.body.poolWait?.series.length ? true : undefined;
+      const [locks, offload, lock] = await Promise.all([
+        getJson(`${server.api}/api/dash/locks?since=15m`),
+        getJson(`${server.api}/api/dash/offload?since=15m`),
+        getJson(`${server.api}/api/dash/lock?name=account%3A7&since=15m`),
+      ]);
+      const hot = lock.body.pairs?.some((p: { holderSite: string }) => p.holderSite !== '');
+      return hot && locks.body.locks?.some((l: { lock: string; contended: number }) => l.lock === 'account:7' && l.contended >= 2) && offload.body.poolWait?.series.length ? true : undefined;
     },
     20_000,
     'lock and pool metrics in the collector',

@@ -20,7 +20,7 @@ import {
   LOCK_TYPE,
   LOCK_WAITERS,
 } from '../../common/conventions';
-import { captureStack, parseV8Stack, topUserFrame, type Frame } from '../stack';
+import { captureStack, parseV8Stack, topUserFrame } from '../stack';
 import { recordSpan } from '../spans';
 import { report } from '../safety';
 
@@ -95,13 +95,6 @@ export interface Acquisition {
   detach?: () => void;
 }
 
-function site(frames: Frame[]): string {
-  const f = topUserFrame(frames);
-  if (!f) return 'unknown';
-  const file = isAbsolute(f.file) && f.file.startsWith(process.cwd()) ? relative(process.cwd(), f.file) : f.file;
-  return `${file}:${f.line}`;
-}
-
 /** Frames kept for a lock site: enough to climb out of the library into the caller. */
 const LOCK_STACK_FRAMES = 12;
 
@@ -112,7 +105,10 @@ export function captureLockStack(skip: Function): { stack?: string } {
 
 /** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
 export function siteOf(holder: { stack?: string }): string {
-  return site(parseV8Stack(holder.stack ?? ''));
+  const f = topUserFrame(parseV8Stack(holder.stack ?? ''));
+  if (!f) return 'unknown';
+  const file = isAbsolute(f.file) && f.file.startsWith(process.cwd()) ? relative(process.cwd(), f.file) : f.file;
+  return `${file}:${f.line}`;
 }
 
 /**
@@ -281,13 +277,20 @@ export class LockTracker {
     return acq;
   }
 
+  /**
+   * The wait is over: what the adapter attached comes off, and the link to the holder it waited
+   * behind goes (holders point at holders, so a lock that never empties would otherwise keep
+   * every acquisition, and its stack, reachable through that chain).
+   */
+  private endWait(acq: Acquisition): void {
+    acq.detach?.();
+    acq.detach = undefined;
+    acq.blockedBy = undefined;
+  }
+
   granted(acq: Acquisition): void {
     if (acq.settled) return;
     try {
-      if (acq.detach) {
-        acq.detach();
-        acq.detach = undefined;
-      }
       const r = acq.resource;
       acq.grantedAt = acq.contended ? performance.now() : acq.requestedAt;
       if (acq.contended) r.waiting--;
@@ -301,10 +304,8 @@ export class LockTracker {
         const waited = acq.grantedAt - acq.requestedAt;
         this.waitTime.record(waited / 1000, r.attrs.granted);
         if (waited >= this.options.waitThresholdMs) this.waitSpan(acq, acq.grantedAt, 'granted');
-        // Holders point at the holders they waited behind: let go, or a lock that never empties
-        // would keep every acquisition (and its stack) reachable through that chain.
-        acq.blockedBy = undefined;
       }
+      this.endWait(acq);
     } catch (err) {
       report('lock tracking', err);
     }
@@ -318,16 +319,12 @@ export class LockTracker {
     if (acq.settled || acq.grantedAt !== undefined) return;
     acq.settled = true;
     try {
-      if (acq.detach) {
-        acq.detach();
-        acq.detach = undefined;
-      }
       const r = acq.resource;
       const now = performance.now();
       if (acq.contended) r.waiting--;
       this.waitTime.record((now - acq.requestedAt) / 1000, { ...r.attrs.base, [LOCK_OUTCOME]: outcome });
       if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome);
-      acq.blockedBy = undefined;
+      this.endWait(acq);
     } catch (err) {
       report('lock tracking', err);
     }
@@ -342,7 +339,7 @@ export class LockTracker {
   abandon(acq: Acquisition): void {
     if (acq.settled || acq.grantedAt !== undefined) return;
     acq.settled = true;
-    acq.blockedBy = undefined;
+    this.endWait(acq);
     if (acq.contended) acq.resource.waiting--;
   }
 
@@ -394,7 +391,7 @@ export class LockTracker {
     this.emit(LOCK_SPAN_NAMES.wait, LOCK_KINDS.wait, acq, acq.requestedAt, now, {
       [LOCK_OUTCOME]: outcome,
       [LOCK_QUEUE_DEPTH]: acq.queueDepth,
-      [LOCK_ACQUIRE_SITE]: site(parseV8Stack(acq.stack?.stack ?? '')),
+      [LOCK_ACQUIRE_SITE]: siteOf(acq.stack ?? {}),
       ...this.holderAttributes(acq.blockedBy),
     });
   }
