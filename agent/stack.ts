@@ -2,7 +2,7 @@
 // and the choice of the frame that belongs to the user's own code.
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
-import { CODE_COLUMN, CODE_FILE, CODE_FUNCTION, CODE_LINE, CODE_STACKTRACE } from '../common/conventions';
+import { BLOCK_ORIGINS, CODE_COLUMN, CODE_FILE, CODE_FUNCTION, CODE_LINE, CODE_STACKTRACE, type BlockOrigin } from '../common/conventions';
 
 export interface Frame {
   function: string;
@@ -36,6 +36,20 @@ export function isUserFrame(f: Frame): boolean {
     !f.file.startsWith(AGENT_DIR) &&
     f.file !== 'native'
   );
+}
+
+const isTelemetryFrame = (f: Frame) => f.file.startsWith(AGENT_DIR) || /[\\/]node_modules[\\/]@opentelemetry[\\/]/.test(f.file);
+const isDependencyFrame = (f: Frame) => /[\\/]node_modules[\\/]/.test(f.file);
+
+/**
+ * Whose code a stack shows. User code anywhere makes it the app's; without any, the agent's or
+ * OpenTelemetry's frames (an exporter serialising a batch on a timer) make it the telemetry's own.
+ */
+export function originOf(frames: Frame[]): BlockOrigin {
+  if (frames.some(isUserFrame)) return BLOCK_ORIGINS.app;
+  if (frames.some(isTelemetryFrame)) return BLOCK_ORIGINS.telemetry;
+  if (frames.some(isDependencyFrame)) return BLOCK_ORIGINS.dependency;
+  return BLOCK_ORIGINS.runtime;
 }
 
 const V8_FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/;

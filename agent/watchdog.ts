@@ -7,6 +7,7 @@ import {
   BLOCK_AFTER_CAPTURE_MS,
   BLOCK_CAPTURED,
   BLOCK_CAPTURE_ERROR,
+  BLOCK_ORIGIN,
   BLOCK_REPORTED,
   BLOCK_THRESHOLD_MS,
   KIND,
@@ -14,7 +15,7 @@ import {
   METRICS,
   SPAN_NAMES,
 } from '../common/conventions';
-import { codeAttributes } from './stack';
+import { codeAttributes, originOf } from './stack';
 import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
 import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
@@ -118,7 +119,7 @@ export class Watchdog {
       [BLOCK_THRESHOLD_MS]: this.options.thresholdMs,
       [BLOCK_CAPTURED]: Boolean(m.frames?.length),
     };
-    if (m.frames?.length) Object.assign(attributes, codeAttributes(m.frames));
+    if (m.frames?.length) Object.assign(attributes, codeAttributes(m.frames), { [BLOCK_ORIGIN]: originOf(m.frames) });
     if (m.error) attributes[BLOCK_CAPTURE_ERROR] = m.error;
     if (m.capturedHr !== undefined) attributes[BLOCK_AFTER_CAPTURE_MS] = Number(m.endHr - m.capturedHr) / 1e6;
     const span = this.tracer.startSpan(

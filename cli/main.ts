@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// The stallscope command line. Exit codes: 0 success, 1 runtime failure, 2 bad usage.
+// The stallscope command line. Exit codes: 0 success, 1 runtime failure, 2 bad usage, 3 findings
+// at or above the --fail-on severity.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve } from './serve';
+import { printFindings, type FindingsOptions } from './findings';
+import { ConfigError, loadFindingsConfig } from '../collector/findings-config';
 import { parseDuration } from '../common/duration';
 import { packageRoot } from '../common/package-root';
 
@@ -15,6 +18,7 @@ Usage: stallscope <command> [options]
 
 Commands:
   serve     run the OTLP collector and the dashboard on one SQLite file
+  findings  print what costs your services time, with the fix (from a running dashboard)
 
 Run 'stallscope <command> --help' for a command's options.
 Options: --help, --version`;
@@ -31,15 +35,31 @@ Options:
                       needs STALLSCOPE_TOKEN, which the pages and APIs then require
   --retention DUR     delete data older than this, e.g. 12h, 7d, 4w; 0 keeps everything (default 7d)
   --otlp-auth         OTLP requests need the token too (Authorization: Bearer <token>)
+  --findings FILE     thresholds for findings (YAML or JSON); see docs/findings.md
   -h, --help          show this help
 
 Environment: STALLSCOPE_TOKEN  a shared secret for the dashboard, its APIs and (--otlp-auth) OTLP`;
+
+const FINDINGS_HELP = `Usage: stallscope findings [options]
+
+Prints the findings of a running stallscope (what costs time, where, and the fix), most
+costly first.
+
+Options:
+  --url URL           the dashboard (default http://127.0.0.1:7318)
+  --service NAME      one service only
+  --since DUR         the window back from now (default 15m)
+  --json              the findings as a JSON array, as GET /api/findings returns them
+  --fail-on LEVEL     exit with 3 when any finding is at LEVEL or worse: warning or critical
+  -h, --help          show this help
+
+Environment: STALLSCOPE_TOKEN  sent as a bearer token when the dashboard requires one`;
 
 function fail(err: unknown): never {
   const usage = err instanceof Usage || String((err as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS');
   const hint = usage ? "; run 'stallscope --help'" : '';
   process.stderr.write(`stallscope: ${(err as Error).message}${hint}\n`);
-  process.exit(usage ? 2 : 1);
+  process.exit(usage || err instanceof ConfigError ? 2 : 1);
 }
 
 /** Whether a --host value only ever accepts connections from this machine. */
@@ -65,6 +85,7 @@ async function runServe(args: string[]): Promise<void> {
       host: { type: 'string', default: '127.0.0.1' },
       retention: { type: 'string', default: '7d' },
       'otlp-auth': { type: 'boolean', default: false },
+      findings: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -88,6 +109,7 @@ async function runServe(args: string[]): Promise<void> {
     retentionMs,
     token,
     otlpAuth: values['otlp-auth'],
+    findingThresholds: values.findings === undefined ? undefined : loadFindingsConfig(values.findings),
   };
   const running = await serve(options);
   if (!isLoopback(values.host!) && !options.otlpAuth) {
@@ -114,6 +136,31 @@ async function runServe(args: string[]): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
+async function runFindings(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      url: { type: 'string', default: 'http://127.0.0.1:7318' },
+      service: { type: 'string' },
+      since: { type: 'string', default: '15m' },
+      json: { type: 'boolean', default: false },
+      'fail-on': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${FINDINGS_HELP}\n`);
+    return;
+  }
+  if (parseDuration(values.since!) instanceof Error) throw new Usage(`--since: ${(parseDuration(values.since!) as Error).message}`);
+  const failOn = values['fail-on'];
+  if (failOn !== undefined && failOn !== 'warning' && failOn !== 'critical') throw new Usage(`--fail-on: "${failOn}" is not a level; use warning or critical`);
+  const options: FindingsOptions = { url: values.url!, service: values.service, since: values.since!, json: values.json!, failOn, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined };
+  process.exitCode = await printFindings(options, (text) => process.stdout.write(text));
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
@@ -126,6 +173,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'serve') return runServe(rest);
+  if (command === 'findings') return runFindings(rest);
   throw new Usage(`unknown command "${command}"`);
 }
 

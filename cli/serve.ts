@@ -1,5 +1,6 @@
 // `stallscope serve`: the collector and the dashboard in one process on one SQLite file.
 import { startCollector, type Collector } from '../collector/index';
+import type { FindingThresholds } from '../collector/findings-config';
 import { startDashboard, type Dashboard } from '../dashboard/server';
 
 export interface ServeOptions {
@@ -15,6 +16,7 @@ export interface ServeOptions {
   /** STALLSCOPE_TOKEN: required by the pages and APIs, and by OTLP with otlpAuth. */
   token?: string;
   otlpAuth?: boolean;
+  findingThresholds?: FindingThresholds;
 }
 
 export interface Running {

@@ -1,6 +1,9 @@
 // The collector: an OTLP/HTTP receiver writing into the store.
 import { OtlpReceiver, type ReceiverStats } from './receiver';
-import { openStore, type Store } from '../db/index';
+import { openStore, type Store, type Window } from '../db/index';
+import type { Finding } from '../common/types';
+import { deriveFindings } from './findings';
+import { defaultThresholds, type FindingThresholds } from './findings-config';
 import { closeServer, listen } from '../common/listen';
 
 export interface CollectorOptions {
@@ -14,12 +17,16 @@ export interface CollectorOptions {
   maxQueuedRows?: number;
   /** When set, OTLP requests must carry `Authorization: Bearer <otlpToken>`. */
   otlpToken?: string;
+  /** When a measurement becomes a finding (the defaults, unless a findings file says otherwise). */
+  findingThresholds?: FindingThresholds;
 }
 
 export interface Collector {
   store: Store;
   otlpPort: number;
   stats: ReceiverStats;
+  /** What costs time in the window, most costly first. */
+  findings(w: Window): Finding[];
   close(): Promise<void>;
 }
 
@@ -31,6 +38,7 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     retentionBatchSize: o.retentionBatchSize,
     maxQueuedRows: o.maxQueuedRows,
   });
+  const thresholds = o.findingThresholds ?? defaultThresholds();
   const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1, token: o.otlpToken });
   let otlpPort: number;
   try {
@@ -43,6 +51,7 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     store,
     otlpPort,
     stats: receiver.stats,
+    findings: (w) => deriveFindings(store.dashboard, w, thresholds),
     async close() {
       // Stop taking requests first; those in flight are committed by the store's close.
       await closeServer(receiver.server);

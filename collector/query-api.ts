@@ -1,13 +1,15 @@
 // The collector's JSON query API, mounted on the dashboard port. Every bad parameter is a 400
 // whose message names the parameter and what it accepts.
 import express, { type Router } from 'express';
-import type { Store } from '../db/index';
+import type { Collector } from './index';
 import type { TraceSearch } from '../common/types';
 import { msToNs } from '../common/duration';
+import { FINDING_KINDS } from '../common/conventions';
 import { AGENT_KINDS, BadParam, TRACE_ID, durationParam, handler, intParam, one, range, stepParam } from './params';
 
-export function queryApi(store: Store): Router {
+export function queryApi(collector: Collector): Router {
   const api = express.Router();
+  const store = collector.store;
 
   api.get('/services', handler(() => store.queries.listServices()));
 
@@ -64,6 +66,19 @@ export function queryApi(store: Store): Router {
         toNs: msToNs(toMs!),
         stepNs: msToNs(stepMs),
       });
+    }),
+  );
+
+  api.get(
+    '/findings',
+    handler((req) => {
+      const { fromMs, toMs } = range(req, 15 * 60_000);
+      const kinds = one(req, 'kind')?.split(',');
+      const unknown = kinds?.find((k) => !(FINDING_KINDS as readonly string[]).includes(k));
+      if (unknown !== undefined) throw new BadParam(`kind: "${unknown}" is not a finding kind; use one or more of ${FINDING_KINDS.join(', ')}, separated by commas`);
+      const resource = one(req, 'resource');
+      const findings = collector.findings({ service: one(req, 'service') || undefined, fromNs: msToNs(fromMs!), toNs: msToNs(toMs!), stepNs: msToNs(toMs! - fromMs!) });
+      return findings.filter((f) => (!kinds || kinds.includes(f.kind)) && (resource === undefined || f.resource === resource));
     }),
   );
 

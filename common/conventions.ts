@@ -24,7 +24,14 @@ export const BLOCK_THRESHOLD_MS = 'stallscope.block.threshold_ms';
 export const BLOCK_CAPTURED = 'stallscope.block.stack_captured';
 export const BLOCK_CAPTURE_ERROR = 'stallscope.block.capture_error';
 export const BLOCK_AFTER_CAPTURE_MS = 'stallscope.block.after_capture_ms';
-export const BLOCK_FRAMES = 'stallscope.block.frames';
+/**
+ * Whose code was running when the loop blocked: `app` (a frame of user code is on the stack),
+ * `dependency` (only node_modules below Node's own), `telemetry` (the agent or OpenTelemetry, e.g.
+ * an exporter serialising a batch), `runtime` (Node's own frames only).
+ */
+export const BLOCK_ORIGIN = 'stallscope.block.origin';
+export const BLOCK_ORIGINS = { app: 'app', dependency: 'dependency', telemetry: 'telemetry', runtime: 'runtime' } as const;
+export type BlockOrigin = (typeof BLOCK_ORIGINS)[keyof typeof BLOCK_ORIGINS];
 
 // Blocking synchronous calls.
 export const SYNC_API = 'stallscope.sync.api';
@@ -107,3 +114,6 @@ export const POOL_METRICS = {
 
 /** Every `stallscope.kind` the agent puts on its spans. */
 export const AGENT_KINDS: readonly string[] = [KINDS.loopBlock, KINDS.syncCall, LOCK_KINDS.wait, LOCK_KINDS.held, THREADPOOL_KIND, POOL_KIND];
+
+/** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
+export const FINDING_KINDS = ['loop-blocked', 'sync-call', 'lock-contention', 'shared-lock', 'lock-held', 'threadpool-saturated', 'pool-queueing'] as const;

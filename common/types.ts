@@ -1,5 +1,6 @@
 // Types shared by the collector, the storage layer and the dashboard. Everything that crosses a
 // module boundary (or the writer thread's message port) is declared here and nowhere else.
+import type { FINDING_KINDS } from './conventions';
 
 /** An OTLP AnyValue flattened to plain JSON: bytes become base64 strings, kvlists objects. */
 export type AttrValue = string | number | boolean | null | AttrValue[] | { [key: string]: AttrValue };
@@ -187,4 +188,35 @@ export interface MetricResult {
   unit: string | null;
   description: string | null;
   series: MetricSeries[];
+}
+
+export type FindingKind = (typeof FINDING_KINDS)[number];
+export type Severity = 'warning' | 'critical';
+
+/** User code: a function and where it is. */
+export interface CodeLocation {
+  function: string;
+  file: string;
+  line: number;
+}
+
+/** One diagnosis for one service over a window: what costs time, where, and what to do. */
+export interface Finding {
+  kind: FindingKind;
+  severity: Severity;
+  service: string;
+  title: string;
+  /** Plain words: what happened, why it costs time, and the fix. */
+  detail: string;
+  /** Time lost in the window (waits, blocked loop), the ranking key. */
+  impactMs: number;
+  /** Episodes, calls, waits or tasks behind it. */
+  count: number;
+  /** The lock or pool. */
+  resource?: string;
+  location?: CodeLocation;
+  /** A few example traces. */
+  traceIds: string[];
+  /** The figures the detail quotes, by name, for the UI and for alert rules. */
+  figures: Record<string, number>;
 }

@@ -83,7 +83,7 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
   if (options.token) app.use(requireToken(options.token));
   else app.use(loopbackHostOnly);
   app.use('/api/dash', dashboardApi(collector.store));
-  app.use('/api', queryApi(collector.store));
+  app.use('/api', queryApi(collector));
   app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));
   for (const [path, module] of Object.entries(PAGES)) app.get(path, (_req, res) => res.type('html').send(shell(module)));
   app.use(express.static(PUBLIC, { index: false }));

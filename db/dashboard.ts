@@ -67,6 +67,14 @@ export interface LockRow {
   timeouts: number;
 }
 
+export interface LockPair {
+  waiterSite: string;
+  holderSite: string;
+  count: number;
+  totalMs: number;
+  maxMs: number;
+}
+
 /** A chart's worth: one line (or stack) per name, a value per step. */
 export interface Chart {
   times: string[];
@@ -282,7 +290,10 @@ export class DashboardQueries {
       const wait: Histogram = { count: b.waitCount, sum: b.waitSum, bounds: b.bounds, counts: b.waitCounts };
       // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
       const zeros = Math.max(0, b.acquisitions - b.contended);
-      const ms = (v: number | null) => (v === null ? null : v * 1000);
+      const msOf = (v: number | null) => (v === null ? null : v * 1000);
+      const max = waitMax.get(`${service}\u0000${lock}`) ?? (wait.count ? quantile(wait, 1)! * 1000 : 0);
+      // A percentile read off bucket bounds can exceed the longest wait the spans measured.
+      const ms = (v: number | null) => (v === null ? null : Math.min(v * 1000, max));
       out.push({
         service,
         lock,
@@ -294,13 +305,32 @@ export class DashboardQueries {
         waitP50Ms: ms(quantile(wait, 0.5, zeros)),
         waitP95Ms: ms(quantile(wait, 0.95, zeros)),
         waitP99Ms: ms(quantile(wait, 0.99, zeros)),
-        waitMaxMs: waitMax.get(`${service}\u0000${lock}`) ?? (wait.count ? ms(quantile(wait, 1)) : 0),
-        holdP95Ms: ms(quantile({ count: b.holdCount, sum: b.holdSum, bounds: b.bounds, counts: b.holdCounts }, 0.95)),
+        waitMaxMs: max,
+        holdP95Ms: msOf(quantile({ count: b.holdCount, sum: b.holdSum, bounds: b.bounds, counts: b.holdCounts }, 0.95)),
         maxQueue: b.maxPending,
         timeouts: b.timeouts,
       });
     }
     return out.sort((a, b) => b.totalWaitMs - a.totalWaitMs);
+  }
+
+  /** Who waited on whom at one lock: waiter site by holder site, most waiting first. */
+  lockPairs(name: string, w: Window): LockPair[] {
+    const [from, to] = this.minutes(w);
+    const svc = w.service ?? null;
+    return (this.pairs.all(name, from, to, svc, svc) as Array<{ waiter_site: string; holder_site: string; count: bigint; total_ns: bigint; max_ns: bigint }>).map((p) => ({
+      waiterSite: p.waiter_site,
+      holderSite: p.holder_site,
+      count: Number(p.count),
+      totalMs: nsToMs(p.total_ns),
+      maxMs: nsToMs(p.max_ns),
+    }));
+  }
+
+  /** A histogram metric's count and sum (seconds) over the whole window, per service and attributes. */
+  histogramTotals(name: string, w: Window): Array<{ service: string; attributes: Attributes; count: number; sum: number }> {
+    const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.toNs - w.fromNs });
+    return m.series.map((s) => ({ service: s.service, attributes: s.attributes, count: s.steps[0]?.count ?? 0, sum: s.steps[0]?.sum ?? 0 }));
   }
 
   /** One lock: its wait and hold histograms, who waited on whom, the slowest waits. */
@@ -309,15 +339,7 @@ export class DashboardQueries {
     for (const e of this.lockBuckets(w, name).values()) mergeBucket(b, e.b);
     const wait: Histogram = { count: b.waitCount, sum: b.waitSum, bounds: b.bounds, counts: b.waitCounts };
     const hold: Histogram = { count: b.holdCount, sum: b.holdSum, bounds: b.bounds, counts: b.holdCounts };
-    const [from, to] = this.minutes(w);
-    const svc = w.service ?? null;
-    const pairs = (this.pairs.all(name, from, to, svc, svc) as Array<{ waiter_site: string; holder_site: string; count: bigint; total_ns: bigint; max_ns: bigint }>).map((p) => ({
-      waiterSite: p.waiter_site,
-      holderSite: p.holder_site,
-      count: Number(p.count),
-      totalMs: nsToMs(p.total_ns),
-      maxMs: nsToMs(p.max_ns),
-    }));
+    const pairs = this.lockPairs(name, w);
     const sites = new Map<string, { site: string; count: number; totalMs: number }>();
     for (const p of pairs) {
       const s = sites.get(p.waiterSite) ?? { site: p.waiterSite, count: 0, totalMs: 0 };

@@ -9,7 +9,7 @@ import type { WriteBatch } from '../common/types';
 
 export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
 export type { Queries } from './queries';
-export type { DashboardQueries, Window } from './dashboard';
+export type { AgentSpanRow, DashboardQueries, LockRow, Window } from './dashboard';
 
 export interface StoreOptions {
   path: string;

@@ -10,9 +10,9 @@ import { packageRoot } from '../common/package-root';
 
 export const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
 
-/** The 1-based line of a `MARK:name` comment in a fixture. */
-export function markLine(file: string, mark: string): number {
-  const i = readFileSync(join(FIXTURES, file), 'utf8').split('\n').findIndex((l) => l.includes(`MARK:${mark}`));
+/** The 1-based line of a `MARK:name` comment in a fixture (or a file in `dir`). */
+export function markLine(file: string, mark: string, dir = FIXTURES): number {
+  const i = readFileSync(join(dir, file), 'utf8').split('\n').findIndex((l) => l.includes(`MARK:${mark}`));
   assert.ok(i >= 0, `no MARK:${mark} in ${file}`);
   return i + 1;
 }

@@ -1,0 +1,62 @@
+// `stallscope findings`: a running dashboard's findings in a terminal, or as JSON for scripts,
+// with an exit status a CI pipeline can gate on.
+import type { Finding, Severity } from '../common/types';
+import { formatMs } from '../collector/findings';
+
+export interface FindingsOptions {
+  url: string;
+  service?: string;
+  since: string;
+  json: boolean;
+  failOn?: Severity;
+  token?: string;
+}
+
+/** Exit status when a finding reaches the --fail-on level. */
+export const FAIL_EXIT = 3;
+const RANK: Record<Severity, number> = { warning: 1, critical: 2 };
+const WIDTH = 100;
+
+function wrap(text: string, indent: string): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if (line && indent.length + line.length + 1 + word.length > WIDTH) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines.join('\n');
+}
+
+export function formatFinding(f: Finding): string {
+  const where = f.location ? `${f.location.function ? `${f.location.function} ` : ''}${f.location.file}:${f.location.line}` : '';
+  const head = `${f.severity.toUpperCase().padEnd(8)} ${f.service}  ${f.title}  [${f.kind}, ${formatMs(f.impactMs)} lost]`;
+  const lines = [head];
+  if (f.resource) lines.push(`         resource: ${f.resource}`);
+  if (where) lines.push(`         at ${where}`);
+  lines.push(wrap(f.detail, '         '));
+  if (f.traceIds.length) lines.push(`         traces: ${f.traceIds.join(' ')}`);
+  return lines.join('\n');
+}
+
+/** Fetches and prints the findings; resolves with the exit status. */
+export async function printFindings(o: FindingsOptions, write: (text: string) => void): Promise<number> {
+  const url = new URL('/api/findings', o.url);
+  url.searchParams.set('since', o.since);
+  if (o.service) url.searchParams.set('service', o.service);
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: o.token ? { authorization: `Bearer ${o.token}` } : {}, signal: AbortSignal.timeout(30_000) });
+  } catch (err) {
+    throw new Error(`cannot reach ${o.url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}; is 'stallscope serve' running there?`);
+  }
+  const body = (await res.json().catch(() => undefined)) as Finding[] | { error?: string } | undefined;
+  if (!res.ok || !Array.isArray(body)) throw new Error(`${url.href}: ${res.status} ${(body as { error?: string } | undefined)?.error ?? res.statusText}`);
+  if (o.json) write(`${JSON.stringify(body, null, 2)}\n`);
+  else if (body.length === 0) write(`No findings${o.service ? ` for ${o.service}` : ''} in the last ${o.since}.\n`);
+  else write(`${body.map(formatFinding).join('\n\n')}\n`);
+  const worst = Math.max(0, ...body.map((f) => RANK[f.severity] ?? 0));
+  return o.failOn && worst >= RANK[o.failOn] ? FAIL_EXIT : 0;
+}

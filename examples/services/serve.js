@@ -1,0 +1,16 @@
+// Shared by the example services: listen on PORT (or any free port) and say which, so the demo
+// can find each service; stop cleanly on SIGTERM so the agent flushes its telemetry.
+function listen(app) {
+  const server = app.listen(Number(process.env.PORT) || 0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+  });
+  process.once('SIGTERM', () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
+  return server;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+module.exports = { listen, sleep };
