@@ -26,30 +26,29 @@ export function fileOf(url: string): string {
   return url;
 }
 
+const isNodeFrame = (f: Frame) => f.file === '' || f.file.startsWith('node:') || f.file === 'native';
+const isDependencyFrame = (f: Frame) => /[\\/]node_modules[\\/]/.test(f.file);
+const isAgentFrame = (f: Frame) => f.file.startsWith(AGENT_DIR);
+const isTelemetryFrame = (f: Frame) => isAgentFrame(f) || /[\\/]node_modules[\\/]@opentelemetry[\\/]/.test(f.file);
+/** Used by OpenTelemetry's exporters, and on their stacks. */
+const isSerializerFrame = (f: Frame) => /[\\/]node_modules[\\/]@?protobufjs[\\/]/.test(f.file);
+
 /** User code: not Node's own, not a dependency, not the agent. */
 export function isUserFrame(f: Frame): boolean {
-  return (
-    f.file !== '' &&
-    !f.file.startsWith('node:') &&
-    !f.file.includes('/node_modules/') &&
-    !f.file.includes('\\node_modules\\') &&
-    !f.file.startsWith(AGENT_DIR) &&
-    f.file !== 'native'
-  );
+  return !isNodeFrame(f) && !isDependencyFrame(f) && !isAgentFrame(f);
 }
 
-const isTelemetryFrame = (f: Frame) => f.file.startsWith(AGENT_DIR) || /[\\/]node_modules[\\/]@opentelemetry[\\/]/.test(f.file);
-const isDependencyFrame = (f: Frame) => /[\\/]node_modules[\\/]/.test(f.file);
-
 /**
- * Whose code a stack shows. User code anywhere makes it the app's; without any, the agent's or
- * OpenTelemetry's frames (an exporter serialising a batch on a timer) make it the telemetry's own.
+ * Whose code a stack shows. User code anywhere makes it the app's. Without any, it is the
+ * telemetry's own (an exporter serialising a batch on its timer) only if nothing but the agent
+ * and OpenTelemetry is there: instrumentations and the agent's wrappers also sit on the stacks of
+ * the dependencies they wrap.
  */
 export function originOf(frames: Frame[]): BlockOrigin {
   if (frames.some(isUserFrame)) return BLOCK_ORIGINS.app;
-  if (frames.some(isTelemetryFrame)) return BLOCK_ORIGINS.telemetry;
-  if (frames.some(isDependencyFrame)) return BLOCK_ORIGINS.dependency;
-  return BLOCK_ORIGINS.runtime;
+  const code = frames.filter((f) => !isNodeFrame(f));
+  if (code.some(isTelemetryFrame) && code.every((f) => isTelemetryFrame(f) || isSerializerFrame(f))) return BLOCK_ORIGINS.telemetry;
+  return code.length ? BLOCK_ORIGINS.dependency : BLOCK_ORIGINS.runtime;
 }
 
 const V8_FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/;
@@ -70,9 +69,12 @@ export function formatStack(frames: Frame[]): string {
   return frames.map((f) => `    at ${f.function || '<anonymous>'} (${f.file}:${f.line}:${f.column})`).join('\n');
 }
 
-/** The first frame of user code, or the innermost frame when no user code is on the stack. */
+/**
+ * The first frame of user code; without one, the first of a dependency (so that where a package
+ * blocks does not depend on which builtin it was in at the pause), else the innermost.
+ */
 export function topUserFrame(frames: Frame[]): Frame | undefined {
-  return frames.find(isUserFrame) ?? frames[0];
+  return frames.find(isUserFrame) ?? frames.find((f) => !isNodeFrame(f) && !isAgentFrame(f)) ?? frames[0];
 }
 
 /**
@@ -91,7 +93,7 @@ export function captureStack(skip: Function, limit: number): { stack?: string } 
   return holder;
 }
 
-/** code.* attributes for the top user frame (or the top frame when no user code is on the stack). */
+/** code.* attributes for the top user frame (see topUserFrame). */
 export function codeAttributes(frames: Frame[]): Record<string, string | number> {
   const top = topUserFrame(frames);
   const attrs: Record<string, string | number> = { [CODE_STACKTRACE]: formatStack(frames.slice(0, MAX_FRAMES)) };

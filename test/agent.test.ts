@@ -10,6 +10,7 @@ import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestSer
 import { REGISTER, agentEnv, call, markLine, startApp, stop, traceWith, withAgentApp, type App, type SpanJson } from './agent-apps';
 import { packageRoot } from '../common/package-root';
 import {
+  BLOCK_ORIGIN,
   CODE_FILE,
   CODE_FUNCTION,
   CODE_LINE,
@@ -72,6 +73,38 @@ describe('agent attached with --require to an express app', () => {
     assert.equal(block.attributes[CODE_LINE], markLine('blocking-app.js', 'spin'));
     assert.ok(block.durationMs >= 290 && block.durationMs < 400, `duration ${block.durationMs} ms for a 300 ms block`);
     assert.match(block.attributes['code.stacktrace'], /at spinFor \(.*blocking-app\.js:\d+:\d+\)/);
+  });
+
+  it("says whose code blocked, and makes findings of a dependency's episodes but not of the telemetry's own", async () => {
+    const { traceId } = await call(app, '/busy?ms=150');
+    const [busy] = (await traceWith(server, traceId, SPAN_NAMES.loopBlock)).filter((s) => s.name === SPAN_NAMES.loopBlock);
+    assert.equal(busy.attributes[BLOCK_ORIGIN], 'app');
+    // A dependency called through an instrumentation's wrapper is still the dependency's.
+    for (const who of ['telemetry', 'dependency', 'telemetry', 'wrapped']) {
+      await call(app, `/later?who=${who}&ms=300`);
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    const episodes = async (fn: string) =>
+      eventually(
+        async () => {
+          const { body } = await getJson(`${server.api}/api/traces?service=blocking-app&kind=loop-block&attribute=${CODE_FUNCTION}=${fn}`);
+          return body.length === 2 ? body : undefined;
+        },
+        10_000,
+        `two episodes in ${fn}`,
+      );
+    for (const [fn, origin] of [['serializeBatch', 'telemetry'], ['compressAll', 'dependency']]) {
+      for (const t of await episodes(fn)) {
+        const { body } = await getJson(`${server.api}/api/traces/${t.traceId}`);
+        const episode = (body.spans as SpanJson[]).find((s) => s.attributes[CODE_FUNCTION] === fn);
+        assert.equal(episode?.attributes[BLOCK_ORIGIN], origin, fn);
+      }
+    }
+    const { body: findings } = await getJson(`${server.api}/api/findings?service=blocking-app&kind=loop-blocked`);
+    const fns = findings.map((f: { location?: { function: string } }) => f.location?.function);
+    assert.ok(fns.includes('compressAll'), JSON.stringify(findings));
+    assert.ok(!fns.includes('serializeBatch'), 'the telemetry\'s own work is not blamed on the app');
+    assert.match(findings.find((f: { location?: { function: string } }) => f.location?.function === 'compressAll').title, /\(slow-dependency\)$/);
   });
 
   it('reports readFileSync blocked on a slow pipe, as an episode and as a sync call', async () => {

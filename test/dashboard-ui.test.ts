@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { REGISTER, agentEnv, call, markLine, startApp, stop, type App } from './agent-apps';
 import { eventually, getJson, startServer, tempDir, type TestServer } from './helpers';
+import { parseFindingsConfig } from '../collector/findings-config';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
@@ -54,7 +55,12 @@ async function sendHostileSpans(): Promise<void> {
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   mkdirSync(shots, { recursive: true });
-  server = await startServer();
+  // Thresholds low enough for the few requests below to make findings.
+  const findingThresholds = parseFindingsConfig(
+    'loop-blocked: {min-total: 100ms, min-count: 1}\nlock-contention: {min-total-wait: 50ms, min-p95: 1ms}\npool-queueing: {min-total-wait: 20ms, min-wait-to-run: 0.5}\n',
+    'ui-findings.yaml',
+  );
+  server = await startServer({ findingThresholds });
   [shop, worker] = await Promise.all([
     startApp(['--require', REGISTER, 'blocking-app.js'], agentEnv(server, 'shop')),
     startApp(['--import', REGISTER, 'offload-app.mjs'], agentEnv(server, 'worker')),
@@ -216,8 +222,28 @@ describe('dashboard pages in Chromium', () => {
     await context.close();
   });
 
+  it('findings: each page lists its kinds with the culprit, the fix and example traces', async () => {
+    const overview = await open('/?since=15m', 'overview-findings');
+    const blocked = overview.locator('.finding[data-kind="loop-blocked"][data-service="shop"]');
+    assert.match((await blocked.textContent())!, /Event loop blocked in spinFor.*blocking-app\.js:\d+.*Move the CPU work off the main thread/s);
+    await blocked.locator('a.trace-link').first().click();
+    await overview.waitForSelector('body[data-ready="true"] .wf-row.kind-loop-block');
+    await overview.close();
+
+    const lock = await open('/lock?name=account%3A7&since=15m', 'lock-findings');
+    const contention = lock.locator('.finding[data-kind="lock-contention"]');
+    assert.match((await contention.textContent())!, /Hot lock account:7.*async-lock/s);
+    await lock.close();
+
+    const offload = await open('/offload?since=15m&service=worker', 'offload-findings');
+    assert.match((await offload.locator('.finding[data-kind="pool-queueing"]').first().textContent())!, /Tasks wait longer than they run in/);
+    assert.equal(await offload.locator('.finding[data-kind="loop-blocked"]').count(), 0, 'the offload page shows offload findings only');
+    await offload.close();
+  });
+
   it('says so when a window has no data', async () => {
     const page = await open('/locks?from=2020-01-01T00:00:00.000Z&to=2020-01-01T01:00:00.000Z', 'empty');
+    assert.match((await page.textContent('main'))!, /No lock costs time over the thresholds in this window/);
     assert.match((await page.textContent('main'))!, /No lock was acquired in this window/);
     assert.match((await page.textContent('main'))!, /No lock wait of 1 ms or more in this window/);
     await page.close();

@@ -329,3 +329,33 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
 }
 
 export const traceLink = (traceId, spanId, text = 'trace') => el('a', { href: link('/trace', { id: traceId, span: spanId }), class: 'trace-link' }, text);
+
+const LOCK_FINDINGS = ['lock-contention', 'shared-lock', 'lock-held'];
+const FINDING_PAGES = { 'loop-blocked': '/blocking', 'sync-call': '/blocking', 'threadpool-saturated': '/offload', 'pool-queueing': '/offload' };
+
+/** The findings for the page's window and service, of some kinds (all when none given). */
+export const getFindings = (kinds, extra = {}) => api('/api/findings', { kind: kinds?.join(','), ...extra });
+
+function findingItem(f) {
+  const where = f.location ? `${f.location.function ? `${f.location.function} ` : ''}${f.location.file}:${f.location.line}` : null;
+  const href = LOCK_FINDINGS.includes(f.kind) ? link('/lock', { name: f.resource, service: f.service }) : link(FINDING_PAGES[f.kind], { service: f.service });
+  return el(
+    'li',
+    { class: `finding ${f.severity}`, dataset: { kind: f.kind, service: f.service } },
+    el(
+      'div',
+      { class: 'finding-head' },
+      el('span', { class: `severity ${f.severity}` }, f.severity),
+      el('a', { href, class: 'finding-title' }, f.title),
+      el('span', { class: 'finding-meta' }, `${f.service} · ${fmtMs(f.impactMs)} lost · ${f.kind}`),
+    ),
+    where ? el('div', { class: 'finding-where' }, el('code', {}, where)) : null,
+    el('p', { class: 'finding-detail' }, f.detail),
+    f.traceIds.length ? el('div', { class: 'finding-traces' }, 'Examples: ', f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`))) : null,
+  );
+}
+
+/** Findings, most costly first: what costs time, where, and the fix. */
+export function findingsSection(list, emptyText = 'No findings in this window: nothing costs time over the thresholds.') {
+  return section(`Findings (${list.length})`, list.length ? el('ol', { class: 'findings' }, list.map(findingItem)) : empty(emptyText));
+}

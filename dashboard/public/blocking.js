@@ -1,6 +1,6 @@
 // Blocking: episodes of a blocked event loop grouped by the function that blocked, and slow
 // synchronous calls grouped by API and call site. Each group opens its stack and its episodes.
-import { api, el, empty, fmtCount, fmtMs, fmtTime, page, params, section, traceLink, withParams } from './app.js';
+import { api, el, empty, findingsSection, fmtCount, fmtMs, fmtTime, getFindings, page, params, section, traceLink, withParams } from './app.js';
 
 function groups(kind, rows, emptyText) {
   if (!rows.length) return empty(emptyText);
@@ -51,8 +51,9 @@ async function fill(details, kind, g) {
 }
 
 page('Blocking', async (main) => {
-  const b = await api('/api/dash/blocking');
+  const [b, findings] = await Promise.all([api('/api/dash/blocking'), getFindings(['loop-blocked', 'sync-call'])]);
   main.append(
+    findingsSection(findings, 'Nothing blocks the event loop over the thresholds in this window.'),
     section(
       'Event loop blocked in',
       el('p', { class: 'lead' }, 'While these functions ran, the event loop could not serve anything else. Move the work off the loop (a worker pool) or break it up.'),

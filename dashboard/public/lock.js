@@ -1,6 +1,6 @@
 // One lock: its wait and hold histograms, where it is acquired, who waited on whom, and the
 // slowest waits, each linking to its trace.
-import { api, el, empty, fmtCount, fmtMs, fmtTime, histogramChart, page, params, section, table, timeChart, traceLink } from './app.js';
+import { api, el, empty, findingsSection, fmtCount, fmtMs, fmtTime, getFindings, histogramChart, page, params, section, table, timeChart, traceLink } from './app.js';
 
 const name = params().get('name') ?? '';
 page(`Lock ${name}`, async (main) => {
@@ -8,9 +8,10 @@ page(`Lock ${name}`, async (main) => {
     main.append(empty('No lock chosen: open one from the Locks page.'));
     return;
   }
-  const l = await api('/api/dash/lock', { name });
-  const shared = l.pairs.length > 1 && new Set(l.pairs.map((p) => p.holderSite)).size > 1 && new Set(l.pairs.map((p) => p.waiterSite)).size > 1;
+  const [l, findings] = await Promise.all([api('/api/dash/lock', { name }), getFindings(['lock-contention', 'shared-lock', 'lock-held'], { resource: name })]);
+  const shared = findings.some((f) => f.kind === 'shared-lock');
   const parts = [
+    findingsSection(findings, 'This lock costs no time over the thresholds in this window.'),
     el(
       'div',
       { class: 'grid2' },

@@ -1,9 +1,10 @@
 // Locks: every lock resource, sortable, and the wait time of the top ones over time.
-import { api, el, fmtCount, fmtMs, fmtPct, link, page, section, table, timeChart } from './app.js';
+import { api, el, findingsSection, fmtCount, fmtMs, fmtPct, getFindings, link, page, section, table, timeChart } from './app.js';
 
 page('Locks', async (main) => {
-  const { locks, chart } = await api('/api/dash/locks', { top: 5 });
+  const [{ locks, chart }, findings] = await Promise.all([api('/api/dash/locks', { top: 5 }), getFindings(['lock-contention', 'shared-lock', 'lock-held'])]);
   main.append(
+    findingsSection(findings, 'No lock costs time over the thresholds in this window.'),
     section(
       'Wait time per lock (top 5, stacked)',
       el('p', { class: 'lead' }, 'Time requests spent waiting for each lock, per step. Waits of 1 ms or more are counted here.'),

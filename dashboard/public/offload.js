@@ -1,15 +1,16 @@
 // Offload: the libuv threadpool (canary wait, in-flight work against its size, operations that
 // queued) and worker pools (queue wait against run time).
-import { api, el, fmtCount, fmtMs, page, section, table, timeChart } from './app.js';
+import { api, el, findingsSection, fmtCount, fmtMs, getFindings, page, section, table, timeChart } from './app.js';
 
 page('Offload', async (main) => {
-  const o = await api('/api/dash/offload');
+  const [o, findings] = await Promise.all([api('/api/dash/offload'), getFindings(['threadpool-saturated', 'pool-queueing'])]);
   const inFlight = { times: o.inFlight.times, series: [...o.inFlight.series, ...o.size.series] };
   const pools = {
     times: o.poolWait.times,
     series: [...o.poolWait.series.map((s) => ({ ...s, name: `${s.name} queue wait` })), ...o.poolRun.series.map((s) => ({ ...s, name: `${s.name} run time` }))],
   };
   main.append(
+    findingsSection(findings, 'No thread pool costs time over the thresholds in this window.'),
     el(
       'div',
       { class: 'grid2' },

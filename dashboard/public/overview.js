@@ -1,12 +1,12 @@
 // Overview: where each service loses time, at a glance.
-import { api, el, empty, fmtMs, fmtPct, fmtTime, link, page, section, table, timeChart, traceLink } from './app.js';
+import { api, el, empty, findingsSection, fmtMs, fmtPct, fmtTime, getFindings, link, page, section, table, timeChart, traceLink } from './app.js';
 
 const P99 = 'nodejs.eventloop.delay.p99';
 const MAX = 'nodejs.eventloop.delay.max';
 const ELU = 'nodejs.eventloop.utilization';
 
 page('Overview', async (main) => {
-  const o = await api('/api/dash/overview');
+  const [o, findings] = await Promise.all([api('/api/dash/overview'), getFindings()]);
   const lag = { times: o.loop.times, series: o.loop.series.filter((s) => s.name !== ELU) };
   const elu = { times: o.loop.times, series: o.loop.series.filter((s) => s.name === ELU).map((s) => ({ ...s, values: s.values.map((v) => (v === null ? null : v * 100)) })) };
   const worst = (name) => Math.max(0, ...o.loop.series.filter((s) => s.name === name).flatMap((s) => s.values.filter((v) => v !== null)));
@@ -21,6 +21,7 @@ page('Overview', async (main) => {
       el('div', { class: 'kpi' }, el('b', {}, fmtMs(totalBlocked)), el('span', {}, 'event loop blocked')),
       el('div', { class: 'kpi' }, el('b', {}, fmtMs(totalLockWait)), el('span', {}, 'waited for the top locks')),
     ),
+    findingsSection(findings),
     el(
       'div',
       { class: 'grid2' },
