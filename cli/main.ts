@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve } from './serve';
 import { printFindings, type FindingsOptions } from './findings';
-import { ConfigError, loadFindingsConfig } from '../collector/findings-config';
+import { printAlerts } from './alerts';
+import { loadFindingsConfig } from '../collector/findings-config';
+import { ConfigError } from '../collector/config-file';
 import { parseDuration } from '../common/duration';
 import { packageRoot } from '../common/package-root';
 
@@ -19,6 +21,7 @@ Usage: stallscope <command> [options]
 Commands:
   serve     run the OTLP collector and the dashboard on one SQLite file
   findings  print what costs your services time, with the fix (from a running dashboard)
+  alerts    print the alert rules, the alerts pending and firing, and recent state changes
 
 Run 'stallscope <command> --help' for a command's options.
 Options: --help, --version`;
@@ -36,6 +39,8 @@ Options:
   --retention DUR     delete data older than this, e.g. 12h, 7d, 4w; 0 keeps everything (default 7d)
   --otlp-auth         OTLP requests need the token too (Authorization: Bearer <token>)
   --findings FILE     thresholds for findings (YAML or JSON); see docs/findings.md
+  --rules FILE        alert rules and receivers (YAML or JSON); see docs/alerts.md. Default:
+                      <db without .db>.rules.yaml, read if it exists (the dashboard saves there)
   -h, --help          show this help
 
 Environment: STALLSCOPE_TOKEN  a shared secret for the dashboard, its APIs and (--otlp-auth) OTLP`;
@@ -51,6 +56,19 @@ Options:
   --since DUR         the window back from now (default 15m)
   --json              the findings as a JSON array, as GET /api/findings returns them
   --fail-on LEVEL     exit with 3 when any finding is at LEVEL or worse: warning or critical
+  -h, --help          show this help
+
+Environment: STALLSCOPE_TOKEN  sent as a bearer token when the dashboard requires one`;
+
+const ALERTS_HELP = `Usage: stallscope alerts [options]
+
+Prints a running stallscope's alert rules, the alerts pending, firing or recently resolved,
+and the latest state changes.
+
+Options:
+  --url URL           the dashboard (default http://127.0.0.1:7318)
+  --since DUR         how far back the state changes go (default 24h)
+  --json              everything as JSON, as GET /api/alerts returns it
   -h, --help          show this help
 
 Environment: STALLSCOPE_TOKEN  sent as a bearer token when the dashboard requires one`;
@@ -86,6 +104,7 @@ async function runServe(args: string[]): Promise<void> {
       retention: { type: 'string', default: '7d' },
       'otlp-auth': { type: 'boolean', default: false },
       findings: { type: 'string' },
+      rules: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -110,6 +129,7 @@ async function runServe(args: string[]): Promise<void> {
     token,
     otlpAuth: values['otlp-auth'],
     findingThresholds: values.findings === undefined ? undefined : loadFindingsConfig(values.findings),
+    rulesFile: values.rules,
   };
   const running = await serve(options);
   if (!isLoopback(values.host!) && !options.otlpAuth) {
@@ -154,11 +174,33 @@ async function runFindings(args: string[]): Promise<void> {
     process.stdout.write(`${FINDINGS_HELP}\n`);
     return;
   }
-  if (parseDuration(values.since!) instanceof Error) throw new Usage(`--since: ${(parseDuration(values.since!) as Error).message}`);
+  const since = parseDuration(values.since!);
+  if (since instanceof Error) throw new Usage(`--since: ${since.message}`);
   const failOn = values['fail-on'];
   if (failOn !== undefined && failOn !== 'warning' && failOn !== 'critical') throw new Usage(`--fail-on: "${failOn}" is not a level; use warning or critical`);
   const options: FindingsOptions = { url: values.url!, service: values.service, since: values.since!, json: values.json!, failOn, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined };
   process.exitCode = await printFindings(options, (text) => process.stdout.write(text));
+}
+
+async function runAlerts(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      url: { type: 'string', default: 'http://127.0.0.1:7318' },
+      since: { type: 'string', default: '24h' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${ALERTS_HELP}\n`);
+    return;
+  }
+  const since = parseDuration(values.since!);
+  if (since instanceof Error) throw new Usage(`--since: ${since.message}`);
+  await printAlerts({ url: values.url!, since: values.since!, json: values.json!, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined }, (text) => process.stdout.write(text));
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -174,6 +216,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'serve') return runServe(rest);
   if (command === 'findings') return runFindings(rest);
+  if (command === 'alerts') return runAlerts(rest);
   throw new Usage(`unknown command "${command}"`);
 }
 

@@ -1,6 +1,9 @@
 // `stallscope serve`: the collector and the dashboard in one process on one SQLite file.
 import { startCollector, type Collector } from '../collector/index';
+import { existsSync } from 'node:fs';
 import type { FindingThresholds } from '../collector/findings-config';
+import { parseAlertRules } from '../collector/alert-rules';
+import { readConfigText } from '../collector/config-file';
 import { startDashboard, type Dashboard } from '../dashboard/server';
 
 export interface ServeOptions {
@@ -17,6 +20,21 @@ export interface ServeOptions {
   token?: string;
   otlpAuth?: boolean;
   findingThresholds?: FindingThresholds;
+  /** The alert rules file; by default <database>.rules.yaml, read if it exists. */
+  rulesFile?: string;
+  /** Notification and evaluation log lines (default: stdout). */
+  log?: (line: string) => void;
+  alertRetry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
+}
+
+/** Where the dashboard keeps rules when no --rules file is given: beside the database. */
+export const defaultRulesFile = (dbPath: string) => `${dbPath.replace(/\.db$/, '')}.rules.yaml`;
+
+/** The rules to start with; a bad file throws a ConfigError naming its line. */
+function loadRules(o: ServeOptions) {
+  const file = o.rulesFile ?? defaultRulesFile(o.dbPath);
+  const text = o.rulesFile !== undefined || existsSync(file) ? readConfigText(file) : '';
+  return { file, text, rules: parseAlertRules(text, file) };
 }
 
 export interface Running {
@@ -26,7 +44,8 @@ export interface Running {
 }
 
 export async function serve(o: ServeOptions): Promise<Running> {
-  const collector = await startCollector({ ...o, otlpToken: o.otlpAuth ? o.token : undefined });
+  const log = o.log ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const collector = await startCollector({ ...o, otlpToken: o.otlpAuth ? o.token : undefined, alerts: loadRules(o), log });
   let dashboard: Dashboard;
   try {
     dashboard = await startDashboard(collector, { host: o.host, port: o.port, token: o.token });
@@ -34,6 +53,7 @@ export async function serve(o: ServeOptions): Promise<Running> {
     await collector.close();
     throw err;
   }
+  collector.alerts.externalUrl = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${dashboard.port}/alerts`;
   return {
     collector,
     dashboard,

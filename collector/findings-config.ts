@@ -1,10 +1,9 @@
 // Thresholds that decide when a measurement becomes a finding, with defaults that keep a healthy
 // service quiet. A YAML (or JSON) file given to `stallscope serve --findings FILE` overrides
 // any of them; every mistake in it is reported with the file and line.
-import { readFileSync } from 'node:fs';
-import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
-import { parseDuration } from '../common/duration';
+import type { Node } from 'yaml';
 import type { FindingKind } from '../common/types';
+import { ConfigDoc, readConfigText } from './config-file';
 
 type Unit = 'duration' | 'count' | 'share' | 'ratio';
 
@@ -61,66 +60,34 @@ export function defaultThresholds(): FindingThresholds {
   ) as FindingThresholds;
 }
 
-/** A mistake in a configuration file; the message starts with `file:line:`. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-/** The value in milliseconds (durations) or as written, or why it is not acceptable. */
-function parseValue(node: Node, s: Setting): number | Error {
-  const v = isScalar(node) ? node.value : undefined;
-  const expected = (what: string) => new Error(`expected ${what}`);
-  switch (s.unit) {
-    case 'duration':
-      return typeof v === 'string' ? parseDuration(v) : expected('a duration with a unit, e.g. 250ms or 2s');
-    case 'count':
-      return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : expected('a whole number, 0 or more');
-    case 'share':
-      return typeof v === 'number' && v >= 0 && v <= 1 ? v : expected('a number from 0 to 1');
-    case 'ratio':
-      return typeof v === 'number' && v > 0 ? v : expected('a number greater than 0');
-  }
+/** The value (durations in milliseconds), or why it is not acceptable. */
+function parseValue(doc: ConfigDoc, node: Node | null, s: Setting, what: string): number {
+  if (s.unit === 'duration') return doc.duration(node, what);
+  const v = doc.scalar(node);
+  const ok = typeof v === 'number' && (s.unit === 'count' ? Number.isInteger(v) && v >= 0 : s.unit === 'share' ? v >= 0 && v <= 1 : v > 0);
+  if (!ok) throw doc.error(node, `${what}: expected ${s.unit === 'count' ? 'a whole number, 0 or more' : s.unit === 'share' ? 'a number from 0 to 1' : 'a number greater than 0'}`);
+  return v as number;
 }
 
 /** Thresholds from a file's text: the defaults, with what it sets. */
 export function parseFindingsConfig(text: string, file: string): FindingThresholds {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
-  const at = (node: Node | null | undefined, reason: string) => new ConfigError(`${file}:${node?.range ? lines.linePos(node.range[0]).line : 1}: ${reason}`);
-  if (doc.errors.length) {
-    const e = doc.errors[0];
-    throw new ConfigError(`${file}:${e.linePos?.[0].line ?? 1}: ${e.message.split('\n')[0]}`);
-  }
+  const doc = new ConfigDoc(text, file);
   const out = defaultThresholds() as Record<string, Record<string, number>>;
-  const root = doc.contents;
-  if (root === null || (isScalar(root) && root.value === null)) return out as FindingThresholds;
-  if (!isMap(root)) throw at(root, `expected a mapping of finding kinds (${Object.keys(SPEC).join(', ')})`);
-  for (const pair of root.items) {
-    const kindNode = pair.key as Node;
-    const kind = isScalar(kindNode) ? String(kindNode.value) : '';
+  if (doc.root === null) return out as FindingThresholds;
+  const kinds = Object.keys(SPEC);
+  for (const [kind, kindNode, settings] of doc.entries(doc.root, `the finding kinds (${kinds.join(', ')})`)) {
     const spec = (SPEC as Record<string, Record<string, Setting>>)[kind];
-    if (!spec) throw at(kindNode, `unknown finding kind "${kind}"; the kinds are ${Object.keys(SPEC).join(', ')}`);
-    const settings = pair.value as Node | null;
-    if (!isMap(settings)) throw at(settings ?? kindNode, `${kind}: expected a mapping of thresholds (${Object.keys(spec).join(', ')})`);
-    for (const item of settings.items) {
-      const nameNode = item.key as Node;
-      const name = isScalar(nameNode) ? String(nameNode.value) : '';
+    if (!spec) throw doc.error(kindNode, `unknown finding kind "${kind}"; the kinds are ${kinds.join(', ')}`);
+    const names = Object.keys(spec);
+    for (const [name, nameNode, value] of doc.entries(settings ?? kindNode, `${kind}: the thresholds (${names.join(', ')})`)) {
       const s = spec[name];
-      if (!s) throw at(nameNode, `${kind}: unknown threshold "${name}"; it has ${Object.keys(spec).join(', ')}`);
-      const value = parseValue(item.value as Node, s);
-      if (value instanceof Error) throw at((item.value as Node | null) ?? nameNode, `${kind}.${name} (${s.meaning}): ${value.message}`);
-      out[kind][name] = value;
+      if (!s) throw doc.error(nameNode, `${kind}: unknown threshold "${name}"; it has ${names.join(', ')}`);
+      out[kind][name] = parseValue(doc, value ?? nameNode, s, `${kind}.${name} (${s.meaning})`);
     }
   }
   return out as FindingThresholds;
 }
 
 export function loadFindingsConfig(file: string): FindingThresholds {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`${file}: cannot read it: ${(err as Error).message}`);
-  }
-  return parseFindingsConfig(text, file);
+  return parseFindingsConfig(readConfigText(file), file);
 }

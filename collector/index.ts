@@ -4,6 +4,8 @@ import { openStore, type Store, type Window } from '../db/index';
 import type { Finding } from '../common/types';
 import { deriveFindings } from './findings';
 import { defaultThresholds, type FindingThresholds } from './findings-config';
+import { AlertEngine } from './alerts';
+import type { AlertRules } from '../common/types';
 import { closeServer, listen } from '../common/listen';
 
 export interface CollectorOptions {
@@ -19,6 +21,12 @@ export interface CollectorOptions {
   otlpToken?: string;
   /** When a measurement becomes a finding (the defaults, unless a findings file says otherwise). */
   findingThresholds?: FindingThresholds;
+  /** Alert rules, the file they came from (the dashboard saves edits there) and its text. */
+  alerts: { rules: AlertRules; file: string; text: string };
+  /** Where alert notifications and evaluation problems are logged. */
+  log: (line: string) => void;
+  /** Receiver retry policy (tests shorten it). */
+  alertRetry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
 }
 
 export interface Collector {
@@ -27,6 +35,7 @@ export interface Collector {
   stats: ReceiverStats;
   /** What costs time in the window, most costly first. */
   findings(w: Window): Finding[];
+  alerts: AlertEngine;
   close(): Promise<void>;
 }
 
@@ -40,10 +49,14 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
   });
   const thresholds = o.findingThresholds ?? defaultThresholds();
   const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1, token: o.otlpToken });
+  const findings = (w: Window) => deriveFindings(store.dashboard, w, thresholds);
+  const alerts = new AlertEngine({ ...o.alerts, store, findings, log: o.log, retry: o.alertRetry });
   let otlpPort: number;
   try {
+    await alerts.start();
     otlpPort = await listen(receiver.server, o.otlpPort, o.host, '--otlp-port');
   } catch (err) {
+    await alerts.close();
     await store.close();
     throw err;
   }
@@ -51,10 +64,12 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     store,
     otlpPort,
     stats: receiver.stats,
-    findings: (w) => deriveFindings(store.dashboard, w, thresholds),
+    findings,
+    alerts,
     async close() {
       // Stop taking requests first; those in flight are committed by the store's close.
       await closeServer(receiver.server);
+      await alerts.close();
       await store.close();
     },
   };

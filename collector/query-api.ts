@@ -5,6 +5,7 @@ import type { Collector } from './index';
 import type { TraceSearch } from '../common/types';
 import { msToNs } from '../common/duration';
 import { FINDING_KINDS } from '../common/conventions';
+import { ConfigError } from './config-file';
 import { AGENT_KINDS, BadParam, TRACE_ID, durationParam, handler, intParam, one, range, stepParam } from './params';
 
 export function queryApi(collector: Collector): Router {
@@ -81,6 +82,38 @@ export function queryApi(collector: Collector): Router {
       return findings.filter((f) => (!kinds || kinds.includes(f.kind)) && (resource === undefined || f.resource === resource));
     }),
   );
+
+  api.get(
+    '/alerts',
+    handler((req) => {
+      const since = durationParam(req, 'since') ?? 24 * 3_600_000;
+      return { ...collector.alerts.status(), history: store.alerts.history(Date.now() - since, intParam(req, 'limit', 1, 5000, 200)) };
+    }),
+  );
+
+  api.get(
+    '/alerts/summary',
+    handler(() => {
+      const alerts = collector.alerts.status().alerts;
+      return { firing: alerts.filter((a) => a.state === 'firing').length, pending: alerts.filter((a) => a.state === 'pending').length };
+    }),
+  );
+
+  // PUT, never POST: a page elsewhere cannot send one without a CORS preflight, which this
+  // server does not grant, so a browser cannot be used to rewrite the rules.
+  api.put('/alerts/rules', express.text({ type: () => true, limit: '1mb' }), async (req, res) => {
+    if (typeof req.body !== 'string') {
+      res.status(400).json({ error: 'send the rules file (YAML or JSON) as the request body' });
+      return;
+    }
+    try {
+      const rules = await collector.alerts.replaceRules(req.body);
+      res.json({ file: collector.alerts.status().file, rules: rules.rules.length, receivers: rules.receivers.length });
+    } catch (err) {
+      if (err instanceof ConfigError) res.status(400).json({ error: err.message });
+      else res.status(500).json({ error: `could not save the rules: ${(err as Error).message}` });
+    }
+  });
 
   api.use((req, res) => {
     res.status(404).json({ error: `no API endpoint ${req.method} ${req.path}` });

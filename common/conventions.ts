@@ -117,3 +117,17 @@ export const AGENT_KINDS: readonly string[] = [KINDS.loopBlock, KINDS.syncCall, 
 
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
 export const FINDING_KINDS = ['loop-blocked', 'sync-call', 'lock-contention', 'shared-lock', 'lock-held', 'threadpool-saturated', 'pool-queueing'] as const;
+
+/** What alert rules can measure; docs/alerts.md says how each is computed and in what unit. */
+export const ALERT_SIGNALS = [
+  'lock-wait-p95',
+  'lock-wait-p99',
+  'lock-wait-total',
+  'lock-queue',
+  'loop-delay-p99',
+  'loop-delay-max',
+  'blocking-episodes',
+  'threadpool-canary-wait',
+  'pool-queue-wait',
+  'finding',
+] as const;

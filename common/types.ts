@@ -1,6 +1,6 @@
 // Types shared by the collector, the storage layer and the dashboard. Everything that crosses a
 // module boundary (or the writer thread's message port) is declared here and nowhere else.
-import type { FINDING_KINDS } from './conventions';
+import type { ALERT_SIGNALS, FINDING_KINDS } from './conventions';
 
 /** An OTLP AnyValue flattened to plain JSON: bytes become base64 strings, kvlists objects. */
 export type AttrValue = string | number | boolean | null | AttrValue[] | { [key: string]: AttrValue };
@@ -219,4 +219,85 @@ export interface Finding {
   traceIds: string[];
   /** The figures the detail quotes, by name, for the UI and for alert rules. */
   figures: Record<string, number>;
+}
+
+/** What an alert rule measures, per service or per resource (see docs/alerts.md). */
+export type AlertSignal = (typeof ALERT_SIGNALS)[number];
+export type AlertState = 'pending' | 'firing' | 'resolved';
+/** With no data at all for a rule: resolve its alerts, keep their state, or fire. */
+export type NoDataPolicy = 'ok' | 'keep' | 'alerting';
+
+export interface AlertReceiver {
+  name: string;
+  /** Takes the Alertmanager v4 webhook payload. */
+  url: string;
+  timeoutMs: number;
+  /** Extra request headers (e.g. Authorization). */
+  headers: Record<string, string>;
+}
+
+export interface AlertRule {
+  name: string;
+  signal: AlertSignal;
+  /** Globs on the service and the resource (lock or pool); finding rules may also name a kind. */
+  service?: string;
+  resource?: string;
+  kind?: FindingKind;
+  op: '>' | '<';
+  /** Milliseconds for duration signals, a count otherwise. */
+  threshold: number;
+  windowMs: number;
+  forMs: number;
+  severity: Severity;
+  noData: NoDataPolicy;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  receivers: string[];
+  /** Notify a firing alert again this often while it fires. */
+  repeatMs: number;
+  /** 1-based line of the rule in its file, for messages. */
+  line: number;
+}
+
+export interface AlertRules {
+  intervalMs: number;
+  receivers: AlertReceiver[];
+  rules: AlertRule[];
+}
+
+/** One alert: a rule and one label set (its service, its resource). */
+export interface AlertInstance {
+  rule: string;
+  fingerprint: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  state: AlertState;
+  value: number | null;
+  /** Epoch ms: when the condition began to hold, when it fired, when it resolved. */
+  activeSinceMs: number;
+  firedAtMs: number | null;
+  resolvedAtMs: number | null;
+  lastEvalMs: number;
+  /** The last state a receiver was told of, and when. */
+  notifiedState: AlertState | null;
+  notifiedAtMs: number | null;
+}
+
+export interface AlertTransition {
+  timeMs: number;
+  rule: string;
+  fingerprint: string;
+  labels: Record<string, string>;
+  from: AlertState | 'inactive';
+  to: AlertState | 'inactive';
+  value: number | null;
+}
+
+/** Alert state changes, written by the writer thread in one transaction. */
+export interface AlertWrite {
+  upsert: AlertInstance[];
+  remove: Array<{ rule: string; fingerprint: string }>;
+  /** Rules no longer configured: all their instances go. */
+  keepRules?: string[];
+  history: AlertTransition[];
 }

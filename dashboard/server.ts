@@ -36,6 +36,7 @@ const PAGES: Record<string, string> = {
   '/offload': 'offload',
   '/traces': 'traces',
   '/trace': 'trace',
+  '/alerts': 'alerts',
 };
 
 const shell = (module: string) => `<!doctype html>

@@ -16,7 +16,7 @@ import {
   THREADPOOL_METRICS,
 } from '../common/conventions';
 import { nsToIso, nsToMs } from '../common/duration';
-import type { Attributes, MetricSeries } from '../common/types';
+import type { Attributes, MetricSeries, MetricStep } from '../common/types';
 import type { Queries } from './queries';
 import { MINUTE_NS, emptyBucket, mergeBucket, type LockBucket } from './lock-rollup';
 
@@ -327,10 +327,15 @@ export class DashboardQueries {
     }));
   }
 
+  /** A metric folded over the whole window (one step), per service and attributes. */
+  windowTotals(name: string, w: Window): Array<{ service: string; attributes: Attributes; step: MetricStep }> {
+    const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.toNs - w.fromNs });
+    return m.series.map((s) => ({ service: s.service, attributes: s.attributes, step: s.steps[0] ?? { time: '' } }));
+  }
+
   /** A histogram metric's count and sum (seconds) over the whole window, per service and attributes. */
   histogramTotals(name: string, w: Window): Array<{ service: string; attributes: Attributes; count: number; sum: number }> {
-    const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.toNs - w.fromNs });
-    return m.series.map((s) => ({ service: s.service, attributes: s.attributes, count: s.steps[0]?.count ?? 0, sum: s.steps[0]?.sum ?? 0 }));
+    return this.windowTotals(name, w).map((s) => ({ service: s.service, attributes: s.attributes, count: s.step.count ?? 0, sum: s.step.sum ?? 0 }));
   }
 
   /** One lock: its wait and hold histograms, who waited on whom, the slowest waits. */

@@ -5,7 +5,8 @@ import { openReadConnection } from './connection';
 import { Queries } from './queries';
 import { DashboardQueries } from './dashboard';
 import { WriterClient } from './writer-client';
-import type { WriteBatch } from '../common/types';
+import { AlertReads } from './alerts';
+import type { AlertWrite, WriteBatch } from '../common/types';
 
 export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
 export type { Queries } from './queries';
@@ -27,6 +28,9 @@ export interface Store {
   readonly queries: Queries;
   /** The dashboard's aggregations (rollups, agent spans, agent metrics). */
   readonly dashboard: DashboardQueries;
+  /** Alert state and history (the writer thread commits the changes). */
+  writeAlerts(write: AlertWrite): Promise<void>;
+  readonly alerts: AlertReads;
   /** Rows waiting to be committed. */
   readonly backlog: number;
   runRetention(): void;
@@ -56,6 +60,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     write: (batch) => writer.write(batch),
     queries,
     dashboard: new DashboardQueries(reader, queries),
+    writeAlerts: (w) => writer.writeAlerts(w),
+    alerts: new AlertReads(reader),
     get backlog() {
       return writer.backlog;
     },

@@ -158,6 +158,39 @@ const MIGRATIONS: Migration[] = [
     `,
     then: backfillLockRollup,
   },
+  {
+    version: 4,
+    description: 'alert state and history',
+    sql: `
+      -- One row per alert (a rule and a label set) that is pending, firing or recently resolved.
+      CREATE TABLE alert_instances (
+        rule TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        state TEXT NOT NULL,
+        value REAL,
+        active_since_ms INTEGER NOT NULL,
+        fired_at_ms INTEGER,
+        resolved_at_ms INTEGER,
+        last_eval_ms INTEGER NOT NULL,
+        -- The last state a receiver was told of, and when: a restart does not tell it again.
+        notified_state TEXT,
+        notified_at_ms INTEGER,
+        PRIMARY KEY (rule, fingerprint)
+      ) WITHOUT ROWID;
+      CREATE TABLE alert_history (
+        time_ms INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        value REAL
+      );
+      CREATE INDEX alert_history_time ON alert_history (time_ms);
+    `,
+  },
 ];
 
 /** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */

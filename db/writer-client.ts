@@ -1,7 +1,7 @@
 // Main-thread side of the writer thread: hands batches over and resolves once they are committed.
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import type { WriteBatch } from '../common/types';
+import type { AlertWrite, WriteBatch } from '../common/types';
 import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
 import type { RetentionResult } from './writer';
 
@@ -69,6 +69,16 @@ export class WriterClient {
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { rows, resolve, reject });
       this.post({ type: 'write', id, batch });
+    });
+  }
+
+  /** Resolves when the alert changes are committed. */
+  writeAlerts(write: AlertWrite): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { rows: 0, resolve, reject });
+      this.post({ type: 'alerts', id, write });
     });
   }
 

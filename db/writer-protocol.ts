@@ -1,6 +1,6 @@
 // Messages between the collector's main thread and the writer thread.
 import type { RetentionResult } from './writer';
-import type { WriteBatch } from '../common/types';
+import type { AlertWrite, WriteBatch } from '../common/types';
 
 export interface WriterOptions {
   path: string;
@@ -10,7 +10,11 @@ export interface WriterOptions {
   retentionBatchSize: number;
 }
 
-export type ToWriter = { type: 'write'; id: number; batch: WriteBatch } | { type: 'retain-now' } | { type: 'close' };
+export type ToWriter =
+  | { type: 'write'; id: number; batch: WriteBatch }
+  | { type: 'alerts'; id: number; write: AlertWrite }
+  | { type: 'retain-now' }
+  | { type: 'close' };
 
 export type FromWriter =
   | { type: 'ready' }

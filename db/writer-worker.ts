@@ -4,6 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openWriteConnection } from './connection';
 import { BatchWriter, type RetentionResult } from './writer';
+import { AlertWriter } from './alerts';
 import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
 import type { WriteBatch } from '../common/types';
 import { msToNs } from '../common/duration';
@@ -16,10 +17,12 @@ const send = (m: FromWriter) => port.postMessage(m);
 const MAX_ROWS_PER_COMMIT = 50_000;
 
 let writer: BatchWriter;
+let alerts: AlertWriter;
 let db: ReturnType<typeof openWriteConnection>;
 try {
   db = openWriteConnection(options.path);
   writer = new BatchWriter(db);
+  alerts = new AlertWriter(db);
 } catch (err) {
   send({ type: 'fatal', error: (err as Error).message });
   process.exit(1);
@@ -90,7 +93,7 @@ function runRetention(): void {
   if (retentionRunning || options.retentionMs <= 0) return;
   retentionRunning = true;
   const cutoffNs = msToNs(Date.now() - options.retentionMs);
-  const total: RetentionResult = { spans: 0, points: 0, logs: 0, services: 0, rollups: 0 };
+  const total: RetentionResult = { spans: 0, points: 0, logs: 0, services: 0, rollups: 0, alertHistory: 0 };
   const step = () => {
     if (closing) {
       retentionRunning = false;
@@ -109,6 +112,7 @@ function runRetention(): void {
       }
       // The rollups are small, but reaching their old rows scans them: once per run.
       total.rollups += writer.deleteRollupsOlderThan(cutoffNs);
+      total.alertHistory += alerts.deleteHistoryOlderThan(Number(cutoffNs / 1_000_000n));
       send({ type: 'retention', deleted: total, cutoffNs });
     } catch (err) {
       // A busy or failing delete is retried at the next interval; ingest matters more.
@@ -136,6 +140,13 @@ port.on('message', (m: ToWriter) => {
   if (m.type === 'write') {
     pending.push({ id: m.id, batch: m.batch });
     schedule();
+  } else if (m.type === 'alerts') {
+    try {
+      alerts.write(m.write);
+      send({ type: 'committed', ids: [m.id] });
+    } catch (err) {
+      send({ type: 'committed', ids: [m.id], error: (err as Error).message, transient: isTransient(err) });
+    }
   } else if (m.type === 'retain-now') {
     runRetention();
   } else if (m.type === 'close') {

@@ -10,6 +10,7 @@ export interface RetentionResult {
   logs: number;
   services: number;
   rollups: number;
+  alertHistory: number;
 }
 
 const NS_PER_MINUTE = 60_000_000_000n;
@@ -166,6 +167,7 @@ export class BatchWriter {
       logs: this.deleteLogs.run(cutoffNs, limit).changes,
       services: this.deleteServices.run(cutoffNs).changes,
       rollups: 0,
+      alertHistory: 0,
     })).immediate();
   }
 

@@ -8,7 +8,8 @@ import { execFile, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SERVICES, startDemo, type Demo } from '../examples/demo';
-import { ConfigError, defaultThresholds, loadFindingsConfig, parseFindingsConfig } from '../collector/findings-config';
+import { defaultThresholds, loadFindingsConfig, parseFindingsConfig } from '../collector/findings-config';
+import { ConfigError } from '../collector/config-file';
 import type { Finding } from '../common/types';
 import { packageRoot } from '../common/package-root';
 import { eventually, getJson, startServer, tempDir } from './helpers';
@@ -40,8 +41,8 @@ describe('findings thresholds file', () => {
       ['sync-call:\n  min-total: 20 parsecs\n', /^f\.yaml:2: sync-call\.min-total .*"20 parsecs" is not a duration/],
       ['shared-lock:\n  min-cross-share: 1.5\n', /^f\.yaml:2: shared-lock\.min-cross-share .*: expected a number from 0 to 1$/],
       ['loop-blocked:\n  min-count: -1\n', /^f\.yaml:2: .*expected a whole number, 0 or more$/],
-      ['loop-blocked: 5\n', /^f\.yaml:1: loop-blocked: expected a mapping of thresholds/],
-      ['- loop-blocked\n', /^f\.yaml:1: expected a mapping of finding kinds/],
+      ['loop-blocked: 5\n', /^f\.yaml:1: loop-blocked: the thresholds .*: expected a mapping/],
+      ['- loop-blocked\n', /^f\.yaml:1: the finding kinds.*expected a mapping/],
       ['loop-blocked:\n  min-total: 1s\n  min-total: 2s\n', /^f\.yaml:3: Map keys must be unique/],
       ['loop-blocked:\n  min-total: [1s\n', /^f\.yaml:\d: /],
     ];

@@ -16,6 +16,7 @@ const PAGES = [
   ['/blocking', 'Blocking'],
   ['/offload', 'Offload'],
   ['/traces', 'Traces'],
+  ['/alerts', 'Alerts'],
 ];
 
 export const params = () => new URLSearchParams(location.search);
@@ -290,11 +291,13 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     {},
     PAGES.map(([path, label]) => el('a', { href: link(path), class: location.pathname === path || (path !== '/' && location.pathname.startsWith(path)) ? 'active' : undefined }, label)),
   );
+  const alertBadge = el('a', { id: 'alert-badge', class: 'alert-badge', href: link('/alerts'), hidden: true });
   const header = el(
     'header',
     {},
     el('a', { class: 'brand', href: link('/') }, 'stallscope'),
     nav,
+    alertBadge,
     el('div', { class: 'controls' }, services, rangeSelect, custom, el('label', { class: 'refresh' }, refresh, 'Auto-refresh')),
   );
   document.body.replaceChildren(header, main);
@@ -309,7 +312,18 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     })
     .catch(() => undefined);
 
+  const showAlerts = () =>
+    fetch('/api/alerts/summary')
+      .then((r) => (r.ok ? r.json() : null))
+      .then((a) => {
+        if (!a) return;
+        alertBadge.hidden = !a.firing && !a.pending;
+        alertBadge.className = `alert-badge${a.firing ? ' firing' : ''}`;
+        alertBadge.textContent = [a.firing ? `${a.firing} firing` : '', a.pending ? `${a.pending} pending` : ''].filter(Boolean).join(' · ');
+      })
+      .catch(() => undefined);
   const draw = async () => {
+    void showAlerts();
     for (const c of charts) c.destroy();
     charts.clear();
     const content = el('div', { class: 'content' });
@@ -325,6 +339,7 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
   // Auto-refresh only for windows that end now: a custom window does not move.
   setInterval(() => {
     if (refresh.checked && !params().get('to') && document.visibilityState === 'visible') void draw();
+    else void showAlerts();
   }, 30_000);
 }
 

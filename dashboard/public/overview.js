@@ -6,7 +6,7 @@ const MAX = 'nodejs.eventloop.delay.max';
 const ELU = 'nodejs.eventloop.utilization';
 
 page('Overview', async (main) => {
-  const [o, findings] = await Promise.all([api('/api/dash/overview'), getFindings()]);
+  const [o, findings, alerts] = await Promise.all([api('/api/dash/overview'), getFindings(), api('/api/alerts', { since: '1h', limit: 1 })]);
   const lag = { times: o.loop.times, series: o.loop.series.filter((s) => s.name !== ELU) };
   const elu = { times: o.loop.times, series: o.loop.series.filter((s) => s.name === ELU).map((s) => ({ ...s, values: s.values.map((v) => (v === null ? null : v * 100)) })) };
   const worst = (name) => Math.max(0, ...o.loop.series.filter((s) => s.name === name).flatMap((s) => s.values.filter((v) => v !== null)));
@@ -62,7 +62,22 @@ page('Overview', async (main) => {
           : empty('The event loop was not blocked over the threshold in this window.'),
       ),
       section('Thread offload', el('p', { class: 'lead' }, 'Wait a tiny libuv threadpool task would see (the canary), and worker-pool queue waits.'), timeChart(o.offload.canary, { label: (s) => `${s.service} threadpool canary` }), timeChart(o.offload.poolWait, { label: (s) => `${s.service} ${s.name} queue wait`, emptyText: 'No worker-pool tasks in this window.' })),
-      section('Alerts', empty('No alert rules are configured.')),
+      section(
+        'Alerts',
+        alerts.alerts.some((a) => a.state !== 'resolved')
+          ? table(
+              [
+                { key: 'state', label: 'State' },
+                { key: 'rule', label: 'Rule', link: () => link('/alerts') },
+                { key: 'service', label: 'Service', value: (a) => a.labels.service ?? '' },
+                { key: 'resource', label: 'Resource', value: (a) => a.labels.resource ?? '' },
+                { key: 'summary', label: 'Summary', value: (a) => a.annotations.summary ?? '' },
+              ],
+              alerts.alerts.filter((a) => a.state !== 'resolved'),
+              { id: 'overview-alerts', sortable: false },
+            )
+          : empty(alerts.rules.length ? 'No alert is pending or firing.' : 'No alert rules yet: add them on the Alerts page.'),
+      ),
     ),
   );
 });

@@ -1,0 +1,110 @@
+// Alerts: what is firing or pending now, the rules (and their file, edited here with the same
+// validation as at start-up), and the history of state changes.
+import { el, empty, fmtCount, fmtMs, fmtTime, page, section, table } from './app.js';
+
+const DURATION_SIGNALS = new Set(['lock-wait-p95', 'lock-wait-p99', 'lock-wait-total', 'loop-delay-p99', 'loop-delay-max', 'threadpool-canary-wait', 'pool-queue-wait', 'finding']);
+const value = (signal, v) => (v === null || v === undefined ? 'no data' : DURATION_SIGNALS.has(signal) ? fmtMs(v) : fmtCount(v));
+const labelText = (labels) =>
+  Object.entries(labels)
+    .filter(([k]) => k !== 'alertname' && k !== 'severity')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+const state = (s) => el('span', { class: `state ${s}` }, s);
+
+async function load() {
+  const res = await fetch('/api/alerts?since=24h', { headers: { accept: 'application/json' } });
+  if (res.status === 401) location.href = '/login';
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || `${res.status} from /api/alerts`);
+  return body;
+}
+
+function editor(status) {
+  const text = el('textarea', { id: 'rules-text', spellcheck: 'false', 'aria-label': 'Rules file' }, status.text);
+  const message = el('span', { id: 'rules-message', role: 'status' });
+  const save = async () => {
+    message.className = '';
+    message.textContent = 'Checking…';
+    const res = await fetch('/api/alerts/rules', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: text.value });
+    const body = await res.json().catch(() => ({ error: `${res.status}` }));
+    if (res.ok) {
+      message.className = 'ok';
+      message.textContent = `Saved to ${body.file}: ${body.rules} rules, ${body.receivers} receivers. Reloading…`;
+      setTimeout(() => location.reload(), 800);
+    } else {
+      message.className = 'error';
+      message.textContent = body.error;
+    }
+  };
+  return section(
+    'Rules file',
+    el('p', { class: 'lead' }, `YAML or JSON, checked like the file at start-up: nothing is applied unless all of it is valid. Saved to ${status.file}. See docs/alerts.md for the format.`),
+    el('div', { class: 'rules-editor' }, text, el('div', { class: 'actions' }, el('button', { type: 'button', id: 'rules-save', onclick: save }, 'Validate and save'), message)),
+  );
+}
+
+page(
+  'Alerts',
+  async (main) => {
+    const status = await load();
+    const bySignal = Object.fromEntries(status.rules.map((r) => [r.name, r.signal]));
+    const active = status.alerts.filter((a) => a.state !== 'resolved');
+    main.append(
+      section(
+        `Firing and pending (${active.length})`,
+        el('p', { class: 'lead' }, `Evaluated every ${fmtMs(status.intervalMs)}; last ${status.lastEvalMs ? fmtTime(status.lastEvalMs) : 'not yet'}.`),
+        status.lastError ? el('p', { class: 'error' }, status.lastError) : null,
+        table(
+          [
+            { key: 'state', label: 'State', format: (v) => state(v) },
+            { key: 'rule', label: 'Rule' },
+            { key: 'severity', label: 'Severity', value: (r) => r.labels.severity },
+            { key: 'labels', label: 'Labels', value: (r) => labelText(r.labels) },
+            { key: 'value', label: 'Value', numeric: true, format: (v, r) => value(bySignal[r.rule], v) },
+            { key: 'since', label: 'Since', value: (r) => (r.state === 'firing' ? r.firedAtMs : r.activeSinceMs), format: fmtTime },
+            { key: 'summary', label: 'Summary', value: (r) => r.annotations.summary ?? '' },
+          ],
+          active,
+          { id: 'active', sortable: false, emptyText: 'No alert is pending or firing.' },
+        ),
+      ),
+      section(
+        `Rules (${status.rules.length})`,
+        status.rules.length
+          ? table(
+              [
+                { key: 'name', label: 'Rule' },
+                { key: 'signal', label: 'Signal', value: (r) => (r.kind ? `${r.signal} (${r.kind})` : r.signal) },
+                { key: 'filter', label: 'Service / resource', value: (r) => [r.service, r.resource].filter(Boolean).join(' / ') || 'all' },
+                { key: 'when', label: 'When', value: (r) => `${r.op} ${value(r.signal, r.threshold)}` },
+                { key: 'window', label: 'Window', value: (r) => fmtMs(r.windowMs) },
+                { key: 'for', label: 'For', value: (r) => fmtMs(r.forMs) },
+                { key: 'severity', label: 'Severity' },
+                { key: 'noData', label: 'No data' },
+                { key: 'receivers', label: 'Receivers', value: (r) => r.receivers.join(', ') || '–' },
+              ],
+              status.rules,
+              { id: 'rules', sortable: false },
+            )
+          : empty('No rules yet: write some below.'),
+      ),
+      editor(status),
+      section(
+        'State changes (last 24 hours)',
+        table(
+          [
+            { key: 'timeMs', label: 'When', format: fmtTime },
+            { key: 'rule', label: 'Rule' },
+            { key: 'labels', label: 'Labels', value: (r) => labelText(r.labels) },
+            { key: 'change', label: 'Change', value: (r) => `${r.from} → ${r.to}` },
+            { key: 'value', label: 'Value', numeric: true, format: (v, r) => value(bySignal[r.rule], v) },
+          ],
+          status.history,
+          { id: 'history', sortable: false, emptyText: 'No alert changed state in the last 24 hours.' },
+        ),
+      ),
+    );
+  },
+  // The rules editor must not be redrawn under the user's typing.
+  { refresh: false },
+);
