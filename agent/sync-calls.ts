@@ -64,6 +64,8 @@ export class SyncCallWatcher {
     for (const key of Object.keys(zlibApi)) if (key.endsWith('Sync')) this.wrapTimed(zlibApi, key, `zlib.${key}`);
     for (const key of CHILD_PROCESS_SYNC) this.wrapTimed(childProcess as unknown as Record<string, unknown>, key, `child_process.${key}`);
     for (const key of CRYPTO_SYNC) this.wrapTimed(crypto as unknown as Record<string, unknown>, key, `crypto.${key}`);
+    // A sync wait on the main thread (the wrong kind of lock between callbacks).
+    this.wrapTimed(Atomics as unknown as Record<string, unknown>, 'wait', 'Atomics.wait');
     this.wrapJson();
     // ESM named imports of builtins (import { readFileSync } from 'node:fs') see the wrappers too.
     syncBuiltinESMExports();

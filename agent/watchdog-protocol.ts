@@ -22,6 +22,11 @@ export interface EpisodeMessage {
   frames?: Frame[];
   activeSpan?: string;
   error?: string;
+  /**
+   * Process CPU time over wall time from the detection to the end, when that lasted long enough
+   * to tell: near 0 means nothing in the process ran (descheduled, or waiting in a syscall).
+   */
+  cpuRatio?: number;
 }
 
 export type FromWatchdog = EpisodeMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };

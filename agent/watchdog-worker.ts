@@ -21,6 +21,8 @@ interface Episode {
   startHr: bigint;
   count: bigint;
   reported: boolean;
+  detectedHr: bigint;
+  cpu: NodeJS.CpuUsage;
   capture?: Promise<Capture>;
 }
 
@@ -178,7 +180,7 @@ function poll(): void {
   if (last === 0n) return; // not armed until the loop has turned once
   if (!episode) {
     if (process.hrtime.bigint() - last <= thresholdNs) return;
-    const ep: Episode = { startHr: last, count, reported: takeToken() };
+    const ep: Episode = { startHr: last, count, reported: takeToken(), detectedHr: process.hrtime.bigint(), cpu: process.cpuUsage() };
     if (ep.reported && available) ep.capture = capture(ep);
     episode = ep;
     return;
@@ -187,6 +189,10 @@ function poll(): void {
   const ep = episode;
   episode = undefined;
   const endHr = last;
+  const wallUs = Number(process.hrtime.bigint() - ep.detectedHr) / 1000;
+  const cpu = process.cpuUsage(ep.cpu);
+  // Too short a look to tell: 20 ms at least.
+  const cpuRatio = wallUs >= 20_000 ? (cpu.user + cpu.system) / wallUs : undefined;
   void (ep.capture ?? Promise.resolve<Capture>({ error: available ? 'rate limited' : 'inspector unavailable' })).then((c) => {
     const msg: EpisodeMessage = {
       type: 'episode',
@@ -197,6 +203,7 @@ function poll(): void {
       frames: c.frames,
       activeSpan: c.activeSpan,
       error: c.error,
+      cpuRatio,
     };
     port.postMessage(msg);
   });

@@ -7,8 +7,10 @@ import {
   BLOCK_AFTER_CAPTURE_MS,
   BLOCK_CAPTURED,
   BLOCK_CAPTURE_ERROR,
+  BLOCK_CPU_RATIO,
   BLOCK_ORIGIN,
   BLOCK_REPORTED,
+  BLOCK_STARVED,
   BLOCK_THRESHOLD_MS,
   KIND,
   KINDS,
@@ -31,6 +33,9 @@ export interface WatchdogOptions {
   thresholdMs: number;
   maxPerMinute: number;
 }
+
+/** Below this share of one CPU, a block with JavaScript innermost was the machine's doing. */
+const STARVED_CPU_RATIO = 0.25;
 
 export class Watchdog {
   private worker: Worker | undefined;
@@ -120,6 +125,13 @@ export class Watchdog {
       [BLOCK_CAPTURED]: Boolean(m.frames?.length),
     };
     if (m.frames?.length) Object.assign(attributes, codeAttributes(m.frames), { [BLOCK_ORIGIN]: originOf(m.frames) });
+    if (m.cpuRatio !== undefined) {
+      attributes[BLOCK_CPU_RATIO] = m.cpuRatio;
+      // Blocked in a native call (a sync read, a child process) the process waits too, but then
+      // Node's own frame is innermost; JavaScript innermost with no CPU used means it never ran.
+      const inner = m.frames?.[0];
+      attributes[BLOCK_STARVED] = m.cpuRatio < STARVED_CPU_RATIO && inner !== undefined && inner.file !== '' && !inner.file.startsWith('node:');
+    }
     if (m.error) attributes[BLOCK_CAPTURE_ERROR] = m.error;
     if (m.capturedHr !== undefined) attributes[BLOCK_AFTER_CAPTURE_MS] = Number(m.endHr - m.capturedHr) / 1e6;
     const span = this.tracer.startSpan(

@@ -72,7 +72,7 @@ function traceSpans(t: number, startNs: bigint, resource: number): SpanRow[] {
   return spans;
 }
 
-/** The agent's metrics, one export a minute per service: loop delay and every lock. */
+/** The agent's metrics, one export a minute per service: loop delay, every lock, pools, canary. */
 function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPointRow[] {
   const time = nowNs - DAY_NS + BigInt(minute) * 60_000_000_000n;
   const start = nowNs - DAY_NS;
@@ -109,6 +109,16 @@ function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPo
       gauge('stallscope.lock.pending_requests', Math.floor(rand() * 8), attrs()),
     );
   });
+  // Two worker pools and the threadpool canary: the histograms the findings read.
+  const cumulative = (name: string, n: number, attributes: string): MetricPointRow => {
+    const counts = bounds.map((_, j) => Math.floor(n / (j + 2))).concat([0]);
+    return { ...base, name, type: 'histogram', temporality: 2, monotonic: true, count: counts.reduce((a, b) => a + b, 0), sum: n * 0.02, min: 0, max: 0.5, buckets: JSON.stringify({ bounds, counts }), attributes };
+  };
+  for (const pool of ['workers/resize.js', 'workers/pdf.js']) {
+    const attrs = JSON.stringify({ 'stallscope.pool.name': pool, 'stallscope.pool.type': 'piscina' });
+    points.push(cumulative('stallscope.pool.queue_wait', (minute + 1) * 40, attrs), cumulative('stallscope.pool.run_time', (minute + 1) * 40, attrs));
+  }
+  points.push(cumulative('stallscope.threadpool.canary_wait', (minute + 1) * 120, '{}'));
   return points;
 }
 
@@ -163,7 +173,7 @@ async function main(): Promise<void> {
       process.stdout.write(`baseline (health check round trip): p50 ${pct(base, 0.5).toFixed(1)} ms, p95 ${pct(base, 0.95).toFixed(1)} ms; ${CALLS} calls each, target p95 < 100 ms\n`);
       let worst = 0;
       for (const since of ['15m', '1h', '24h']) {
-        for (const path of ['/api/dash/overview', '/api/dash/locks', `/api/dash/lock?name=${encodeURIComponent(LOCKS[0])}&`, '/api/dash/blocking', `/api/dash/blocking/group?key=${encodeURIComponent('renderInvoice (/srv/app/renderInvoice.js:12)')}&`, '/api/dash/offload', '/api/traces?kind=lock-wait&', '/api/traces?minDuration=150ms&']) {
+        for (const path of ['/api/dash/overview', '/api/dash/locks', `/api/dash/lock?name=${encodeURIComponent(LOCKS[0])}&`, '/api/dash/blocking', `/api/dash/blocking/group?key=${encodeURIComponent('renderInvoice (/srv/app/renderInvoice.js:12)')}&`, '/api/dash/offload', '/api/traces?kind=lock-wait&', '/api/traces?minDuration=150ms&', '/api/findings?', '/api/alerts/summary?']) {
           const url = `${api}${path}${path.endsWith('&') ? '' : '?'}since=${since}`;
           const ms = await time(url);
           worst = Math.max(worst, pct(ms, 0.95));

@@ -156,6 +156,17 @@ async function runServe(args: string[]): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
+function dashboardUrl(value: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new Usage(`--url: "${value}" is not an http(s) URL, e.g. http://127.0.0.1:7318`);
+  return value;
+}
+
 async function runFindings(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -178,7 +189,7 @@ async function runFindings(args: string[]): Promise<void> {
   if (since instanceof Error) throw new Usage(`--since: ${since.message}`);
   const failOn = values['fail-on'];
   if (failOn !== undefined && failOn !== 'warning' && failOn !== 'critical') throw new Usage(`--fail-on: "${failOn}" is not a level; use warning or critical`);
-  const options: FindingsOptions = { url: values.url!, service: values.service, since: values.since!, json: values.json!, failOn, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined };
+  const options: FindingsOptions = { url: dashboardUrl(values.url!), service: values.service, since: values.since!, json: values.json!, failOn, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined };
   process.exitCode = await printFindings(options, (text) => process.stdout.write(text));
 }
 
@@ -200,7 +211,7 @@ async function runAlerts(args: string[]): Promise<void> {
   }
   const since = parseDuration(values.since!);
   if (since instanceof Error) throw new Usage(`--since: ${since.message}`);
-  await printAlerts({ url: values.url!, since: values.since!, json: values.json!, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined }, (text) => process.stdout.write(text));
+  await printAlerts({ url: dashboardUrl(values.url!), since: values.since!, json: values.json!, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined }, (text) => process.stdout.write(text));
 }
 
 async function main(argv: string[]): Promise<void> {

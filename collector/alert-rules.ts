@@ -29,15 +29,16 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const RULE_KEYS = ['name', 'signal', 'service', 'resource', 'kind', 'above', 'below', 'window', 'for', 'severity', 'no-data', 'labels', 'annotations', 'receivers', 'repeat'];
 const RECEIVER_KEYS = ['name', 'url', 'timeout', 'headers'];
 
+/** A mapping of text; built with fromEntries so that a key like __proto__ stays a plain key. */
 function strings(doc: ConfigDoc, node: Node | null, what: string, check?: (key: string, keyNode: Node) => void): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Array<[string, string]> = [];
   for (const [key, keyNode, value] of doc.entries(node, what)) {
     check?.(key, keyNode);
     const v = doc.scalar(value);
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw doc.error(value ?? keyNode, `${what}.${key}: expected text`);
-    out[key] = String(v);
+    out.push([key, String(v)]);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
 function receiver(doc: ConfigDoc, node: Node, i: number): AlertReceiver {
@@ -101,10 +102,11 @@ function rule(doc: ConfigDoc, node: Node, i: number, receivers: Set<string>): Al
         if (!LABEL_NAME.test(key)) throw doc.error(k, `${what}: label name "${key}": use letters, digits and _, not starting with a digit`);
       })
     : {};
-  const annotations: Record<string, string> = {};
+  const annotationList: Array<[string, string]> = [];
   for (const [key, keyNode, value] of has('annotations') ? doc.entries(get('annotations'), `${what}: annotations`) : []) {
-    annotations[key] = doc.string(value ?? keyNode, `${what}: annotation ${key}`);
-    for (const m of annotations[key].matchAll(/\{\{\s*([^}]*?)\s*\}\}/g)) {
+    const text = doc.string(value ?? keyNode, `${what}: annotation ${key}`);
+    annotationList.push([key, text]);
+    for (const m of text.matchAll(/\{\{\s*([^}]*?)\s*\}\}/g)) {
       if (!(TEMPLATE_FIELDS as readonly string[]).includes(m[1])) {
         throw doc.error(value, `${what}: annotation ${key} quotes {{${m[1]}}}; it can quote ${TEMPLATE_FIELDS.map((f) => `{{${f}}}`).join(', ')}`);
       }
@@ -131,7 +133,7 @@ function rule(doc: ConfigDoc, node: Node, i: number, receivers: Set<string>): Al
     severity,
     noData,
     labels,
-    annotations,
+    annotations: Object.fromEntries(annotationList),
     receivers: to,
     repeatMs: has('repeat') ? doc.duration(get('repeat'), `${what}: repeat`) : DEFAULT_REPEAT_MS,
     line: doc.line(node),

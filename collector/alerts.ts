@@ -52,9 +52,7 @@ function render(rule: AlertRule, labels: Record<string, string>, value: number |
     threshold: `${rule.op} ${formatValue(rule, rule.threshold)}`,
     severity: rule.severity,
   };
-  const out: Record<string, string> = {};
-  for (const [k, text] of Object.entries(rule.annotations)) out[k] = text.replace(/\{\{\s*([^}]*?)\s*\}\}/g, (_, f: string) => fields[f] ?? '');
-  return out;
+  return Object.fromEntries(Object.entries(rule.annotations).map(([k, text]) => [k, text.replace(/\{\{\s*([^}]*?)\s*\}\}/g, (_, f: string) => fields[f] ?? '')]));
 }
 
 export interface AlertStatus {

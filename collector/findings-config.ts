@@ -76,11 +76,12 @@ export function parseFindingsConfig(text: string, file: string): FindingThreshol
   if (doc.root === null) return out as FindingThresholds;
   const kinds = Object.keys(SPEC);
   for (const [kind, kindNode, settings] of doc.entries(doc.root, `the finding kinds (${kinds.join(', ')})`)) {
-    const spec = (SPEC as Record<string, Record<string, Setting>>)[kind];
+    // Own keys only: a name like __proto__ or toString must not reach Object.prototype.
+    const spec = Object.hasOwn(SPEC, kind) ? (SPEC as Record<string, Record<string, Setting>>)[kind] : undefined;
     if (!spec) throw doc.error(kindNode, `unknown finding kind "${kind}"; the kinds are ${kinds.join(', ')}`);
     const names = Object.keys(spec);
     for (const [name, nameNode, value] of doc.entries(settings ?? kindNode, `${kind}: the thresholds (${names.join(', ')})`)) {
-      const s = spec[name];
+      const s = Object.hasOwn(spec, name) ? spec[name] : undefined;
       if (!s) throw doc.error(nameNode, `${kind}: unknown threshold "${name}"; it has ${names.join(', ')}`);
       out[kind][name] = parseValue(doc, value ?? nameNode, s, `${kind}.${name} (${s.meaning})`);
     }

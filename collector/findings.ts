@@ -5,6 +5,7 @@
 import {
   BLOCK_ORIGIN,
   BLOCK_ORIGINS,
+  BLOCK_STARVED,
   CODE_FILE,
   CODE_FUNCTION,
   CODE_LINE,
@@ -58,19 +59,35 @@ const showLocation = (l: CodeLocation) => (l.function ? `${l.function} (${l.file
 const traceIds = (spans: AgentSpanRow[]) => [...new Set(spans.map((s) => s.traceId))].slice(0, EXAMPLES);
 const sameSite = (service: string, l: CodeLocation) => `${service}\u0000${l.file}:${l.line}`;
 
+/** Python's blocking calls (from the Python agent) and what a coroutine should await instead. */
+const PYTHON_ALTERNATIVES: Array<[RegExp, string]> = [
+  [/^time\.sleep$/, 'await asyncio.sleep(), which lets the loop run other tasks meanwhile'],
+  [/^socket\./, "asyncio streams (asyncio.open_connection) or the loop's sock_* methods on a non-blocking socket"],
+  [/^subprocess\./, 'asyncio.create_subprocess_exec() and await the process'],
+  [/^(os\.read|pathlib\.)/, 'await asyncio.to_thread() around the file work, so a worker thread waits for the disk'],
+  [/^json\.loads$/, 'await asyncio.to_thread(json.loads, text) for documents this large, or smaller payloads'],
+  [/^threading\.Lock\.acquire$/, 'an asyncio.Lock between coroutines; a lock shared with threads is taken in asyncio.to_thread()'],
+];
+
 /** What to call instead of a blocking API. */
 function alternative(api: string): string {
-  const [module, fn] = api.split('.');
+  const python = PYTHON_ALTERNATIVES.find(([re]) => re.test(api));
+  if (python) return python[1];
+  const [module, fn = ''] = api.split('.');
   if (module === 'JSON') {
     return `keep payloads this large off the request path: parse or serialise them in a worker thread (e.g. Piscina), stream them, or make them smaller`;
   }
   const asyncName = fn.replace(/Sync$/, '');
-  if (module === 'fs') return `await fs.promises.${asyncName}() (or the callback fs.${asyncName}), which leaves the loop free while the disk works`;
+  if (module === 'fs') {
+    const promised = fn === 'existsSync' ? 'access' : asyncName;
+    return `await fs.promises.${promised}() (or the callback fs.${promised}), which leaves the loop free while the disk works`;
+  }
   if (module === 'child_process') {
     const async = fn === 'spawnSync' ? 'spawn' : asyncName;
     return `child_process.${async}() (promisified with util.promisify), so the loop runs while the child does`;
   }
   if (module === 'zlib') return `zlib.${asyncName}() (promisified) or a zlib stream, which compress on the libuv threadpool`;
+  if (module === 'Atomics') return 'Atomics.waitAsync(), or an asynchronous lock (async-mutex), so that the main thread is never put to sleep';
   if (module === 'crypto') {
     return `crypto.${asyncName}(), which runs on the libuv threadpool; at a high rate, run it in a worker pool instead so it does not fill that pool`;
   }
@@ -79,8 +96,12 @@ function alternative(api: string): string {
 
 interface SyncSite {
   finding: Finding;
+  api: string;
   totalMs: number;
   maxMs: number;
+  /** Blocking episodes at the same line, folded in. */
+  episodes: number;
+  blockMaxMs: number;
 }
 
 function severity(critical: boolean): Severity {
@@ -94,7 +115,7 @@ function blocking(dash: DashboardQueries, w: Window, th: FindingThresholds): Fin
     const examples = dash.slowest(KINDS.syncCall, g.key, { ...w, service: g.service }, EXAMPLES);
     const location = locationOf(examples[0]?.attributes);
     if (!location) continue;
-    const api = str(examples[0].attributes[SYNC_API]);
+    const api = str(examples[0].attributes[SYNC_API]) || 'a blocking call';
     const finding: Finding = {
       kind: 'sync-call',
       severity: 'warning',
@@ -109,7 +130,7 @@ function blocking(dash: DashboardQueries, w: Window, th: FindingThresholds): Fin
     };
     const key = sameSite(g.service, location);
     // Two slow APIs on one line: the costlier one names the finding.
-    if ((sites.get(key)?.totalMs ?? -1) < g.totalMs) sites.set(key, { finding, totalMs: g.totalMs, maxMs: g.maxMs });
+    if ((sites.get(key)?.totalMs ?? -1) < g.totalMs) sites.set(key, { finding, api, totalMs: g.totalMs, maxMs: g.maxMs, episodes: 0, blockMaxMs: 0 });
   }
 
   const out: Finding[] = [];
@@ -122,10 +143,15 @@ function blocking(dash: DashboardQueries, w: Window, th: FindingThresholds): Fin
     const origin = str(a?.[BLOCK_ORIGIN]) || BLOCK_ORIGINS.app;
     if (!location || origin === BLOCK_ORIGINS.telemetry || origin === BLOCK_ORIGINS.runtime) continue;
     const sync = sites.get(sameSite(g.service, location));
+    // A loop held up by CPU starvation (the process hardly ran) is not this code's doing; the
+    // sample decides for the group, and a sync call on the line still explains its episodes.
+    if (!sync && examples.every((e) => e.attributes[BLOCK_STARVED] === true)) continue;
     if (sync) {
-      // The loop was blocked by the sync call on this line: one culprit, the larger figure.
+      // The loop was blocked by the sync call on this line: one culprit, the larger figures.
       sync.totalMs = Math.max(sync.totalMs, g.totalMs);
       sync.maxMs = Math.max(sync.maxMs, g.maxMs);
+      sync.episodes += g.count;
+      sync.blockMaxMs = Math.max(sync.blockMaxMs, g.maxMs);
       continue;
     }
     if (g.totalMs < t['min-total'] || g.count < t['min-count']) continue;
@@ -140,7 +166,9 @@ function blocking(dash: DashboardQueries, w: Window, th: FindingThresholds): Fin
         `The event loop stopped for ${formatMs(g.totalMs)} in ${plural(g.count, 'episode')} (the longest ${formatMs(g.maxMs)}) while running ` +
         `${showLocation(location)}${inDependency ? `, code of the dependency ${pkg ?? ''} with no code of yours on the stack` : ''}. ` +
         `While it runs, this process does nothing else: every other request, timer and I/O callback waits. ` +
-        `Move the CPU work off the main thread (a worker pool such as Piscina), split it into chunks that yield with setImmediate, or make it cheaper.`,
+        (location.file.endsWith('.py')
+          ? `Move the CPU work off the loop (loop.run_in_executor with a ProcessPoolExecutor: threads share the GIL), split it into chunks with await asyncio.sleep(0) between them, or make it cheaper.`
+          : `Move the CPU work off the main thread (a worker pool such as Piscina), split it into chunks that yield with setImmediate, or make it cheaper.`),
       impactMs: g.totalMs,
       count: g.count,
       location,
@@ -152,9 +180,10 @@ function blocking(dash: DashboardQueries, w: Window, th: FindingThresholds): Fin
   const s = th['sync-call'];
   for (const site of sites.values()) {
     const f = site.finding;
+    f.count = Math.max(f.count, site.episodes);
     if (site.totalMs < s['min-total'] || f.count < s['min-count']) continue;
-    const api = f.title.split(' ')[0];
-    f.severity = severity(site.totalMs >= s['critical-total']);
+    const api = site.api;
+    f.severity = severity(site.totalMs >= s['critical-total'] || site.blockMaxMs >= t['critical-max']);
     f.impactMs = site.totalMs;
     f.figures = { ...f.figures, totalMs: site.totalMs, maxMs: site.maxMs };
     f.detail =
@@ -199,7 +228,7 @@ function limiterAdvice(type: string): string {
 
 function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Finding[] {
   const out: Finding[] = [];
-  const rows = new Map<string, LockRow>(dash.locks(w).map((r) => [`${r.service}\u0000${r.lock}`, r]));
+  const rows = new Map<string, LockRow>(dash.locks(w).map((r) => [`${r.service}\u0000${r.lock}\u0000${r.type}`, r]));
   const reported = new Set<string>();
 
   const h = th['lock-held'];
@@ -210,10 +239,10 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
     if (heldMs < h['min-held']) continue;
     const waiters = Math.max(0, ...spans.map((s) => Number(s.attributes[LOCK_WAITERS]) || 0));
     const holderSite = spans.map((s) => str(s.attributes[LOCK_HOLDER_SITE])).find(Boolean) ?? '';
-    const row = rows.get(`${g.service}\u0000${g.key}`);
+    const row = [...rows.values()].find((r) => r.service === g.service && r.lock === g.key);
     // Waiters of a lock that is never released never finish waiting: count them while it was held.
     const waitedMs = Math.max(row?.totalWaitMs ?? 0, spans.reduce((sum, s) => sum + (Number(s.attributes[LOCK_HELD_MS]) || 0) * (Number(s.attributes[LOCK_WAITERS]) || 0), 0));
-    reported.add(`${g.service}\u0000${g.key}`);
+    if (row) reported.add(`${row.service}\u0000${row.lock}\u0000${row.type}`);
     out.push({
       kind: 'lock-held',
       severity: severity(heldMs >= h['critical-held']),
@@ -235,7 +264,7 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
 
   const c = th['lock-contention'];
   for (const row of rows.values()) {
-    const id = `${row.service}\u0000${row.lock}`;
+    const id = `${row.service}\u0000${row.lock}\u0000${row.type}`;
     if (reported.has(id) || row.totalWaitMs < c['min-total-wait'] || (row.waitP95Ms ?? 0) < c['min-p95']) continue;
     const sw = { ...w, service: row.service };
     const pairs = pairsOf(dash, row.lock, sw);
@@ -327,8 +356,10 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
     const culprits = [...busy].sort((a, b) => b[1] - a[1]);
     const culprit = culprits[0]?.[0];
     const size = Number(sample[0]?.attributes[THREADPOOL_SIZE]) || 4;
-    // Where the work that filled the pool was submitted: it queued too, so it has spans.
-    const submitter = sample.find((s) => s.key === culprit && locationOf(s.attributes)) ?? sample.find((s) => locationOf(s.attributes));
+    // Where the work that filled the pool was submitted, when it queued too (then it has spans);
+    // otherwise where the most waiting happened.
+    const submitter = sample.find((s) => s.key === culprit && locationOf(s.attributes));
+    const waiter = submitter ?? sample.find((s) => locationOf(s.attributes));
     const canary = dash.histogramTotals(THREADPOOL_METRICS.canaryWait, sw).find((c) => c.service === service);
     const canaryMs = canary?.count ? (1000 * canary.sum) / canary.count : undefined;
     const count = waits.reduce((s, x) => s + x.count, 0);
@@ -351,6 +382,7 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
       detail: [
         `All ${size} libuv threads were busy: ${plural(count, 'operation')} waited ${formatMs(totalMs)} in all for a thread (${waitText}).`,
         busyText ? `The threads were busy with ${busyText}${submitter ? `, submitted at ${showLocation(locationOf(submitter.attributes)!)}` : ''}.` : '',
+        !submitter && waiter ? `Most waiting was at ${showLocation(locationOf(waiter.attributes)!)}.` : '',
         canaryMs !== undefined ? `A tiny fs.stat took ${formatMs(canaryMs)} on average.` : '',
         cpuBound
           ? 'CPU-heavy work fills the pool and everything behind it waits: run it in a worker pool (e.g. Piscina) sized to your cores and keep the libuv threads for I/O; raising UV_THREADPOOL_SIZE helps only while cores are idle.'
@@ -361,7 +393,7 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
         .join(' '),
       impactMs: totalMs,
       count,
-      location: submitter ? locationOf(submitter.attributes) : undefined,
+      location: waiter ? locationOf(waiter.attributes) : undefined,
       traceIds: traceIds(sample.filter((s) => s.key !== culprit).concat(sample)),
       figures: { totalWaitMs: totalMs, waits: count, size, ...(canaryMs !== undefined ? { canaryMeanMs: canaryMs } : {}) },
     });

@@ -33,6 +33,7 @@ export function agentSpan(attrs: Attributes): AgentSpan | null {
   if (typeof kind !== 'string') return null;
   switch (kind) {
     case KINDS.loopBlock:
+    case KINDS.nestedLoop:
       return { kind, key: codeKey(attrs) };
     case KINDS.syncCall:
       return { kind, key: `${text(attrs[SYNC_API])} at ${codeKey(attrs)}` };

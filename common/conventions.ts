@@ -6,10 +6,13 @@ export const KIND = 'stallscope.kind';
 export const KINDS = {
   loopBlock: 'loop-block',
   syncCall: 'sync-call',
+  /** Python agent: asyncio.run() or run_until_complete() called inside a running loop. */
+  nestedLoop: 'nested-loop',
 } as const;
 
 export const SPAN_NAMES = {
   loopBlock: 'event loop blocked',
+  nestedLoop: 'nested event loop',
 } as const;
 
 // OpenTelemetry semantic-convention attributes (code.*).
@@ -30,12 +33,22 @@ export const BLOCK_AFTER_CAPTURE_MS = 'stallscope.block.after_capture_ms';
  * an exporter serialising a batch), `runtime` (Node's own frames only).
  */
 export const BLOCK_ORIGIN = 'stallscope.block.origin';
+/** Process CPU time over wall time while the block was watched (absent when too short to tell). */
+export const BLOCK_CPU_RATIO = 'stallscope.block.cpu_ratio';
+/**
+ * The process hardly ran while JavaScript was on the stack: the machine (CPU starvation), not this
+ * code, held the loop up. Findings leave such episodes out.
+ */
+export const BLOCK_STARVED = 'stallscope.block.starved';
 export const BLOCK_ORIGINS = { app: 'app', dependency: 'dependency', telemetry: 'telemetry', runtime: 'runtime' } as const;
 export type BlockOrigin = (typeof BLOCK_ORIGINS)[keyof typeof BLOCK_ORIGINS];
 
 // Blocking synchronous calls.
 export const SYNC_API = 'stallscope.sync.api';
 export const SYNC_BYTES = 'stallscope.sync.bytes';
+
+/** Python agent, on nested-loop spans: `asyncio.run` or `loop.run_until_complete`. */
+export const NESTED_API = 'stallscope.nested.api';
 
 export const METRICS = {
   // OpenTelemetry semantic conventions for the Node.js runtime (seconds, and a ratio).
@@ -110,10 +123,12 @@ export const POOL_METRICS = {
   runTime: 'stallscope.pool.run_time',
   queueSize: 'stallscope.pool.queue_size',
   threads: 'stallscope.pool.threads',
+  /** Python agent: a ThreadPoolExecutor's max_workers. */
+  maxThreads: 'stallscope.pool.max_threads',
 } as const;
 
 /** Every `stallscope.kind` the agent puts on its spans. */
-export const AGENT_KINDS: readonly string[] = [KINDS.loopBlock, KINDS.syncCall, LOCK_KINDS.wait, LOCK_KINDS.held, THREADPOOL_KIND, POOL_KIND];
+export const AGENT_KINDS: readonly string[] = [KINDS.loopBlock, KINDS.syncCall, KINDS.nestedLoop, LOCK_KINDS.wait, LOCK_KINDS.held, THREADPOOL_KIND, POOL_KIND];
 
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
 export const FINDING_KINDS = ['loop-blocked', 'sync-call', 'lock-contention', 'shared-lock', 'lock-held', 'threadpool-saturated', 'pool-queueing'] as const;

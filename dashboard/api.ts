@@ -2,7 +2,8 @@
 // time window (since=15m, or from/to) and optionally one service, with a chart step.
 import express, { type Request, type Router } from 'express';
 import type { Store, Window } from '../db/index';
-import { KINDS, LOCK_KINDS } from '../common/conventions';
+import { KINDS, LOCK_KINDS, POOL_METRICS, THREADPOOL_METRICS } from '../common/conventions';
+import { poolLabel } from '../db/index';
 import { msToNs } from '../common/duration';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
 
@@ -36,7 +37,11 @@ export function dashboardApi(store: Store): Router {
         blockingGroups: episodes,
         latestEpisodes: dash.latest(KINDS.loopBlock, w, 10),
         syncCalls: dash.groups(KINDS.syncCall, w, 5),
-        offload: dash.offload(w),
+        // The overview's two offload charts only, not the whole Offload page.
+        offload: {
+          canary: dash.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
+          poolWait: dash.meanChart(POOL_METRICS.queueWait, w, poolLabel),
+        },
       };
     }),
   );

@@ -121,11 +121,12 @@ export class DashboardQueries {
   private readonly agentSpansByKey: Database.Statement;
   private readonly slowestByKey: Database.Statement;
   private readonly slowestByKeyLong: Database.Statement;
-  private readonly latestAgentSpans: Database.Statement;
+  private readonly latestAgentSpans: [all: Database.Statement, byService: Database.Statement];
   private readonly pairs: Database.Statement;
   private readonly lockRows: Database.Statement;
   private readonly gauge: Record<'max' | 'avg', [all: Database.Statement, byService: Database.Statement]>;
   private readonly keyCount: Database.Statement;
+  private readonly totals: [all: Database.Statement, byService: Database.Statement];
 
   constructor(
     db: Database.Database,
@@ -158,13 +159,11 @@ export class DashboardQueries {
     // A short window: its spans by time, then sorted. A long one: the slowest first, until enough are inside it.
     this.slowestByKey = db.prepare(slowestSql('spans_agent_key')).safeIntegers(true);
     this.slowestByKeyLong = db.prepare(slowestSql('spans_agent_slow')).safeIntegers(true);
-    this.latestAgentSpans = db
-      .prepare(
-        `SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans
-         WHERE agent_kind = ? AND start_ns >= ? AND start_ns < ? AND (? IS NULL OR service = ?)
-         ORDER BY start_ns DESC LIMIT ?`,
-      )
-      .safeIntegers(true);
+    const latestSql = (byService: boolean) => `
+      SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans INDEXED BY ${byService ? 'spans_agent_service' : 'spans_agent'}
+      WHERE agent_kind = @kind ${byService ? 'AND service = @service' : ''} AND start_ns >= @from AND start_ns < @to
+      ORDER BY start_ns DESC LIMIT @limit`;
+    this.latestAgentSpans = [db.prepare(latestSql(false)).safeIntegers(true), db.prepare(latestSql(true)).safeIntegers(true)];
     // With a service, (name, service, time); for all services, (name, time).
     const gaugeSql = (fold: string, byService: boolean) => `
       SELECT service, (time_ns - @from) / @step AS step, ${fold}(value) AS value FROM metric_points
@@ -174,6 +173,21 @@ export class DashboardQueries {
       max: [db.prepare(gaugeSql('max', false)).safeIntegers(true), db.prepare(gaugeSql('max', true)).safeIntegers(true)],
       avg: [db.prepare(gaugeSql('avg', false)).safeIntegers(true), db.prepare(gaugeSql('avg', true)).safeIntegers(true)],
     };
+    // Cumulative points differenced per stream (one process: resource_id) as queryMetric does:
+    // a stream's first point in the window is a baseline unless it started inside the window,
+    // and a smaller count or a new start time is a restart, whose value is all increase.
+    const delta = (col: string) => `CASE WHEN temporality != 2 THEN ${col}
+        WHEN prev_count IS NULL THEN (CASE WHEN start_ns >= @from THEN ${col} ELSE 0 END)
+        WHEN count < prev_count OR start_ns IS NOT prev_start THEN ${col}
+        ELSE ${col} - prev_${col} END`;
+    const totalsSql = (byService: boolean) => `
+      SELECT service, attributes, (time_ns - @from) / @step AS step, sum(${delta('count')}) AS count, sum(${delta('sum')}) AS sum FROM (
+        SELECT service, attributes, temporality, start_ns, time_ns, count, sum,
+          lag(count) OVER w AS prev_count, lag(sum) OVER w AS prev_sum, lag(start_ns) OVER w AS prev_start
+        FROM metric_points WHERE name = @name ${byService ? 'AND service = @service' : ''} AND time_ns >= @from AND time_ns < @to
+        WINDOW w AS (PARTITION BY resource_id, attributes ORDER BY time_ns, rowid))
+      GROUP BY service, attributes, step`;
+    this.totals = [db.prepare(totalsSql(false)).safeIntegers(false), db.prepare(totalsSql(true)).safeIntegers(false)];
     this.keyCount = db
       .prepare(`SELECT sum(count) FROM span_rollup WHERE kind = ? AND minute >= ? AND minute < ? AND key = ? AND (? IS NULL OR service = ?)`)
       .pluck()
@@ -242,7 +256,9 @@ export class DashboardQueries {
   /** The latest agent spans of a kind (and key), newest first. */
   latest(kind: string, w: Window, limit: number, key?: string): AgentSpanRow[] {
     const svc = w.service ?? null;
-    return this.spanRows(key === undefined ? this.latestAgentSpans.all(kind, w.fromNs, w.toNs, svc, svc, limit) : this.agentSpansByKey.all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+    if (key !== undefined) return this.spanRows(this.agentSpansByKey.all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+    const args = { kind, from: w.fromNs, to: w.toNs, limit, ...(w.service ? { service: w.service } : {}) };
+    return this.spanRows(this.latestAgentSpans[w.service ? 1 : 0].all(args));
   }
 
   slowest(kind: string, key: string, w: Window, limit: number): AgentSpanRow[] {
@@ -333,9 +349,29 @@ export class DashboardQueries {
     return m.series.map((s) => ({ service: s.service, attributes: s.attributes, step: s.steps[0] ?? { time: '' } }));
   }
 
+  /**
+   * A histogram metric's count and sum (seconds) per step, per service and attributes: what
+   * queryMetric computes, folded in SQL, which a day of points needs.
+   */
+  histogramSteps(name: string, w: Window): Array<{ service: string; attributes: Attributes; step: number; count: number; sum: number }> {
+    const rows = this.totals[w.service ? 1 : 0].all({ name, from: w.fromNs, to: w.toNs, step: w.stepNs, ...(w.service ? { service: w.service } : {}) }) as Array<{
+      service: string;
+      attributes: string;
+      step: number;
+      count: number | null;
+      sum: number | null;
+    }>;
+    const attrs = new Map<string, Attributes>();
+    return rows.map((r) => {
+      let a = attrs.get(r.attributes);
+      if (!a) attrs.set(r.attributes, (a = JSON.parse(r.attributes) as Attributes));
+      return { service: r.service, attributes: a, step: Number(r.step), count: Number(r.count ?? 0), sum: r.sum ?? 0 };
+    });
+  }
+
   /** A histogram metric's count and sum (seconds) over the whole window, per service and attributes. */
   histogramTotals(name: string, w: Window): Array<{ service: string; attributes: Attributes; count: number; sum: number }> {
-    return this.windowTotals(name, w).map((s) => ({ service: s.service, attributes: s.attributes, count: s.step.count ?? 0, sum: s.step.sum ?? 0 }));
+    return this.histogramSteps(name, { ...w, stepNs: w.toNs - w.fromNs + 1n });
   }
 
   /** One lock: its wait and hold histograms, who waited on whom, the slowest waits. */
@@ -405,23 +441,24 @@ export class DashboardQueries {
     return { times, series };
   }
 
+  /** A histogram's mean per step (ms), one line per service and label. */
+  meanChart(name: string, w: Window, label: (a: Attributes) => string): Chart {
+    const times = stepTimes(w);
+    const merged = new Map<string, { name: string; service: string; sum: number[]; count: number[] }>();
+    for (const r of this.histogramSteps(name, w)) {
+      const id = `${r.service}\u0000${label(r.attributes)}`;
+      let e = merged.get(id);
+      if (!e) merged.set(id, (e = { name: label(r.attributes), service: r.service, sum: times.map(() => 0), count: times.map(() => 0) }));
+      if (r.step >= 0 && r.step < times.length) {
+        e.sum[r.step] += r.sum;
+        e.count[r.step] += r.count;
+      }
+    }
+    return { times, series: [...merged.values()].map((e) => ({ name: e.name, service: e.service, values: e.sum.map((x, i) => (e.count[i] ? (1000 * x) / e.count[i] : null)) })) };
+  }
+
   /** Thread offload over time: the threadpool canary and in-flight counts, and each pool's wait and run. */
   offload(w: Window) {
-    const histogramAvg = (name: string, label: (s: MetricSeries) => string): Chart => {
-      const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
-      const times = m.series[0]?.steps.map((s) => s.time) ?? stepTimes(w);
-      const merged = new Map<string, { name: string; service: string; sum: number[]; count: number[] }>();
-      for (const s of m.series) {
-        const id = `${s.service}\u0000${label(s)}`;
-        const e = merged.get(id) ?? { name: label(s), service: s.service, sum: times.map(() => 0), count: times.map(() => 0) };
-        s.steps.forEach((st, i) => {
-          e.sum[i] += st.sum ?? 0;
-          e.count[i] += st.count ?? 0;
-        });
-        merged.set(id, e);
-      }
-      return { times, series: [...merged.values()].map((e) => ({ name: e.name, service: e.service, values: e.sum.map((x, i) => (e.count[i] ? (1000 * x) / e.count[i] : null)) })) };
-    };
     const gauge = (name: string, label: (s: MetricSeries) => string): Chart => {
       const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
       return {
@@ -430,18 +467,20 @@ export class DashboardQueries {
       };
     };
     const category = (s: MetricSeries) => text(s.attributes[THREADPOOL_CATEGORY] ?? 'all');
-    const pool = (s: MetricSeries) => `${text(s.attributes[POOL_NAME])} (${text(s.attributes[POOL_TYPE])})`;
     return {
-      canary: histogramAvg(THREADPOOL_METRICS.canaryWait, () => 'canary wait'),
+      canary: this.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
       inFlight: gauge(THREADPOOL_METRICS.inFlight, category),
       size: gauge(THREADPOOL_METRICS.size, () => 'threadpool size'),
       threadpoolWaits: this.groups(THREADPOOL_KIND, w),
-      poolWait: histogramAvg(POOL_METRICS.queueWait, pool),
-      poolRun: histogramAvg(POOL_METRICS.runTime, pool),
+      poolWait: this.meanChart(POOL_METRICS.queueWait, w, poolLabel),
+      poolRun: this.meanChart(POOL_METRICS.runTime, w, poolLabel),
       pools: this.groups(POOL_KIND, w),
     };
   }
 }
+
+/** How a pool is labelled in charts: its name and type. */
+export const poolLabel = (a: Attributes) => `${text(a[POOL_NAME])} (${text(a[POOL_TYPE])})`;
 
 /** The start of every step of the window. */
 function stepTimes(w: Window): string[] {

@@ -160,7 +160,7 @@ const MIGRATIONS: Migration[] = [
   },
   {
     version: 4,
-    description: 'alert state and history',
+    description: 'alert state and history; agent spans by service',
     sql: `
       -- One row per alert (a rule and a label set) that is pending, firing or recently resolved.
       CREATE TABLE alert_instances (
@@ -189,6 +189,8 @@ const MIGRATIONS: Migration[] = [
         value REAL
       );
       CREATE INDEX alert_history_time ON alert_history (time_ms);
+      -- One service's latest agent spans of a kind, without walking every other service's.
+      CREATE INDEX spans_agent_service ON spans (agent_kind, service, start_ns) WHERE agent_kind IS NOT NULL;
     `,
   },
 ];

@@ -38,7 +38,7 @@ export const SERVICES: ExampleService[] = [
     pitfalls: 'a CPU loop in a request handler; crypto.pbkdf2Sync on every login (express)',
     expected: ['loop-blocked', 'sync-call'],
     load: [
-      { method: 'GET', path: '/search?q=shoes', clients: 1, thinkMs: 700 },
+      { method: 'GET', path: '/search?q=shoes', clients: 1, thinkMs: 1000 },
       { method: 'POST', path: '/login', clients: 1, thinkMs: 400 },
       { method: 'GET', path: '/product/{n}', clients: 1, thinkMs: 100 },
     ],
@@ -66,14 +66,25 @@ export const SERVICES: ExampleService[] = [
     file: 'images.js',
     pitfalls: 'a one-thread worker pool given four tasks per request (piscina)',
     expected: ['pool-queueing'],
-    load: [{ method: 'POST', path: '/upload', clients: 2, thinkMs: 100 }],
+    load: [{ method: 'POST', path: '/upload', clients: 2, thinkMs: 200 }],
   },
   {
     name: 'crawler',
     file: 'crawler.mjs',
     pitfalls: 'fetches queue on a two-slot limiter; eight pbkdf2 calls at once fill the libuv threadpool (p-limit)',
     expected: ['lock-contention', 'threadpool-saturated'],
-    load: [{ method: 'GET', path: '/crawl?url=site{n}', clients: 2, thinkMs: 500 }],
+    load: [{ method: 'GET', path: '/crawl?url=site{n}', clients: 2, thinkMs: 800 }],
+  },
+  {
+    name: 'inventory',
+    file: 'inventory.py',
+    pitfalls: 'Python asyncio: a CPU loop in a handler, one global asyncio.Lock across a slow write, time.sleep in a coroutine',
+    expected: ['loop-blocked', 'lock-contention', 'sync-call'],
+    load: [
+      { method: 'GET', path: '/reserve/sku-{n}', clients: 3, thinkMs: 20 },
+      { method: 'GET', path: '/report', clients: 1, thinkMs: 1000 },
+      { method: 'GET', path: '/audit', clients: 1, thinkMs: 150 },
+    ],
   },
   {
     name: 'healthy',
@@ -109,8 +120,15 @@ export interface Demo {
 
 const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
 
-function startService(s: ExampleService, otlp: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', REGISTER, join(SERVICES_DIR, s.file)], {
+/** How long a service may take to say which port it listens on. */
+const START_TIMEOUT_MS = 60_000;
+
+/** Starts a service; `started` gets the child at once, so that a failed start can still stop it. */
+function startService(s: ExampleService, otlp: string, env: Record<string, string>, started: (child: ChildProcess) => void): Promise<number> {
+  // Python services run with the Python agent (standard library only) from agent/python.
+  const python = s.file.endsWith('.py');
+  const [command, args] = python ? ['python3', ['-m', 'stallscope_agent', join(SERVICES_DIR, s.file)]] : [process.execPath, ['--import', REGISTER, join(SERVICES_DIR, s.file)]];
+  const child = spawn(command, args, {
     // Locks are named by the file:line that made them, relative to here.
     cwd: packageRoot(),
     env: {
@@ -119,20 +137,29 @@ function startService(s: ExampleService, otlp: string, env: Record<string, strin
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp,
       OTEL_METRIC_EXPORT_INTERVAL: '5000',
       OTEL_BSP_SCHEDULE_DELAY: '1000',
+      PYTHONPATH: join(packageRoot(), 'agent', 'python'),
+      STALLSCOPE_DEMO: '1',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // The services read their stdin to its end: when the demo dies, even by SIGKILL, they stop.
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  started(child);
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
+    const timer = setTimeout(() => reject(new Error(`example service ${s.name} did not say its port within ${START_TIMEOUT_MS / 1000} s: ${err}`)), START_TIMEOUT_MS);
     child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
     child.stdout!.on('data', (d) => {
       out += d;
-      const m = /"port":(\d+)/.exec(out);
-      if (m) resolve({ child, port: Number(m[1]) });
+      const m = /"port":\s*(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
     });
     child.once('exit', (code) => reject(new Error(`example service ${s.name} exited (${code}) before listening: ${err}`)));
+    child.once('error', (e) => reject(new Error(`example service ${s.name} could not start (${command}): ${e.message}`)));
   });
 }
 
@@ -143,9 +170,20 @@ function drive(port: number, load: Load, stopped: AbortSignal, counts: Demo['req
       counts.sent++;
       try {
         const path = load.path.replace('{n}', String(Math.floor(Math.random() * 1000)));
-        const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: load.method, signal: AbortSignal.any([stopped, AbortSignal.timeout(5000)]) });
-        await res.arrayBuffer();
-        if (!res.ok) counts.failed++;
+        // A timer of our own: AbortSignal.timeout inside AbortSignal.any can be collected
+        // before it fires on Node 20 (nodejs/node#57736), which would stall this client.
+        const request = new AbortController();
+        const timer = setTimeout(() => request.abort(), 5000);
+        const stop = () => request.abort();
+        stopped.addEventListener('abort', stop, { once: true });
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: load.method, signal: request.signal });
+          await res.arrayBuffer();
+          if (!res.ok) counts.failed++;
+        } finally {
+          clearTimeout(timer);
+          stopped.removeEventListener('abort', stop);
+        }
       } catch {
         if (!stopped.aborted) counts.failed++;
       }
@@ -185,13 +223,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       if (dir) rmSync(dir, { recursive: true, force: true });
     })());
   try {
-    const started = await Promise.all(
-      SERVICES.map(async (s) => {
-        const { child, port } = await startService(s, otlp, o.env ?? {});
-        children.push(child);
-        return { ...s, port };
-      }),
-    );
+    const started = await Promise.all(SERVICES.map(async (s) => ({ ...s, port: await startService(s, otlp, o.env ?? {}, (child) => children.push(child)) })));
     for (const s of started) for (const load of s.load) clients.push(...drive(s.port, load, stopLoad.signal, requests));
     log(`collector on ${otlp}; ${started.length} example services under load:`);
     for (const s of started) log(`  ${s.name.padEnd(9)} :${s.port}  ${s.pitfalls}`);
@@ -211,12 +243,16 @@ async function main(): Promise<void> {
     },
   });
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const demo = await startDemo({ port: Number(values.port), otlpPort: Number(values['otlp-port']), dbPath: values.db, log });
-  log(`\nDashboard: ${demo.dashboard}\nFindings appear within a minute: open the dashboard, or run\n  node dist/cli/main.js findings --url ${demo.dashboard}\nCtrl-C stops the demo and everything it started.`);
+  // Signals are handled from the start: one during start-up stops what has started so far.
+  let demo: Demo | undefined;
   let stopping = false;
   const onSignal = () => {
-    if (stopping) return;
+    if (stopping) {
+      process.stderr.write('demo: stopped at once\n');
+      process.exit(1);
+    }
     stopping = true;
+    if (!demo) return; // startDemo stops what it started when it fails; see below
     log(`\nstopping (${demo.requests.sent} requests sent, ${demo.requests.failed} failed or timed out)...`);
     demo.stop().then(
       () => process.exit(0),
@@ -228,6 +264,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  demo = await startDemo({ port: Number(values.port), otlpPort: Number(values['otlp-port']), dbPath: values.db, log });
+  if (stopping) {
+    await demo.stop();
+    process.exit(0);
+  }
+  log(`\nDashboard: ${demo.dashboard}\nFindings appear within a minute: open the dashboard, or run\n  node dist/cli/main.js findings --url ${demo.dashboard}\nCtrl-C stops the demo and everything it started.`);
 }
 
 if (require.main === module) {

@@ -241,6 +241,29 @@ describe('dashboard pages in Chromium', () => {
     await offload.close();
   });
 
+  it('alerts: the header shows what fires on every page; the alerts page lists it and checks edited rules', async () => {
+    const rules = 'interval: 1s\nrules:\n  - { name: nobody home, signal: loop-delay-p99, service: nobody, above: 1s, no-data: alerting, annotations: { summary: "no data from {{rule}}" } }\n';
+    const put = await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: rules });
+    assert.equal(put.status, 200);
+    await eventually(async () => ((await getJson(`${server.api}/api/alerts/summary`)).body.firing === 1 ? true : undefined), 10_000, 'the rule to fire');
+    const locks = await open('/locks?since=15m', 'locks-alert-badge');
+    assert.equal(await locks.textContent('#alert-badge'), '1 firing');
+    await locks.close();
+
+    const page = await open('/alerts', 'alerts');
+    assert.match((await page.textContent('#active'))!, /firing.*nobody home.*nodata=true.*no data from nobody home/s);
+    assert.match((await page.textContent('#rules'))!, /nobody home.*loop-delay-p99.*nobody.*> 1\.00 s/s);
+    assert.match((await page.textContent('#history'))!, /inactive → firing/);
+    await page.fill('#rules-text', 'rules:\n  - name: broken\n    signal: loop-delay-p99\n    above: soon\n');
+    await page.click('#rules-save');
+    await page.waitForSelector('#rules-message.error');
+    assert.match((await page.textContent('#rules-message'))!, /rules\.yaml:4: rule "broken": above \(loop-delay-p99 is a duration\): "soon" is not a duration/);
+    assert.equal((await getJson(`${server.api}/api/alerts`)).body.text, rules, 'a bad edit changes nothing');
+    await page.close();
+    // Leave no rule behind for the other tests.
+    assert.equal((await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: '' })).status, 200);
+  });
+
   it('says so when a window has no data', async () => {
     const page = await open('/locks?from=2020-01-01T00:00:00.000Z&to=2020-01-01T01:00:00.000Z', 'empty');
     assert.match((await page.textContent('main'))!, /No lock costs time over the thresholds in this window/);

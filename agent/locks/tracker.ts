@@ -88,12 +88,15 @@ export interface Acquisition {
   ctx: Context;
   /** The oldest holder when this request had to wait. */
   blockedBy?: Acquisition;
-  reportedHeld?: boolean;
+  /** Age (ms) at which a hold still going on is reported (again). */
+  nextHeldReportMs?: number;
   /** Ended without a hold (failed, timed out, cancelled): a late grant from the library is ignored. */
   settled?: boolean;
   /** Undoes what an adapter attached while the request waits (an abort listener); run once it ends. */
   detach?: () => void;
 }
+
+const HELD_REPORT_MAX_GAP_MS = 60_000;
 
 /** Frames kept for a lock site: enough to climb out of the library into the caller. */
 const LOCK_STACK_FRAMES = 12;
@@ -404,8 +407,10 @@ export class LockTracker {
         if (r.waiting === 0) continue;
         for (const h of r.holders) {
           const age = now - h.grantedAt!;
-          if (h.reportedHeld || age < this.options.heldThresholdMs) continue;
-          h.reportedHeld = true;
+          if (age < (h.nextHeldReportMs ?? this.options.heldThresholdMs)) continue;
+          // Again at twice the age, then every minute: a lock never released stays visible,
+          // with how long it has been held and how many wait now.
+          h.nextHeldReportMs = age + Math.min(age, HELD_REPORT_MAX_GAP_MS);
           this.emit(LOCK_SPAN_NAMES.held, LOCK_KINDS.held, h, h.grantedAt!, now, {
             [LOCK_HELD_MS]: age,
             [LOCK_WAITERS]: r.waiting,

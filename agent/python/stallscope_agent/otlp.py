@@ -1,0 +1,190 @@
+"""OTLP/JSON over HTTP with urllib, from one background thread: spans are batched and the queue is
+bounded, so recording never blocks the event loop and a collector that is down costs memory only
+up to the bound."""
+
+import atexit
+import collections
+import json
+import os
+import platform
+import sys
+import threading
+import time
+import urllib.request
+
+from . import safety
+from .metrics import Registry
+
+_VERSION = "0.1.0"
+
+
+def _value(v):
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    return {"stringValue": str(v)}
+
+
+def attributes(d):
+    return [{"key": k, "value": _value(v)} for k, v in (d.items() if isinstance(d, dict) else d)]
+
+
+def span_json(s):
+    out = {
+        "traceId": s.trace_id,
+        "spanId": s.span_id,
+        "name": s.name,
+        "kind": s.kind,
+        "startTimeUnixNano": str(s.start_ns),
+        "endTimeUnixNano": str(s.end_ns),
+        "attributes": attributes(s.attributes),
+    }
+    if s.parent_id:
+        out["parentSpanId"] = s.parent_id
+    if s.status:
+        out["status"] = {"code": s.status[0], "message": s.status[1]}
+    if s.events:
+        out["events"] = [{"name": n, "timeUnixNano": str(t), "attributes": attributes(a)} for n, t, a in s.events]
+    return out
+
+
+def metrics_json(reg, now_ns):
+    out = []
+    start = str(reg.start_ns)
+    now = str(now_ns)
+    by_name = collections.defaultdict(list)
+    for (name, attrs), (unit, h) in list(reg.histograms.items()):
+        point = {
+            "attributes": attributes(attrs),
+            "startTimeUnixNano": start,
+            "timeUnixNano": now,
+            "count": str(h.count),
+            "sum": h.sum,
+            "bucketCounts": [str(c) for c in list(h.counts)],
+            "explicitBounds": h.bounds,
+        }
+        if h.min is not None:
+            point["min"] = h.min
+            point["max"] = h.max
+        by_name[(name, unit, "histogram")].append(point)
+    for (name, attrs), (unit, c) in list(reg.counters.items()):
+        by_name[(name, unit, "sum")].append({"attributes": attributes(attrs), "startTimeUnixNano": start, "timeUnixNano": now, "asInt": str(int(c.n))})
+    for name, (unit, read) in list(reg.gauges.items()):
+        try:
+            values = read()
+        except Exception as err:
+            safety.report(f"metric {name}", err)
+            continue
+        for attrs, v in values:
+            by_name[(name, unit, "gauge")].append({"attributes": attributes(attrs), "timeUnixNano": now, "asDouble": float(v)})
+    for (name, unit, kind), points in by_name.items():
+        if kind == "histogram":
+            out.append({"name": name, "unit": unit, "histogram": {"aggregationTemporality": 2, "dataPoints": points}})
+        elif kind == "sum":
+            out.append({"name": name, "unit": unit, "sum": {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": points}})
+        else:
+            out.append({"name": name, "unit": unit, "gauge": {"dataPoints": points}})
+    return out
+
+
+class Exporter:
+    def __init__(self, config, registry: Registry, before_metrics=None):
+        self.config = config
+        self.registry = registry
+        self.before_metrics = before_metrics
+        self.queue = collections.deque()
+        self.dropped = 0
+        self.wake = threading.Event()
+        self.stopped = False
+        resource = dict(config.resource_attributes)
+        resource.update(
+            {
+                "service.name": config.service_name,
+                "telemetry.sdk.name": "stallscope",
+                "telemetry.sdk.language": "python",
+                "telemetry.sdk.version": _VERSION,
+                "process.pid": os.getpid(),
+                "process.runtime.name": sys.implementation.name,
+                "process.runtime.version": platform.python_version(),
+            }
+        )
+        self.resource = {"attributes": attributes(resource)}
+        self.scope = {"name": "stallscope", "version": _VERSION}
+        self.thread = threading.Thread(target=self._run, name="stallscope-exporter", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        atexit.register(self.shutdown)
+
+    def add(self, span):
+        if len(self.queue) >= self.config.max_queued_spans:
+            self.dropped += 1
+            return
+        self.queue.append(span)
+        if len(self.queue) >= 512:
+            self.wake.set()
+
+    def _post(self, path, body):
+        req = urllib.request.Request(
+            self.config.endpoint + path,
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json", **self.config.headers},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as res:
+            res.read()
+
+    def flush_spans(self):
+        while self.queue:
+            batch = []
+            while self.queue and len(batch) < 512:
+                batch.append(self.queue.popleft())
+            body = {"resourceSpans": [{"resource": self.resource, "scopeSpans": [{"scope": self.scope, "spans": [span_json(s) for s in batch]}]}]}
+            try:
+                self._post("/v1/traces", body)
+            except Exception as err:
+                safety.report(f"exporting spans to {self.config.endpoint}", err)
+                return
+
+    def flush_metrics(self):
+        if self.before_metrics:
+            self.before_metrics()
+        metrics = metrics_json(self.registry, time.time_ns())
+        if not metrics:
+            return
+        body = {"resourceMetrics": [{"resource": self.resource, "scopeMetrics": [{"scope": self.scope, "metrics": metrics}]}]}
+        try:
+            self._post("/v1/metrics", body)
+        except Exception as err:
+            safety.report(f"exporting metrics to {self.config.endpoint}", err)
+
+    def _run(self):
+        next_metrics = time.monotonic() + self.config.metric_interval_s
+        while not self.stopped:
+            self.wake.wait(min(self.config.span_delay_s, max(0.0, next_metrics - time.monotonic())))
+            self.wake.clear()
+            if self.stopped:
+                break
+            try:
+                self.flush_spans()
+                if time.monotonic() >= next_metrics:
+                    next_metrics = time.monotonic() + self.config.metric_interval_s
+                    self.flush_metrics()
+            except Exception as err:
+                safety.report("exporter", err)
+
+    def shutdown(self):
+        """At exit: what is queued, and the metrics, sent once (each request bounded by its timeout)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.wake.set()
+        self.thread.join(2)
+        try:
+            self.flush_spans()
+            self.flush_metrics()
+        except Exception as err:
+            safety.report("exporter", err)

@@ -1,0 +1,115 @@
+"""Shared by the Python agent's tests: a real OTLP/HTTP receiver on a free loopback port, and
+programs run the way users run them, with `python -m stallscope_agent`."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+AGENT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(AGENT_ROOT))
+
+
+class Sink:
+    """Everything an agent sent, decoded from OTLP/JSON."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+
+    def spans(self):
+        out = []
+        with self.lock:
+            for path, body in self.requests:
+                if path == "/v1/traces":
+                    for rs in body["resourceSpans"]:
+                        for ss in rs["scopeSpans"]:
+                            for s in ss["spans"]:
+                                s["attrs"] = {a["key"]: next(iter(a["value"].values())) for a in s.get("attributes", [])}
+                                out.append(s)
+        return out
+
+    def metrics(self, name):
+        """Data points of a metric, latest request last."""
+        out = []
+        with self.lock:
+            for path, body in self.requests:
+                if path != "/v1/metrics":
+                    continue
+                for rm in body["resourceMetrics"]:
+                    for sm in rm["scopeMetrics"]:
+                        for m in sm["metrics"]:
+                            if m["name"] == name:
+                                data = m.get("histogram") or m.get("sum") or m.get("gauge")
+                                for p in data["dataPoints"]:
+                                    p["attrs"] = {a["key"]: next(iter(a["value"].values())) for a in p.get("attributes", [])}
+                                    out.append(p)
+        return out
+
+    def resources(self):
+        with self.lock:
+            return [{a["key"]: next(iter(a["value"].values())) for a in body[k][0]["resource"]["attributes"]} for path, body in self.requests for k in ("resourceSpans", "resourceMetrics") if k in body]
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            with s.lock:
+                s.requests.append((self.path, body))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    s.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    yield s
+    server.shutdown()
+    server.server_close()
+
+
+def agent_env(endpoint, **extra):
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONPATH": AGENT_ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_SERVICE_NAME": "py-test",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+            "STALLSCOPE_BLOCK_THRESHOLD_MS": "50",
+        }
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_program(tmp_path, source, endpoint, agent=True, timeout=60, **env):
+    """Writes `source` to app.py and runs it (with the agent unless told not to)."""
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(source))
+    cmd = [sys.executable, "-m", "stallscope_agent", str(app)] if agent else [sys.executable, str(app)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=agent_env(endpoint, **env), capture_output=True, text=True, timeout=timeout)
+    return r
+
+
+def line_of(tmp_path, mark):
+    """1-based line of the `# MARK:name` comment in app.py."""
+    for i, line in enumerate((tmp_path / "app.py").read_text().splitlines(), 1):
+        if f"MARK:{mark}" in line:
+            return i
+    raise AssertionError(f"no MARK:{mark}")

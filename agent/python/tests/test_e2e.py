@@ -1,0 +1,97 @@
+"""End to end: the Python example service (examples/services/inventory.py) with the agent, under
+load, sending to a real stallscope collector; the findings API names the planted function, the
+hot lock and the blocking call, with their lines."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO, agent_env
+
+CLI = os.path.join(REPO, "dist", "cli", "main.js")
+SERVICE = os.path.join(REPO, "examples", "services", "inventory.py")
+
+
+def mark(name):
+    for i, line in enumerate(open(SERVICE, encoding="utf8").read().splitlines(), 1):
+        if f"MARK:{name}" in line:
+            return i
+    raise AssertionError(name)
+
+
+@pytest.fixture
+def collector(tmp_path):
+    if not os.path.exists(CLI):
+        pytest.fail("the collector is not built: run `npm run build` (npm test does) first")
+    proc = subprocess.Popen(
+        ["node", CLI, "serve", "--db", str(tmp_path / "e2e.db"), "--port", "0", "--otlp-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    m = re.search(r"collecting OTLP on (http://[\d.:]+), dashboard on (http://[\d.:]+)", line)
+    assert m, line + proc.stderr.read()
+    yield {"otlp": m.group(1), "api": m.group(2)}
+    proc.terminate()
+    proc.wait(10)
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as res:
+        return json.loads(res.read())
+
+
+def test_findings_name_the_planted_function_lock_and_call(collector, tmp_path):
+    env = agent_env(collector["otlp"], OTEL_SERVICE_NAME="inventory-py", OTEL_METRIC_EXPORT_INTERVAL="1000", OTEL_BSP_SCHEDULE_DELAY="500")
+    env.pop("STALLSCOPE_BLOCK_THRESHOLD_MS")
+    service = subprocess.Popen([sys.executable, "-m", "stallscope_agent", SERVICE], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = json.loads(service.stdout.readline())["port"]
+        stop = threading.Event()
+
+        def client(path, pause):
+            while not stop.is_set():
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).read()
+                except Exception:
+                    pass
+                time.sleep(pause)
+
+        load = [threading.Thread(target=client, args=(f"/reserve/sku-{i}", 0.02)) for i in range(3)]
+        load += [threading.Thread(target=client, args=("/report", 1.0)), threading.Thread(target=client, args=("/audit", 0.15))]
+        for t in load:
+            t.start()
+        deadline = time.time() + 90
+        kinds = {}
+        while time.time() < deadline:
+            findings = get(f"{collector['api']}/api/findings?service=inventory-py&since=10m")
+            kinds = {f["kind"]: f for f in findings}
+            if {"loop-blocked", "lock-contention", "sync-call"} <= set(kinds):
+                break
+            time.sleep(1)
+        stop.set()
+        for t in load:
+            t.join()
+    finally:
+        service.terminate()
+        service.wait(10)
+    assert set(kinds) == {"loop-blocked", "lock-contention", "sync-call"}, list(kinds)
+    blocked = kinds["loop-blocked"]
+    assert blocked["location"] == {"function": "recount", "file": SERVICE, "line": mark("recount")}
+    lock = kinds["lock-contention"]
+    assert lock["resource"] == f"examples/services/inventory.py:{mark('stock-lock')}"
+    assert lock["location"]["line"] == mark("reserve")
+    sleep = kinds["sync-call"]
+    assert sleep["title"].startswith("time.sleep blocks the event loop in write_audit")
+    assert sleep["location"]["line"] == mark("audit-sleep")
+    # The traces it links to are stored, with the request span the agent's span() opened.
+    trace = get(f"{collector['api']}/api/traces/{blocked['traceIds'][0]}")
+    assert any(s["name"] == "GET /report" for s in trace["spans"])
