@@ -167,51 +167,48 @@ function dashboardUrl(value: string): string {
   return value;
 }
 
-async function runFindings(args: string[]): Promise<void> {
-  const { values } = parseArgs({
+/** The options of the commands that ask a running stallscope; undefined once --help is printed. */
+function clientArgs(args: string[], help: string, since: string, extra: Record<string, { type: 'string' | 'boolean' }>) {
+  const parsed = parseArgs({
     args,
     strict: true,
     allowPositionals: false,
     options: {
       url: { type: 'string', default: 'http://127.0.0.1:7318' },
-      service: { type: 'string' },
-      since: { type: 'string', default: '15m' },
+      since: { type: 'string', default: since },
       json: { type: 'boolean', default: false },
-      'fail-on': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      ...extra,
     },
   });
+  const values = parsed.values as Record<string, string | boolean | undefined>;
   if (values.help) {
-    process.stdout.write(`${FINDINGS_HELP}\n`);
-    return;
+    process.stdout.write(`${help}\n`);
+    return undefined;
   }
-  const since = parseDuration(values.since!);
-  if (since instanceof Error) throw new Usage(`--since: ${since.message}`);
-  const failOn = values['fail-on'];
+  const ms = parseDuration(String(values.since));
+  if (ms instanceof Error) throw new Usage(`--since: ${ms.message}`);
+  return {
+    values,
+    url: dashboardUrl(String(values.url)),
+    since: String(values.since),
+    json: values.json === true,
+    token: process.env.STALLSCOPE_TOKEN?.trim() || undefined,
+  };
+}
+
+async function runFindings(args: string[]): Promise<void> {
+  const a = clientArgs(args, FINDINGS_HELP, '15m', { service: { type: 'string' }, 'fail-on': { type: 'string' } });
+  if (!a) return;
+  const failOn = a.values['fail-on'] as string | undefined;
   if (failOn !== undefined && failOn !== 'warning' && failOn !== 'critical') throw new Usage(`--fail-on: "${failOn}" is not a level; use warning or critical`);
-  const options: FindingsOptions = { url: dashboardUrl(values.url!), service: values.service, since: values.since!, json: values.json!, failOn, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined };
+  const options: FindingsOptions = { url: a.url, service: a.values.service as string | undefined, since: a.since, json: a.json, failOn, token: a.token };
   process.exitCode = await printFindings(options, (text) => process.stdout.write(text));
 }
 
 async function runAlerts(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      url: { type: 'string', default: 'http://127.0.0.1:7318' },
-      since: { type: 'string', default: '24h' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(`${ALERTS_HELP}\n`);
-    return;
-  }
-  const since = parseDuration(values.since!);
-  if (since instanceof Error) throw new Usage(`--since: ${since.message}`);
-  await printAlerts({ url: dashboardUrl(values.url!), since: values.since!, json: values.json!, token: process.env.STALLSCOPE_TOKEN?.trim() || undefined }, (text) => process.stdout.write(text));
+  const a = clientArgs(args, ALERTS_HELP, '24h', {});
+  if (a) await printAlerts({ url: a.url, since: a.since, json: a.json, token: a.token }, (text) => process.stdout.write(text));
 }
 
 async function main(argv: string[]): Promise<void> {
