@@ -60,6 +60,8 @@ export interface AlertStatus {
   text: string;
   intervalMs: number;
   rules: AlertRule[];
+  /** The signals whose values are durations (ms); the others count. */
+  durationSignals: string[];
   receivers: Array<{ name: string; url: string }>;
   alerts: AlertInstance[];
   lastEvalMs: number | null;
@@ -127,6 +129,7 @@ export class AlertEngine {
       text: this.text,
       intervalMs: this.rules.intervalMs,
       rules: this.rules.rules,
+      durationSignals: [...DURATION_SIGNALS],
       receivers: this.rules.receivers.map((r) => ({ name: r.name, url: r.url })),
       alerts: [...this.instances.values()],
       lastEvalMs: this.lastEvalMs,

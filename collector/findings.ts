@@ -26,7 +26,7 @@ import {
   THREADPOOL_SIZE,
 } from '../common/conventions';
 import type { Attributes, CodeLocation, Finding, Severity } from '../common/types';
-import type { AgentSpanRow, DashboardQueries, LockRow, Window } from '../db/index';
+import type { AgentSpanRow, DashboardQueries, Window } from '../db/index';
 import type { FindingThresholds } from './findings-config';
 
 const EXAMPLES = 3;
@@ -228,8 +228,9 @@ function limiterAdvice(type: string): string {
 
 function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Finding[] {
   const out: Finding[] = [];
-  const rows = new Map<string, LockRow>(dash.locks(w).map((r) => [`${r.service}\u0000${r.lock}\u0000${r.type}`, r]));
-  const reported = new Set<string>();
+  const rows = dash.locks(w);
+  /** service and lock of the held-lock findings: the cause of those locks' waits. */
+  const held = new Set<string>();
 
   const h = th['lock-held'];
   for (const g of dash.groups(LOCK_KINDS.held, w, 100)) {
@@ -239,10 +240,13 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
     if (heldMs < h['min-held']) continue;
     const waiters = Math.max(0, ...spans.map((s) => Number(s.attributes[LOCK_WAITERS]) || 0));
     const holderSite = spans.map((s) => str(s.attributes[LOCK_HOLDER_SITE])).find(Boolean) ?? '';
-    const row = [...rows.values()].find((r) => r.service === g.service && r.lock === g.key);
-    // Waiters of a lock that is never released never finish waiting: count them while it was held.
-    const waitedMs = Math.max(row?.totalWaitMs ?? 0, spans.reduce((sum, s) => sum + (Number(s.attributes[LOCK_HELD_MS]) || 0) * (Number(s.attributes[LOCK_WAITERS]) || 0), 0));
-    if (row) reported.add(`${row.service}\u0000${row.lock}\u0000${row.type}`);
+    const row = rows.find((r) => r.service === g.service && r.lock === g.key);
+    // Waiters of a lock that is never released never finish waiting: count them while it was
+    // held, from each hold's latest report (a hold is reported again as it goes on).
+    const perHold = new Map<string, number>();
+    for (const s of spans) perHold.set(s.start, Math.max(perHold.get(s.start) ?? 0, (Number(s.attributes[LOCK_HELD_MS]) || 0) * (Number(s.attributes[LOCK_WAITERS]) || 0)));
+    const waitedMs = Math.max(row?.totalWaitMs ?? 0, [...perHold.values()].reduce((a, b) => a + b, 0));
+    held.add(`${g.service}\u0000${g.key}`);
     out.push({
       kind: 'lock-held',
       severity: severity(heldMs >= h['critical-held']),
@@ -263,9 +267,8 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
   }
 
   const c = th['lock-contention'];
-  for (const row of rows.values()) {
-    const id = `${row.service}\u0000${row.lock}\u0000${row.type}`;
-    if (reported.has(id) || row.totalWaitMs < c['min-total-wait'] || (row.waitP95Ms ?? 0) < c['min-p95']) continue;
+  for (const row of rows) {
+    if (held.has(`${row.service}\u0000${row.lock}`) || row.totalWaitMs < c['min-total-wait'] || (row.waitP95Ms ?? 0) < c['min-p95']) continue;
     const sw = { ...w, service: row.service };
     const pairs = pairsOf(dash, row.lock, sw);
     const examples = dash.slowest(LOCK_KINDS.wait, row.lock, sw, 20);
@@ -406,8 +409,7 @@ function pools(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
   const id = (service: string, a: Attributes) => `${service}\u0000${str(a[POOL_NAME])}\u0000${str(a[POOL_TYPE])}`;
   const runs = new Map(dash.histogramTotals(POOL_METRICS.runTime, w).map((r) => [id(r.service, r.attributes), r]));
   const waits = new Map<string, { service: string; pool: string; type: string; count: number; sum: number }>();
-  // A pool's histogram has a series per outcome-free attribute set; several instances of a
-  // service each have theirs: add them up.
+  // Several instances of a service each report the pool: add them up.
   for (const r of dash.histogramTotals(POOL_METRICS.queueWait, w)) {
     const k = id(r.service, r.attributes);
     const e = waits.get(k) ?? { service: r.service, pool: str(r.attributes[POOL_NAME]), type: str(r.attributes[POOL_TYPE]), count: 0, sum: 0 };

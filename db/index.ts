@@ -10,7 +10,7 @@ import type { AlertWrite, WriteBatch } from '../common/types';
 
 export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
 export type { Queries } from './queries';
-export type { AgentSpanRow, DashboardQueries, LockRow, Window } from './dashboard';
+export type { AgentSpanRow, DashboardQueries, Window } from './dashboard';
 export { poolLabel } from './dashboard';
 
 export interface StoreOptions {

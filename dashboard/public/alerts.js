@@ -2,8 +2,9 @@
 // validation as at start-up), and the history of state changes.
 import { el, empty, fmtCount, fmtMs, fmtTime, page, section, table } from './app.js';
 
-const DURATION_SIGNALS = new Set(['lock-wait-p95', 'lock-wait-p99', 'lock-wait-total', 'loop-delay-p99', 'loop-delay-max', 'threadpool-canary-wait', 'pool-queue-wait', 'finding']);
-const value = (signal, v) => (v === null || v === undefined ? 'no data' : DURATION_SIGNALS.has(signal) ? fmtMs(v) : fmtCount(v));
+// Which signals are durations comes with the rules (the collector's list), set at each load.
+let durations = new Set();
+const value = (signal, v) => (v === null || v === undefined ? 'no data' : durations.has(signal) ? fmtMs(v) : fmtCount(v));
 const labelText = (labels) =>
   Object.entries(labels)
     .filter(([k]) => k !== 'alertname' && k !== 'severity')
@@ -47,6 +48,7 @@ page(
   'Alerts',
   async (main) => {
     const status = await load();
+    durations = new Set(status.durationSignals);
     const bySignal = Object.fromEntries(status.rules.map((r) => [r.name, r.signal]));
     const active = status.alerts.filter((a) => a.state !== 'resolved');
     main.append(
