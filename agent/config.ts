@@ -2,7 +2,17 @@
 // The standard OTEL_* variables are read by the OpenTelemetry SDK itself.
 
 /** Library instrumentations, by the names OTEL_NODE_ENABLED/DISABLED_INSTRUMENTATIONS use. */
-export const INSTRUMENTATION_NAMES = ['http', 'express', 'async-mutex', 'async-lock', 'p-limit', 'p-queue', 'web-locks', 'piscina', 'workerpool'] as const;
+export const INSTRUMENTATION_NAMES = [
+  'http',
+  'express',
+  'async-mutex',
+  'async-lock',
+  'p-limit',
+  'p-queue',
+  'web-locks',
+  'piscina',
+  'workerpool',
+] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
 export interface AgentConfig {
@@ -90,7 +100,11 @@ function truthy(v: string | undefined): boolean | undefined {
  * Reads the environment. A bad value never stops the host: it is named in a warning and the
  * default is used instead.
  */
-export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConfig>, warn: (msg: string) => void): AgentConfig {
+export function resolveConfig(
+  env: NodeJS.ProcessEnv,
+  options: Partial<AgentConfig>,
+  warn: (msg: string) => void,
+): AgentConfig {
   const cfg: AgentConfig = { ...DEFAULTS };
   cfg.disabled = truthy(env.OTEL_SDK_DISABLED) === true || truthy(env.STALLSCOPE_DISABLED) === true;
   for (const [key, name, min] of NUMBER_VARS) {
@@ -111,9 +125,13 @@ export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConf
   const names = (name: string): InstrumentationName[] | undefined => {
     const raw = env[name];
     if (raw === undefined || raw.trim() === '') return undefined;
-    const list = raw.split(',').map((n) => n.trim()).filter(Boolean);
+    const list = raw
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean);
     for (const n of list) {
-      if (!(INSTRUMENTATION_NAMES as readonly string[]).includes(n)) warn(`${name}: unknown instrumentation "${n}" (known: ${INSTRUMENTATION_NAMES.join(', ')})`);
+      if (!(INSTRUMENTATION_NAMES as readonly string[]).includes(n))
+        warn(`${name}: unknown instrumentation "${n}" (known: ${INSTRUMENTATION_NAMES.join(', ')})`);
     }
     return list.filter((n): n is InstrumentationName => (INSTRUMENTATION_NAMES as readonly string[]).includes(n));
   };
@@ -124,7 +142,8 @@ export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConf
   for (const [key, , min] of NUMBER_VARS) {
     const v = options[key];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) warn(`start(): ${key}=${String(v)} is not a number >= ${min}; using ${cfg[key]}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+      warn(`start(): ${key}=${String(v)} is not a number >= ${min}; using ${cfg[key]}`);
     else (cfg[key] as number) = v;
   }
   for (const key of ['disabled', ...SWITCH_VARS.map(([k]) => k)] as Array<keyof AgentConfig>) {
@@ -136,7 +155,9 @@ export function resolveConfig(env: NodeJS.ProcessEnv, options: Partial<AgentConf
   if (options.instrumentations !== undefined) {
     const list = options.instrumentations as unknown;
     if (!Array.isArray(list) || list.some((n) => !(INSTRUMENTATION_NAMES as readonly string[]).includes(n))) {
-      warn(`start(): instrumentations=${JSON.stringify(list)} is not a list of ${INSTRUMENTATION_NAMES.join(', ')}; using ${cfg.instrumentations.join(', ')}`);
+      warn(
+        `start(): instrumentations=${JSON.stringify(list)} is not a list of ${INSTRUMENTATION_NAMES.join(', ')}; using ${cfg.instrumentations.join(', ')}`,
+      );
     } else cfg.instrumentations = [...(list as InstrumentationName[])];
   }
   return cfg;

@@ -120,16 +120,54 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     }
   };
   if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter));
-  if (config.watchdog) run('watchdog', () => new Watchdog({ thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute }, tracer, meter));
+  if (config.watchdog)
+    run(
+      'watchdog',
+      () =>
+        new Watchdog(
+          { thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute },
+          tracer,
+          meter,
+        ),
+    );
   if (config.pools) run('pool tracking', () => new PoolTracker(tracer, meter));
   if (config.locks) {
-    run('lock tracking', () => new LockTracker({ waitThresholdMs: config.lockWaitThresholdMs, heldThresholdMs: config.lockHeldThresholdMs, keyNames: config.lockKeyNames }, tracer, meter));
+    run(
+      'lock tracking',
+      () =>
+        new LockTracker(
+          {
+            waitThresholdMs: config.lockWaitThresholdMs,
+            heldThresholdMs: config.lockHeldThresholdMs,
+            keyNames: config.lockKeyNames,
+          },
+          tracer,
+          meter,
+        ),
+    );
     if (wanted('web-locks')) run('web locks', () => new WebLocksInstrumentation());
   }
   if (config.threadpool) {
-    run('threadpool monitor', () => new ThreadpoolMonitor({ waitThresholdMs: config.threadpoolWaitThresholdMs, canaryIntervalMs: config.threadpoolCanaryMs }, tracer, meter));
+    run(
+      'threadpool monitor',
+      () =>
+        new ThreadpoolMonitor(
+          { waitThresholdMs: config.threadpoolWaitThresholdMs, canaryIntervalMs: config.threadpoolCanaryMs },
+          tracer,
+          meter,
+        ),
+    );
   }
-  if (config.syncCalls) run('sync-call watcher', () => new SyncCallWatcher({ thresholdMs: config.syncThresholdMs, jsonSizeThreshold: config.jsonSizeThreshold }, tracer, meter));
+  if (config.syncCalls)
+    run(
+      'sync-call watcher',
+      () =>
+        new SyncCallWatcher(
+          { thresholdMs: config.syncThresholdMs, jsonSizeThreshold: config.jsonSizeThreshold },
+          tracer,
+          meter,
+        ),
+    );
 
   let shutdown: Promise<void> | undefined;
   const agent: StallscopeAgent = {

@@ -15,13 +15,19 @@ export class LoopMetrics {
   start(): void {
     this.histogram.enable();
     const gauges = LOOP_DELAY_STATS.map((stat) =>
-      this.meter.createObservableGauge(`${METRICS.loopDelayPrefix}${stat}`, { description: `Event loop delay: ${stat}`, unit: 's' }),
+      this.meter.createObservableGauge(`${METRICS.loopDelayPrefix}${stat}`, {
+        description: `Event loop delay: ${stat}`,
+        unit: 's',
+      }),
     );
     const utilization = this.meter.createObservableGauge(METRICS.loopUtilization, {
       description: 'Share of time the event loop was busy since the previous export',
       unit: '1',
     });
-    const time = this.meter.createObservableCounter(METRICS.loopTime, { description: 'Time the event loop spent active and idle', unit: 's' });
+    const time = this.meter.createObservableCounter(METRICS.loopTime, {
+      description: 'Time the event loop spent active and idle',
+      unit: 's',
+    });
     let previous: EventLoopUtilization = performance.eventLoopUtilization();
     this.meter.addBatchObservableCallback(
       (result) => {

@@ -29,4 +29,3 @@ export function report(where: string, err: unknown): void {
   }
   warnOnce(`${where} failed and was skipped: ${(err as Error)?.message ?? String(err)}`);
 }
-

@@ -2,7 +2,15 @@
 // and the choice of the frame that belongs to the user's own code.
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
-import { BLOCK_ORIGINS, CODE_COLUMN, CODE_FILE, CODE_FUNCTION, CODE_LINE, CODE_STACKTRACE, type BlockOrigin } from '../common/conventions';
+import {
+  BLOCK_ORIGINS,
+  CODE_COLUMN,
+  CODE_FILE,
+  CODE_FUNCTION,
+  CODE_LINE,
+  CODE_STACKTRACE,
+  type BlockOrigin,
+} from '../common/conventions';
 
 export interface Frame {
   function: string;
@@ -47,7 +55,8 @@ export function isUserFrame(f: Frame): boolean {
 export function originOf(frames: Frame[]): BlockOrigin {
   if (frames.some(isUserFrame)) return BLOCK_ORIGINS.app;
   const code = frames.filter((f) => !isNodeFrame(f));
-  if (code.some(isTelemetryFrame) && code.every((f) => isTelemetryFrame(f) || isSerializerFrame(f))) return BLOCK_ORIGINS.telemetry;
+  if (code.some(isTelemetryFrame) && code.every((f) => isTelemetryFrame(f) || isSerializerFrame(f)))
+    return BLOCK_ORIGINS.telemetry;
   return code.length ? BLOCK_ORIGINS.dependency : BLOCK_ORIGINS.runtime;
 }
 

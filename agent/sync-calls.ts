@@ -32,7 +32,15 @@ interface Patched {
   original: AnyFn;
 }
 
-const CRYPTO_SYNC = ['pbkdf2Sync', 'scryptSync', 'randomFillSync', 'generateKeyPairSync', 'generateKeySync', 'generatePrimeSync', 'hkdfSync'];
+const CRYPTO_SYNC = [
+  'pbkdf2Sync',
+  'scryptSync',
+  'randomFillSync',
+  'generateKeyPairSync',
+  'generateKeySync',
+  'generatePrimeSync',
+  'hkdfSync',
+];
 const CHILD_PROCESS_SYNC = ['execSync', 'execFileSync', 'spawnSync'];
 
 export class SyncCallWatcher {
@@ -62,7 +70,8 @@ export class SyncCallWatcher {
     for (const key of Object.keys(fsApi)) if (key.endsWith('Sync')) this.wrapTimed(fsApi, key, `fs.${key}`);
     const zlibApi = zlib as unknown as Record<string, unknown>;
     for (const key of Object.keys(zlibApi)) if (key.endsWith('Sync')) this.wrapTimed(zlibApi, key, `zlib.${key}`);
-    for (const key of CHILD_PROCESS_SYNC) this.wrapTimed(childProcess as unknown as Record<string, unknown>, key, `child_process.${key}`);
+    for (const key of CHILD_PROCESS_SYNC)
+      this.wrapTimed(childProcess as unknown as Record<string, unknown>, key, `child_process.${key}`);
     for (const key of CRYPTO_SYNC) this.wrapTimed(crypto as unknown as Record<string, unknown>, key, `crypto.${key}`);
     // A sync wait on the main thread (the wrong kind of lock between callbacks).
     this.wrapTimed(Atomics as unknown as Record<string, unknown>, 'wait', 'Atomics.wait');
@@ -86,7 +95,8 @@ export class SyncCallWatcher {
     Object.defineProperty(wrapper, 'length', { value: original.length });
     Object.defineProperty(wrapper, 'name', { value: original.name });
     // Properties hung on the function (fs.realpathSync.native) stay reachable.
-    for (const k of Object.keys(original)) (wrapper as unknown as Record<string, unknown>)[k] = (original as unknown as Record<string, unknown>)[k];
+    for (const k of Object.keys(original))
+      (wrapper as unknown as Record<string, unknown>)[k] = (original as unknown as Record<string, unknown>)[k];
     Object.defineProperty(wrapper, ORIGINAL, { value: original });
     target[key] = wrapper;
     this.patched.push({ target, key, original });
@@ -122,33 +132,43 @@ export class SyncCallWatcher {
     const stringifyApi = watched('JSON.stringify');
     // JSON.parse and JSON.stringify ignore `this` and read exactly their declared parameters,
     // so fixed parameters call them identically, without the cost of rest arguments.
-    this.install(json, 'parse', parse as AnyFn, function (text: unknown, reviver?: unknown): unknown {
-      if (!self.serving || self.depth > 0 || typeof text !== 'string' || text.length < size) {
-        return parse(text as string, reviver as Parameters<typeof JSON.parse>[1]);
-      }
-      self.depth++;
-      const start = performance.now();
-      try {
-        return parse(text, reviver as Parameters<typeof JSON.parse>[1]);
-      } finally {
-        self.depth--;
-        self.record(parseApi, start, text.length);
-      }
-    } as AnyFn);
-    this.install(json, 'stringify', stringify as AnyFn, function (value: unknown, replacer?: unknown, space?: unknown): unknown {
-      if (!self.serving || self.depth > 0) return stringify(value, replacer as (number | string)[], space as string);
-      self.depth++;
-      const start = performance.now();
-      let out: string | undefined;
-      try {
-        out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
-      } finally {
-        self.depth--;
-      }
-      // The size is known only afterwards; small results cost one clock read and a length check.
-      if (typeof out === 'string' && out.length >= size) self.record(stringifyApi, start, out.length);
-      return out;
-    } as AnyFn);
+    this.install(
+      json,
+      'parse',
+      parse as AnyFn,
+      function (text: unknown, reviver?: unknown): unknown {
+        if (!self.serving || self.depth > 0 || typeof text !== 'string' || text.length < size) {
+          return parse(text as string, reviver as Parameters<typeof JSON.parse>[1]);
+        }
+        self.depth++;
+        const start = performance.now();
+        try {
+          return parse(text, reviver as Parameters<typeof JSON.parse>[1]);
+        } finally {
+          self.depth--;
+          self.record(parseApi, start, text.length);
+        }
+      } as AnyFn,
+    );
+    this.install(
+      json,
+      'stringify',
+      stringify as AnyFn,
+      function (value: unknown, replacer?: unknown, space?: unknown): unknown {
+        if (!self.serving || self.depth > 0) return stringify(value, replacer as (number | string)[], space as string);
+        self.depth++;
+        const start = performance.now();
+        let out: string | undefined;
+        try {
+          out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
+        } finally {
+          self.depth--;
+        }
+        // The size is known only afterwards; small results cost one clock read and a length check.
+        if (typeof out === 'string' && out.length >= size) self.record(stringifyApi, start, out.length);
+        return out;
+      } as AnyFn,
+    );
   }
 
   private record(api: WatchedApi, start: number, bytes: number | undefined): void {
@@ -163,7 +183,14 @@ export class SyncCallWatcher {
       // The stack is taken only for slow calls: it names the call site in the user's code.
       const attributes: Record<string, string | number> = { ...api.attributes };
       if (bytes !== undefined) attributes[SYNC_BYTES] = bytes;
-      recordSpan(this.tracer, { name: api.name, kind: KINDS.syncCall, from: start, to: end, stack: captureStack(this.record, STACK_FRAMES), attributes });
+      recordSpan(this.tracer, {
+        name: api.name,
+        kind: KINDS.syncCall,
+        from: start,
+        to: end,
+        stack: captureStack(this.record, STACK_FRAMES),
+        attributes,
+      });
     } catch (err) {
       report('sync-call recording', err);
     } finally {

@@ -38,7 +38,11 @@ interface Capture {
 const scriptUrls = new Map<string, string>();
 
 interface PausedParams {
-  callFrames: Array<{ functionName: string; url: string; location: { scriptId: string; lineNumber: number; columnNumber: number } }>;
+  callFrames: Array<{
+    functionName: string;
+    url: string;
+    location: { scriptId: string; lineNumber: number; columnNumber: number };
+  }>;
 }
 
 /**
@@ -66,7 +70,10 @@ class CaptureSession {
   /** One session.post bounded by a timeout; a late answer is ignored. */
   call(method: string, params?: object): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${method} timed out after ${CALL_TIMEOUT_MS} ms`)), CALL_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`${method} timed out after ${CALL_TIMEOUT_MS} ms`)),
+        CALL_TIMEOUT_MS,
+      );
       this.session.post(method, params ?? {}, (err, result) => {
         clearTimeout(timer);
         if (err) reject(err);
@@ -115,7 +122,10 @@ class CaptureSession {
         }));
         let activeSpan: string | undefined;
         try {
-          const r = (await this.call('Runtime.evaluate', { expression: data.activeSpanExpression, returnByValue: true })) as {
+          const r = (await this.call('Runtime.evaluate', {
+            expression: data.activeSpanExpression,
+            returnByValue: true,
+          })) as {
             result?: { value?: unknown };
           };
           if (typeof r?.result?.value === 'string' && r.result.value) activeSpan = r.result.value;
@@ -153,7 +163,10 @@ function capture(ep: Episode): Promise<Capture> {
     return new CaptureSession().capture(ep);
   } catch (err) {
     available = false;
-    port.postMessage({ type: 'unavailable', reason: `the inspector cannot attach to the main thread: ${(err as Error).message}` });
+    port.postMessage({
+      type: 'unavailable',
+      reason: `the inspector cannot attach to the main thread: ${(err as Error).message}`,
+    });
     return Promise.resolve({ error: 'inspector unavailable' });
   }
 }
@@ -180,7 +193,13 @@ function poll(): void {
   if (last === 0n) return; // not armed until the loop has turned once
   if (!episode) {
     if (process.hrtime.bigint() - last <= thresholdNs) return;
-    const ep: Episode = { startHr: last, count, reported: takeToken(), detectedHr: process.hrtime.bigint(), cpu: process.cpuUsage() };
+    const ep: Episode = {
+      startHr: last,
+      count,
+      reported: takeToken(),
+      detectedHr: process.hrtime.bigint(),
+      cpu: process.cpuUsage(),
+    };
     if (ep.reported && available) ep.capture = capture(ep);
     episode = ep;
     return;
@@ -193,20 +212,22 @@ function poll(): void {
   const cpu = process.cpuUsage(ep.cpu);
   // Too short a look to tell: 20 ms at least.
   const cpuRatio = wallUs >= 20_000 ? (cpu.user + cpu.system) / wallUs : undefined;
-  void (ep.capture ?? Promise.resolve<Capture>({ error: available ? 'rate limited' : 'inspector unavailable' })).then((c) => {
-    const msg: EpisodeMessage = {
-      type: 'episode',
-      startHr: ep.startHr,
-      endHr,
-      reported: ep.reported,
-      capturedHr: c.capturedHr,
-      frames: c.frames,
-      activeSpan: c.activeSpan,
-      error: c.error,
-      cpuRatio,
-    };
-    port.postMessage(msg);
-  });
+  void (ep.capture ?? Promise.resolve<Capture>({ error: available ? 'rate limited' : 'inspector unavailable' })).then(
+    (c) => {
+      const msg: EpisodeMessage = {
+        type: 'episode',
+        startHr: ep.startHr,
+        endHr,
+        reported: ep.reported,
+        capturedHr: c.capturedHr,
+        frames: c.frames,
+        activeSpan: c.activeSpan,
+        error: c.error,
+        cpuRatio,
+      };
+      port.postMessage(msg);
+    },
+  );
 }
 
 setInterval(poll, data.pollMs);

@@ -61,7 +61,10 @@ export class Watchdog {
       },
       configurable: true,
     });
-    const blocks = this.meter.createCounter(METRICS.blocks, { description: 'Event-loop blocking episodes over the threshold', unit: '{episode}' });
+    const blocks = this.meter.createCounter(METRICS.blocks, {
+      description: 'Event-loop blocking episodes over the threshold',
+      unit: '{episode}',
+    });
     const durations = this.meter.createHistogram(METRICS.blockDuration, {
       description: 'Duration of event-loop blocking episodes',
       unit: 's',
@@ -109,7 +112,11 @@ export class Watchdog {
     Atomics.add(this.beat, 1, 1n);
   }
 
-  private onEpisode(m: EpisodeMessage, blocks: ReturnType<Meter['createCounter']>, durations: ReturnType<Meter['createHistogram']>): void {
+  private onEpisode(
+    m: EpisodeMessage,
+    blocks: ReturnType<Meter['createCounter']>,
+    durations: ReturnType<Meter['createHistogram']>,
+  ): void {
     const seconds = Number(m.endHr - m.startHr) / 1e9;
     blocks.add(1, { [BLOCK_REPORTED]: m.reported });
     durations.record(seconds);
@@ -130,7 +137,8 @@ export class Watchdog {
       // Blocked in a native call (a sync read, a child process) the process waits too, but then
       // Node's own frame is innermost; JavaScript innermost with no CPU used means it never ran.
       const inner = m.frames?.[0];
-      attributes[BLOCK_STARVED] = m.cpuRatio < STARVED_CPU_RATIO && inner !== undefined && inner.file !== '' && !inner.file.startsWith('node:');
+      attributes[BLOCK_STARVED] =
+        m.cpuRatio < STARVED_CPU_RATIO && inner !== undefined && inner.file !== '' && !inner.file.startsWith('node:');
     }
     if (m.error) attributes[BLOCK_CAPTURE_ERROR] = m.error;
     if (m.capturedHr !== undefined) attributes[BLOCK_AFTER_CAPTURE_MS] = Number(m.endHr - m.capturedHr) / 1e6;

@@ -31,12 +31,29 @@ const variants: Variant[] = [
   { name: 'no agent', args: [], env: {} },
   { name: 'plain OpenTelemetry', args: ['--require', OTEL], env: {} },
   { name: 'stallscope agent', args: ['--require', AGENT], env: {} },
-  { name: 'stallscope watchdog only', args: ['--require', AGENT], env: { STALLSCOPE_SYNC_CALLS: 'false', STALLSCOPE_LOOP_METRICS: 'false', STALLSCOPE_LOCKS: 'false', STALLSCOPE_THREADPOOL: 'false', STALLSCOPE_POOLS: 'false' } },
-  { name: 'stallscope, no lock/offload', args: ['--require', AGENT], env: { STALLSCOPE_LOCKS: 'false', STALLSCOPE_THREADPOOL: 'false', STALLSCOPE_POOLS: 'false' } },
+  {
+    name: 'stallscope watchdog only',
+    args: ['--require', AGENT],
+    env: {
+      STALLSCOPE_SYNC_CALLS: 'false',
+      STALLSCOPE_LOOP_METRICS: 'false',
+      STALLSCOPE_LOCKS: 'false',
+      STALLSCOPE_THREADPOOL: 'false',
+      STALLSCOPE_POOLS: 'false',
+    },
+  },
+  {
+    name: 'stallscope, no lock/offload',
+    args: ['--require', AGENT],
+    env: { STALLSCOPE_LOCKS: 'false', STALLSCOPE_THREADPOOL: 'false', STALLSCOPE_POOLS: 'false' },
+  },
 ];
 
 function start(v: Variant, script: string, env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [...v.args, script], { env: { ...env, ...v.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return spawn(process.execPath, [...v.args, script], {
+    env: { ...env, ...v.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
 }
 
 function firstLine(child: ChildProcess): Promise<string> {
@@ -84,7 +101,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'stallscope-bench-agent-'));
   // The agents export to a real collector, as in production.
-  const running = await serve({ dbPath: join(dir, 'bench.db'), host: '127.0.0.1', otlpPort: 0, port: 0, retentionMs: 0 });
+  const running = await serve({
+    dbPath: join(dir, 'bench.db'),
+    host: '127.0.0.1',
+    otlpPort: 0,
+    port: 0,
+    retentionMs: 0,
+  });
   const env = {
     ...process.env,
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${running.collector.otlpPort}`,
@@ -119,8 +142,10 @@ async function main(): Promise<void> {
     const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
     const base = 'plain OpenTelemetry';
     // Rounds drift on a shared machine; a ratio within one round cancels most of it.
-    const paired = (name: string, of: 'rps' | 'cpuUs', than = base) => median(results.get(name)![of].map((x, i) => x / results.get(than)![of][i]));
-    const costs = (name: string, than = base) => `throughput ${pct(1 - paired(name, 'rps', than))}, CPU per request ${pct(paired(name, 'cpuUs', than) - 1)}`;
+    const paired = (name: string, of: 'rps' | 'cpuUs', than = base) =>
+      median(results.get(name)![of].map((x, i) => x / results.get(than)![of][i]));
+    const costs = (name: string, than = base) =>
+      `throughput ${pct(1 - paired(name, 'rps', than))}, CPU per request ${pct(paired(name, 'cpuUs', than) - 1)}`;
     process.stdout.write(
       `cost over plain OpenTelemetry, median of per-round ratios (target: agent <= 3%, watchdog alone <= 1%):\n` +
         `  stallscope agent: ${costs('stallscope agent')}\n` +
@@ -137,7 +162,9 @@ async function main(): Promise<void> {
     }
     const plain = median(awaits.get('no agent')!);
     for (const [name, times] of awaits) {
-      process.stdout.write(`1M awaits, ${name.padEnd(22)} ${median(times).toFixed(1).padStart(7)} ms  ratio ${(median(times) / plain).toFixed(2)}\n`);
+      process.stdout.write(
+        `1M awaits, ${name.padEnd(22)} ${median(times).toFixed(1).padStart(7)} ms  ratio ${(median(times) / plain).toFixed(2)}\n`,
+      );
     }
   } finally {
     await running.close();

@@ -67,7 +67,9 @@ function jsonRequest(r: number): Record<string, unknown> {
 /** The same request for protobuf: protobufjs wants ids as bytes and times as decimal strings. */
 function toProtobuf(req: Record<string, unknown>): Buffer {
   const copy = JSON.parse(JSON.stringify(req), (key, value) =>
-    (key === 'traceId' || key === 'spanId' || key === 'parentSpanId') && typeof value === 'string' ? Buffer.from(value, 'hex') : value,
+    (key === 'traceId' || key === 'spanId' || key === 'parentSpanId') && typeof value === 'string'
+      ? Buffer.from(value, 'hex')
+      : value,
   );
   return Buffer.from(TraceRequest.encode(TraceRequest.fromObject(copy)).finish());
 }
@@ -80,9 +82,13 @@ interface RunResult {
 }
 
 async function startCollector(dbPath: string): Promise<{ port: number; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--db', dbPath, '--otlp-port', '0', '--port', '0', '--retention', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', '--db', dbPath, '--otlp-port', '0', '--port', '0', '--retention', '0'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -111,7 +117,14 @@ async function load(port: number, bodies: Buffer[], contentType: string): Promis
   const send = (body: Buffer) =>
     new Promise<number>((resolve, reject) => {
       const req = http.request(
-        { host: '127.0.0.1', port, path: '/v1/traces', method: 'POST', agent, headers: { 'content-type': contentType, 'content-length': body.length } },
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/traces',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': contentType, 'content-length': body.length },
+        },
         (res) => {
           res.resume();
           res.on('end', () => resolve(res.statusCode ?? 0));
@@ -163,7 +176,9 @@ function rawInsertRate(dbPath: string, requests: Record<string, unknown>[]): num
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'stallscope-bench-'));
   try {
-    process.stdout.write(`bench/ingest: ${REQUESTS} requests x ${SPANS_PER_REQUEST} spans, ${CONCURRENCY} concurrent clients, 2 cores\n`);
+    process.stdout.write(
+      `bench/ingest: ${REQUESTS} requests x ${SPANS_PER_REQUEST} spans, ${CONCURRENCY} concurrent clients, 2 cores\n`,
+    );
     const distinct = Math.min(REQUESTS, 100);
     const jsonBodies = Array.from({ length: distinct }, (_, r) => jsonRequest(r + 1));
     const protoBodies = jsonBodies.map(toProtobuf);
@@ -186,7 +201,9 @@ async function main(): Promise<void> {
     }
 
     const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-    process.stdout.write(`raw better-sqlite3 insert (same rows, same schema, 1 transaction per request): ${fmt(raw)} spans/s\n`);
+    process.stdout.write(
+      `raw better-sqlite3 insert (same rows, same schema, 1 transaction per request): ${fmt(raw)} spans/s\n`,
+    );
     for (const [name, r] of results) {
       process.stdout.write(
         `OTLP/HTTP ${name.padEnd(8)} ${fmt(r.spansPerSec).padStart(9)} spans/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  ` +

@@ -22,7 +22,11 @@ const CONTENDED = 10_000;
 
 // Spans go through a real SDK tracer that drops them, so the cost measured is the agent's own.
 const tracer = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] }).getTracer('bench');
-const tracker = new LockTracker({ waitThresholdMs: 0, heldThresholdMs: 5000 }, tracer, new MeterProvider().getMeter('bench'));
+const tracker = new LockTracker(
+  { waitThresholdMs: 0, heldThresholdMs: 5000 },
+  tracer,
+  new MeterProvider().getMeter('bench'),
+);
 register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename));
 const instrumentations = {
   asyncMutex: new AsyncMutexInstrumentation(),
@@ -32,8 +36,15 @@ const instrumentations = {
 };
 const webLocks = new WebLocksInstrumentation();
 const load = createRequire(__filename);
-const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, any>>;
-const version = (name: string) => (JSON.parse(readFileSync(join(__dirname, '..', '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+const importEsm = new Function('specifier', 'return import(specifier)') as (
+  specifier: string,
+) => Promise<Record<string, any>>;
+const version = (name: string) =>
+  (
+    JSON.parse(readFileSync(join(__dirname, '..', '..', 'node_modules', name, 'package.json'), 'utf8')) as {
+      version: string;
+    }
+  ).version;
 
 interface Case {
   name: string;
@@ -124,7 +135,9 @@ async function cases(): Promise<Case[]> {
       },
     },
   ];
-  const locks = (globalThis as { navigator?: { locks?: { request(name: string, fn: () => unknown): Promise<unknown> } } }).navigator?.locks;
+  const locks = (
+    globalThis as { navigator?: { locks?: { request(name: string, fn: () => unknown): Promise<unknown> } } }
+  ).navigator?.locks;
   if (locks) {
     list.push({
       name: `Web Locks (Node ${process.version})`,
@@ -153,8 +166,12 @@ async function perOp(run: (n: number) => Promise<void>, n: number): Promise<numb
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
-  process.stdout.write(`bench/lock-overhead: median of ${ROUNDS} rounds, tracking off then on in each round, Node ${process.version}\n`);
-  process.stdout.write('library | uncontended off | on | added (target <= 1000 ns) | contended off | on | added per wait\n');
+  process.stdout.write(
+    `bench/lock-overhead: median of ${ROUNDS} rounds, tracking off then on in each round, Node ${process.version}\n`,
+  );
+  process.stdout.write(
+    'library | uncontended off | on | added (target <= 1000 ns) | contended off | on | added per wait\n',
+  );
   for (const c of await cases()) {
     const r = { off: { u: [] as number[], c: [] as number[] }, on: { u: [] as number[], c: [] as number[] } };
     c.track(false);
@@ -171,7 +188,9 @@ async function main(): Promise<void> {
     c.track(false);
     const [uOff, uOn, cOff, cOn] = [median(r.off.u), median(r.on.u), median(r.off.c), median(r.on.c)];
     const ns = (x: number) => `${x.toFixed(0)} ns`;
-    process.stdout.write(`${c.name} | ${ns(uOff)} | ${ns(uOn)} | +${ns(uOn - uOff)} (ratio ${(uOn / uOff).toFixed(2)}) | ${ns(cOff)} | ${ns(cOn)} | +${ns(cOn - cOff)}\n`);
+    process.stdout.write(
+      `${c.name} | ${ns(uOff)} | ${ns(uOn)} | +${ns(uOn - uOff)} (ratio ${(uOn / uOff).toFixed(2)}) | ${ns(cOff)} | ${ns(cOn)} | +${ns(cOn - cOff)}\n`,
+    );
   }
 }
 

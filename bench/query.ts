@@ -23,14 +23,21 @@ const FUNCTIONS = ['renderInvoice', 'hashPassword', 'parseCatalog', 'compressRep
 
 const hex = (n: number, len: number) => n.toString(16).padStart(len, '0');
 let seed = 42;
-const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 
 /** One trace: an HTTP server span, two children, and now and then an agent span. */
 function traceSpans(t: number, startNs: bigint, resource: number): SpanRow[] {
   const traceId = hex(t, 32);
   const root = hex(t * 4 + 1, 16);
   const dur = BigInt(Math.floor(5e6 + rand() * 200e6));
-  const row = (i: number, name: string, attrs: Record<string, unknown>, s: bigint, d: bigint, parent: string | null): SpanRow => ({
+  const row = (
+    i: number,
+    name: string,
+    attrs: Record<string, unknown>,
+    s: bigint,
+    d: bigint,
+    parent: string | null,
+  ): SpanRow => ({
     traceId,
     spanId: hex(t * 4 + i, 16),
     parentSpanId: parent,
@@ -52,20 +59,71 @@ function traceSpans(t: number, startNs: bigint, resource: number): SpanRow[] {
   });
   const route = `/api/${['orders', 'items', 'users', 'search'][t % 4]}`;
   const spans = [
-    row(1, `GET ${route}`, { 'http.request.method': 'GET', 'http.route': route, 'http.response.status_code': 200 }, startNs, dur, null),
+    row(
+      1,
+      `GET ${route}`,
+      { 'http.request.method': 'GET', 'http.route': route, 'http.response.status_code': 200 },
+      startNs,
+      dur,
+      null,
+    ),
     row(2, 'db query', { 'db.system': 'postgresql' }, startNs + 1000n, dur / 3n, root),
   ];
   const r = rand();
   if (r < 0.03) {
     const lock = LOCKS[Math.floor(rand() * rand() * LOCKS.length)];
     spans.push(
-      row(3, 'lock wait', { 'stallscope.kind': 'lock-wait', 'stallscope.lock.name': lock, 'stallscope.lock.type': 'async-mutex.Mutex', 'stallscope.lock.outcome': 'granted', 'stallscope.lock.acquire_site': `app/${route.slice(5)}.js:${20 + (t % 5)}`, 'stallscope.lock.holder_site': `app/jobs.js:${30 + (t % 3)}` }, startNs + 2000n, dur / 2n, root),
+      row(
+        3,
+        'lock wait',
+        {
+          'stallscope.kind': 'lock-wait',
+          'stallscope.lock.name': lock,
+          'stallscope.lock.type': 'async-mutex.Mutex',
+          'stallscope.lock.outcome': 'granted',
+          'stallscope.lock.acquire_site': `app/${route.slice(5)}.js:${20 + (t % 5)}`,
+          'stallscope.lock.holder_site': `app/jobs.js:${30 + (t % 3)}`,
+        },
+        startNs + 2000n,
+        dur / 2n,
+        root,
+      ),
     );
   } else if (r < 0.04) {
     const fn = FUNCTIONS[t % FUNCTIONS.length];
-    spans.push(row(3, 'event loop blocked', { 'stallscope.kind': 'loop-block', 'code.function.name': fn, 'code.file.path': `/srv/app/${fn}.js`, 'code.line.number': 12, 'code.stacktrace': `    at ${fn} (/srv/app/${fn}.js:12:3)` }, startNs + 3000n, dur / 2n, root));
+    spans.push(
+      row(
+        3,
+        'event loop blocked',
+        {
+          'stallscope.kind': 'loop-block',
+          'code.function.name': fn,
+          'code.file.path': `/srv/app/${fn}.js`,
+          'code.line.number': 12,
+          'code.stacktrace': `    at ${fn} (/srv/app/${fn}.js:12:3)`,
+        },
+        startNs + 3000n,
+        dur / 2n,
+        root,
+      ),
+    );
   } else if (r < 0.05) {
-    spans.push(row(3, 'fs.readFileSync', { 'stallscope.kind': 'sync-call', 'stallscope.sync.api': 'fs.readFileSync', 'code.function.name': 'loadTemplate', 'code.file.path': '/srv/app/views.js', 'code.line.number': 40 }, startNs + 4000n, dur / 4n, root));
+    spans.push(
+      row(
+        3,
+        'fs.readFileSync',
+        {
+          'stallscope.kind': 'sync-call',
+          'stallscope.sync.api': 'fs.readFileSync',
+          'code.function.name': 'loadTemplate',
+          'code.file.path': '/srv/app/views.js',
+          'code.line.number': 40,
+        },
+        startNs + 4000n,
+        dur / 4n,
+        root,
+      ),
+    );
   } else {
     spans.push(row(3, 'cache get', { 'db.system': 'redis' }, startNs + 5000n, dur / 10n, root));
   }
@@ -76,8 +134,29 @@ function traceSpans(t: number, startNs: bigint, resource: number): SpanRow[] {
 function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPointRow[] {
   const time = nowNs - DAY_NS + BigInt(minute) * 60_000_000_000n;
   const start = nowNs - DAY_NS;
-  const base = { description: null, unit: 's', startNs: start, timeNs: time, value: null, count: null, sum: null, min: null, max: null, buckets: null, resource, scopeName: 'stallscope' };
-  const gauge = (name: string, value: number, attributes = '{}'): MetricPointRow => ({ ...base, name, type: 'gauge', temporality: 0, monotonic: false, value, attributes });
+  const base = {
+    description: null,
+    unit: 's',
+    startNs: start,
+    timeNs: time,
+    value: null,
+    count: null,
+    sum: null,
+    min: null,
+    max: null,
+    buckets: null,
+    resource,
+    scopeName: 'stallscope',
+  };
+  const gauge = (name: string, value: number, attributes = '{}'): MetricPointRow => ({
+    ...base,
+    name,
+    type: 'gauge',
+    temporality: 0,
+    monotonic: false,
+    value,
+    attributes,
+  });
   const points: MetricPointRow[] = [
     gauge('nodejs.eventloop.delay.p99', 0.01 + rand() * 0.05),
     gauge('nodejs.eventloop.delay.max', 0.02 + rand() * 0.2),
@@ -85,7 +164,8 @@ function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPo
   ];
   const bounds = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   LOCKS.forEach((lock, i) => {
-    const attrs = (extra: Record<string, unknown> = {}) => JSON.stringify({ 'stallscope.lock.name': lock, 'stallscope.lock.type': 'async-mutex.Mutex', ...extra });
+    const attrs = (extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ 'stallscope.lock.name': lock, 'stallscope.lock.type': 'async-mutex.Mutex', ...extra });
     const n = (minute + 1) * (10 + i);
     const counts = bounds.map((_, j) => Math.floor(n / (j + 2))).concat([0]);
     const histogram = (name: string, extra: Record<string, unknown> = {}): MetricPointRow => ({
@@ -102,8 +182,26 @@ function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPo
       attributes: attrs(extra),
     });
     points.push(
-      { ...base, name: 'stallscope.lock.acquisitions', type: 'sum', temporality: 2, monotonic: true, unit: '{acquisition}', value: n * 10, attributes: attrs({ 'stallscope.lock.contended': false }) },
-      { ...base, name: 'stallscope.lock.acquisitions', type: 'sum', temporality: 2, monotonic: true, unit: '{acquisition}', value: n, attributes: attrs({ 'stallscope.lock.contended': true }) },
+      {
+        ...base,
+        name: 'stallscope.lock.acquisitions',
+        type: 'sum',
+        temporality: 2,
+        monotonic: true,
+        unit: '{acquisition}',
+        value: n * 10,
+        attributes: attrs({ 'stallscope.lock.contended': false }),
+      },
+      {
+        ...base,
+        name: 'stallscope.lock.acquisitions',
+        type: 'sum',
+        temporality: 2,
+        monotonic: true,
+        unit: '{acquisition}',
+        value: n,
+        attributes: attrs({ 'stallscope.lock.contended': true }),
+      },
       histogram('stallscope.lock.wait_time', { 'stallscope.lock.outcome': 'granted' }),
       histogram('stallscope.lock.hold_time'),
       gauge('stallscope.lock.pending_requests', Math.floor(rand() * 8), attrs()),
@@ -112,11 +210,26 @@ function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPo
   // Two worker pools and the threadpool canary: the histograms the findings read.
   const cumulative = (name: string, n: number, attributes: string): MetricPointRow => {
     const counts = bounds.map((_, j) => Math.floor(n / (j + 2))).concat([0]);
-    return { ...base, name, type: 'histogram', temporality: 2, monotonic: true, count: counts.reduce((a, b) => a + b, 0), sum: n * 0.02, min: 0, max: 0.5, buckets: JSON.stringify({ bounds, counts }), attributes };
+    return {
+      ...base,
+      name,
+      type: 'histogram',
+      temporality: 2,
+      monotonic: true,
+      count: counts.reduce((a, b) => a + b, 0),
+      sum: n * 0.02,
+      min: 0,
+      max: 0.5,
+      buckets: JSON.stringify({ bounds, counts }),
+      attributes,
+    };
   };
   for (const pool of ['workers/resize.js', 'workers/pdf.js']) {
     const attrs = JSON.stringify({ 'stallscope.pool.name': pool, 'stallscope.pool.type': 'piscina' });
-    points.push(cumulative('stallscope.pool.queue_wait', (minute + 1) * 40, attrs), cumulative('stallscope.pool.run_time', (minute + 1) * 40, attrs));
+    points.push(
+      cumulative('stallscope.pool.queue_wait', (minute + 1) * 40, attrs),
+      cumulative('stallscope.pool.run_time', (minute + 1) * 40, attrs),
+    );
   }
   points.push(cumulative('stallscope.threadpool.canary_wait', (minute + 1) * 120, '{}'));
   return points;
@@ -139,7 +252,8 @@ function generate(path: string): { seconds: number; bytes: number } {
       batch = { resources, spans: [], points: [], logs: [] };
     }
   }
-  for (let m = 0; m < 1440; m++) for (let r = 0; r < SERVICES.length; r++) batch.points.push(...minutePoints(m, r, nowNs));
+  for (let m = 0; m < 1440; m++)
+    for (let r = 0; r < SERVICES.length; r++) batch.points.push(...minutePoints(m, r, nowNs));
   writer.write([batch]);
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.close();
@@ -165,19 +279,36 @@ async function main(): Promise<void> {
   const path = join(dir, 'bench.db');
   try {
     const g = generate(path);
-    process.stdout.write(`bench/query: ${SPANS.toLocaleString()} spans over 24 h and the agent's metrics for ${SERVICES.length} services (${LOCKS.length} locks); generated through the collector's writer in ${g.seconds.toFixed(0)} s, ${(g.bytes / 2 ** 20).toFixed(0)} MiB\n`);
+    process.stdout.write(
+      `bench/query: ${SPANS.toLocaleString()} spans over 24 h and the agent's metrics for ${SERVICES.length} services (${LOCKS.length} locks); generated through the collector's writer in ${g.seconds.toFixed(0)} s, ${(g.bytes / 2 ** 20).toFixed(0)} MiB\n`,
+    );
     const running = await serve({ dbPath: path, host: '127.0.0.1', otlpPort: 0, port: 0, retentionMs: 0 });
     const api = `http://127.0.0.1:${running.dashboard.port}`;
     try {
       const base = await time(`${api}/healthz`);
-      process.stdout.write(`baseline (health check round trip): p50 ${pct(base, 0.5).toFixed(1)} ms, p95 ${pct(base, 0.95).toFixed(1)} ms; ${CALLS} calls each, target p95 < 100 ms\n`);
+      process.stdout.write(
+        `baseline (health check round trip): p50 ${pct(base, 0.5).toFixed(1)} ms, p95 ${pct(base, 0.95).toFixed(1)} ms; ${CALLS} calls each, target p95 < 100 ms\n`,
+      );
       let worst = 0;
       for (const since of ['15m', '1h', '24h']) {
-        for (const path of ['/api/dash/overview', '/api/dash/locks', `/api/dash/lock?name=${encodeURIComponent(LOCKS[0])}&`, '/api/dash/blocking', `/api/dash/blocking/group?key=${encodeURIComponent('renderInvoice (/srv/app/renderInvoice.js:12)')}&`, '/api/dash/offload', '/api/traces?kind=lock-wait&', '/api/traces?minDuration=150ms&', '/api/findings?', '/api/alerts/summary?']) {
+        for (const path of [
+          '/api/dash/overview',
+          '/api/dash/locks',
+          `/api/dash/lock?name=${encodeURIComponent(LOCKS[0])}&`,
+          '/api/dash/blocking',
+          `/api/dash/blocking/group?key=${encodeURIComponent('renderInvoice (/srv/app/renderInvoice.js:12)')}&`,
+          '/api/dash/offload',
+          '/api/traces?kind=lock-wait&',
+          '/api/traces?minDuration=150ms&',
+          '/api/findings?',
+          '/api/alerts/summary?',
+        ]) {
           const url = `${api}${path}${path.endsWith('&') ? '' : '?'}since=${since}`;
           const ms = await time(url);
           worst = Math.max(worst, pct(ms, 0.95));
-          process.stdout.write(`  ${since.padEnd(4)} ${path.replace(/[?&]$/, '').padEnd(70)} p50 ${pct(ms, 0.5).toFixed(1).padStart(6)} ms  p95 ${pct(ms, 0.95).toFixed(1).padStart(6)} ms  (x${(pct(ms, 0.95) / pct(base, 0.95)).toFixed(1)} of the baseline)\n`);
+          process.stdout.write(
+            `  ${since.padEnd(4)} ${path.replace(/[?&]$/, '').padEnd(70)} p50 ${pct(ms, 0.5).toFixed(1).padStart(6)} ms  p95 ${pct(ms, 0.95).toFixed(1).padStart(6)} ms  (x${(pct(ms, 0.95) / pct(base, 0.95)).toFixed(1)} of the baseline)\n`,
+          );
         }
       }
       process.stdout.write(`worst p95: ${worst.toFixed(1)} ms (target < 100 ms)\n`);

@@ -38,15 +38,34 @@ export async function printAlerts(o: AlertsOptions, write: (text: string) => voi
     return;
   }
   const out: string[] = [];
-  out.push(`${body.rules.length} rule${body.rules.length === 1 ? '' : 's'} from ${body.file}; last evaluated ${time(body.lastEvalMs)} UTC${body.lastError ? ` (${body.lastError})` : ''}`);
+  out.push(
+    `${body.rules.length} rule${body.rules.length === 1 ? '' : 's'} from ${body.file}; last evaluated ${time(body.lastEvalMs)} UTC${body.lastError ? ` (${body.lastError})` : ''}`,
+  );
   const order = { firing: 0, pending: 1, resolved: 2 };
   const alerts = [...body.alerts].sort((a, b) => order[a.state] - order[b.state] || a.rule.localeCompare(b.rule));
   if (alerts.length) {
-    out.push('', table([['STATE', 'RULE', 'SEVERITY', 'SINCE (UTC)', 'LABELS', 'SUMMARY'], ...alerts.map((a) => [a.state.toUpperCase(), a.rule, a.labels.severity ?? '', time(a.state === 'resolved' ? a.resolvedAtMs : a.state === 'firing' ? a.firedAtMs : a.activeSinceMs), labelText(a.labels), a.annotations.summary ?? ''])]));
+    out.push(
+      '',
+      table([
+        ['STATE', 'RULE', 'SEVERITY', 'SINCE (UTC)', 'LABELS', 'SUMMARY'],
+        ...alerts.map((a) => [
+          a.state.toUpperCase(),
+          a.rule,
+          a.labels.severity ?? '',
+          time(a.state === 'resolved' ? a.resolvedAtMs : a.state === 'firing' ? a.firedAtMs : a.activeSinceMs),
+          labelText(a.labels),
+          a.annotations.summary ?? '',
+        ]),
+      ]),
+    );
   } else out.push('', 'No alert is pending or firing.');
   if (body.history.length) {
     out.push('', `State changes in the last ${o.since}, newest first:`);
-    out.push(table(body.history.slice(0, 50).map((h) => [time(h.timeMs), h.rule, labelText(h.labels), `${h.from} -> ${h.to}`])));
+    out.push(
+      table(
+        body.history.slice(0, 50).map((h) => [time(h.timeMs), h.rule, labelText(h.labels), `${h.from} -> ${h.to}`]),
+      ),
+    );
   }
   write(`${out.join('\n')}\n`);
 }

@@ -115,9 +115,12 @@ async function runServe(args: string[]): Promise<void> {
   const retentionMs = values.retention === '0' ? 0 : parseDuration(values.retention!);
   if (retentionMs instanceof Error) throw new Usage(`--retention: ${retentionMs.message}`);
   const token = process.env.STALLSCOPE_TOKEN?.trim() || undefined;
-  if (token !== undefined && token.length < 16) throw new Usage('STALLSCOPE_TOKEN: use at least 16 characters (e.g. openssl rand -hex 16)');
+  if (token !== undefined && token.length < 16)
+    throw new Usage('STALLSCOPE_TOKEN: use at least 16 characters (e.g. openssl rand -hex 16)');
   if (!isLoopback(values.host!) && !token) {
-    throw new Usage(`--host ${values.host}: listening beyond this machine needs STALLSCOPE_TOKEN set, or the pages and APIs would be open to the network`);
+    throw new Usage(
+      `--host ${values.host}: listening beyond this machine needs STALLSCOPE_TOKEN set, or the pages and APIs would be open to the network`,
+    );
   }
   if (values['otlp-auth'] && !token) throw new Usage('--otlp-auth: needs STALLSCOPE_TOKEN set');
   const options = {
@@ -133,7 +136,9 @@ async function runServe(args: string[]): Promise<void> {
   };
   const running = await serve(options);
   if (!isLoopback(values.host!) && !options.otlpAuth) {
-    process.stdout.write(`stallscope: note: OTLP on ${values.host} accepts data from anyone who can reach it; --otlp-auth requires the token there too\n`);
+    process.stdout.write(
+      `stallscope: note: OTLP on ${values.host} accepts data from anyone who can reach it; --otlp-auth requires the token there too\n`,
+    );
   }
   process.stdout.write(
     `stallscope: collecting OTLP on http://${options.host}:${running.collector.otlpPort}, ` +
@@ -163,12 +168,18 @@ function dashboardUrl(value: string): string {
   } catch {
     // reported below
   }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new Usage(`--url: "${value}" is not an http(s) URL, e.g. http://127.0.0.1:7318`);
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+    throw new Usage(`--url: "${value}" is not an http(s) URL, e.g. http://127.0.0.1:7318`);
   return value;
 }
 
 /** The options of the commands that ask a running stallscope; undefined once --help is printed. */
-function clientArgs(args: string[], help: string, since: string, extra: Record<string, { type: 'string' | 'boolean' }>) {
+function clientArgs(
+  args: string[],
+  help: string,
+  since: string,
+  extra: Record<string, { type: 'string' | 'boolean' }>,
+) {
   const parsed = parseArgs({
     args,
     strict: true,
@@ -201,14 +212,25 @@ async function runFindings(args: string[]): Promise<void> {
   const a = clientArgs(args, FINDINGS_HELP, '15m', { service: { type: 'string' }, 'fail-on': { type: 'string' } });
   if (!a) return;
   const failOn = a.values['fail-on'] as string | undefined;
-  if (failOn !== undefined && failOn !== 'warning' && failOn !== 'critical') throw new Usage(`--fail-on: "${failOn}" is not a level; use warning or critical`);
-  const options: FindingsOptions = { url: a.url, service: a.values.service as string | undefined, since: a.since, json: a.json, failOn, token: a.token };
+  if (failOn !== undefined && failOn !== 'warning' && failOn !== 'critical')
+    throw new Usage(`--fail-on: "${failOn}" is not a level; use warning or critical`);
+  const options: FindingsOptions = {
+    url: a.url,
+    service: a.values.service as string | undefined,
+    since: a.since,
+    json: a.json,
+    failOn,
+    token: a.token,
+  };
   process.exitCode = await printFindings(options, (text) => process.stdout.write(text));
 }
 
 async function runAlerts(args: string[]): Promise<void> {
   const a = clientArgs(args, ALERTS_HELP, '24h', {});
-  if (a) await printAlerts({ url: a.url, since: a.since, json: a.json, token: a.token }, (text) => process.stdout.write(text));
+  if (a)
+    await printAlerts({ url: a.url, since: a.since, json: a.json, token: a.token }, (text) =>
+      process.stdout.write(text),
+    );
 }
 
 async function main(argv: string[]): Promise<void> {

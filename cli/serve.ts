@@ -45,7 +45,12 @@ export interface Running {
 
 export async function serve(o: ServeOptions): Promise<Running> {
   const log = o.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const collector = await startCollector({ ...o, otlpToken: o.otlpAuth ? o.token : undefined, alerts: loadRules(o), log });
+  const collector = await startCollector({
+    ...o,
+    otlpToken: o.otlpAuth ? o.token : undefined,
+    alerts: loadRules(o),
+    log,
+  });
   let dashboard: Dashboard;
   try {
     dashboard = await startDashboard(collector, { host: o.host, port: o.port, token: o.token });

@@ -26,7 +26,12 @@ const str = (v: unknown) => (typeof v === 'string' ? v : String(v ?? ''));
 /** `*` any run of characters, `?` one; everything else literal. */
 export function globMatch(glob: string | undefined, value: string): boolean {
   if (glob === undefined) return true;
-  const re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const re = new RegExp(
+    `^${glob
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   return re.test(value);
 }
 
@@ -48,7 +53,11 @@ function lockStats(dash: DashboardQueries, w: Window): LockAcc[] {
     const lock = str(a[LOCK_NAME]);
     const id = `${service}\u0000${lock}`;
     let e = locks.get(id);
-    if (!e) locks.set(id, (e = { service, lock, count: 0, sum: 0, bounds: [], counts: [], acquisitions: 0, contended: 0, maxPending: 0 }));
+    if (!e)
+      locks.set(
+        id,
+        (e = { service, lock, count: 0, sum: 0, bounds: [], counts: [], acquisitions: 0, contended: 0, maxPending: 0 }),
+      );
     return e;
   };
   for (const s of dash.windowTotals(LOCK_METRICS.waitTime, w)) {
@@ -73,12 +82,18 @@ function lockStats(dash: DashboardQueries, w: Window): LockAcc[] {
 /** Per service: the largest value a gauge took in the window, in ms when it is in seconds. */
 function gaugeMax(dash: DashboardQueries, name: string, w: Window, scale: number): SignalValue[] {
   const by = new Map<string, number>();
-  for (const s of dash.windowTotals(name, w)) if (s.step.max !== undefined) by.set(s.service, Math.max(by.get(s.service) ?? -Infinity, s.step.max * scale));
+  for (const s of dash.windowTotals(name, w))
+    if (s.step.max !== undefined) by.set(s.service, Math.max(by.get(s.service) ?? -Infinity, s.step.max * scale));
   return [...by].map(([service, value]) => ({ service, value }));
 }
 
 /** Per service (and pool): a histogram's mean in ms over the window. */
-function histogramMean(dash: DashboardQueries, name: string, w: Window, resource?: (a: Attributes) => string): SignalValue[] {
+function histogramMean(
+  dash: DashboardQueries,
+  name: string,
+  w: Window,
+  resource?: (a: Attributes) => string,
+): SignalValue[] {
   const by = new Map<string, { service: string; resource?: string; count: number; sum: number }>();
   for (const s of dash.histogramTotals(name, w)) {
     const r = resource?.(s.attributes);
@@ -88,13 +103,24 @@ function histogramMean(dash: DashboardQueries, name: string, w: Window, resource
     e.sum += s.sum;
     by.set(id, e);
   }
-  return [...by.values()].filter((e) => e.count > 0).map((e) => ({ service: e.service, resource: e.resource, value: (1000 * e.sum) / e.count }));
+  return [...by.values()]
+    .filter((e) => e.count > 0)
+    .map((e) => ({ service: e.service, resource: e.resource, value: (1000 * e.sum) / e.count }));
 }
 
 /** Every value of the rule's signal in the window ending at `nowMs`, filtered by its globs. */
-export function signalValues(rule: AlertRule, dash: DashboardQueries, findings: (w: Window) => Finding[], nowMs: number): SignalValue[] {
+export function signalValues(
+  rule: AlertRule,
+  dash: DashboardQueries,
+  findings: (w: Window) => Finding[],
+  nowMs: number,
+): SignalValue[] {
   const toNs = BigInt(nowMs) * 1_000_000n;
-  const w: Window = { fromNs: toNs - BigInt(rule.windowMs) * 1_000_000n, toNs, stepNs: BigInt(rule.windowMs) * 1_000_000n };
+  const w: Window = {
+    fromNs: toNs - BigInt(rule.windowMs) * 1_000_000n,
+    toNs,
+    stepNs: BigInt(rule.windowMs) * 1_000_000n,
+  };
   let values: SignalValue[];
   switch (rule.signal) {
     case 'lock-wait-p95':
@@ -121,7 +147,8 @@ export function signalValues(rule: AlertRule, dash: DashboardQueries, findings: 
       break;
     case 'blocking-episodes': {
       const by = new Map<string, number>();
-      for (const s of dash.windowTotals(METRICS.blocks, w)) by.set(s.service, (by.get(s.service) ?? 0) + (s.step.increase ?? 0));
+      for (const s of dash.windowTotals(METRICS.blocks, w))
+        by.set(s.service, (by.get(s.service) ?? 0) + (s.step.increase ?? 0));
       values = [...by].map(([service, value]) => ({ service, value }));
       break;
     }
@@ -137,10 +164,14 @@ export function signalValues(rule: AlertRule, dash: DashboardQueries, findings: 
         .map((f) => ({
           service: f.service,
           kind: f.kind,
-          resource: f.resource ?? (f.location ? `${f.location.function} (${f.location.file}:${f.location.line})` : undefined),
+          resource:
+            f.resource ?? (f.location ? `${f.location.function} (${f.location.file}:${f.location.line})` : undefined),
           value: f.impactMs,
         }));
       break;
   }
-  return values.filter((v) => globMatch(rule.service, v.service) && (rule.resource === undefined || globMatch(rule.resource, v.resource ?? '')));
+  return values.filter(
+    (v) =>
+      globMatch(rule.service, v.service) && (rule.resource === undefined || globMatch(rule.resource, v.resource ?? '')),
+  );
 }

@@ -52,7 +52,12 @@ function render(rule: AlertRule, labels: Record<string, string>, value: number |
     threshold: `${rule.op} ${formatValue(rule, rule.threshold)}`,
     severity: rule.severity,
   };
-  return Object.fromEntries(Object.entries(rule.annotations).map(([k, text]) => [k, text.replace(/\{\{\s*([^}]*?)\s*\}\}/g, (_, f: string) => fields[f] ?? '')]));
+  return Object.fromEntries(
+    Object.entries(rule.annotations).map(([k, text]) => [
+      k,
+      text.replace(/\{\{\s*([^}]*?)\s*\}\}/g, (_, f: string) => fields[f] ?? ''),
+    ]),
+  );
 }
 
 export interface AlertStatus {
@@ -86,7 +91,11 @@ export class AlertEngine {
   constructor(private readonly o: AlertEngineOptions) {
     this.rules = o.rules;
     this.text = o.text;
-    this.notifier = new Notifier({ externalUrl: () => this.externalUrl, log: o.log, ...(o.retry ?? { maxAttempts: 8, backoffMs: 1000, maxBackoffMs: 60_000 }) });
+    this.notifier = new Notifier({
+      externalUrl: () => this.externalUrl,
+      log: o.log,
+      ...(o.retry ?? { maxAttempts: 8, backoffMs: 1000, maxBackoffMs: 60_000 }),
+    });
   }
 
   /** Loads the state kept by the last run, forgets rules that are gone, and starts the timer. */
@@ -189,7 +198,8 @@ export class AlertEngine {
       this.transition(rule, fp, labels, holds, value, now, write);
     };
     if (values.length === 0 && rule.noData === 'alerting') step(this.labelsOf(rule, null), true, null);
-    for (const v of values) step(this.labelsOf(rule, v), rule.op === '>' ? v.value > rule.threshold : v.value < rule.threshold, v.value);
+    for (const v of values)
+      step(this.labelsOf(rule, v), rule.op === '>' ? v.value > rule.threshold : v.value < rule.threshold, v.value);
     const keep = values.length === 0 && rule.noData === 'keep';
     for (const i of [...this.instances.values()]) {
       if (i.rule !== rule.name || seen.has(i.fingerprint)) continue;
@@ -198,10 +208,19 @@ export class AlertEngine {
     }
   }
 
-  private transition(rule: AlertRule, fp: string, labels: Record<string, string>, holds: boolean, value: number | null, now: number, write: AlertWrite): void {
+  private transition(
+    rule: AlertRule,
+    fp: string,
+    labels: Record<string, string>,
+    holds: boolean,
+    value: number | null,
+    now: number,
+    write: AlertWrite,
+  ): void {
     const k = key(rule.name, fp);
     const cur = this.instances.get(k);
-    const record = (from: AlertTransition['from'], to: AlertTransition['to']) => write.history.push({ timeMs: now, rule: rule.name, fingerprint: fp, labels, from, to, value });
+    const record = (from: AlertTransition['from'], to: AlertTransition['to']) =>
+      write.history.push({ timeMs: now, rule: rule.name, fingerprint: fp, labels, from, to, value });
     const save = (i: AlertInstance) => {
       this.instances.set(k, i);
       write.upsert.push(i);
@@ -241,7 +260,11 @@ export class AlertEngine {
     } else if (cur.state === 'firing') {
       record('firing', 'resolved');
       save({ ...cur, state: 'resolved', value, resolvedAtMs: now, lastEvalMs: now });
-    } else if (now - (cur.resolvedAtMs ?? now) > RESOLVED_KEEP_MS && cur.notifiedState !== 'firing' && !this.sending.has(k)) {
+    } else if (
+      now - (cur.resolvedAtMs ?? now) > RESOLVED_KEEP_MS &&
+      cur.notifiedState !== 'firing' &&
+      !this.sending.has(k)
+    ) {
       this.instances.delete(k);
       write.remove.push({ rule: rule.name, fingerprint: fp });
     }
@@ -254,7 +277,8 @@ export class AlertEngine {
       const rule = this.rules.rules.find((r) => r.name === i.rule);
       if (!rule) continue;
       let status: 'firing' | 'resolved' | undefined;
-      if (i.state === 'firing' && (i.notifiedState !== 'firing' || now - (i.notifiedAtMs ?? 0) >= rule.repeatMs)) status = 'firing';
+      if (i.state === 'firing' && (i.notifiedState !== 'firing' || now - (i.notifiedAtMs ?? 0) >= rule.repeatMs))
+        status = 'firing';
       else if (i.state === 'resolved' && i.notifiedState === 'firing') status = 'resolved';
       if (!status) continue;
       const receivers = this.rules.receivers.filter((r) => rule.receivers.includes(r.name));
@@ -270,7 +294,9 @@ export class AlertEngine {
         const updated: AlertInstance = { ...cur, notifiedState: sentAs, notifiedAtMs: Date.now() };
         this.instances.set(k, updated);
         if (!delivered) this.o.log(`stallscope: ${describeAlert(cur)} ${sentAs}: no receiver took it`);
-        this.o.store.writeAlerts({ upsert: [updated], remove: [], history: [] }).catch((err: Error) => this.o.log(`stallscope: alert state not saved: ${err.message}`));
+        this.o.store
+          .writeAlerts({ upsert: [updated], remove: [], history: [] })
+          .catch((err: Error) => this.o.log(`stallscope: alert state not saved: ${err.message}`));
       });
     }
   }

@@ -80,7 +80,8 @@ export class ConfigDoc {
   /** Rejects keys not in `allowed`, naming the ones that are. */
   only(entries: Array<[string, Node, Node | null]>, allowed: readonly string[], what: string): void {
     for (const [key, keyNode] of entries) {
-      if (!allowed.includes(key)) throw this.error(keyNode, `${what}: unknown setting "${key}"; it takes ${allowed.join(', ')}`);
+      if (!allowed.includes(key))
+        throw this.error(keyNode, `${what}: unknown setting "${key}"; it takes ${allowed.join(', ')}`);
     }
   }
 }

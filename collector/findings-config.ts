@@ -35,7 +35,11 @@ const SPEC = {
     'critical-p95': d(250, '95th percentile wait that makes it critical'),
   },
   'shared-lock': {
-    'min-cross-share': { unit: 'share', value: 0.3, meaning: 'share of the wait spent behind a holder at another site' },
+    'min-cross-share': {
+      unit: 'share',
+      value: 0.3,
+      meaning: 'share of the wait spent behind a holder at another site',
+    },
   },
   'lock-held': {
     'min-held': d(1000, 'how long a lock was held while others waited'),
@@ -56,7 +60,10 @@ export type FindingThresholds = { [K in keyof typeof SPEC]: { [S in keyof (typeo
 
 export function defaultThresholds(): FindingThresholds {
   return Object.fromEntries(
-    Object.entries(SPEC).map(([kind, settings]) => [kind, Object.fromEntries(Object.entries(settings).map(([name, s]) => [name, (s as Setting).value]))]),
+    Object.entries(SPEC).map(([kind, settings]) => [
+      kind,
+      Object.fromEntries(Object.entries(settings).map(([name, s]) => [name, (s as Setting).value])),
+    ]),
   ) as FindingThresholds;
 }
 
@@ -64,8 +71,14 @@ export function defaultThresholds(): FindingThresholds {
 function parseValue(doc: ConfigDoc, node: Node | null, s: Setting, what: string): number {
   if (s.unit === 'duration') return doc.duration(node, what);
   const v = doc.scalar(node);
-  const ok = typeof v === 'number' && (s.unit === 'count' ? Number.isInteger(v) && v >= 0 : s.unit === 'share' ? v >= 0 && v <= 1 : v > 0);
-  if (!ok) throw doc.error(node, `${what}: expected ${s.unit === 'count' ? 'a whole number, 0 or more' : s.unit === 'share' ? 'a number from 0 to 1' : 'a number greater than 0'}`);
+  const ok =
+    typeof v === 'number' &&
+    (s.unit === 'count' ? Number.isInteger(v) && v >= 0 : s.unit === 'share' ? v >= 0 && v <= 1 : v > 0);
+  if (!ok)
+    throw doc.error(
+      node,
+      `${what}: expected ${s.unit === 'count' ? 'a whole number, 0 or more' : s.unit === 'share' ? 'a number from 0 to 1' : 'a number greater than 0'}`,
+    );
   return v as number;
 }
 
@@ -80,7 +93,10 @@ export function parseFindingsConfig(text: string, file: string): FindingThreshol
     const spec = Object.hasOwn(SPEC, kind) ? (SPEC as Record<string, Record<string, Setting>>)[kind] : undefined;
     if (!spec) throw doc.error(kindNode, `unknown finding kind "${kind}"; the kinds are ${kinds.join(', ')}`);
     const names = Object.keys(spec);
-    for (const [name, nameNode, value] of doc.entries(settings ?? kindNode, `${kind}: the thresholds (${names.join(', ')})`)) {
+    for (const [name, nameNode, value] of doc.entries(
+      settings ?? kindNode,
+      `${kind}: the thresholds (${names.join(', ')})`,
+    )) {
       const s = Object.hasOwn(spec, name) ? spec[name] : undefined;
       if (!s) throw doc.error(nameNode, `${kind}: unknown threshold "${name}"; it has ${names.join(', ')}`);
       out[kind][name] = parseValue(doc, value ?? nameNode, s, `${kind}.${name} (${s.meaning})`);

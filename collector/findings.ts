@@ -66,7 +66,10 @@ const PYTHON_ALTERNATIVES: Array<[RegExp, string]> = [
   [/^subprocess\./, 'asyncio.create_subprocess_exec() and await the process'],
   [/^(os\.read|pathlib\.)/, 'await asyncio.to_thread() around the file work, so a worker thread waits for the disk'],
   [/^json\.loads$/, 'await asyncio.to_thread(json.loads, text) for documents this large, or smaller payloads'],
-  [/^threading\.Lock\.acquire$/, 'an asyncio.Lock between coroutines; a lock shared with threads is taken in asyncio.to_thread()'],
+  [
+    /^threading\.Lock\.acquire$/,
+    'an asyncio.Lock between coroutines; a lock shared with threads is taken in asyncio.to_thread()',
+  ],
 ];
 
 /** What to call instead of a blocking API. */
@@ -86,8 +89,10 @@ function alternative(api: string): string {
     const async = fn === 'spawnSync' ? 'spawn' : asyncName;
     return `child_process.${async}() (promisified with util.promisify), so the loop runs while the child does`;
   }
-  if (module === 'zlib') return `zlib.${asyncName}() (promisified) or a zlib stream, which compress on the libuv threadpool`;
-  if (module === 'Atomics') return 'Atomics.waitAsync(), or an asynchronous lock (async-mutex), so that the main thread is never put to sleep';
+  if (module === 'zlib')
+    return `zlib.${asyncName}() (promisified) or a zlib stream, which compress on the libuv threadpool`;
+  if (module === 'Atomics')
+    return 'Atomics.waitAsync(), or an asynchronous lock (async-mutex), so that the main thread is never put to sleep';
   if (module === 'crypto') {
     return `crypto.${asyncName}(), which runs on the libuv threadpool; at a high rate, run it in a worker pool instead so it does not fill that pool`;
   }
@@ -130,7 +135,8 @@ function blocking(dash: DashboardQueries, w: Window, th: FindingThresholds): Fin
     };
     const key = sameSite(g.service, location);
     // Two slow APIs on one line: the costlier one names the finding.
-    if ((sites.get(key)?.totalMs ?? -1) < g.totalMs) sites.set(key, { finding, api, totalMs: g.totalMs, maxMs: g.maxMs, episodes: 0, blockMaxMs: 0 });
+    if ((sites.get(key)?.totalMs ?? -1) < g.totalMs)
+      sites.set(key, { finding, api, totalMs: g.totalMs, maxMs: g.maxMs, episodes: 0, blockMaxMs: 0 });
   }
 
   const out: Finding[] = [];
@@ -244,8 +250,18 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
     // Waiters of a lock that is never released never finish waiting: count them while it was
     // held, from each hold's latest report (a hold is reported again as it goes on).
     const perHold = new Map<string, number>();
-    for (const s of spans) perHold.set(s.start, Math.max(perHold.get(s.start) ?? 0, (Number(s.attributes[LOCK_HELD_MS]) || 0) * (Number(s.attributes[LOCK_WAITERS]) || 0)));
-    const waitedMs = Math.max(row?.totalWaitMs ?? 0, [...perHold.values()].reduce((a, b) => a + b, 0));
+    for (const s of spans)
+      perHold.set(
+        s.start,
+        Math.max(
+          perHold.get(s.start) ?? 0,
+          (Number(s.attributes[LOCK_HELD_MS]) || 0) * (Number(s.attributes[LOCK_WAITERS]) || 0),
+        ),
+      );
+    const waitedMs = Math.max(
+      row?.totalWaitMs ?? 0,
+      [...perHold.values()].reduce((a, b) => a + b, 0),
+    );
     held.add(`${g.service}\u0000${g.key}`);
     out.push({
       kind: 'lock-held',
@@ -268,7 +284,12 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
 
   const c = th['lock-contention'];
   for (const row of rows) {
-    if (held.has(`${row.service}\u0000${row.lock}`) || row.totalWaitMs < c['min-total-wait'] || (row.waitP95Ms ?? 0) < c['min-p95']) continue;
+    if (
+      held.has(`${row.service}\u0000${row.lock}`) ||
+      row.totalWaitMs < c['min-total-wait'] ||
+      (row.waitP95Ms ?? 0) < c['min-p95']
+    )
+      continue;
     const sw = { ...w, service: row.service };
     const pairs = pairsOf(dash, row.lock, sw);
     const examples = dash.slowest(LOCK_KINDS.wait, row.lock, sw, 20);
@@ -313,7 +334,8 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
       kind: 'lock-contention',
       title: `Hot lock ${row.lock}`,
       detail: `Lock ${row.lock} (${row.type}) is contended: ${stats}.${pairs.topSite ? ` Most of the waiting is at ${pairs.topSite}.` : ''} ${limiterAdvice(row.type)}`,
-      location: locationOf(siteSpan(pairs.topSite)?.attributes) ?? (pairs.topSite ? siteLocation(pairs.topSite) : undefined),
+      location:
+        locationOf(siteSpan(pairs.topSite)?.attributes) ?? (pairs.topSite ? siteLocation(pairs.topSite) : undefined),
       traceIds: traceIds(examples),
       figures,
     });
@@ -375,7 +397,11 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
       .slice(0, 3)
       .map((x) => `${opName(x.op)} ${formatMs(x.totalMs)}`)
       .join(', ');
-    const cpuBound = culprit === 'PBKDF2REQUEST' || culprit === 'SCRYPTREQUEST' || culprit === 'ZLIB' || culprit === 'DERIVEBITSREQUEST';
+    const cpuBound =
+      culprit === 'PBKDF2REQUEST' ||
+      culprit === 'SCRYPTREQUEST' ||
+      culprit === 'ZLIB' ||
+      culprit === 'DERIVEBITSREQUEST';
     const dnsWaits = waits.some((x) => x.op === 'GETADDRINFOREQWRAP');
     out.push({
       kind: 'threadpool-saturated',
@@ -384,7 +410,9 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
       title: `libuv threadpool saturated${culprit ? ` by ${OPERATIONS[culprit] ?? culprit}` : ''}`,
       detail: [
         `All ${size} libuv threads were busy: ${plural(count, 'operation')} waited ${formatMs(totalMs)} in all for a thread (${waitText}).`,
-        busyText ? `The threads were busy with ${busyText}${submitter ? `, submitted at ${showLocation(locationOf(submitter.attributes)!)}` : ''}.` : '',
+        busyText
+          ? `The threads were busy with ${busyText}${submitter ? `, submitted at ${showLocation(locationOf(submitter.attributes)!)}` : ''}.`
+          : '',
         !submitter && waiter ? `Most waiting was at ${showLocation(locationOf(waiter.attributes)!)}.` : '',
         canaryMs !== undefined ? `A tiny fs.stat took ${formatMs(canaryMs)} on average.` : '',
         cpuBound
@@ -398,7 +426,12 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
       count,
       location: waiter ? locationOf(waiter.attributes) : undefined,
       traceIds: traceIds(sample.filter((s) => s.key !== culprit).concat(sample)),
-      figures: { totalWaitMs: totalMs, waits: count, size, ...(canaryMs !== undefined ? { canaryMeanMs: canaryMs } : {}) },
+      figures: {
+        totalWaitMs: totalMs,
+        waits: count,
+        size,
+        ...(canaryMs !== undefined ? { canaryMeanMs: canaryMs } : {}),
+      },
     });
   }
   return out;
@@ -412,7 +445,13 @@ function pools(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
   // Several instances of a service each report the pool: add them up.
   for (const r of dash.histogramTotals(POOL_METRICS.queueWait, w)) {
     const k = id(r.service, r.attributes);
-    const e = waits.get(k) ?? { service: r.service, pool: str(r.attributes[POOL_NAME]), type: str(r.attributes[POOL_TYPE]), count: 0, sum: 0 };
+    const e = waits.get(k) ?? {
+      service: r.service,
+      pool: str(r.attributes[POOL_NAME]),
+      type: str(r.attributes[POOL_TYPE]),
+      count: 0,
+      sum: 0,
+    };
     e.count += r.count;
     e.sum += r.sum;
     waits.set(k, e);
@@ -449,5 +488,7 @@ function pools(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
 
 /** Every finding for the window (and service), most costly first. */
 export function deriveFindings(dash: DashboardQueries, w: Window, th: FindingThresholds): Finding[] {
-  return [...blocking(dash, w, th), ...locks(dash, w, th), ...threadpool(dash, w, th), ...pools(dash, w, th)].sort((a, b) => b.impactMs - a.impactMs);
+  return [...blocking(dash, w, th), ...locks(dash, w, th), ...threadpool(dash, w, th), ...pools(dash, w, th)].sort(
+    (a, b) => b.impactMs - a.impactMs,
+  );
 }

@@ -48,7 +48,11 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     maxQueuedRows: o.maxQueuedRows,
   });
   const thresholds = o.findingThresholds ?? defaultThresholds();
-  const receiver = new OtlpReceiver(store, { maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024, retryAfterSeconds: 1, token: o.otlpToken });
+  const receiver = new OtlpReceiver(store, {
+    maxBodyBytes: o.maxBodyBytes ?? 64 * 1024 * 1024,
+    retryAfterSeconds: 1,
+    token: o.otlpToken,
+  });
   const findings = (w: Window) => deriveFindings(store.dashboard, w, thresholds);
   const alerts = new AlertEngine({ ...o.alerts, store, findings, log: o.log, retry: o.alertRetry });
   let otlpPort: number;

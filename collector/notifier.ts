@@ -34,7 +34,12 @@ export function describeAlert(a: AlertInstance): string {
 }
 
 /** The Alertmanager v4 webhook body for one alert. */
-export function webhookPayload(a: AlertInstance, status: 'firing' | 'resolved', receiver: string, externalUrl: string): object {
+export function webhookPayload(
+  a: AlertInstance,
+  status: 'firing' | 'resolved',
+  receiver: string,
+  externalUrl: string,
+): object {
   const generatorURL = `${externalUrl}?rule=${encodeURIComponent(a.rule)}`;
   return {
     version: '4',
@@ -73,7 +78,9 @@ class ReceiverQueue {
   push(job: Job): void {
     if (this.jobs.length >= MAX_QUEUE) {
       const dropped = this.jobs.shift()!;
-      this.o.log(`stallscope: ${describeAlert(dropped.alert)} ${dropped.status} -> ${this.receiver.name}: dropped, ${MAX_QUEUE} notifications already queued`);
+      this.o.log(
+        `stallscope: ${describeAlert(dropped.alert)} ${dropped.status} -> ${this.receiver.name}: dropped, ${MAX_QUEUE} notifications already queued`,
+      );
       dropped.done(false);
     }
     this.jobs.push(job);
@@ -136,7 +143,12 @@ export class Notifier {
   constructor(private readonly o: NotifierOptions) {}
 
   /** Queues the alert for each receiver; `done` runs once all have delivered or given up. */
-  send(receivers: AlertReceiver[], alert: AlertInstance, status: 'firing' | 'resolved', done: (deliveredToAny: boolean) => void): void {
+  send(
+    receivers: AlertReceiver[],
+    alert: AlertInstance,
+    status: 'firing' | 'resolved',
+    done: (deliveredToAny: boolean) => void,
+  ): void {
     if (receivers.length === 0) return done(false);
     let left = receivers.length;
     let any = false;

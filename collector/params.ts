@@ -34,7 +34,10 @@ export function timeParam(req: Request, name: string): number | undefined {
   if (v === undefined) return undefined;
   const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
   // Date's own range, which also keeps nanoseconds within 64 bits.
-  if (!Number.isFinite(ms) || ms < 0 || ms > 8.64e15) throw new BadParam(`${name}: "${v}" is not a time; use ISO 8601 (2026-01-31T12:00:00Z) or milliseconds since the epoch`);
+  if (!Number.isFinite(ms) || ms < 0 || ms > 8.64e15)
+    throw new BadParam(
+      `${name}: "${v}" is not a time; use ISO 8601 (2026-01-31T12:00:00Z) or milliseconds since the epoch`,
+    );
   return ms;
 }
 
@@ -42,7 +45,8 @@ export function intParam(req: Request, name: string, min: number, max: number, f
   const v = one(req, name);
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new BadParam(`${name}: must be a whole number from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new BadParam(`${name}: must be a whole number from ${min} to ${max}`);
   return n;
 }
 
@@ -53,7 +57,8 @@ export function range(req: Request, defaultSinceMs: number | undefined): { fromM
   const to = timeParam(req, 'to');
   if (since !== undefined && from !== undefined) throw new BadParam('since and from: give one or the other');
   const toMs = to ?? (since !== undefined || defaultSinceMs !== undefined ? Date.now() : undefined);
-  const fromMs = from ?? (since !== undefined ? toMs! - since : defaultSinceMs !== undefined ? toMs! - defaultSinceMs : undefined);
+  const fromMs =
+    from ?? (since !== undefined ? toMs! - since : defaultSinceMs !== undefined ? toMs! - defaultSinceMs : undefined);
   if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) throw new BadParam('from: must be before to');
   return { fromMs, toMs };
 }

@@ -12,7 +12,10 @@ export function queryApi(collector: Collector): Router {
   const api = express.Router();
   const store = collector.store;
 
-  api.get('/services', handler(() => store.queries.listServices()));
+  api.get(
+    '/services',
+    handler(() => store.queries.listServices()),
+  );
 
   api.get(
     '/traces',
@@ -34,7 +37,8 @@ export function queryApi(collector: Collector): Router {
       if (attr !== undefined) {
         const eq = attr.indexOf('=');
         const key = attr.slice(0, eq);
-        if (eq <= 0 || key.includes('"')) throw new BadParam('attribute: use key=value, e.g. attribute=http.route=/orders');
+        if (eq <= 0 || key.includes('"'))
+          throw new BadParam('attribute: use key=value, e.g. attribute=http.route=/orders');
         search.attribute = { key, value: attr.slice(eq + 1) };
       }
       return store.queries.searchTraces(search);
@@ -76,10 +80,20 @@ export function queryApi(collector: Collector): Router {
       const { fromMs, toMs } = range(req, 15 * 60_000);
       const kinds = one(req, 'kind')?.split(',');
       const unknown = kinds?.find((k) => !(FINDING_KINDS as readonly string[]).includes(k));
-      if (unknown !== undefined) throw new BadParam(`kind: "${unknown}" is not a finding kind; use one or more of ${FINDING_KINDS.join(', ')}, separated by commas`);
+      if (unknown !== undefined)
+        throw new BadParam(
+          `kind: "${unknown}" is not a finding kind; use one or more of ${FINDING_KINDS.join(', ')}, separated by commas`,
+        );
       const resource = one(req, 'resource');
-      const findings = collector.findings({ service: one(req, 'service') || undefined, fromNs: msToNs(fromMs!), toNs: msToNs(toMs!), stepNs: msToNs(toMs! - fromMs!) });
-      return findings.filter((f) => (!kinds || kinds.includes(f.kind)) && (resource === undefined || f.resource === resource));
+      const findings = collector.findings({
+        service: one(req, 'service') || undefined,
+        fromNs: msToNs(fromMs!),
+        toNs: msToNs(toMs!),
+        stepNs: msToNs(toMs! - fromMs!),
+      });
+      return findings.filter(
+        (f) => (!kinds || kinds.includes(f.kind)) && (resource === undefined || f.resource === resource),
+      );
     }),
   );
 
@@ -87,7 +101,10 @@ export function queryApi(collector: Collector): Router {
     '/alerts',
     handler((req) => {
       const since = durationParam(req, 'since') ?? 24 * 3_600_000;
-      return { ...collector.alerts.status(), history: store.alerts.history(Date.now() - since, intParam(req, 'limit', 1, 5000, 200)) };
+      return {
+        ...collector.alerts.status(),
+        history: store.alerts.history(Date.now() - since, intParam(req, 'limit', 1, 5000, 200)),
+      };
     }),
   );
 
@@ -95,7 +112,10 @@ export function queryApi(collector: Collector): Router {
     '/alerts/summary',
     handler(() => {
       const alerts = collector.alerts.status().alerts;
-      return { firing: alerts.filter((a) => a.state === 'firing').length, pending: alerts.filter((a) => a.state === 'pending').length };
+      return {
+        firing: alerts.filter((a) => a.state === 'firing').length,
+        pending: alerts.filter((a) => a.state === 'pending').length,
+      };
     }),
   );
 

@@ -64,7 +64,12 @@ class HttpError extends Error {
 }
 
 export class OtlpReceiver {
-  readonly stats: ReceiverStats = { requests: 0, accepted: { spans: 0, points: 0, logs: 0 }, rejectedItems: 0, refused: {} };
+  readonly stats: ReceiverStats = {
+    requests: 0,
+    accepted: { spans: 0, points: 0, logs: 0 },
+    rejectedItems: 0,
+    refused: {},
+  };
   readonly server: http.Server;
 
   constructor(
@@ -86,10 +91,16 @@ export class OtlpReceiver {
     if (!signal) throw new HttpError(404, `no OTLP endpoint at ${path}; use POST /v1/traces, /v1/metrics or /v1/logs`);
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} is not allowed on ${path}; use POST`);
     if (this.options.token !== undefined && !bearerMatches(req.headers.authorization, this.options.token)) {
-      throw new HttpError(401, 'a token is required: send Authorization: Bearer <STALLSCOPE_TOKEN> (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)');
+      throw new HttpError(
+        401,
+        'a token is required: send Authorization: Bearer <STALLSCOPE_TOKEN> (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)',
+      );
     }
     if (!format) {
-      throw new HttpError(415, `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`);
+      throw new HttpError(
+        415,
+        `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`,
+      );
     }
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
     if (encoding !== 'gzip' && encoding !== 'identity') {
@@ -138,7 +149,8 @@ export class OtlpReceiver {
   }
 
   private fail(res: http.ServerResponse, format: Format | null, err: unknown): void {
-    const e = err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error)?.message ?? String(err)}`);
+    const e =
+      err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error)?.message ?? String(err)}`);
     this.stats.refused[e.status] = (this.stats.refused[e.status] ?? 0) + 1;
     if (e.status === 500) process.emitWarning(`stallscope collector: ${(err as Error)?.stack ?? String(err)}`);
     if (res.headersSent) {
@@ -159,7 +171,11 @@ export class OtlpReceiver {
 }
 
 function requestName(path: string): string {
-  return path === '/v1/traces' ? 'ExportTraceServiceRequest' : path === '/v1/metrics' ? 'ExportMetricsServiceRequest' : 'ExportLogsServiceRequest';
+  return path === '/v1/traces'
+    ? 'ExportTraceServiceRequest'
+    : path === '/v1/metrics'
+      ? 'ExportMetricsServiceRequest'
+      : 'ExportLogsServiceRequest';
 }
 
 function formatOf(contentType: string | undefined): Format | null {
@@ -219,6 +235,9 @@ function respondOk(res: http.ServerResponse, format: Format, signal: Signal, n: 
   }
   res.setHeader('Content-Type', 'application/json');
   // proto3 JSON writes int64 as a decimal string.
-  const body = n.rejected > 0 ? { partialSuccess: { [signal.rejectedField]: String(n.rejected), errorMessage: n.errorMessage } } : {};
+  const body =
+    n.rejected > 0
+      ? { partialSuccess: { [signal.rejectedField]: String(n.rejected), errorMessage: n.errorMessage } }
+      : {};
   res.end(JSON.stringify(body));
 }

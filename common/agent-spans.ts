@@ -19,7 +19,8 @@ import {
 } from './conventions';
 import type { AgentSpan, Attributes } from './types';
 
-const text = (v: unknown): string => (typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'bigint' ? String(v) : '');
+const text = (v: unknown): string =>
+  typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'bigint' ? String(v) : '';
 
 /** `fn (file:line)`, the way a blocking function or call site is shown and grouped. */
 export function codeKey(attrs: Attributes): string {
@@ -38,7 +39,12 @@ export function agentSpan(attrs: Attributes): AgentSpan | null {
     case KINDS.syncCall:
       return { kind, key: `${text(attrs[SYNC_API])} at ${codeKey(attrs)}` };
     case LOCK_KINDS.wait:
-      return { kind, key: text(attrs[LOCK_NAME]), waiterSite: text(attrs[LOCK_ACQUIRE_SITE]), holderSite: text(attrs[LOCK_HOLDER_SITE]) };
+      return {
+        kind,
+        key: text(attrs[LOCK_NAME]),
+        waiterSite: text(attrs[LOCK_ACQUIRE_SITE]),
+        holderSite: text(attrs[LOCK_HOLDER_SITE]),
+      };
     case LOCK_KINDS.held:
       return { kind, key: text(attrs[LOCK_NAME]) };
     case THREADPOOL_KIND:

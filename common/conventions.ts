@@ -40,7 +40,12 @@ export const BLOCK_CPU_RATIO = 'stallscope.block.cpu_ratio';
  * code, held the loop up. Findings leave such episodes out.
  */
 export const BLOCK_STARVED = 'stallscope.block.starved';
-export const BLOCK_ORIGINS = { app: 'app', dependency: 'dependency', telemetry: 'telemetry', runtime: 'runtime' } as const;
+export const BLOCK_ORIGINS = {
+  app: 'app',
+  dependency: 'dependency',
+  telemetry: 'telemetry',
+  runtime: 'runtime',
+} as const;
 export type BlockOrigin = (typeof BLOCK_ORIGINS)[keyof typeof BLOCK_ORIGINS];
 
 // Blocking synchronous calls.
@@ -128,10 +133,26 @@ export const POOL_METRICS = {
 } as const;
 
 /** Every `stallscope.kind` the agent puts on its spans. */
-export const AGENT_KINDS: readonly string[] = [KINDS.loopBlock, KINDS.syncCall, KINDS.nestedLoop, LOCK_KINDS.wait, LOCK_KINDS.held, THREADPOOL_KIND, POOL_KIND];
+export const AGENT_KINDS: readonly string[] = [
+  KINDS.loopBlock,
+  KINDS.syncCall,
+  KINDS.nestedLoop,
+  LOCK_KINDS.wait,
+  LOCK_KINDS.held,
+  THREADPOOL_KIND,
+  POOL_KIND,
+];
 
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
-export const FINDING_KINDS = ['loop-blocked', 'sync-call', 'lock-contention', 'shared-lock', 'lock-held', 'threadpool-saturated', 'pool-queueing'] as const;
+export const FINDING_KINDS = [
+  'loop-blocked',
+  'sync-call',
+  'lock-contention',
+  'shared-lock',
+  'lock-held',
+  'threadpool-saturated',
+  'pool-queueing',
+] as const;
 
 /** What alert rules can measure; docs/alerts.md says how each is computed and in what unit. */
 export const ALERT_SIGNALS = [

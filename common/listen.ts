@@ -8,7 +8,8 @@ export function listen(server: Server, port: number, host: string, flag: string)
       server.off('listening', onListening);
       if (err.code === 'EADDRINUSE') reject(new Error(`port ${port} on ${host} is already in use (${flag})`));
       else if (err.code === 'EACCES') reject(new Error(`no permission to listen on port ${port} (${flag})`));
-      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new Error(`cannot listen on host ${host}: ${err.code} (--host)`));
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND')
+        reject(new Error(`cannot listen on host ${host}: ${err.code} (--host)`));
       else reject(new Error(`cannot listen on ${host}:${port} (${flag}): ${err.message}`));
     };
     const onListening = () => {

@@ -12,7 +12,12 @@ const DEFAULT_WINDOW_MS = 3_600_000;
 function window(req: Request): Window {
   const { fromMs, toMs } = range(req, DEFAULT_WINDOW_MS);
   const stepMs = stepParam(req, toMs! - fromMs!);
-  return { service: one(req, 'service') || undefined, fromNs: msToNs(fromMs!), toNs: msToNs(toMs!), stepNs: msToNs(stepMs) };
+  return {
+    service: one(req, 'service') || undefined,
+    fromNs: msToNs(fromMs!),
+    toNs: msToNs(toMs!),
+    stepNs: msToNs(stepMs),
+  };
 }
 
 function required(req: Request, name: string, what: string): string {
@@ -31,7 +36,10 @@ export function dashboardApi(store: Store): Router {
       const w = window(req);
       const episodes = dash.groups(KINDS.loopBlock, w, 5);
       return {
-        window: { from: new Date(Number(w.fromNs / 1_000_000n)).toISOString(), to: new Date(Number(w.toNs / 1_000_000n)).toISOString() },
+        window: {
+          from: new Date(Number(w.fromNs / 1_000_000n)).toISOString(),
+          to: new Date(Number(w.toNs / 1_000_000n)).toISOString(),
+        },
         loop: dash.loop(w),
         locks: dash.locks(w).slice(0, 5),
         blockingGroups: episodes,
@@ -52,7 +60,14 @@ export function dashboardApi(store: Store): Router {
       const w = window(req);
       const locks = dash.locks(w);
       const top = intParam(req, 'top', 1, 20, 5);
-      return { locks, chart: dash.groupChart(LOCK_KINDS.wait, locks.slice(0, top).map((l) => l.lock), w) };
+      return {
+        locks,
+        chart: dash.groupChart(
+          LOCK_KINDS.wait,
+          locks.slice(0, top).map((l) => l.lock),
+          w,
+        ),
+      };
     }),
   );
 
@@ -70,7 +85,8 @@ export function dashboardApi(store: Store): Router {
     '/blocking/group',
     handler((req) => {
       const kind = one(req, 'kind') ?? KINDS.loopBlock;
-      if (kind !== KINDS.loopBlock && kind !== KINDS.syncCall) throw new BadParam(`kind: ${KINDS.loopBlock} or ${KINDS.syncCall}`);
+      if (kind !== KINDS.loopBlock && kind !== KINDS.syncCall)
+        throw new BadParam(`kind: ${KINDS.loopBlock} or ${KINDS.syncCall}`);
       return dash.blockingGroup(kind, required(req, 'key', 'the group (as listed by /api/dash/blocking)'), window(req));
     }),
   );

@@ -43,12 +43,21 @@ const LOGIN_PAGE = `<!doctype html><html lang="en"><head><meta charset="utf-8"><
 export function requireToken(token: string): RequestHandler {
   const router = express.Router();
   const sessionValue = session(token);
-  router.get('/login.css', (_req, res) => res.type('css').send('body{font:15px system-ui,sans-serif;display:grid;place-items:center;height:100vh;margin:0}form{display:flex;gap:.5em}'));
+  router.get('/login.css', (_req, res) =>
+    res
+      .type('css')
+      .send(
+        'body{font:15px system-ui,sans-serif;display:grid;place-items:center;height:100vh;margin:0}form{display:flex;gap:.5em}',
+      ),
+  );
   router.get('/login', (_req, res) => res.type('html').send(LOGIN_PAGE));
   router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), (req, res) => {
     const given = typeof req.body?.token === 'string' ? req.body.token : '';
     if (!same(given, token)) {
-      res.status(401).type('html').send(LOGIN_PAGE.replace('<form', '<p role="alert">That token is not right.</p><form'));
+      res
+        .status(401)
+        .type('html')
+        .send(LOGIN_PAGE.replace('<form', '<p role="alert">That token is not right.</p><form'));
       return;
     }
     res.cookie(COOKIE, sessionValue, { httpOnly: true, sameSite: 'strict', path: '/', secure: req.secure });
@@ -56,7 +65,8 @@ export function requireToken(token: string): RequestHandler {
   });
   router.use((req, res, next) => {
     if (allowed(req, token, sessionValue)) return next();
-    if (req.path.startsWith('/api/')) res.status(401).json({ error: 'a token is required: Authorization: Bearer <STALLSCOPE_TOKEN>' });
+    if (req.path.startsWith('/api/'))
+      res.status(401).json({ error: 'a token is required: Authorization: Bearer <STALLSCOPE_TOKEN>' });
     else res.redirect(303, '/login');
   });
   return router;

@@ -79,14 +79,20 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
     next();
   });
   app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok', writeBacklog: collector.store.backlog, otlpPort: collector.otlpPort, ingest: collector.stats });
+    res.json({
+      status: 'ok',
+      writeBacklog: collector.store.backlog,
+      otlpPort: collector.otlpPort,
+      ingest: collector.stats,
+    });
   });
   if (options.token) app.use(requireToken(options.token));
   else app.use(loopbackHostOnly);
   app.use('/api/dash', dashboardApi(collector.store));
   app.use('/api', queryApi(collector));
   app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));
-  for (const [path, module] of Object.entries(PAGES)) app.get(path, (_req, res) => res.type('html').send(shell(module)));
+  for (const [path, module] of Object.entries(PAGES))
+    app.get(path, (_req, res) => res.type('html').send(shell(module)));
   app.use(express.static(PUBLIC, { index: false }));
   app.use((req, res) => {
     res.status(404).type('text').send(`no page ${req.path}`);

@@ -43,7 +43,8 @@ export class AlertWriter {
     this.db.transaction(() => {
       if (w.keepRules) this.removeRule.run(JSON.stringify(w.keepRules));
       for (const r of w.remove) this.remove.run(r.rule, r.fingerprint);
-      for (const i of w.upsert) this.upsert.run({ ...i, labels: JSON.stringify(i.labels), annotations: JSON.stringify(i.annotations) });
+      for (const i of w.upsert)
+        this.upsert.run({ ...i, labels: JSON.stringify(i.labels), annotations: JSON.stringify(i.annotations) });
       for (const h of w.history) this.history.run({ ...h, labels: JSON.stringify(h.labels) });
     })();
   }
@@ -59,7 +60,9 @@ export class AlertReads {
 
   constructor(db: Database.Database) {
     this.instancesQ = db.prepare('SELECT * FROM alert_instances ORDER BY rule, fingerprint');
-    this.historyQ = db.prepare('SELECT * FROM alert_history WHERE time_ms >= ? ORDER BY time_ms DESC, rowid DESC LIMIT ?');
+    this.historyQ = db.prepare(
+      'SELECT * FROM alert_history WHERE time_ms >= ? ORDER BY time_ms DESC, rowid DESC LIMIT ?',
+    );
   }
 
   instances(): AlertInstance[] {

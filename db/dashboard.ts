@@ -163,15 +163,24 @@ export class DashboardQueries {
       SELECT trace_id, span_id, service, agent_key, start_ns, duration_ns, attributes FROM spans INDEXED BY ${byService ? 'spans_agent_service' : 'spans_agent'}
       WHERE agent_kind = @kind ${byService ? 'AND service = @service' : ''} AND start_ns >= @from AND start_ns < @to
       ORDER BY start_ns DESC LIMIT @limit`;
-    this.latestAgentSpans = [db.prepare(latestSql(false)).safeIntegers(true), db.prepare(latestSql(true)).safeIntegers(true)];
+    this.latestAgentSpans = [
+      db.prepare(latestSql(false)).safeIntegers(true),
+      db.prepare(latestSql(true)).safeIntegers(true),
+    ];
     // With a service, (name, service, time); for all services, (name, time).
     const gaugeSql = (fold: string, byService: boolean) => `
       SELECT service, (time_ns - @from) / @step AS step, ${fold}(value) AS value FROM metric_points
       WHERE name = @name ${byService ? 'AND service = @service' : ''} AND time_ns >= @from AND time_ns < @to
       GROUP BY service, step`;
     this.gauge = {
-      max: [db.prepare(gaugeSql('max', false)).safeIntegers(true), db.prepare(gaugeSql('max', true)).safeIntegers(true)],
-      avg: [db.prepare(gaugeSql('avg', false)).safeIntegers(true), db.prepare(gaugeSql('avg', true)).safeIntegers(true)],
+      max: [
+        db.prepare(gaugeSql('max', false)).safeIntegers(true),
+        db.prepare(gaugeSql('max', true)).safeIntegers(true),
+      ],
+      avg: [
+        db.prepare(gaugeSql('avg', false)).safeIntegers(true),
+        db.prepare(gaugeSql('avg', true)).safeIntegers(true),
+      ],
     };
     // Cumulative points differenced per stream (one process: resource_id) as queryMetric does:
     // a stream's first point in the window is a baseline unless it started inside the window,
@@ -189,7 +198,9 @@ export class DashboardQueries {
       GROUP BY service, attributes, step`;
     this.totals = [db.prepare(totalsSql(false)).safeIntegers(false), db.prepare(totalsSql(true)).safeIntegers(false)];
     this.keyCount = db
-      .prepare(`SELECT sum(count) FROM span_rollup WHERE kind = ? AND minute >= ? AND minute < ? AND key = ? AND (? IS NULL OR service = ?)`)
+      .prepare(
+        `SELECT sum(count) FROM span_rollup WHERE kind = ? AND minute >= ? AND minute < ? AND key = ? AND (? IS NULL OR service = ?)`,
+      )
       .pluck()
       .safeIntegers(true);
     this.lockRows = db
@@ -214,14 +225,24 @@ export class DashboardQueries {
   /** Agent spans of one kind grouped by what they are about, most time first. */
   groups(kind: string, w: Window, limit = 50): GroupRow[] {
     const [from, to] = this.minutes(w);
-    const rows = (w.service ? this.rollupGroupsByService.all(kind, w.service, from, to, limit) : this.rollupGroups.all(kind, from, to, limit)) as Array<{
+    const rows = (
+      w.service
+        ? this.rollupGroupsByService.all(kind, w.service, from, to, limit)
+        : this.rollupGroups.all(kind, from, to, limit)
+    ) as Array<{
       service: string;
       key: string;
       count: bigint;
       total_ns: bigint;
       max_ns: bigint;
     }>;
-    return rows.map((r) => ({ service: r.service, key: r.key, count: Number(r.count), totalMs: nsToMs(r.total_ns), maxMs: nsToMs(r.max_ns) }));
+    return rows.map((r) => ({
+      service: r.service,
+      key: r.key,
+      count: Number(r.count),
+      totalMs: nsToMs(r.total_ns),
+      maxMs: nsToMs(r.max_ns),
+    }));
   }
 
   /** Time per step for the given keys of one kind (from the per-minute rollups). */
@@ -231,10 +252,17 @@ export class DashboardQueries {
     const steps = Number((to - from + stepMinutes - 1n) / stepMinutes);
     const times = Array.from({ length: steps }, (_, i) => nsToIso((from + BigInt(i) * stepMinutes) * NS_PER_MINUTE));
     const series = new Map<string, { name: string; service: string; values: Array<number | null> }>();
-    for (const r of this.rollupSeries.all({ kind, service: w.service ?? null, from, to, keys: JSON.stringify(keys) }) as Array<{ service: string; key: string; minute: bigint; total_ns: bigint }>) {
+    for (const r of this.rollupSeries.all({
+      kind,
+      service: w.service ?? null,
+      from,
+      to,
+      keys: JSON.stringify(keys),
+    }) as Array<{ service: string; key: string; minute: bigint; total_ns: bigint }>) {
       const id = `${r.service}\u0000${r.key}`;
       let s = series.get(id);
-      if (!s) series.set(id, (s = { name: r.key, service: r.service, values: new Array<number | null>(steps).fill(0) }));
+      if (!s)
+        series.set(id, (s = { name: r.key, service: r.service, values: new Array<number | null>(steps).fill(0) }));
       const i = Number((r.minute - from) / stepMinutes);
       if (i >= 0 && i < steps) s.values[i] = (s.values[i] ?? 0) + nsToMs(r.total_ns);
     }
@@ -242,7 +270,17 @@ export class DashboardQueries {
   }
 
   private spanRows(rows: unknown[]): AgentSpanRow[] {
-    return (rows as Array<{ trace_id: string; span_id: string; service: string; agent_key: string; start_ns: bigint; duration_ns: bigint; attributes: string }>).map((r) => ({
+    return (
+      rows as Array<{
+        trace_id: string;
+        span_id: string;
+        service: string;
+        agent_key: string;
+        start_ns: bigint;
+        duration_ns: bigint;
+        attributes: string;
+      }>
+    ).map((r) => ({
       traceId: r.trace_id,
       spanId: r.span_id,
       service: r.service,
@@ -267,14 +305,27 @@ export class DashboardQueries {
     // window's and sort. The rollup says which, for a row per minute.
     const [from, to] = this.minutes(w);
     const inWindow = Number((this.keyCount.get(kind, from, to, key, svc, svc) as bigint | null) ?? 0n);
-    return this.spanRows((inWindow > MANY_SPANS ? this.slowestByKeyLong : this.slowestByKey).all(kind, key, w.fromNs, w.toNs, svc, svc, limit));
+    return this.spanRows(
+      (inWindow > MANY_SPANS ? this.slowestByKeyLong : this.slowestByKey).all(
+        kind,
+        key,
+        w.fromNs,
+        w.toNs,
+        svc,
+        svc,
+        limit,
+      ),
+    );
   }
 
   /**
    * The lock rollup over a window: whole hours from the hourly rows, the minutes at either end
    * from the minute rows, merged per lock.
    */
-  private lockBuckets(w: Window, lock?: string): Map<string, { service: string; lock: string; type: string; b: LockBucket }> {
+  private lockBuckets(
+    w: Window,
+    lock?: string,
+  ): Map<string, { service: string; lock: string; type: string; b: LockBucket }> {
     const fromMin = w.fromNs / MINUTE_NS;
     const toMin = (w.toNs + MINUTE_NS - 1n) / MINUTE_NS;
     const firstHour = (fromMin + 59n) / 60n;
@@ -334,7 +385,15 @@ export class DashboardQueries {
   lockPairs(name: string, w: Window): LockPair[] {
     const [from, to] = this.minutes(w);
     const svc = w.service ?? null;
-    return (this.pairs.all(name, from, to, svc, svc) as Array<{ waiter_site: string; holder_site: string; count: bigint; total_ns: bigint; max_ns: bigint }>).map((p) => ({
+    return (
+      this.pairs.all(name, from, to, svc, svc) as Array<{
+        waiter_site: string;
+        holder_site: string;
+        count: bigint;
+        total_ns: bigint;
+        max_ns: bigint;
+      }>
+    ).map((p) => ({
       waiterSite: p.waiter_site,
       holderSite: p.holder_site,
       count: Number(p.count),
@@ -345,7 +404,13 @@ export class DashboardQueries {
 
   /** A metric folded over the whole window (one step), per service and attributes. */
   windowTotals(name: string, w: Window): Array<{ service: string; attributes: Attributes; step: MetricStep }> {
-    const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.toNs - w.fromNs });
+    const m = this.queries.queryMetric({
+      name,
+      service: w.service,
+      fromNs: w.fromNs,
+      toNs: w.toNs,
+      stepNs: w.toNs - w.fromNs,
+    });
     return m.series.map((s) => ({ service: s.service, attributes: s.attributes, step: s.steps[0] ?? { time: '' } }));
   }
 
@@ -353,8 +418,17 @@ export class DashboardQueries {
    * A histogram metric's count and sum (seconds) per step, per service and attributes: what
    * queryMetric computes, folded in SQL, which a day of points needs.
    */
-  histogramSteps(name: string, w: Window): Array<{ service: string; attributes: Attributes; step: number; count: number; sum: number }> {
-    const rows = this.totals[w.service ? 1 : 0].all({ name, from: w.fromNs, to: w.toNs, step: w.stepNs, ...(w.service ? { service: w.service } : {}) }) as Array<{
+  histogramSteps(
+    name: string,
+    w: Window,
+  ): Array<{ service: string; attributes: Attributes; step: number; count: number; sum: number }> {
+    const rows = this.totals[w.service ? 1 : 0].all({
+      name,
+      from: w.fromNs,
+      to: w.toNs,
+      step: w.stepNs,
+      ...(w.service ? { service: w.service } : {}),
+    }) as Array<{
       service: string;
       attributes: string;
       step: number;
@@ -370,7 +444,10 @@ export class DashboardQueries {
   }
 
   /** A histogram metric's count and sum (seconds) over the whole window, per service and attributes. */
-  histogramTotals(name: string, w: Window): Array<{ service: string; attributes: Attributes; count: number; sum: number }> {
+  histogramTotals(
+    name: string,
+    w: Window,
+  ): Array<{ service: string; attributes: Attributes; count: number; sum: number }> {
     return this.histogramSteps(name, { ...w, stepNs: w.toNs - w.fromNs + 1n });
   }
 
@@ -388,7 +465,12 @@ export class DashboardQueries {
       s.totalMs += p.totalMs;
       sites.set(p.waiterSite, s);
     }
-    const histogram = (h: Histogram) => ({ count: h.count, sumMs: h.sum * 1000, boundsMs: h.bounds.map((b) => b * 1000), counts: h.counts });
+    const histogram = (h: Histogram) => ({
+      count: h.count,
+      sumMs: h.sum * 1000,
+      boundsMs: h.bounds.map((b) => b * 1000),
+      counts: h.counts,
+    });
     return {
       lock: name,
       wait: histogram(wait),
@@ -448,22 +530,43 @@ export class DashboardQueries {
     for (const r of this.histogramSteps(name, w)) {
       const id = `${r.service}\u0000${label(r.attributes)}`;
       let e = merged.get(id);
-      if (!e) merged.set(id, (e = { name: label(r.attributes), service: r.service, sum: times.map(() => 0), count: times.map(() => 0) }));
+      if (!e)
+        merged.set(
+          id,
+          (e = { name: label(r.attributes), service: r.service, sum: times.map(() => 0), count: times.map(() => 0) }),
+        );
       if (r.step >= 0 && r.step < times.length) {
         e.sum[r.step] += r.sum;
         e.count[r.step] += r.count;
       }
     }
-    return { times, series: [...merged.values()].map((e) => ({ name: e.name, service: e.service, values: e.sum.map((x, i) => (e.count[i] ? (1000 * x) / e.count[i] : null)) })) };
+    return {
+      times,
+      series: [...merged.values()].map((e) => ({
+        name: e.name,
+        service: e.service,
+        values: e.sum.map((x, i) => (e.count[i] ? (1000 * x) / e.count[i] : null)),
+      })),
+    };
   }
 
   /** Thread offload over time: the threadpool canary and in-flight counts, and each pool's wait and run. */
   offload(w: Window) {
     const gauge = (name: string, label: (s: MetricSeries) => string): Chart => {
-      const m = this.queries.queryMetric({ name, service: w.service, fromNs: w.fromNs, toNs: w.toNs, stepNs: w.stepNs });
+      const m = this.queries.queryMetric({
+        name,
+        service: w.service,
+        fromNs: w.fromNs,
+        toNs: w.toNs,
+        stepNs: w.stepNs,
+      });
       return {
         times: m.series[0]?.steps.map((s) => s.time) ?? stepTimes(w),
-        series: m.series.map((s) => ({ name: label(s), service: s.service, values: s.steps.map((st) => st.max ?? null) })),
+        series: m.series.map((s) => ({
+          name: label(s),
+          service: s.service,
+          values: s.steps.map((st) => st.max ?? null),
+        })),
       };
     };
     const category = (s: MetricSeries) => text(s.attributes[THREADPOOL_CATEGORY] ?? 'all');

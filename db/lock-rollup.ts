@@ -13,7 +13,12 @@ export const HOUR_NS = 60n * MINUTE_NS;
 /** Streams remembered at most; past this the memory starts over (one export is lost per stream). */
 const MAX_STREAMS = 100_000;
 
-const LOCK_METRIC_NAMES = new Set<string>([LOCK_METRICS.acquisitions, LOCK_METRICS.waitTime, LOCK_METRICS.holdTime, LOCK_METRICS.pending]);
+const LOCK_METRIC_NAMES = new Set<string>([
+  LOCK_METRICS.acquisitions,
+  LOCK_METRICS.waitTime,
+  LOCK_METRICS.holdTime,
+  LOCK_METRICS.pending,
+]);
 
 interface Previous {
   startNs: bigint | null;
@@ -40,7 +45,19 @@ export interface LockBucket {
 }
 
 export function emptyBucket(): LockBucket {
-  return { acquisitions: 0, contended: 0, waitCount: 0, waitSum: 0, waitCounts: [], holdCount: 0, holdSum: 0, holdCounts: [], bounds: [], maxPending: 0, timeouts: 0 };
+  return {
+    acquisitions: 0,
+    contended: 0,
+    waitCount: 0,
+    waitSum: 0,
+    waitCounts: [],
+    holdCount: 0,
+    holdSum: 0,
+    holdCounts: [],
+    bounds: [],
+    maxPending: 0,
+    timeouts: 0,
+  };
 }
 
 const add = (into: number[], from: number[]) => from.forEach((c, i) => (into[i] = (into[i] ?? 0) + c));
@@ -48,7 +65,10 @@ const add = (into: number[], from: number[]) => from.forEach((c, i) => (into[i] 
 export class LockRollup {
   private readonly previous = new Map<string, Previous>();
   /** Changes not yet written, by bucket: a batch holds several points per lock and minute. */
-  private readonly pending = new Map<string, { service: string; lock: string; type: string; size: number; bucket: bigint; b: LockBucket }>();
+  private readonly pending = new Map<
+    string,
+    { service: string; lock: string; type: string; size: number; bucket: bigint; b: LockBucket }
+  >();
   /**
    * A stream that started after this saw its whole life go through this writer: its first point
    * is all increase. One that started before has its first point as a baseline only.
@@ -59,7 +79,9 @@ export class LockRollup {
 
   constructor(db: Database.Database, sinceNs = BigInt(Date.now()) * 1_000_000n) {
     this.since = sinceNs;
-    this.read = db.prepare('SELECT data FROM lock_rollup WHERE service = ? AND lock = ? AND type = ? AND size = ? AND bucket = ?');
+    this.read = db.prepare(
+      'SELECT data FROM lock_rollup WHERE service = ? AND lock = ? AND type = ? AND size = ? AND bucket = ?',
+    );
     this.upsert = db.prepare(
       `INSERT INTO lock_rollup (service, lock, type, size, bucket, data) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO UPDATE SET data = excluded.data`,
@@ -98,8 +120,17 @@ export class LockRollup {
       change.maxPending = Number(p.value ?? 0);
     } else {
       const key = `${resourceId}\u0000${p.name}\u0000${p.attributes}`;
-      const counts = p.buckets ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] }) : { bounds: [], counts: [] };
-      const now: Previous = { startNs: p.startNs, timeNs: p.timeNs, value: Number(p.value ?? 0), count: Number(p.count ?? 0), sum: p.sum ?? 0, counts: counts.counts };
+      const counts = p.buckets
+        ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] })
+        : { bounds: [], counts: [] };
+      const now: Previous = {
+        startNs: p.startNs,
+        timeNs: p.timeNs,
+        value: Number(p.value ?? 0),
+        count: Number(p.count ?? 0),
+        sum: p.sum ?? 0,
+        counts: counts.counts,
+      };
       const cumulative = p.temporality === 2;
       const before = cumulative ? this.previous.get(key) : undefined;
       let base: Previous | undefined;
@@ -107,7 +138,8 @@ export class LockRollup {
         if (before) {
           const sameLife = before.startNs === now.startNs;
           // Late or duplicated (an exporter retry): the stream has already moved past it.
-          if (now.timeNs <= before.timeNs || (sameLife && (now.value < before.value || now.count < before.count))) return;
+          if (now.timeNs <= before.timeNs || (sameLife && (now.value < before.value || now.count < before.count)))
+            return;
           // A new start time is a restarted process: then all of its value is increase.
           if (sameLife) base = before;
         }
@@ -164,4 +196,3 @@ export function mergeBucket(into: LockBucket, from: LockBucket): void {
   into.maxPending = Math.max(into.maxPending, from.maxPending);
   into.timeouts += from.timeouts;
 }
-

@@ -39,7 +39,6 @@ interface SpanDbRow {
   resource: string;
 }
 
-
 export class Queries {
   private readonly services: Database.Statement;
   private readonly traceSpans: Database.Statement;
@@ -57,14 +56,14 @@ export class Queries {
   }
 
   listServices(): ServiceSummary[] {
-    return (this.services.all() as Array<{ service: string; span_count: bigint; first_seen_ns: bigint; last_seen_ns: bigint }>).map(
-      (r) => ({
-        service: r.service,
-        spanCount: Number(r.span_count),
-        firstSeen: nsToIso(r.first_seen_ns),
-        lastSeen: nsToIso(r.last_seen_ns),
-      }),
-    );
+    return (
+      this.services.all() as Array<{ service: string; span_count: bigint; first_seen_ns: bigint; last_seen_ns: bigint }>
+    ).map((r) => ({
+      service: r.service,
+      spanCount: Number(r.span_count),
+      firstSeen: nsToIso(r.first_seen_ns),
+      lastSeen: nsToIso(r.last_seen_ns),
+    }));
   }
 
   getTrace(traceId: string): SpanView[] {
@@ -114,7 +113,10 @@ export class Queries {
     const sql = `SELECT trace_id, span_id, name, service, duration_ns FROM spans
       ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY start_ns DESC LIMIT ${MAX_SCANNED_SPANS}`;
     const matched = new Map<string, TraceSummary['matched']>();
-    for (const r of this.db.prepare(sql).safeIntegers(true).iterate(...args) as Iterable<{
+    for (const r of this.db
+      .prepare(sql)
+      .safeIntegers(true)
+      .iterate(...args) as Iterable<{
       trace_id: string;
       span_id: string;
       name: string;
@@ -122,7 +124,12 @@ export class Queries {
       duration_ns: bigint;
     }>) {
       if (!matched.has(r.trace_id)) {
-        matched.set(r.trace_id, { spanId: r.span_id, name: r.name, service: r.service, durationMs: nsToMs(r.duration_ns) });
+        matched.set(r.trace_id, {
+          spanId: r.span_id,
+          name: r.name,
+          service: r.service,
+          durationMs: nsToMs(r.duration_ns),
+        });
         if (matched.size >= q.limit) break;
       }
     }
@@ -138,7 +145,15 @@ export class Queries {
          FROM spans s WHERE trace_id IN (${placeholders}) GROUP BY trace_id`,
       )
       .safeIntegers(true)
-      .all(...ids) as Array<{ trace_id: string; spans: bigint; start_ns: bigint; end_ns: bigint; errors: bigint; services: string; root: string | null }>;
+      .all(...ids) as Array<{
+      trace_id: string;
+      spans: bigint;
+      start_ns: bigint;
+      end_ns: bigint;
+      errors: bigint;
+      services: string;
+      root: string | null;
+    }>;
     const byId = new Map(summaries.map((s) => [s.trace_id, s]));
     return ids.flatMap((id) => {
       const s = byId.get(id);
@@ -169,7 +184,10 @@ export class Queries {
       args.push(q.service);
     }
     sql += ' ORDER BY time_ns, rowid';
-    const rows = this.db.prepare(sql).safeIntegers(true).all(...args) as PointDbRow[];
+    const rows = this.db
+      .prepare(sql)
+      .safeIntegers(true)
+      .all(...args) as PointDbRow[];
     const result: MetricResult = { name: q.name, type: null, unit: null, description: null, series: [] };
     if (rows.length === 0) return result;
     const last = rows[rows.length - 1];
@@ -187,7 +205,9 @@ export class Queries {
     for (const points of groups.values()) {
       result.series.push(seriesOf(points, q, stepCount));
     }
-    result.series.sort((a, b) => (a.service + JSON.stringify(a.attributes) < b.service + JSON.stringify(b.attributes) ? -1 : 1));
+    result.series.sort((a, b) =>
+      a.service + JSON.stringify(a.attributes) < b.service + JSON.stringify(b.attributes) ? -1 : 1,
+    );
     return result;
   }
 }
@@ -263,7 +283,9 @@ function seriesOf(points: PointDbRow[], q: MetricQuery, stepCount: number): Metr
     }
     const prev = previous.get(p.resource_id);
     const restarted =
-      !prev || (p.start_ns !== null && prev.start_ns !== null && p.start_ns !== prev.start_ns) || num(p.count ?? p.value) < num(prev.count ?? prev.value);
+      !prev ||
+      (p.start_ns !== null && prev.start_ns !== null && p.start_ns !== prev.start_ns) ||
+      num(p.count ?? p.value) < num(prev.count ?? prev.value);
     // A cumulative stream first seen mid-life has no baseline inside the window: skip its first point.
     const baseline = cumulative && !prev && (p.start_ns === null || p.start_ns < q.fromNs);
     const before = cumulative && !restarted ? prev : undefined;

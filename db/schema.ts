@@ -246,7 +246,9 @@ function backfillLockRollup(db: Database.Database): void {
 function backfillAgentSpans(db: Database.Database): void {
   const NS_PER_MINUTE = 60_000_000_000n;
   const page = db
-    .prepare(`SELECT rowid, service, start_ns, duration_ns, attributes FROM spans WHERE rowid > ? AND json_type(attributes, '$."stallscope.kind"') = 'text' ORDER BY rowid LIMIT 10000`)
+    .prepare(
+      `SELECT rowid, service, start_ns, duration_ns, attributes FROM spans WHERE rowid > ? AND json_type(attributes, '$."stallscope.kind"') = 'text' ORDER BY rowid LIMIT 10000`,
+    )
     .safeIntegers(true);
   const update = db.prepare('UPDATE spans SET agent_kind = ?, agent_key = ? WHERE rowid = ?');
   const rollup = db.prepare(
@@ -258,8 +260,14 @@ function backfillAgentSpans(db: Database.Database): void {
      ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
   );
   // In pages by rowid: a statement being iterated cannot share its connection with writes.
-  for (let after = 0n; ; ) {
-    const rows = page.all(after) as Array<{ rowid: bigint; service: string; start_ns: bigint; duration_ns: bigint; attributes: string }>;
+  for (let after = 0n; ;) {
+    const rows = page.all(after) as Array<{
+      rowid: bigint;
+      service: string;
+      start_ns: bigint;
+      duration_ns: bigint;
+      attributes: string;
+    }>;
     if (rows.length === 0) break;
     for (const r of rows) {
       const agent = agentSpan(JSON.parse(r.attributes) as Attributes);
@@ -267,7 +275,8 @@ function backfillAgentSpans(db: Database.Database): void {
       update.run(agent.kind, agent.key, r.rowid);
       const minute = r.start_ns / NS_PER_MINUTE;
       rollup.run(agent.kind, r.service, minute, agent.key, r.duration_ns, r.duration_ns);
-      if (agent.waiterSite !== undefined) pair.run(r.service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', r.duration_ns, r.duration_ns);
+      if (agent.waiterSite !== undefined)
+        pair.run(r.service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', r.duration_ns, r.duration_ns);
     }
     after = rows[rows.length - 1].rowid;
   }
@@ -279,7 +288,9 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 export function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
-    throw new Error(`the database has schema version ${current}, newer than this stallscope understands (${SCHEMA_VERSION}); upgrade stallscope`);
+    throw new Error(
+      `the database has schema version ${current}, newer than this stallscope understands (${SCHEMA_VERSION}); upgrade stallscope`,
+    );
   }
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;

@@ -59,7 +59,12 @@ function flush(): void {
       send({ type: 'committed', ids: group.map((g) => g.id) });
     } catch (err) {
       if (group.length === 1 || isTransient(err)) {
-        send({ type: 'committed', ids: group.map((g) => g.id), error: (err as Error).message, transient: isTransient(err) });
+        send({
+          type: 'committed',
+          ids: group.map((g) => g.id),
+          error: (err as Error).message,
+          transient: isTransient(err),
+        });
       } else {
         // One bad batch must not fail the others it was grouped with: commit them one by one.
         for (const g of group) {

@@ -36,7 +36,9 @@ export class BatchWriter {
   private readonly writeMany: Database.Transaction<(batches: WriteBatch[]) => void>;
 
   constructor(private readonly db: Database.Database) {
-    this.insertResource = db.prepare('INSERT INTO resources (service, attributes) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    this.insertResource = db.prepare(
+      'INSERT INTO resources (service, attributes) VALUES (?, ?) ON CONFLICT DO NOTHING',
+    );
     this.findResource = db.prepare('SELECT id FROM resources WHERE service = ? AND attributes = ?').pluck();
     this.insertSpan = db.prepare(
       `INSERT INTO spans (trace_id, span_id, parent_span_id, trace_state, flags, service, name, kind, start_ns, end_ns,
@@ -70,13 +72,19 @@ export class BatchWriter {
          span_count = span_count + excluded.span_count`,
     );
     // rowid batches keep each delete short, so ingest never waits long for the write lock.
-    this.deleteSpans = db.prepare('DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans WHERE start_ns < ? LIMIT ?)');
-    this.deletePoints = db.prepare('DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE time_ns < ? LIMIT ?)');
+    this.deleteSpans = db.prepare(
+      'DELETE FROM spans WHERE rowid IN (SELECT rowid FROM spans WHERE start_ns < ? LIMIT ?)',
+    );
+    this.deletePoints = db.prepare(
+      'DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE time_ns < ? LIMIT ?)',
+    );
     this.deleteLogs = db.prepare('DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE time_ns < ? LIMIT ?)');
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
     this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
     this.deleteLockPairs = db.prepare('DELETE FROM lock_pair_rollup WHERE minute < ?');
-    this.deleteLockRollup = db.prepare('DELETE FROM lock_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)');
+    this.deleteLockRollup = db.prepare(
+      'DELETE FROM lock_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
+    );
     this.lockRollup = new LockRollup(db);
     this.writeMany = db.transaction((batches: WriteBatch[]) => {
       for (const b of batches) this.writeOne(b);
@@ -116,15 +124,41 @@ export class BatchWriter {
       const duration = s.endNs - s.startNs;
       const agent = s.agent;
       this.insertSpan.run(
-        s.traceId, s.spanId, s.parentSpanId, s.traceState, s.flags, service, s.name, s.kind, s.startNs, s.endNs,
-        duration, s.statusCode, s.statusMessage, s.attributes, s.events, s.links, ids[s.resource],
-        s.scopeName, s.scopeVersion, agent?.kind ?? null, agent?.key ?? null,
+        s.traceId,
+        s.spanId,
+        s.parentSpanId,
+        s.traceState,
+        s.flags,
+        service,
+        s.name,
+        s.kind,
+        s.startNs,
+        s.endNs,
+        duration,
+        s.statusCode,
+        s.statusMessage,
+        s.attributes,
+        s.events,
+        s.links,
+        ids[s.resource],
+        s.scopeName,
+        s.scopeVersion,
+        agent?.kind ?? null,
+        agent?.key ?? null,
       );
       if (agent) {
         const minute = s.startNs / NS_PER_MINUTE;
         this.upsertRollup.run(agent.kind, service, minute, agent.key, duration, duration);
         if (agent.waiterSite !== undefined) {
-          this.upsertLockPair.run(service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', duration, duration);
+          this.upsertLockPair.run(
+            service,
+            agent.key,
+            minute,
+            agent.waiterSite,
+            agent.holderSite ?? '',
+            duration,
+            duration,
+          );
         }
       }
       const agg = seen.get(service);
@@ -138,8 +172,24 @@ export class BatchWriter {
     for (const p of batch.points) {
       const service = batch.resources[p.resource].service;
       this.insertPoint.run(
-        p.name, service, p.type, p.unit, p.description, p.temporality, p.monotonic ? 1 : 0, p.startNs, p.timeNs,
-        p.value, p.count, p.sum, p.min, p.max, p.buckets, p.attributes, ids[p.resource], p.scopeName,
+        p.name,
+        service,
+        p.type,
+        p.unit,
+        p.description,
+        p.temporality,
+        p.monotonic ? 1 : 0,
+        p.startNs,
+        p.timeNs,
+        p.value,
+        p.count,
+        p.sum,
+        p.min,
+        p.max,
+        p.buckets,
+        p.attributes,
+        ids[p.resource],
+        p.scopeName,
       );
       if (LockRollup.wants(p)) this.lockRollup.add(p, service, ids[p.resource]);
       if (!seen.has(service)) seen.set(service, { first: p.timeNs, last: p.timeNs, count: 0 });
@@ -147,8 +197,18 @@ export class BatchWriter {
     for (const l of batch.logs) {
       const service = batch.resources[l.resource].service;
       this.insertLog.run(
-        l.timeNs, l.observedNs, service, l.severityNumber, l.severityText, l.body, l.attributes, l.traceId, l.spanId,
-        l.eventName, ids[l.resource], l.scopeName,
+        l.timeNs,
+        l.observedNs,
+        service,
+        l.severityNumber,
+        l.severityText,
+        l.body,
+        l.attributes,
+        l.traceId,
+        l.spanId,
+        l.eventName,
+        ids[l.resource],
+        l.scopeName,
       );
       if (!seen.has(service)) seen.set(service, { first: l.timeNs, last: l.timeNs, count: 0 });
     }
@@ -161,23 +221,27 @@ export class BatchWriter {
    * Callers repeat it until it returns fewer than `limit` of each.
    */
   deleteOlderThan(cutoffNs: bigint, limit: number): RetentionResult {
-    return this.db.transaction(() => ({
-      spans: this.deleteSpans.run(cutoffNs, limit).changes,
-      points: this.deletePoints.run(cutoffNs, limit).changes,
-      logs: this.deleteLogs.run(cutoffNs, limit).changes,
-      services: this.deleteServices.run(cutoffNs).changes,
-      rollups: 0,
-      alertHistory: 0,
-    })).immediate();
+    return this.db
+      .transaction(() => ({
+        spans: this.deleteSpans.run(cutoffNs, limit).changes,
+        points: this.deletePoints.run(cutoffNs, limit).changes,
+        logs: this.deleteLogs.run(cutoffNs, limit).changes,
+        services: this.deleteServices.run(cutoffNs).changes,
+        rollups: 0,
+        alertHistory: 0,
+      }))
+      .immediate();
   }
 
   /** Deletes the rollup rows older than the cutoff (a row per minute and key: one statement each). */
   deleteRollupsOlderThan(cutoffNs: bigint): number {
-    return this.db.transaction(
-      () =>
-        this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
-        this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes +
-        this.deleteLockRollup.run(cutoffNs / MINUTE_NS, cutoffNs / HOUR_NS).changes,
-    ).immediate();
+    return this.db
+      .transaction(
+        () =>
+          this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
+          this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes +
+          this.deleteLockRollup.run(cutoffNs / MINUTE_NS, cutoffNs / HOUR_NS).changes,
+      )
+      .immediate();
   }
 }

@@ -78,7 +78,8 @@ export const SERVICES: ExampleService[] = [
   {
     name: 'inventory',
     file: 'inventory.py',
-    pitfalls: 'Python asyncio: a CPU loop in a handler, one global asyncio.Lock across a slow write, time.sleep in a coroutine',
+    pitfalls:
+      'Python asyncio: a CPU loop in a handler, one global asyncio.Lock across a slow write, time.sleep in a coroutine',
     expected: ['loop-blocked', 'lock-contention', 'sync-call'],
     load: [
       { method: 'GET', path: '/reserve/sku-{n}', clients: 3, thinkMs: 20 },
@@ -124,10 +125,17 @@ const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
 const START_TIMEOUT_MS = 60_000;
 
 /** Starts a service; `started` gets the child at once, so that a failed start can still stop it. */
-function startService(s: ExampleService, otlp: string, env: Record<string, string>, started: (child: ChildProcess) => void): Promise<number> {
+function startService(
+  s: ExampleService,
+  otlp: string,
+  env: Record<string, string>,
+  started: (child: ChildProcess) => void,
+): Promise<number> {
   // Python services run with the Python agent (standard library only) from agent/python.
   const python = s.file.endsWith('.py');
-  const [command, args] = python ? ['python3', ['-m', 'stallscope_agent', join(SERVICES_DIR, s.file)]] : [process.execPath, ['--import', REGISTER, join(SERVICES_DIR, s.file)]];
+  const [command, args] = python
+    ? ['python3', ['-m', 'stallscope_agent', join(SERVICES_DIR, s.file)]]
+    : [process.execPath, ['--import', REGISTER, join(SERVICES_DIR, s.file)]];
   const child = spawn(command, args, {
     // Locks are named by the file:line that made them, relative to here.
     cwd: packageRoot(),
@@ -148,7 +156,11 @@ function startService(s: ExampleService, otlp: string, env: Record<string, strin
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`example service ${s.name} did not say its port within ${START_TIMEOUT_MS / 1000} s: ${err}`)), START_TIMEOUT_MS);
+    const timer = setTimeout(
+      () =>
+        reject(new Error(`example service ${s.name} did not say its port within ${START_TIMEOUT_MS / 1000} s: ${err}`)),
+      START_TIMEOUT_MS,
+    );
     child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
     child.stdout!.on('data', (d) => {
       out += d;
@@ -158,8 +170,12 @@ function startService(s: ExampleService, otlp: string, env: Record<string, strin
         resolve(Number(m[1]));
       }
     });
-    child.once('exit', (code) => reject(new Error(`example service ${s.name} exited (${code}) before listening: ${err}`)));
-    child.once('error', (e) => reject(new Error(`example service ${s.name} could not start (${command}): ${e.message}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`example service ${s.name} exited (${code}) before listening: ${err}`)),
+    );
+    child.once('error', (e) =>
+      reject(new Error(`example service ${s.name} could not start (${command}): ${e.message}`)),
+    );
   });
 }
 
@@ -207,7 +223,13 @@ function kill(child: ChildProcess): Promise<void> {
 export async function startDemo(o: DemoOptions): Promise<Demo> {
   const log = o.log ?? (() => undefined);
   const dir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), 'stallscope-demo-'));
-  const running: Running = await serve({ dbPath: o.dbPath ?? join(dir!, 'demo.db'), host: '127.0.0.1', otlpPort: o.otlpPort, port: o.port, retentionMs: 0 });
+  const running: Running = await serve({
+    dbPath: o.dbPath ?? join(dir!, 'demo.db'),
+    host: '127.0.0.1',
+    otlpPort: o.otlpPort,
+    port: o.port,
+    retentionMs: 0,
+  });
   const otlp = `http://127.0.0.1:${running.collector.otlpPort}`;
   const children: ChildProcess[] = [];
   const stopLoad = new AbortController();
@@ -223,7 +245,12 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       if (dir) rmSync(dir, { recursive: true, force: true });
     })());
   try {
-    const started = await Promise.all(SERVICES.map(async (s) => ({ ...s, port: await startService(s, otlp, o.env ?? {}, (child) => children.push(child)) })));
+    const started = await Promise.all(
+      SERVICES.map(async (s) => ({
+        ...s,
+        port: await startService(s, otlp, o.env ?? {}, (child) => children.push(child)),
+      })),
+    );
     for (const s of started) for (const load of s.load) clients.push(...drive(s.port, load, stopLoad.signal, requests));
     log(`collector on ${otlp}; ${started.length} example services under load:`);
     for (const s of started) log(`  ${s.name.padEnd(9)} :${s.port}  ${s.pitfalls}`);
@@ -269,7 +296,9 @@ async function main(): Promise<void> {
     await demo.stop();
     process.exit(0);
   }
-  log(`\nDashboard: ${demo.dashboard}\nFindings appear within a minute: open the dashboard, or run\n  node dist/cli/main.js findings --url ${demo.dashboard}\nCtrl-C stops the demo and everything it started.`);
+  log(
+    `\nDashboard: ${demo.dashboard}\nFindings appear within a minute: open the dashboard, or run\n  node dist/cli/main.js findings --url ${demo.dashboard}\nCtrl-C stops the demo and everything it started.`,
+  );
 }
 
 if (require.main === module) {

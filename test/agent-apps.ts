@@ -12,7 +12,9 @@ export const REGISTER = join(packageRoot(), 'dist', 'agent', 'register.js');
 
 /** The 1-based line of a `MARK:name` comment in a fixture (or a file in `dir`). */
 export function markLine(file: string, mark: string, dir = FIXTURES): number {
-  const i = readFileSync(join(dir, file), 'utf8').split('\n').findIndex((l) => l.includes(`MARK:${mark}`));
+  const i = readFileSync(join(dir, file), 'utf8')
+    .split('\n')
+    .findIndex((l) => l.includes(`MARK:${mark}`));
   assert.ok(i >= 0, `no MARK:${mark} in ${file}`);
   return i + 1;
 }
@@ -40,7 +42,11 @@ export async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<
   const child = spawn(process.execPath, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
-  const port = Number((await waitForOutput(child, /"port":(\d+)/).catch((e: Error) => Promise.reject(new Error(`${e.message}: ${err}`))))[1]);
+  const port = Number(
+    (
+      await waitForOutput(child, /"port":(\d+)/).catch((e: Error) => Promise.reject(new Error(`${e.message}: ${err}`)))
+    )[1],
+  );
   // The detectors arm once the app has started (its loop mostly idle for a moment).
   await new Promise((r) => setTimeout(r, 300));
   return { child, port, stderr: () => err };
@@ -55,7 +61,11 @@ export function stop(app: App): Promise<void> {
 }
 
 /** Runs `fn` against an app started with the agent on a fresh collector; stops both after. */
-export async function withAgentApp(args: string[], service: string, fn: (server: TestServer, app: App) => Promise<void>): Promise<void> {
+export async function withAgentApp(
+  args: string[],
+  service: string,
+  fn: (server: TestServer, app: App) => Promise<void>,
+): Promise<void> {
   const server = await startServer();
   try {
     const app = await startApp(args, agentEnv(server, service));
@@ -76,17 +86,28 @@ const newSpanId = () => randomBytes(8).toString('hex');
 export async function call(app: App, path: string): Promise<{ traceId: string; parentId: string; body: string }> {
   const traceId = newTraceId();
   const parentId = newSpanId();
-  const res = await fetch(`http://127.0.0.1:${app.port}${path}`, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
+  const res = await fetch(`http://127.0.0.1:${app.port}${path}`, {
+    headers: { traceparent: `00-${traceId}-${parentId}-01` },
+  });
   return { traceId, parentId, body: await res.text() };
 }
 
-export type SpanJson = { spanId: string; parentSpanId: string | null; name: string; kind: number; durationMs: number; attributes: Record<string, any> };
+export type SpanJson = {
+  spanId: string;
+  parentSpanId: string | null;
+  name: string;
+  kind: number;
+  durationMs: number;
+  attributes: Record<string, any>;
+};
 
 export async function traceWith(server: TestServer, traceId: string, name: string): Promise<SpanJson[]> {
   return eventually(
     async () => {
       const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
-      return status === 200 && body.spans.some((s: SpanJson) => s.name === name) ? (body.spans as SpanJson[]) : undefined;
+      return status === 200 && body.spans.some((s: SpanJson) => s.name === name)
+        ? (body.spans as SpanJson[])
+        : undefined;
     },
     10_000,
     `a "${name}" span in trace ${traceId}`,

@@ -7,7 +7,18 @@ import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
-import { REGISTER, agentEnv, call, markLine, startApp, stop, traceWith, withAgentApp, type App, type SpanJson } from './agent-apps';
+import {
+  REGISTER,
+  agentEnv,
+  call,
+  markLine,
+  startApp,
+  stop,
+  traceWith,
+  withAgentApp,
+  type App,
+  type SpanJson,
+} from './agent-apps';
 import { packageRoot } from '../common/package-root';
 import {
   BLOCK_ORIGIN,
@@ -33,7 +44,6 @@ import {
   THREADPOOL_SPAN_NAME,
 } from '../common/conventions';
 
-
 /** Asserts the span descends from the request's SERVER span, itself the child of the test's parent. */
 function assertInRequest(spans: SpanJson[], span: SpanJson, parentId: string): void {
   const byId = new Map(spans.map((s) => [s.spanId, s]));
@@ -52,12 +62,19 @@ describe('agent attached with --require to an express app', () => {
   let app: App;
   before(async () => {
     server = await startServer();
-    app = await startApp(['--require', REGISTER, 'blocking-app.js'], agentEnv(server, 'blocking-app', { BIG_JSON_ITEMS: '300000' }));
+    app = await startApp(
+      ['--require', REGISTER, 'blocking-app.js'],
+      agentEnv(server, 'blocking-app', { BIG_JSON_ITEMS: '300000' }),
+    );
   });
   after(async () => {
     await stop(app);
     await server.close();
-    assert.doesNotMatch(app.stderr(), /already been initialized|stallscope:/, 'the agent must not print warnings into a healthy host');
+    assert.doesNotMatch(
+      app.stderr(),
+      /already been initialized|stallscope:/,
+      'the agent must not print warnings into a healthy host',
+    );
   });
 
   it('reports a busy loop as one blocking span under the request, naming function, file and line', async () => {
@@ -77,7 +94,9 @@ describe('agent attached with --require to an express app', () => {
 
   it("says whose code blocked, and makes findings of a dependency's episodes but not of the telemetry's own", async () => {
     const { traceId } = await call(app, '/busy?ms=150');
-    const [busy] = (await traceWith(server, traceId, SPAN_NAMES.loopBlock)).filter((s) => s.name === SPAN_NAMES.loopBlock);
+    const [busy] = (await traceWith(server, traceId, SPAN_NAMES.loopBlock)).filter(
+      (s) => s.name === SPAN_NAMES.loopBlock,
+    );
     assert.equal(busy.attributes[BLOCK_ORIGIN], 'app');
     // A dependency called through an instrumentation's wrapper is still the dependency's.
     for (const who of ['telemetry', 'dependency', 'telemetry', 'wrapped']) {
@@ -87,13 +106,18 @@ describe('agent attached with --require to an express app', () => {
     const episodes = async (fn: string) =>
       eventually(
         async () => {
-          const { body } = await getJson(`${server.api}/api/traces?service=blocking-app&kind=loop-block&attribute=${CODE_FUNCTION}=${fn}`);
+          const { body } = await getJson(
+            `${server.api}/api/traces?service=blocking-app&kind=loop-block&attribute=${CODE_FUNCTION}=${fn}`,
+          );
           return body.length === 2 ? body : undefined;
         },
         10_000,
         `two episodes in ${fn}`,
       );
-    for (const [fn, origin] of [['serializeBatch', 'telemetry'], ['compressAll', 'dependency']]) {
+    for (const [fn, origin] of [
+      ['serializeBatch', 'telemetry'],
+      ['compressAll', 'dependency'],
+    ]) {
       for (const t of await episodes(fn)) {
         const { body } = await getJson(`${server.api}/api/traces/${t.traceId}`);
         const episode = (body.spans as SpanJson[]).find((s) => s.attributes[CODE_FUNCTION] === fn);
@@ -103,8 +127,11 @@ describe('agent attached with --require to an express app', () => {
     const { body: findings } = await getJson(`${server.api}/api/findings?service=blocking-app&kind=loop-blocked`);
     const fns = findings.map((f: { location?: { function: string } }) => f.location?.function);
     assert.ok(fns.includes('compressAll'), JSON.stringify(findings));
-    assert.ok(!fns.includes('serializeBatch'), 'the telemetry\'s own work is not blamed on the app');
-    assert.match(findings.find((f: { location?: { function: string } }) => f.location?.function === 'compressAll').title, /\(slow-dependency\)$/);
+    assert.ok(!fns.includes('serializeBatch'), "the telemetry's own work is not blamed on the app");
+    assert.match(
+      findings.find((f: { location?: { function: string } }) => f.location?.function === 'compressAll').title,
+      /\(slow-dependency\)$/,
+    );
   });
 
   it('reports readFileSync blocked on a slow pipe, as an episode and as a sync call', async () => {
@@ -143,7 +170,9 @@ describe('agent attached with --require to an express app', () => {
     assert.equal(sync.attributes[CODE_LINE], markLine('blocking-app.js', 'parse'));
     assert.ok(sync.attributes[SYNC_BYTES] > 10_000_000, `payload ${sync.attributes[SYNC_BYTES]}`);
     if (sync.durationMs >= 60) {
-      const block = (await traceWith(server, traceId, SPAN_NAMES.loopBlock)).find((s) => s.name === SPAN_NAMES.loopBlock)!;
+      const block = (await traceWith(server, traceId, SPAN_NAMES.loopBlock)).find(
+        (s) => s.name === SPAN_NAMES.loopBlock,
+      )!;
       assert.equal(block.attributes[CODE_FUNCTION], 'parseBig');
     }
   });
@@ -151,11 +180,19 @@ describe('agent attached with --require to an express app', () => {
   it('leaves fast requests without blocking or sync-call spans', async () => {
     const { traceId } = await call(app, '/fast');
     const spans = await traceWith(server, traceId, 'GET /fast');
-    assert.deepEqual(spans.filter((s) => s.attributes[KIND]).map((s) => s.name), []);
+    assert.deepEqual(
+      spans.filter((s) => s.attributes[KIND]).map((s) => s.name),
+      [],
+    );
   });
 
   it('exports the event-loop metrics under the semantic-convention names', async () => {
-    const names = ['nodejs.eventloop.delay.p99', 'nodejs.eventloop.delay.max', 'nodejs.eventloop.utilization', 'stallscope.eventloop.blocks'];
+    const names = [
+      'nodejs.eventloop.delay.p99',
+      'nodejs.eventloop.delay.max',
+      'nodejs.eventloop.utilization',
+      'stallscope.eventloop.blocks',
+    ];
     for (const name of names) {
       await eventually(
         async () => {
@@ -166,7 +203,9 @@ describe('agent attached with --require to an express app', () => {
         name,
       );
     }
-    const max = await getJson(`${server.api}/api/metrics?name=nodejs.eventloop.delay.max&service=blocking-app&since=5m`);
+    const max = await getJson(
+      `${server.api}/api/metrics?name=nodejs.eventloop.delay.max&service=blocking-app&since=5m`,
+    );
     const worst = Math.max(...max.body.series[0].steps.map((s: { max?: number }) => s.max ?? 0));
     assert.ok(worst >= 0.25, `the loop delay max (${worst} s) must show the 300 ms block`);
     assert.equal(max.body.unit, 's');
@@ -225,7 +264,8 @@ describe('agent on lock and offload libraries imported as ES modules', () => {
           async () => {
             for (const { traceId } of calls) {
               const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
-              const found = status === 200 ? (body.spans as SpanJson[]).find((s) => s.name === name && match(s)) : undefined;
+              const found =
+                status === 200 ? (body.spans as SpanJson[]).find((s) => s.name === name && match(s)) : undefined;
               if (found) return found;
             }
             return undefined;
@@ -260,11 +300,25 @@ describe('agent on lock and offload libraries imported as ES modules', () => {
 
 describe('agent and the libuv threadpool size', () => {
   it('makes no pool work before the app starts, so UV_THREADPOOL_SIZE set in code still counts', async () => {
-    const env = { ...process.env, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', STALLSCOPE_INDEX: join(packageRoot(), 'dist', 'agent', 'index.js') };
-    const child = spawn(process.execPath, ['threadpool-size.js'], { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const env = {
+      ...process.env,
+      OTEL_TRACES_EXPORTER: 'none',
+      OTEL_METRICS_EXPORTER: 'none',
+      OTEL_LOGS_EXPORTER: 'none',
+      STALLSCOPE_INDEX: join(packageRoot(), 'dist', 'agent', 'index.js'),
+    };
+    const child = spawn(process.execPath, ['threadpool-size.js'], {
+      cwd: FIXTURES,
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       const [, json] = await waitForOutput(child, /(\{"statDone".*\})/);
-      assert.equal((JSON.parse(json) as { statDone: boolean }).statDone, true, 'an fs.stat waited behind five blocked reads: the pool has fewer than 8 threads');
+      assert.equal(
+        (JSON.parse(json) as { statDone: boolean }).statDone,
+        true,
+        'an fs.stat waited behind five blocked reads: the pool has fewer than 8 threads',
+      );
     } finally {
       if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
     }
@@ -318,7 +372,10 @@ describe('agent in a short-lived process', () => {
 
   it('gives the app its errors and values unchanged', async () => {
     const plain = await run(['short-lived.js'], { ...process.env, THROW_AT_END: '1' });
-    const withAgent = await run(['--require', REGISTER, 'short-lived.js'], { ...agentEnv(server, 'short-lived'), THROW_AT_END: '1' });
+    const withAgent = await run(['--require', REGISTER, 'short-lived.js'], {
+      ...agentEnv(server, 'short-lived'),
+      THROW_AT_END: '1',
+    });
     assert.equal(withAgent.out, plain.out);
     assert.equal(withAgent.code, plain.code);
     assert.equal(plain.code, 1);
@@ -339,18 +396,28 @@ describe('agent in a short-lived process', () => {
       timeout: 20_000,
     });
     assert.equal(child.status, 0, child.stderr);
-    await eventually(async () => ((await getJson(`${server.api}/api/traces?service=by-name`)).body.length ? true : undefined), 5000, 'spans from by-name');
+    await eventually(
+      async () => ((await getJson(`${server.api}/api/traces?service=by-name`)).body.length ? true : undefined),
+      5000,
+      'spans from by-name',
+    );
   });
 
   it('does nothing when OTEL_SDK_DISABLED is set', async () => {
-    const r = await run(['--require', REGISTER, 'short-lived.js'], agentEnv(server, 'disabled-app', { OTEL_SDK_DISABLED: 'true' }));
+    const r = await run(
+      ['--require', REGISTER, 'short-lived.js'],
+      agentEnv(server, 'disabled-app', { OTEL_SDK_DISABLED: 'true' }),
+    );
     assert.equal(r.code, 0);
     await new Promise((res) => setTimeout(res, 300));
     assert.equal((await getJson(`${server.api}/api/traces?service=disabled-app`)).body.length, 0);
   });
 
   it('warns once and keeps going on a bad setting', async () => {
-    const r = await run(['--require', REGISTER, 'short-lived.js'], agentEnv(server, 'bad-setting', { STALLSCOPE_BLOCK_THRESHOLD_MS: 'soon' }));
+    const r = await run(
+      ['--require', REGISTER, 'short-lived.js'],
+      agentEnv(server, 'bad-setting', { STALLSCOPE_BLOCK_THRESHOLD_MS: 'soon' }),
+    );
     assert.equal(r.code, 0);
     assert.equal(r.err.match(/STALLSCOPE_BLOCK_THRESHOLD_MS="soon" is not a number/g)?.length, 1, r.err);
   });
@@ -362,7 +429,11 @@ describe('agent started from code in an app with its own OpenTelemetry SDK', () 
     try {
       const child = spawn(process.execPath, ['own-sdk.js'], {
         cwd: FIXTURES,
-        env: { ...process.env, COLLECTOR: server.otlp, STALLSCOPE_INDEX: join(packageRoot(), 'dist', 'agent', 'index.js') },
+        env: {
+          ...process.env,
+          COLLECTOR: server.otlp,
+          STALLSCOPE_INDEX: join(packageRoot(), 'dist', 'agent', 'index.js'),
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
@@ -378,7 +449,10 @@ describe('agent started from code in an app with its own OpenTelemetry SDK', () 
       assert.equal(block.parentSpanId, result.spanId);
       assert.equal(block.attributes[CODE_FUNCTION], 'grind');
       assert.equal(block.attributes[CODE_LINE], markLine('own-sdk.js', 'grind'));
-      assert.deepEqual((await getJson(`${server.api}/api/services`)).body.map((s: { service: string }) => s.service), ['own-sdk']);
+      assert.deepEqual(
+        (await getJson(`${server.api}/api/services`)).body.map((s: { service: string }) => s.service),
+        ['own-sdk'],
+      );
     } finally {
       await server.close();
     }

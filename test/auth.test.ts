@@ -36,9 +36,17 @@ describe('dashboard and OTLP token', () => {
     const page = await fetch(`${server.api}/locks`, { redirect: 'manual' });
     assert.equal(page.status, 303);
     assert.equal(page.headers.get('location'), '/login');
-    const bad = await fetch(`${server.api}/login`, { method: 'POST', body: new URLSearchParams({ token: 'guess' }), redirect: 'manual' });
+    const bad = await fetch(`${server.api}/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ token: 'guess' }),
+      redirect: 'manual',
+    });
     assert.equal(bad.status, 401);
-    const good = await fetch(`${server.api}/login`, { method: 'POST', body: new URLSearchParams({ token: TOKEN }), redirect: 'manual' });
+    const good = await fetch(`${server.api}/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ token: TOKEN }),
+      redirect: 'manual',
+    });
     assert.equal(good.status, 303);
     const cookie = good.headers.get('set-cookie')!;
     assert.match(cookie, /HttpOnly/);
@@ -52,7 +60,12 @@ describe('dashboard and OTLP token', () => {
   });
 
   it('requires the token on OTLP with --otlp-auth', async () => {
-    const post = (headers: Record<string, string>) => fetch(`${server.otlp}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: spans });
+    const post = (headers: Record<string, string>) =>
+      fetch(`${server.otlp}/v1/traces`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: spans,
+      });
     const denied = await post({});
     assert.equal(denied.status, 401);
     assert.match(JSON.stringify(await denied.json()), /Bearer/);
@@ -80,13 +93,25 @@ describe('dashboard and OTLP token', () => {
 
   it('will not listen beyond loopback without a token, nor with a short one', () => {
     const env = { ...process.env, STALLSCOPE_TOKEN: '' };
-    const r = spawnSync(process.execPath, [CLI, 'serve', '--host', '0.0.0.0', '--port', '0', '--otlp-port', '0'], { encoding: 'utf8', env, timeout: 20_000 });
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--host', '0.0.0.0', '--port', '0', '--otlp-port', '0'], {
+      encoding: 'utf8',
+      env,
+      timeout: 20_000,
+    });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--host 0\.0\.0\.0: listening beyond this machine needs STALLSCOPE_TOKEN/);
-    const auth = spawnSync(process.execPath, [CLI, 'serve', '--otlp-auth', '--port', '0', '--otlp-port', '0'], { encoding: 'utf8', env, timeout: 20_000 });
+    const auth = spawnSync(process.execPath, [CLI, 'serve', '--otlp-auth', '--port', '0', '--otlp-port', '0'], {
+      encoding: 'utf8',
+      env,
+      timeout: 20_000,
+    });
     assert.equal(auth.status, 2);
     assert.match(auth.stderr, /--otlp-auth: needs STALLSCOPE_TOKEN/);
-    const short = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--otlp-port', '0'], { encoding: 'utf8', env: { ...env, STALLSCOPE_TOKEN: 'abc' }, timeout: 20_000 });
+    const short = spawnSync(process.execPath, [CLI, 'serve', '--port', '0', '--otlp-port', '0'], {
+      encoding: 'utf8',
+      env: { ...env, STALLSCOPE_TOKEN: 'abc' },
+      timeout: 20_000,
+    });
     assert.equal(short.status, 2);
     assert.match(short.stderr, /STALLSCOPE_TOKEN: use at least 16 characters/);
   });

@@ -21,12 +21,21 @@ function post(path: string, body: Buffer | string, headers: Record<string, strin
 }
 
 function jsonSpan(traceId: string, spanId: string, name: string) {
-  return { traceId, spanId, name, kind: 2, startTimeUnixNano: '1900000000000000001', endTimeUnixNano: 1900000000500000000 };
+  return {
+    traceId,
+    spanId,
+    name,
+    kind: 2,
+    startTimeUnixNano: '1900000000000000001',
+    endTimeUnixNano: 1900000000500000000,
+  };
 }
 
 function jsonRequest(spans: object[], service = 'bad-input') {
   return JSON.stringify({
-    resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: service } }] }, scopeSpans: [{ spans }] }],
+    resourceSpans: [
+      { resource: { attributes: [{ key: 'service.name', value: { stringValue: service } }] }, scopeSpans: [{ spans }] },
+    ],
   });
 }
 
@@ -36,10 +45,18 @@ describe('OTLP bad input', () => {
   it('rejects a truncated protobuf body with 400 and a protobuf Status', async () => {
     const valid = TraceRequest.encode(
       TraceRequest.fromObject({
-        resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'x'.repeat(50) }] }] }],
+        resourceSpans: [
+          {
+            scopeSpans: [
+              { spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'x'.repeat(50) }] },
+            ],
+          },
+        ],
       }),
     ).finish();
-    const res = await post('/v1/traces', Buffer.from(valid.subarray(0, valid.length - 10)), { 'content-type': 'application/x-protobuf' });
+    const res = await post('/v1/traces', Buffer.from(valid.subarray(0, valid.length - 10)), {
+      'content-type': 'application/x-protobuf',
+    });
     assert.equal(res.status, 400);
     assert.equal(res.headers.get('content-type'), 'application/x-protobuf');
     const text = Buffer.from(await res.arrayBuffer()).toString('latin1');
@@ -55,9 +72,14 @@ describe('OTLP bad input', () => {
   });
 
   it('rejects a wrong structure with 400 naming the field', async () => {
-    const res = await post('/v1/traces', '{"resourceSpans": [{"scopeSpans": {"spans": []}}]}', { 'content-type': 'application/json' });
+    const res = await post('/v1/traces', '{"resourceSpans": [{"scopeSpans": {"spans": []}}]}', {
+      'content-type': 'application/json',
+    });
     assert.equal(res.status, 400);
-    assert.match(((await res.json()) as { message: string }).message, /resourceSpans\[0\]\.scopeSpans: expected an array/);
+    assert.match(
+      ((await res.json()) as { message: string }).message,
+      /resourceSpans\[0\]\.scopeSpans: expected an array/,
+    );
   });
 
   it('rejects a wrong content type with 415', async () => {
@@ -109,7 +131,19 @@ describe('OTLP bad input', () => {
         {
           unknownField: { nested: true },
           scope_spans: [
-            { spans: [{ trace_id: trace, span_id: hex(7, 16), name: 'snake', kind: 'SPAN_KIND_CLIENT', start_time_unix_nano: 5, end_time_unix_nano: '9', surprise: 1 }] },
+            {
+              spans: [
+                {
+                  trace_id: trace,
+                  span_id: hex(7, 16),
+                  name: 'snake',
+                  kind: 'SPAN_KIND_CLIENT',
+                  start_time_unix_nano: 5,
+                  end_time_unix_nano: '9',
+                  surprise: 1,
+                },
+              ],
+            },
           ],
         },
       ],
@@ -125,12 +159,16 @@ describe('OTLP bad input', () => {
   it('rejects 64-bit values outside the signed range as items, and keeps storing that service', async () => {
     const trace = hex(0x456, 32);
     const tooBig = { ...jsonSpan(trace, hex(11, 16), 'too-big'), startTimeUnixNano: '99999999999999999999' };
-    const res = await post('/v1/traces', jsonRequest([tooBig, jsonSpan(trace, hex(12, 16), 'fine')], 'ranges'), { 'content-type': 'application/json' });
+    const res = await post('/v1/traces', jsonRequest([tooBig, jsonSpan(trace, hex(12, 16), 'fine')], 'ranges'), {
+      'content-type': 'application/json',
+    });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { partialSuccess: { rejectedSpans: string; errorMessage: string } };
     assert.equal(body.partialSuccess.rejectedSpans, '1');
     assert.match(body.partialSuccess.errorMessage, /outside the 64-bit range/);
-    const next = await post('/v1/traces', jsonRequest([jsonSpan(trace, hex(13, 16), 'later')], 'ranges'), { 'content-type': 'application/json' });
+    const next = await post('/v1/traces', jsonRequest([jsonSpan(trace, hex(13, 16), 'later')], 'ranges'), {
+      'content-type': 'application/json',
+    });
     assert.equal(next.status, 200);
     const stored = await getJson(`${server.api}/api/traces/${trace}`);
     assert.deepEqual(stored.body.spans.map((s: { name: string }) => s.name).sort(), ['fine', 'later']);
@@ -138,12 +176,42 @@ describe('OTLP bad input', () => {
 
   const shapes: Array<[string, string, string, RegExp]> = [
     ['/v1/traces', 'a null resourceSpans entry', '{"resourceSpans":[null]}', /resourceSpans\[0\]: expected an object/],
-    ['/v1/traces', 'a null event', `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"${'1'.repeat(32)}","spanId":"${'2'.repeat(16)}","startTimeUnixNano":"1","endTimeUnixNano":"2","events":[null]}]}]}]}`, /events\[0\]: expected an object/],
-    ['/v1/metrics', 'a null metric', '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[null]}]}]}', /metrics\[0\]: expected an object/],
-    ['/v1/metrics', 'a null data point', '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[null]}}]}]}]}', /dataPoints\[0\]: expected an object/],
-    ['/v1/metrics', 'bucket counts that are not an array', '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"timeUnixNano":"5","bucketCounts":"x"}]}}]}]}]}', /bucketCounts: expected an array/],
-    ['/v1/logs', 'a null log record', '{"resourceLogs":[{"scopeLogs":[{"logRecords":[null]}]}]}', /logRecords\[0\]: expected an object/],
-    ['/v1/traces', 'a malformed integer in a resource attribute', '{"resourceSpans":[{"resource":{"attributes":[{"key":"n","value":{"intValue":"1.5"}}]}}]}', /intValue must be an integer/],
+    [
+      '/v1/traces',
+      'a null event',
+      `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"${'1'.repeat(32)}","spanId":"${'2'.repeat(16)}","startTimeUnixNano":"1","endTimeUnixNano":"2","events":[null]}]}]}]}`,
+      /events\[0\]: expected an object/,
+    ],
+    [
+      '/v1/metrics',
+      'a null metric',
+      '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[null]}]}]}',
+      /metrics\[0\]: expected an object/,
+    ],
+    [
+      '/v1/metrics',
+      'a null data point',
+      '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[null]}}]}]}]}',
+      /dataPoints\[0\]: expected an object/,
+    ],
+    [
+      '/v1/metrics',
+      'bucket counts that are not an array',
+      '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"timeUnixNano":"5","bucketCounts":"x"}]}}]}]}]}',
+      /bucketCounts: expected an array/,
+    ],
+    [
+      '/v1/logs',
+      'a null log record',
+      '{"resourceLogs":[{"scopeLogs":[{"logRecords":[null]}]}]}',
+      /logRecords\[0\]: expected an object/,
+    ],
+    [
+      '/v1/traces',
+      'a malformed integer in a resource attribute',
+      '{"resourceSpans":[{"resource":{"attributes":[{"key":"n","value":{"intValue":"1.5"}}]}}]}',
+      /intValue must be an integer/,
+    ],
   ];
   for (const [path, what, body, message] of shapes) {
     it(`answers ${what} with 400 naming it`, async () => {
@@ -163,9 +231,11 @@ describe('OTLP bad input', () => {
     const chunks: Buffer[] = [];
     const zero = Buffer.alloc(1024 * 1024);
     await pipeline(
-      Readable.from((function* () {
-        for (let i = 0; i < 1024; i++) yield zero;
-      })()),
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < 1024; i++) yield zero;
+        })(),
+      ),
       zlib.createGzip({ level: 9 }),
       new Writable({
         write(chunk, _enc, cb) {
@@ -177,7 +247,10 @@ describe('OTLP bad input', () => {
     const bomb = Buffer.concat(chunks);
     assert.ok(bomb.length < 8 * 1024 * 1024);
     const rssBefore = process.memoryUsage().rss;
-    const res = await post('/v1/traces', bomb, { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' });
+    const res = await post('/v1/traces', bomb, {
+      'content-type': 'application/x-protobuf',
+      'content-encoding': 'gzip',
+    });
     const grown = process.memoryUsage().rss - rssBefore;
     assert.equal(res.status, 413);
     assert.match(Buffer.from(await res.arrayBuffer()).toString('latin1'), /decompressed body exceeds the limit/);
@@ -185,7 +258,10 @@ describe('OTLP bad input', () => {
   });
 
   it('rejects a corrupt gzip body with 400', async () => {
-    const res = await post('/v1/traces', Buffer.from('not gzip at all'), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    const res = await post('/v1/traces', Buffer.from('not gzip at all'), {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
     assert.equal(res.status, 400);
     assert.match(((await res.json()) as { message: string }).message, /not valid gzip/);
   });

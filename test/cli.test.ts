@@ -38,7 +38,10 @@ describe('stallscope CLI', () => {
   it('exits 1 naming the problem for an unusable database path', () => {
     const r = run('serve', '--db', '/nonexistent-folder/x.db', '--otlp-port', '0', '--port', '0');
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /cannot open database \/nonexistent-folder\/x\.db: the folder \/nonexistent-folder does not exist/);
+    assert.match(
+      r.stderr,
+      /cannot open database \/nonexistent-folder\/x\.db: the folder \/nonexistent-folder does not exist/,
+    );
   });
 
   it('exits 1 naming the flag when a port is in use', async () => {
@@ -59,7 +62,9 @@ describe('stallscope CLI', () => {
   it('serves until SIGTERM, then exits 0 with the database checkpointed', async () => {
     const dir = tempDir();
     const db = join(dir, 's.db');
-    const child = spawn(process.execPath, [CLI, 'serve', '--db', db, '--otlp-port', '0', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--db', db, '--otlp-port', '0', '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const api = (await waitForOutput(child, /dashboard on (http:\/\/[\d.:]+)/))[1];
     const health = await fetch(`${api}/healthz`);
     assert.equal(health.status, 200);

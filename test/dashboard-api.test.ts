@@ -20,7 +20,8 @@ before(async () => {
   await call(shop, '/busy?ms=250');
   await call(shop, '/busy?ms=200');
   await call(shop, '/parse');
-  for (const path of ['/keyed', '/limit', '/piscina', '/pbkdf2']) await Promise.all([call(worker, path), call(worker, path), call(worker, path)]);
+  for (const path of ['/keyed', '/limit', '/piscina', '/pbkdf2'])
+    await Promise.all([call(worker, path), call(worker, path), call(worker, path)]);
   // Again on the now hot lock: holders' sites are recorded too.
   await Promise.all([call(worker, '/keyed'), call(worker, '/keyed')]);
 });
@@ -47,7 +48,11 @@ describe('dashboard API', () => {
     assert.ok(keyed.contendedPct > 50 && keyed.contendedPct <= 100);
     const limit = body.locks.find((l: { type: string }) => l.type === 'p-limit');
     assert.equal(limit.lock, `offload-app.mjs:${markLine('offload-app.mjs', 'limit')}`);
-    assert.ok(body.chart.series.some((s: { name: string; values: number[] }) => s.name === 'account:7' && s.values.some((v) => v > 0)));
+    assert.ok(
+      body.chart.series.some(
+        (s: { name: string; values: number[] }) => s.name === 'account:7' && s.values.some((v) => v > 0),
+      ),
+    );
     assert.equal(body.chart.times.length, body.chart.series[0].values.length);
   });
 
@@ -67,9 +72,15 @@ describe('dashboard API', () => {
     assert.ok(body.slowest.length >= 2);
     assert.match(body.slowest[0].traceId, /^[0-9a-f]{32}$/);
     assert.ok(body.slowest[0].durationMs >= body.slowest[1].durationMs, 'slowest first');
-    assert.deepEqual(body.acquireSites.map((s: { site: string }) => s.site), [site]);
+    assert.deepEqual(
+      body.acquireSites.map((s: { site: string }) => s.site),
+      [site],
+    );
     assert.ok(body.pairs.every((p: { waiterSite: string }) => p.waiterSite === site));
-    assert.ok(body.pairs.some((p: { holderSite: string }) => p.holderSite === site), JSON.stringify(body.pairs));
+    assert.ok(
+      body.pairs.some((p: { holderSite: string }) => p.holderSite === site),
+      JSON.stringify(body.pairs),
+    );
   });
 
   it('groups blocking episodes by the function that blocked, and sync calls by API and call site', async () => {

@@ -40,15 +40,30 @@ async function sendHostileSpans(): Promise<void> {
           {
             spans: [
               span('0102030405060708', `GET ${HOSTILE}`, [attr('http.route', HOSTILE)]),
-              span('0102030405060709', 'lock wait', [attr('stallscope.kind', 'lock-wait'), attr('stallscope.lock.name', HOSTILE), attr('stallscope.lock.acquire_site', HOSTILE), attr('stallscope.lock.outcome', 'granted')]),
-              span('010203040506070a', 'event loop blocked', [attr('stallscope.kind', 'loop-block'), attr('code.function.name', HOSTILE), attr('code.file.path', '/x.js'), attr('code.line.number', '1'), attr('code.stacktrace', HOSTILE)]),
+              span('0102030405060709', 'lock wait', [
+                attr('stallscope.kind', 'lock-wait'),
+                attr('stallscope.lock.name', HOSTILE),
+                attr('stallscope.lock.acquire_site', HOSTILE),
+                attr('stallscope.lock.outcome', 'granted'),
+              ]),
+              span('010203040506070a', 'event loop blocked', [
+                attr('stallscope.kind', 'loop-block'),
+                attr('code.function.name', HOSTILE),
+                attr('code.file.path', '/x.js'),
+                attr('code.line.number', '1'),
+                attr('code.stacktrace', HOSTILE),
+              ]),
             ],
           },
         ],
       },
     ],
   };
-  const res = await fetch(`${server.otlp}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${server.otlp}/v1/traces`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   assert.equal(res.status, 200);
 }
 
@@ -67,7 +82,8 @@ before(async () => {
   ]);
   await call(shop, '/busy?ms=250');
   await call(shop, '/parse');
-  for (const path of ['/keyed', '/limit', '/queue', '/piscina', '/workerpool', '/pbkdf2']) await Promise.all([call(worker, path), call(worker, path), call(worker, path)]);
+  for (const path of ['/keyed', '/limit', '/queue', '/piscina', '/workerpool', '/pbkdf2'])
+    await Promise.all([call(worker, path), call(worker, path), call(worker, path)]);
   // Again on the now hot lock: holders' sites are recorded too.
   await Promise.all([call(worker, '/keyed'), call(worker, '/keyed')]);
   await sendHostileSpans();
@@ -79,14 +95,28 @@ before(async () => {
         getJson(`${server.api}/api/dash/lock?name=account%3A7&since=15m`),
       ]);
       const hot = lock.body.pairs?.some((p: { holderSite: string }) => p.holderSite !== '');
-      return hot && locks.body.locks?.some((l: { lock: string; contended: number }) => l.lock === 'account:7' && l.contended >= 2) && offload.body.poolWait?.series.length ? true : undefined;
+      return hot &&
+        locks.body.locks?.some(
+          (l: { lock: string; contended: number }) => l.lock === 'account:7' && l.contended >= 2,
+        ) &&
+        offload.body.poolWait?.series.length
+        ? true
+        : undefined;
     },
     20_000,
     'lock and pool metrics in the collector',
   );
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
   process.stdout.write(`# dashboard screenshots: ${shots}\n`);
 });
@@ -115,7 +145,11 @@ async function open(path: string, shot: string): Promise<Page> {
 async function drawn(page: Page, selector: string): Promise<boolean> {
   // Runs in the page: the test's own TypeScript has no DOM types.
   return page.$eval(selector, (c) => {
-    const canvas = c as unknown as { width: number; height: number; getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } };
+    const canvas = c as unknown as {
+      width: number;
+      height: number;
+      getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
+    };
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
     return false;
@@ -139,16 +173,23 @@ describe('dashboard pages in Chromium', () => {
     const page = await open('/locks?since=15m&service=worker', 'locks');
     assert.ok(await drawn(page, 'canvas'));
     assert.ok((await legendOf(page)).includes('account:7'));
-    const column = async (i: number) => page.$$eval(`#locks tbody tr td:nth-child(${i})`, (cells) => cells.map((c) => c.textContent ?? ''));
+    const column = async (i: number) =>
+      page.$$eval(`#locks tbody tr td:nth-child(${i})`, (cells) => cells.map((c) => c.textContent ?? ''));
     const acquisitions = async () => (await column(4)).map((t) => Number(t.replace(/[^0-9.]/g, '')));
     await page.click('#locks th a[data-sort="acquisitions"]');
     await page.waitForSelector('body[data-ready="true"]');
     const desc = await acquisitions();
-    assert.deepEqual(desc, [...desc].sort((a, b) => b - a));
+    assert.deepEqual(
+      desc,
+      [...desc].sort((a, b) => b - a),
+    );
     await page.click('#locks th a[data-sort="acquisitions"]');
     await page.waitForSelector('body[data-ready="true"]');
     const asc = await acquisitions();
-    assert.deepEqual(asc, [...asc].sort((a, b) => a - b));
+    assert.deepEqual(
+      asc,
+      [...asc].sort((a, b) => a - b),
+    );
     assert.match(page.url(), /locks\.sort=acquisitions&locks\.dir=asc/);
     assert.ok((await column(1)).includes('account:7'));
     await page.close();
@@ -159,9 +200,19 @@ describe('dashboard pages in Chromium', () => {
     const site = `offload-app.mjs:${markLine('offload-app.mjs', 'keyed')}`;
     // A row where the waiter and the holder both acquired at the planted line.
     const rows = await page.$$eval('#pairs tbody tr', (trs) =>
-      trs.map((tr) => Array.from((tr as unknown as { querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> }).querySelectorAll('td'), (td) => td.textContent ?? '')),
+      trs.map((tr) =>
+        Array.from(
+          (
+            tr as unknown as { querySelectorAll(s: string): ArrayLike<{ textContent: string | null }> }
+          ).querySelectorAll('td'),
+          (td) => td.textContent ?? '',
+        ),
+      ),
     );
-    assert.ok(rows.some(([waiter, holder]) => waiter === site && holder === site), JSON.stringify(rows));
+    assert.ok(
+      rows.some(([waiter, holder]) => waiter === site && holder === site),
+      JSON.stringify(rows),
+    );
     assert.ok((await page.$$('#slowest a.trace-link')).length >= 2);
     assert.ok(await drawn(page, 'canvas'));
     await page.close();
@@ -182,7 +233,10 @@ describe('dashboard pages in Chromium', () => {
     const page = await open('/offload?since=15m&service=worker', 'offload');
     assert.ok(await drawn(page, 'canvas'));
     const legend = await legendOf(page);
-    assert.ok(legend.some((l) => l.includes('piscina-worker.js (piscina) queue wait')), legend.join(' | '));
+    assert.ok(
+      legend.some((l) => l.includes('piscina-worker.js (piscina) queue wait')),
+      legend.join(' | '),
+    );
     assert.match((await page.textContent('#threadpool'))!, /PBKDF2REQUEST/);
     await page.close();
   });
@@ -200,7 +254,12 @@ describe('dashboard pages in Chromium', () => {
   });
 
   it('shows hostile names as text, never as markup', async () => {
-    for (const path of ['/traces?since=15m', `/lock?name=${encodeURIComponent(HOSTILE)}&since=15m`, '/blocking?since=15m', `/trace?id=${'ab'.repeat(16)}`]) {
+    for (const path of [
+      '/traces?since=15m',
+      `/lock?name=${encodeURIComponent(HOSTILE)}&since=15m`,
+      '/blocking?since=15m',
+      `/trace?id=${'ab'.repeat(16)}`,
+    ]) {
       const page = await open(path, `hostile-${path.split('?')[0].slice(1)}`);
       assert.equal(await page.evaluate(() => (globalThis as { __xss?: number }).__xss), undefined, path);
       assert.equal(await page.$$eval('main img', (imgs) => imgs.length), 0, path);
@@ -225,7 +284,10 @@ describe('dashboard pages in Chromium', () => {
   it('findings: each page lists its kinds with the culprit, the fix and example traces', async () => {
     const overview = await open('/?since=15m', 'overview-findings');
     const blocked = overview.locator('.finding[data-kind="loop-blocked"][data-service="shop"]');
-    assert.match((await blocked.textContent())!, /Event loop blocked in spinFor.*blocking-app\.js:\d+.*Move the CPU work off the main thread/s);
+    assert.match(
+      (await blocked.textContent())!,
+      /Event loop blocked in spinFor.*blocking-app\.js:\d+.*Move the CPU work off the main thread/s,
+    );
     await blocked.locator('a.trace-link').first().click();
     await overview.waitForSelector('body[data-ready="true"] .wf-row.kind-loop-block');
     await overview.close();
@@ -236,16 +298,28 @@ describe('dashboard pages in Chromium', () => {
     await lock.close();
 
     const offload = await open('/offload?since=15m&service=worker', 'offload-findings');
-    assert.match((await offload.locator('.finding[data-kind="pool-queueing"]').first().textContent())!, /Tasks wait longer than they run in/);
-    assert.equal(await offload.locator('.finding[data-kind="loop-blocked"]').count(), 0, 'the offload page shows offload findings only');
+    assert.match(
+      (await offload.locator('.finding[data-kind="pool-queueing"]').first().textContent())!,
+      /Tasks wait longer than they run in/,
+    );
+    assert.equal(
+      await offload.locator('.finding[data-kind="loop-blocked"]').count(),
+      0,
+      'the offload page shows offload findings only',
+    );
     await offload.close();
   });
 
   it('alerts: the header shows what fires on every page; the alerts page lists it and checks edited rules', async () => {
-    const rules = 'interval: 1s\nrules:\n  - { name: nobody home, signal: loop-delay-p99, service: nobody, above: 1s, no-data: alerting, annotations: { summary: "no data from {{rule}}" } }\n';
+    const rules =
+      'interval: 1s\nrules:\n  - { name: nobody home, signal: loop-delay-p99, service: nobody, above: 1s, no-data: alerting, annotations: { summary: "no data from {{rule}}" } }\n';
     const put = await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: rules });
     assert.equal(put.status, 200);
-    await eventually(async () => ((await getJson(`${server.api}/api/alerts/summary`)).body.firing === 1 ? true : undefined), 10_000, 'the rule to fire');
+    await eventually(
+      async () => ((await getJson(`${server.api}/api/alerts/summary`)).body.firing === 1 ? true : undefined),
+      10_000,
+      'the rule to fire',
+    );
     const locks = await open('/locks?since=15m', 'locks-alert-badge');
     assert.equal(await locks.textContent('#alert-badge'), '1 firing');
     await locks.close();
@@ -257,7 +331,10 @@ describe('dashboard pages in Chromium', () => {
     await page.fill('#rules-text', 'rules:\n  - name: broken\n    signal: loop-delay-p99\n    above: soon\n');
     await page.click('#rules-save');
     await page.waitForSelector('#rules-message.error');
-    assert.match((await page.textContent('#rules-message'))!, /rules\.yaml:4: rule "broken": above \(loop-delay-p99 is a duration\): "soon" is not a duration/);
+    assert.match(
+      (await page.textContent('#rules-message'))!,
+      /rules\.yaml:4: rule "broken": above \(loop-delay-p99 is a duration\): "soon" is not a duration/,
+    );
     assert.equal((await getJson(`${server.api}/api/alerts`)).body.text, rules, 'a bad edit changes nothing');
     await page.close();
     // Leave no rule behind for the other tests.

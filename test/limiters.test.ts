@@ -11,7 +11,15 @@ import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry
 import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
 import { PLimitInstrumentation, PQueueInstrumentation } from '../agent/locks/limiters';
 import { nameLock } from '../agent/index';
-import { LOCK_HOLDER_SPAN, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_QUEUE_DEPTH, LOCK_SPAN_NAMES, LOCK_TYPE } from '../common/conventions';
+import {
+  LOCK_HOLDER_SPAN,
+  LOCK_METRICS,
+  LOCK_NAME,
+  LOCK_OUTCOME,
+  LOCK_QUEUE_DEPTH,
+  LOCK_SPAN_NAMES,
+  LOCK_TYPE,
+} from '../common/conventions';
 
 const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('limiters-test');
 const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, meter);
@@ -64,7 +72,9 @@ describe('p-limit tracking', () => {
   it('shows a p-limit(2) queue with the expected waits, named by its creation line', async () => {
     exporter.reset();
     const [limit, site] = [pLimitModule.default(2), here()];
-    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => limit(async (x: number) => (await sleep(30), x * n), 10)));
+    const results = await Promise.all(
+      [1, 2, 3, 4, 5, 6].map((n) => limit(async (x: number) => (await sleep(30), x * n), 10)),
+    );
     assert.deepEqual(results, [10, 20, 30, 40, 50, 60]);
     assertTwoSlots(waits(), site, 'p-limit');
     assert.equal(limit.activeCount, 0);
@@ -90,7 +100,10 @@ describe('p-limit tracking', () => {
     const byOutcome = new Map(waits().map((s) => [s.attributes[LOCK_OUTCOME], s]));
     assert.deepEqual([...byOutcome.keys()].sort(), ['cancelled', 'granted']);
     assert.equal(byOutcome.get('granted')!.attributes[LOCK_HOLDER_SPAN], holderSpan);
-    assert.ok(Math.abs(durationMs(byOutcome.get('granted')!) - 20) < 12, `waited ${durationMs(byOutcome.get('granted')!)} ms`);
+    assert.ok(
+      Math.abs(durationMs(byOutcome.get('granted')!) - 20) < 12,
+      `waited ${durationMs(byOutcome.get('granted')!)} ms`,
+    );
   });
 
   it('tracks map() and limitFunction()', async () => {
@@ -102,7 +115,10 @@ describe('p-limit tracking', () => {
     const names = waits().map((s) => String(s.attributes[LOCK_NAME]));
     assert.deepEqual(names.filter((n) => n === 'mapped').length, 2);
     assert.equal(names.filter((n) => n !== 'mapped').length, 1);
-    assert.match(names.find((n) => n !== 'mapped')!, /limiters\.test\.js:\d+$/);
+    assert.match(
+      names.find((n) => n !== 'mapped')!,
+      /limiters\.test\.js:\d+$/,
+    );
   });
 
   it('changes no behaviour: values, errors and order with and without tracking', async () => {
@@ -176,12 +192,19 @@ describe('p-queue tracking', () => {
     await Promise.all(Array.from({ length: 12 }, () => queue.add(() => sleep(1), { signal: shutdown.signal })));
     assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
     const aborted = AbortSignal.abort();
-    await assert.rejects(queue.add(() => 'never', { signal: aborted }), (err: Error) => err.name === 'AbortError');
+    await assert.rejects(
+      queue.add(() => 'never', { signal: aborted }),
+      (err: Error) => err.name === 'AbortError',
+    );
     const pending = await metric(LOCK_METRICS.pending);
     await metric(LOCK_METRICS.pending); // the gauge reports the deepest queue since the previous collection
     const again = await metric(LOCK_METRICS.pending);
     assert.ok(pending.dataPoints.some((p) => p.attributes[LOCK_NAME] === 'long-lived-signal'));
-    assert.equal(again.dataPoints.find((p) => p.attributes[LOCK_NAME] === 'long-lived-signal')?.value, 0, 'nothing is left waiting');
+    assert.equal(
+      again.dataPoints.find((p) => p.attributes[LOCK_NAME] === 'long-lived-signal')?.value,
+      0,
+      'nothing is left waiting',
+    );
   });
 
   it('changes no behaviour: values, errors, events and order with and without tracking', async () => {

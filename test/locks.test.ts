@@ -33,7 +33,9 @@ const asyncLockInstrumentation = new AsyncLockInstrumentation();
 
 // Loaded after the instrumentation is enabled, as an app's require() would be.
 type AsyncMutex = typeof import('async-mutex');
-const { Mutex, Semaphore, E_CANCELED, E_TIMEOUT, E_ALREADY_LOCKED, withTimeout, tryAcquire } = createRequire(__filename)('async-mutex') as AsyncMutex;
+const { Mutex, Semaphore, E_CANCELED, E_TIMEOUT, E_ALREADY_LOCKED, withTimeout, tryAcquire } = createRequire(
+  __filename,
+)('async-mutex') as AsyncMutex;
 
 const AsyncLock = createRequire(__filename)('async-lock') as typeof import('async-lock');
 
@@ -79,15 +81,24 @@ describe('async-mutex lock tracking', () => {
       assert.equal(spans.length, 2, 'the first acquisition is uncontended');
       const [first, second] = spans;
       assert.ok(Math.abs(durationMs(first) - 50) < 25, `first waiter waited ${durationMs(first)} ms, expected ~50`);
-      assert.ok(Math.abs(durationMs(second) - 100) < 35, `second waiter waited ${durationMs(second)} ms, expected ~100`);
+      assert.ok(
+        Math.abs(durationMs(second) - 100) < 35,
+        `second waiter waited ${durationMs(second)} ms, expected ~100`,
+      );
       assert.equal(first.attributes[LOCK_NAME], created);
       assert.equal(first.attributes[LOCK_TYPE], 'async-mutex.Mutex');
       assert.equal(first.attributes[LOCK_OUTCOME], 'granted');
-      assert.deepEqual(spans.map((s) => s.attributes[LOCK_QUEUE_DEPTH]), [0, 1]);
+      assert.deepEqual(
+        spans.map((s) => s.attributes[LOCK_QUEUE_DEPTH]),
+        [0, 1],
+      );
       assert.equal(first.attributes[LOCK_ACQUIRE_SITE], waiterSite);
       assert.equal(first.attributes[LOCK_HOLDER_SPAN], holderSpan);
       assert.equal(first.attributes[LOCK_HOLDER_SITE], round === 1 ? undefined : holderSite);
-      assert.ok([waiterSpan1, waiterSpan2].includes(first.parentSpanContext!.spanId), 'the wait is a child of the waiting request');
+      assert.ok(
+        [waiterSpan1, waiterSpan2].includes(first.parentSpanContext!.spanId),
+        'the wait is a child of the waiting request',
+      );
     }
   });
 
@@ -165,13 +176,19 @@ describe('async-mutex lock tracking', () => {
     release(); // at once, before anything else runs, as apps do in their catch handler
     await sleep(5);
     assert.equal(mutex.isLocked(), false);
-    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout']);
+    assert.deepEqual(
+      waits().map((s) => s.attributes[LOCK_OUTCOME]),
+      ['timeout'],
+    );
     // A timeout that does not expire is an ordinary grant.
     const holder = await mutex.acquire();
     setTimeout(holder, 20);
     const r = await timed.acquire();
     r();
-    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout', 'granted']);
+    assert.deepEqual(
+      waits().map((s) => s.attributes[LOCK_OUTCOME]),
+      ['timeout', 'granted'],
+    );
   });
 
   it('records a refused tryAcquire as a timeout in the wait metric', async () => {
@@ -183,11 +200,15 @@ describe('async-mutex lock tracking', () => {
     await sleep(1); // the library grants the refused request and drops it at once
     (await tryAcquire(mutex).acquire())();
     const wait = await metric(LOCK_METRICS.waitTime);
-    const outcomes = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'try-me').map((p) => `${p.attributes[LOCK_OUTCOME]}:${(p.value as { count: number }).count}`);
+    const outcomes = wait.dataPoints
+      .filter((p) => p.attributes[LOCK_NAME] === 'try-me')
+      .map((p) => `${p.attributes[LOCK_OUTCOME]}:${(p.value as { count: number }).count}`);
     // Uncontended grants wait 0 and are counted by acquisitions, not recorded as waits.
     assert.deepEqual(outcomes, ['timeout:1']);
     const acquisitions = await metric(LOCK_METRICS.acquisitions);
-    const granted = acquisitions.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'try-me').map((p) => `${p.attributes[LOCK_CONTENDED]}:${p.value}`);
+    const granted = acquisitions.dataPoints
+      .filter((p) => p.attributes[LOCK_NAME] === 'try-me')
+      .map((p) => `${p.attributes[LOCK_CONTENDED]}:${p.value}`);
     assert.deepEqual(granted, ['false:2']);
   });
 
@@ -217,7 +238,9 @@ describe('async-mutex lock tracking', () => {
         }),
       );
       log.push(`values ${(await Promise.all(tasks)).join(',')}`);
-      await mutex.runExclusive(() => Promise.reject(new Error('inside'))).catch((e: Error) => log.push(`error ${e.message}`));
+      await mutex
+        .runExclusive(() => Promise.reject(new Error('inside')))
+        .catch((e: Error) => log.push(`error ${e.message}`));
       const [value, rel] = await sem.acquire();
       log.push(`semaphore value ${value} locked ${sem.isLocked()}`);
       rel();
@@ -259,13 +282,20 @@ describe('async-mutex lock tracking', () => {
     try {
       const plain = await scenario();
       assert.deepEqual(tracked, plain);
-      assert.deepEqual(plain.slice(0, 7), ['start 3', 'end 3', 'start 1', 'end 1', 'start 2', 'end 2', 'values 30,10,20']);
+      assert.deepEqual(plain.slice(0, 7), [
+        'start 3',
+        'end 3',
+        'start 1',
+        'end 1',
+        'start 2',
+        'end 2',
+        'values 30,10,20',
+      ]);
     } finally {
       instrumentation.enable();
     }
   });
 });
-
 
 describe('lock tracker memory', () => {
   it('lets go of acquisitions while a lock never empties (waiters do not keep their holders)', async () => {
@@ -331,7 +361,10 @@ describe("stallscope's own named locks", () => {
     exporter.reset();
     const sem = new NamedSemaphore(2, 'pool');
     const big = await sem.acquire({ weight: 2 });
-    await assert.rejects(sem.acquire({ timeoutMs: 30 }), (err) => err instanceof LockTimeoutError && /"pool"/.test(err.message));
+    await assert.rejects(
+      sem.acquire({ timeoutMs: 30 }),
+      (err) => err instanceof LockTimeoutError && /"pool"/.test(err.message),
+    );
     const controller = new AbortController();
     const cancelled = sem.acquire({ signal: controller.signal });
     setTimeout(() => controller.abort(new Error('client went away')), 10);
@@ -341,7 +374,10 @@ describe("stallscope's own named locks", () => {
     (await later)();
     assert.equal(sem.available, 2);
     assert.equal(sem.waiting, 0);
-    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]), ['timeout', 'cancelled']);
+    assert.deepEqual(
+      waits().map((s) => s.attributes[LOCK_OUTCOME]),
+      ['timeout', 'cancelled'],
+    );
     await assert.rejects(sem.acquire({ weight: 3 }), RangeError);
     assert.throws(() => new NamedSemaphore(0), RangeError);
   });
@@ -363,8 +399,14 @@ describe('async-lock tracking', () => {
     const spans = waits();
     const byKey = new Map(spans.map((s) => [s.attributes[LOCK_NAME], s]));
     assert.equal(spans.length, 2, spans.map((s) => `${s.attributes[LOCK_NAME]} ${durationMs(s)}`).join(', '));
-    assert.ok(Math.abs(durationMs(byKey.get('user:1')!) - 60) < 25, `user:1 waited ${durationMs(byKey.get('user:1')!)} ms`);
-    assert.ok(Math.abs(durationMs(byKey.get('user:2')!) - 10) < 10, `user:2 waited ${durationMs(byKey.get('user:2')!)} ms`);
+    assert.ok(
+      Math.abs(durationMs(byKey.get('user:1')!) - 60) < 25,
+      `user:1 waited ${durationMs(byKey.get('user:1')!)} ms`,
+    );
+    assert.ok(
+      Math.abs(durationMs(byKey.get('user:2')!) - 10) < 10,
+      `user:2 waited ${durationMs(byKey.get('user:2')!)} ms`,
+    );
     assert.equal(byKey.get('user:1')!.attributes[LOCK_TYPE], 'async-lock');
     assert.equal(byKey.get('user:1')!.attributes[LOCK_HOLDER_SPAN], first);
     assert.ok(holderSite);
@@ -375,14 +417,20 @@ describe('async-lock tracking', () => {
     const lock = nameLock(new AsyncLock({ maxPending: 1 }), 'jobs');
     const holding = lock.acquire('k', () => sleep(80));
     const timedOut = lock.acquire('k', () => 'never', { timeout: 30 });
-    await assert.rejects(lock.acquire('k', () => 'refused'), /Too many pending/);
+    await assert.rejects(
+      lock.acquire('k', () => 'refused'),
+      /Too many pending/,
+    );
     await assert.rejects(timedOut, /timed out/);
     await holding;
     await sleep(5);
     const outcomes = waits().map((s) => `${s.attributes[LOCK_NAME]} ${s.attributes[LOCK_OUTCOME]}`);
     assert.deepEqual(outcomes, ['jobs:k timeout']);
     const wait = await metric(LOCK_METRICS.waitTime);
-    const jobs = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'jobs:k').map((p) => p.attributes[LOCK_OUTCOME]).sort();
+    const jobs = wait.dataPoints
+      .filter((p) => p.attributes[LOCK_NAME] === 'jobs:k')
+      .map((p) => p.attributes[LOCK_OUTCOME])
+      .sort();
     assert.deepEqual(jobs, ['error', 'timeout']);
   });
 
@@ -392,7 +440,11 @@ describe('async-lock tracking', () => {
     // Every key contended once: two requests at once on each.
     await Promise.all(keys.flatMap((k) => [lock.acquire(k, () => sleep(1)), lock.acquire(k, () => sleep(1))]));
     const acquisitions = await metric(LOCK_METRICS.acquisitions);
-    const names = new Set(acquisitions.dataPoints.map((p) => String(p.attributes[LOCK_NAME])).filter((n) => n.startsWith('tenant-') || n.endsWith('(other keys)')));
+    const names = new Set(
+      acquisitions.dataPoints
+        .map((p) => String(p.attributes[LOCK_NAME]))
+        .filter((n) => n.startsWith('tenant-') || n.endsWith('(other keys)')),
+    );
     assert.equal([...names].filter((n) => n.startsWith('tenant-')).length, MAX_KEYS);
     assert.ok([...names].some((n) => n.endsWith('(other keys)')));
   });
@@ -423,10 +475,14 @@ describe('async-lock tracking', () => {
           ),
         ),
       ]);
-      await lock.acquire('c', () => Promise.reject(new Error('inside'))).catch((e: Error) => log.push(`error ${e.message}`));
-      await lock.acquire('c', () => {
-        throw new Error('thrown');
-      }).catch((e: Error) => log.push(`error ${e.message}`));
+      await lock
+        .acquire('c', () => Promise.reject(new Error('inside')))
+        .catch((e: Error) => log.push(`error ${e.message}`));
+      await lock
+        .acquire('c', () => {
+          throw new Error('thrown');
+        })
+        .catch((e: Error) => log.push(`error ${e.message}`));
       log.push(`busy ${lock.isBusy()}`);
       return log;
     };
@@ -445,7 +501,11 @@ describe('async-lock tracking', () => {
 describe('lock key names switched off', () => {
   it('keeps async-lock keys out of telemetry: every key shares the lock resource', async () => {
     const spans = new InMemorySpanExporter();
-    const quiet = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000, keyNames: false }, new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }).getTracer('t'), new MeterProvider().getMeter('t'));
+    const quiet = new LockTracker(
+      { waitThresholdMs: 1, heldThresholdMs: 5000, keyNames: false },
+      new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }).getTracer('t'),
+      new MeterProvider().getMeter('t'),
+    );
     tracker.stop();
     quiet.start();
     try {

@@ -9,7 +9,12 @@ import { OTLPTraceExporter as JsonTraceExporter } from '@opentelemetry/exporter-
 import { OTLPTraceExporter as ProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { OTLPMetricExporter as JsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as ProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
-import { AggregationTemporality, AggregationType, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  AggregationType,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
 import { getJson, startServer, type TestServer } from './helpers';
 
 let server: TestServer;
@@ -50,7 +55,11 @@ for (const [protocol, Exporter] of [
 
     before(async () => {
       const provider = new BasicTracerProvider({
-        resource: resourceFromAttributes({ 'service.name': service, 'deployment.environment.name': 'test', 'host.cpus': 2 }),
+        resource: resourceFromAttributes({
+          'service.name': service,
+          'deployment.environment.name': 'test',
+          'host.cpus': 2,
+        }),
         spanProcessors: [new SimpleSpanProcessor(new Exporter({ url: `${server.otlp}/v1/traces` }))],
       });
       const tracer = provider.getTracer('export-test', '1.2.3');
@@ -117,7 +126,10 @@ for (const [protocol, Exporter] of [
       const q = (params: string) => getJson(`${server.api}/api/traces?${params}`);
       const byService = await q(`service=${service}`);
       assert.equal(byService.status, 200);
-      assert.deepEqual(byService.body.map((t: any) => t.traceId), [traceId]);
+      assert.deepEqual(
+        byService.body.map((t: any) => t.traceId),
+        [traceId],
+      );
       const summary = byService.body[0];
       assert.equal(summary.rootName, 'GET /orders');
       assert.equal(summary.spanCount, 2);
@@ -155,7 +167,10 @@ for (const [protocol, Exporter] of [
 
     before(async () => {
       const reader = new PeriodicExportingMetricReader({
-        exporter: new Exporter({ url: `${server.otlp}/v1/metrics`, temporalityPreference: AggregationTemporality.CUMULATIVE }),
+        exporter: new Exporter({
+          url: `${server.otlp}/v1/metrics`,
+          temporalityPreference: AggregationTemporality.CUMULATIVE,
+        }),
         exportIntervalMillis: 60_000,
       });
       const provider = new MeterProvider({
@@ -182,7 +197,9 @@ for (const [protocol, Exporter] of [
     });
 
     const metric = async (name: string) => {
-      const { status, body } = await getJson(`${server.api}/api/metrics?name=${name}&service=${service}&from=${since}&to=${Date.now() + 1000}&step=1h`);
+      const { status, body } = await getJson(
+        `${server.api}/api/metrics?name=${name}&service=${service}&from=${since}&to=${Date.now() + 1000}&step=1h`,
+      );
       assert.equal(status, 200, JSON.stringify(body));
       return body;
     };

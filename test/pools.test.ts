@@ -10,7 +10,16 @@ import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry
 import { PoolTracker } from '../agent/offload/pool-tracker';
 import { PiscinaInstrumentation } from '../agent/offload/piscina';
 import { WorkerpoolInstrumentation } from '../agent/offload/workerpool';
-import { POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../common/conventions';
+import {
+  POOL_METRICS,
+  POOL_NAME,
+  POOL_OUTCOME,
+  POOL_QUEUE_WAIT_MS,
+  POOL_RUN_MS,
+  POOL_SPAN_NAME,
+  POOL_TASK,
+  POOL_TYPE,
+} from '../common/conventions';
 import { FIXTURES } from './helpers';
 import { fullGc } from './gc';
 import { getEventListeners } from 'node:events';
@@ -28,7 +37,8 @@ const workerpool = load('workerpool') as typeof import('workerpool');
 
 const TASK_MS = 60;
 const tasks = () => spans(POOL_SPAN_NAME);
-const near = (actual: number, expected: number, what: string, slack = 30) => assert.ok(Math.abs(actual - expected) < slack, `${what}: ${actual} ms, expected ~${expected}`);
+const near = (actual: number, expected: number, what: string, slack = 30) =>
+  assert.ok(Math.abs(actual - expected) < slack, `${what}: ${actual} ms, expected ~${expected}`);
 
 before(() => {
   enableContext();
@@ -49,7 +59,9 @@ async function burst(run: () => Promise<unknown>): Promise<{ results: unknown[];
 }
 
 function assertQueuedOneByOne(spans: ReadableSpan[], spanId: string): void {
-  const sorted = spans.sort((a, b) => (a.attributes[POOL_QUEUE_WAIT_MS] as number) - (b.attributes[POOL_QUEUE_WAIT_MS] as number));
+  const sorted = spans.sort(
+    (a, b) => (a.attributes[POOL_QUEUE_WAIT_MS] as number) - (b.attributes[POOL_QUEUE_WAIT_MS] as number),
+  );
   assert.equal(sorted.length, 4);
   sorted.forEach((s, i) => {
     near(s.attributes[POOL_QUEUE_WAIT_MS] as number, i * TASK_MS, `task ${i} queue wait`);
@@ -101,10 +113,16 @@ describe('Piscina tracking', () => {
     try {
       const runs = [1, 2, 3, 4].map(() => small.run({ ms: 20 }));
       const settled = await Promise.allSettled(runs);
-      assert.ok(settled.some((s) => s.status === 'rejected'), 'the queue limit refused some');
+      assert.ok(
+        settled.some((s) => s.status === 'rejected'),
+        'the queue limit refused some',
+      );
       const outcomes = tasks().map((s) => s.attributes[POOL_OUTCOME]);
       assert.equal(outcomes.length, 4);
-      assert.equal(outcomes.filter((o) => o === 'rejected').length, settled.filter((s) => s.status === 'rejected').length);
+      assert.equal(
+        outcomes.filter((o) => o === 'rejected').length,
+        settled.filter((s) => s.status === 'rejected').length,
+      );
     } finally {
       await small.destroy();
     }
@@ -115,11 +133,16 @@ describe('Piscina tracking', () => {
     const failing = pool.run({ error: 'bad input' });
     const controller = new AbortController();
     const aborted = pool.run({ ms: 50 }, { signal: controller.signal });
-    const checked = Promise.all([assert.rejects(failing, /bad input/), assert.rejects(aborted, (err: Error) => err.name === 'AbortError')]);
+    const checked = Promise.all([
+      assert.rejects(failing, /bad input/),
+      assert.rejects(aborted, (err: Error) => err.name === 'AbortError'),
+    ]);
     controller.abort();
     await checked;
     await sleep(10);
-    const outcomes = tasks().map((s) => s.attributes[POOL_OUTCOME]).sort();
+    const outcomes = tasks()
+      .map((s) => s.attributes[POOL_OUTCOME])
+      .sort();
     assert.deepEqual(outcomes, ['cancelled', 'error']);
   });
 });
@@ -148,7 +171,15 @@ describe('workerpool tracking', () => {
     exporter.reset();
     const inline = workerpool.pool({ maxWorkers: 1, workerType: 'thread' });
     try {
-      assert.equal(await inline.exec(function double(n: number) { return n * 2; }, [21]), 42);
+      assert.equal(
+        await inline.exec(
+          function double(n: number) {
+            return n * 2;
+          },
+          [21],
+        ),
+        42,
+      );
     } finally {
       await inline.terminate();
     }
@@ -160,6 +191,12 @@ describe('workerpool tracking', () => {
     await assert.rejects(cancelled, (err: Error) => err.name === 'CancellationError');
     await queued;
     const byTask = tasks().map((s) => `${s.attributes[POOL_TASK]}:${s.attributes[POOL_OUTCOME]}`);
-    assert.deepEqual(byTask.sort(), ['double:completed', 'fail:error', 'spin:cancelled', 'spin:completed', 'spin:timeout']);
+    assert.deepEqual(byTask.sort(), [
+      'double:completed',
+      'fail:error',
+      'spin:cancelled',
+      'spin:completed',
+      'spin:timeout',
+    ]);
   });
 });

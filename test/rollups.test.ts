@@ -10,7 +10,12 @@ import { LockRollup, MINUTE_NS } from '../db/lock-rollup';
 const NOW = BigInt(Date.now()) * 1_000_000n;
 const attr = (key: string, value: string | number | boolean) => ({
   key,
-  value: typeof value === 'string' ? { stringValue: value } : typeof value === 'boolean' ? { boolValue: value } : { doubleValue: value },
+  value:
+    typeof value === 'string'
+      ? { stringValue: value }
+      : typeof value === 'boolean'
+        ? { boolValue: value }
+        : { doubleValue: value },
 });
 
 function spansBody(): string {
@@ -24,13 +29,42 @@ function spansBody(): string {
     attributes: attrs,
   });
   const wait = (i: number, lock: string, waiter: string, holder: string, ms: number) =>
-    span(i, [attr('stallscope.kind', 'lock-wait'), attr('stallscope.lock.name', lock), attr('stallscope.lock.acquire_site', waiter), attr('stallscope.lock.holder_site', holder)], ms);
-  const block = (i: number, fn: string, ms: number) => span(i, [attr('stallscope.kind', 'loop-block'), attr('code.function.name', fn), attr('code.file.path', '/app/x.js'), attr('code.line.number', 7)], ms);
+    span(
+      i,
+      [
+        attr('stallscope.kind', 'lock-wait'),
+        attr('stallscope.lock.name', lock),
+        attr('stallscope.lock.acquire_site', waiter),
+        attr('stallscope.lock.holder_site', holder),
+      ],
+      ms,
+    );
+  const block = (i: number, fn: string, ms: number) =>
+    span(
+      i,
+      [
+        attr('stallscope.kind', 'loop-block'),
+        attr('code.function.name', fn),
+        attr('code.file.path', '/app/x.js'),
+        attr('code.line.number', 7),
+      ],
+      ms,
+    );
   return JSON.stringify({
     resourceSpans: [
       {
         resource: { attributes: [attr('service.name', 'svc')] },
-        scopeSpans: [{ spans: [wait(1, 'orders', 'a.js:1', 'b.js:2', 30), wait(2, 'orders', 'a.js:1', 'b.js:2', 50), wait(3, 'orders', 'c.js:3', 'b.js:2', 20), block(4, 'render', 120), block(5, 'render', 80)] }],
+        scopeSpans: [
+          {
+            spans: [
+              wait(1, 'orders', 'a.js:1', 'b.js:2', 30),
+              wait(2, 'orders', 'a.js:1', 'b.js:2', 50),
+              wait(3, 'orders', 'c.js:3', 'b.js:2', 20),
+              block(4, 'render', 120),
+              block(5, 'render', 80),
+            ],
+          },
+        ],
       },
     ],
   });
@@ -39,8 +73,16 @@ function spansBody(): string {
 /** Three exports of one lock's cumulative metrics, a minute apart. */
 function metricsBody(): string {
   const start = String(NOW - 600_000_000_000n);
-  const point = (t: number, extra: Record<string, unknown>) => ({ startTimeUnixNano: start, timeUnixNano: String(NOW - BigInt(3 - t) * 60_000_000_000n), ...extra });
-  const attrs = (more: unknown[] = []) => [attr('stallscope.lock.name', 'orders'), attr('stallscope.lock.type', 'async-mutex.Mutex'), ...more];
+  const point = (t: number, extra: Record<string, unknown>) => ({
+    startTimeUnixNano: start,
+    timeUnixNano: String(NOW - BigInt(3 - t) * 60_000_000_000n),
+    ...extra,
+  });
+  const attrs = (more: unknown[] = []) => [
+    attr('stallscope.lock.name', 'orders'),
+    attr('stallscope.lock.type', 'async-mutex.Mutex'),
+    ...more,
+  ];
   const bounds = [0.001, 0.01, 0.1, 1];
   return JSON.stringify({
     resourceMetrics: [
@@ -49,13 +91,45 @@ function metricsBody(): string {
         scopeMetrics: [
           {
             metrics: [
-              { name: 'stallscope.lock.acquisitions', sum: { aggregationTemporality: 2, isMonotonic: true, dataPoints: [0, 1, 2].map((t) => point(t, { asInt: String(100 * (t + 1)), attributes: attrs([attr('stallscope.lock.contended', false)]) })) } },
-              { name: 'stallscope.lock.acquisitions', sum: { aggregationTemporality: 2, isMonotonic: true, dataPoints: [0, 1, 2].map((t) => point(t, { asInt: String(10 * (t + 1)), attributes: attrs([attr('stallscope.lock.contended', true)]) })) } },
+              {
+                name: 'stallscope.lock.acquisitions',
+                sum: {
+                  aggregationTemporality: 2,
+                  isMonotonic: true,
+                  dataPoints: [0, 1, 2].map((t) =>
+                    point(t, {
+                      asInt: String(100 * (t + 1)),
+                      attributes: attrs([attr('stallscope.lock.contended', false)]),
+                    }),
+                  ),
+                },
+              },
+              {
+                name: 'stallscope.lock.acquisitions',
+                sum: {
+                  aggregationTemporality: 2,
+                  isMonotonic: true,
+                  dataPoints: [0, 1, 2].map((t) =>
+                    point(t, {
+                      asInt: String(10 * (t + 1)),
+                      attributes: attrs([attr('stallscope.lock.contended', true)]),
+                    }),
+                  ),
+                },
+              },
               {
                 name: 'stallscope.lock.wait_time',
                 histogram: {
                   aggregationTemporality: 2,
-                  dataPoints: [0, 1, 2].map((t) => point(t, { count: String(10 * (t + 1)), sum: 0.02 * (t + 1), explicitBounds: bounds, bucketCounts: ['0', String(5 * (t + 1)), String(5 * (t + 1)), '0', '0'], attributes: attrs([attr('stallscope.lock.outcome', 'granted')]) })),
+                  dataPoints: [0, 1, 2].map((t) =>
+                    point(t, {
+                      count: String(10 * (t + 1)),
+                      sum: 0.02 * (t + 1),
+                      explicitBounds: bounds,
+                      bucketCounts: ['0', String(5 * (t + 1)), String(5 * (t + 1)), '0', '0'],
+                      attributes: attrs([attr('stallscope.lock.outcome', 'granted')]),
+                    }),
+                  ),
                 },
               },
             ],
@@ -68,7 +142,8 @@ function metricsBody(): string {
 
 // A fixed window, so that both reads cover the same time.
 const WINDOW = `from=${new Date(Number(NOW / 1_000_000n) - 3_600_000).toISOString()}&to=${new Date(Number(NOW / 1_000_000n) + 60_000).toISOString()}`;
-const post = (url: string, body: string) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+const post = (url: string, body: string) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
 describe('dashboard rollups', () => {
   it('are kept at ingest, and rebuilt the same from the data when an older database is upgraded', async () => {
@@ -84,12 +159,19 @@ describe('dashboard rollups', () => {
         blocking: await get(`/api/dash/blocking?${WINDOW}`),
       });
       ingested = await snapshot();
-      const s = ingested as { lock: { pairs: Array<{ waiterSite: string; count: number }>; acquireSites: unknown[] }; locks: { locks: Array<{ lock: string; acquisitions: number; contended: number }> }; blocking: { episodes: Array<{ key: string; count: number; maxMs: number }> } };
+      const s = ingested as {
+        lock: { pairs: Array<{ waiterSite: string; count: number }>; acquireSites: unknown[] };
+        locks: { locks: Array<{ lock: string; acquisitions: number; contended: number }> };
+        blocking: { episodes: Array<{ key: string; count: number; maxMs: number }> };
+      };
       assert.deepEqual(
         s.lock.pairs.map((p) => `${p.waiterSite}:${p.count}`),
         ['a.js:1:2', 'c.js:3:1'],
       );
-      assert.deepEqual(s.blocking.episodes.map((e) => [e.key, e.count, Math.round(e.maxMs)]), [['render (/app/x.js:7)', 2, 120]]);
+      assert.deepEqual(
+        s.blocking.episodes.map((e) => [e.key, e.count, Math.round(e.maxMs)]),
+        [['render (/app/x.js:7)', 2, 120]],
+      );
       // The first export only sets each stream's baseline (the process had started before).
       const orders = s.locks.locks.find((l) => l.lock === 'orders')!;
       assert.equal(orders.acquisitions, 220);
@@ -136,12 +218,19 @@ describe('lock rollup arithmetic', () => {
     min: null,
     max: null,
     buckets: null,
-    attributes: JSON.stringify({ 'stallscope.lock.name': 'l', 'stallscope.lock.type': 't', 'stallscope.lock.contended': false }),
+    attributes: JSON.stringify({
+      'stallscope.lock.name': 'l',
+      'stallscope.lock.type': 't',
+      'stallscope.lock.contended': false,
+    }),
     resource: 0,
     scopeName: null,
   });
   const total = (db: Database.Database) =>
-    (db.prepare('SELECT data FROM lock_rollup WHERE size = 1').all() as Array<{ data: string }>).reduce((a, r) => a + (JSON.parse(r.data) as { acquisitions: number }).acquisitions, 0);
+    (db.prepare('SELECT data FROM lock_rollup WHERE size = 1').all() as Array<{ data: string }>).reduce(
+      (a, r) => a + (JSON.parse(r.data) as { acquisitions: number }).acquisitions,
+      0,
+    );
 
   it('counts late and repeated points once, a restart in full, and a stream born after the writer from zero', () => {
     const db = new Database(':memory:');
@@ -154,7 +243,8 @@ describe('lock rollup arithmetic', () => {
       [101, 100], // an exporter's retry of an old point
       [102, 200], // lower within the same life: late, ignored
       [103, 350],
-    ] as const) rollup.add(point(t, v, 50), 'svc', 1);
+    ] as const)
+      rollup.add(point(t, v, 50), 'svc', 1);
     rollup.add(point(104, 40, 104), 'svc', 1); // restarted: all of it is new
     rollup.add(point(105, 7, 105), 'svc', 2); // another instance, born after the writer started
     rollup.flush();

@@ -11,7 +11,10 @@ import { getJson, startServer, tempDir, waitForOutput } from './helpers';
 const CLI = join(__dirname, '..', 'cli', 'main.js');
 const hex = (n: number, len: number) => n.toString(16).padStart(len, '0');
 
-function request(spans: Array<{ traceId: string; spanId: string; startNs: bigint; name?: string }>, service = 'storage') {
+function request(
+  spans: Array<{ traceId: string; spanId: string; startNs: bigint; name?: string }>,
+  service = 'storage',
+) {
   return JSON.stringify({
     resourceSpans: [
       {
@@ -44,7 +47,9 @@ describe('durability', () => {
   it('keeps every acknowledged span after the collector is killed with SIGKILL mid-stream', async () => {
     const dir = tempDir();
     const dbPath = join(dir, 'kill.db');
-    const child = spawn(process.execPath, [CLI, 'serve', '--db', dbPath, '--otlp-port', '0', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--db', dbPath, '--otlp-port', '0', '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const otlp = (await waitForOutput(child, /collecting OTLP on (http:\/\/[\d.:]+)/))[1];
     const acked: string[] = [];
     let sent = 0;
@@ -84,7 +89,7 @@ describe('durability', () => {
     const server = await startServer({ dbPath });
     try {
       const db = new Database(dbPath, { readonly: true });
-      const stored = new Set((db.prepare('SELECT trace_id || span_id AS id FROM spans').pluck().all() as string[]));
+      const stored = new Set(db.prepare('SELECT trace_id || span_id AS id FROM spans').pluck().all() as string[]);
       db.close();
       const missing = acked.filter((id) => !stored.has(id));
       assert.equal(missing.length, 0, `${missing.length} of ${acked.length} acknowledged spans were lost`);
@@ -101,7 +106,11 @@ describe('retention', () => {
   it('deletes exactly the spans, points and logs older than the window, in small batches', async () => {
     const day = 86_400_000_000_000n;
     const minute = 60_000_000_000n;
-    const server = await startServer({ retentionMs: 7 * 86_400_000, retentionIntervalMs: 3_600_000, retentionBatchSize: 3 });
+    const server = await startServer({
+      retentionMs: 7 * 86_400_000,
+      retentionIntervalMs: 3_600_000,
+      retentionBatchSize: 3,
+    });
     try {
       const now = nowNs();
       const ages: Array<[string, bigint]> = [
@@ -113,7 +122,12 @@ describe('retention', () => {
       ];
       const spans = ages.flatMap(([name, age], i) =>
         // Several spans per age so that the 3-row batches have to repeat.
-        Array.from({ length: 4 }, (_, j) => ({ traceId: hex(1000 + i, 32), spanId: hex(j + 1, 16), startNs: now - age, name })),
+        Array.from({ length: 4 }, (_, j) => ({
+          traceId: hex(1000 + i, 32),
+          spanId: hex(j + 1, 16),
+          startNs: now - age,
+          name,
+        })),
       );
       assert.equal((await post(server.otlp, request(spans, 'retained'))).status, 200);
       const points = JSON.stringify({
@@ -125,7 +139,9 @@ describe('retention', () => {
                 metrics: [
                   {
                     name: 'loop.lag',
-                    gauge: { dataPoints: ages.map(([, age]) => ({ timeUnixNano: (now - age).toString(), asDouble: 1.5 })) },
+                    gauge: {
+                      dataPoints: ages.map(([, age]) => ({ timeUnixNano: (now - age).toString(), asDouble: 1.5 })),
+                    },
                   },
                 ],
               },
@@ -133,7 +149,11 @@ describe('retention', () => {
           },
         ],
       });
-      const mres = await fetch(`${server.otlp}/v1/metrics`, { method: 'POST', body: points, headers: { 'content-type': 'application/json' } });
+      const mres = await fetch(`${server.otlp}/v1/metrics`, {
+        method: 'POST',
+        body: points,
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(mres.status, 200);
 
       const store = server.running.collector.store;
@@ -192,12 +212,22 @@ describe('metric series', () => {
         ],
       });
       // Interleaved in one request, as two replicas' exports land side by side.
-      const body = JSON.stringify({ resourceMetrics: [instance('a', [1000, 1010, 1020]), instance('b', [50, 55, 60])] });
-      const res = await fetch(`${server.otlp}/v1/metrics`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+      const body = JSON.stringify({
+        resourceMetrics: [instance('a', [1000, 1010, 1020]), instance('b', [50, 55, 60])],
+      });
+      const res = await fetch(`${server.otlp}/v1/metrics`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(res.status, 200);
       const from = Number(start / 1_000_000n) - 1000;
-      const m = await getJson(`${server.api}/api/metrics?name=requests&service=replicated&from=${from}&to=${from + 120_000}&step=1h`);
-      const increase = m.body.series.flatMap((s: { steps: Array<{ increase?: number }> }) => s.steps).reduce((a: number, s: { increase?: number }) => a + (s.increase ?? 0), 0);
+      const m = await getJson(
+        `${server.api}/api/metrics?name=requests&service=replicated&from=${from}&to=${from + 120_000}&step=1h`,
+      );
+      const increase = m.body.series
+        .flatMap((s: { steps: Array<{ increase?: number }> }) => s.steps)
+        .reduce((a: number, s: { increase?: number }) => a + (s.increase ?? 0), 0);
       // Started inside the window, so each counter's whole value counts: 1020 + 60.
       assert.equal(increase, 1080);
     } finally {
@@ -214,7 +244,13 @@ describe('backpressure', () => {
     blocker.exec('BEGIN IMMEDIATE');
     try {
       const batch = (n: number) =>
-        request(Array.from({ length: 5 }, (_, i) => ({ traceId: hex(5000 + n, 32), spanId: hex(i + 1, 16), startNs: nowNs() })));
+        request(
+          Array.from({ length: 5 }, (_, i) => ({
+            traceId: hex(5000 + n, 32),
+            spanId: hex(i + 1, 16),
+            startNs: nowNs(),
+          })),
+        );
       const first = post(server.otlp, batch(1));
       const second = post(server.otlp, batch(2));
       await new Promise((r) => setTimeout(r, 200));

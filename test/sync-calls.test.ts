@@ -12,7 +12,12 @@ import { whenStarted } from '../agent/startup';
 import { resolveConfig, DEFAULTS } from '../agent/config';
 import { CODE_FILE, CODE_FUNCTION, KIND, SYNC_API, SYNC_BYTES } from '../common/conventions';
 
-const originals = { readFileSync: fs.readFileSync, parse: JSON.parse, stringify: JSON.stringify, pbkdf2Sync: crypto.pbkdf2Sync };
+const originals = {
+  readFileSync: fs.readFileSync,
+  parse: JSON.parse,
+  stringify: JSON.stringify,
+  pbkdf2Sync: crypto.pbkdf2Sync,
+};
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 const tracer = provider.getTracer('sync-calls-test');
@@ -57,7 +62,10 @@ describe('sync-call wrappers', () => {
     const value = { b: [1, { c: 'd' }], a: new Date(0) };
     assert.equal(JSON.stringify(value, ['b', 'c'], '\t'), originals.stringify(value, ['b', 'c'], '\t'));
     assert.equal(JSON.stringify(undefined), undefined);
-    assert.throws(() => fs.readFileSync('/nonexistent/x'), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && err.syscall === 'open');
+    assert.throws(
+      () => fs.readFileSync('/nonexistent/x'),
+      (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && err.syscall === 'open',
+    );
     assert.throws(() => JSON.parse('{bad'), SyntaxError);
   });
 
@@ -84,7 +92,10 @@ describe('sync-call wrappers', () => {
     exporter.reset();
     fs.statSync(__filename);
     JSON.parse('{"small": true}');
-    assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name), []);
+    assert.deepEqual(
+      exporter.getFinishedSpans().map((s) => s.name),
+      [],
+    );
     const big = originals.stringify(Array.from({ length: 400_000 }, (_, i) => ({ i, s: 'abcdefgh' })));
     JSON.parse(big);
     const span = exporter.getFinishedSpans().find((s) => s.name === 'JSON.parse');
@@ -94,13 +105,20 @@ describe('sync-call wrappers', () => {
 
   it('time only the outermost call when one watched call makes others', async () => {
     watcher.stop();
-    const everything = new SyncCallWatcher({ thresholdMs: 0, jsonSizeThreshold: 1000 }, tracer, metrics.getMeter('test'));
+    const everything = new SyncCallWatcher(
+      { thresholdMs: 0, jsonSizeThreshold: 1000 },
+      tracer,
+      metrics.getMeter('test'),
+    );
     everything.start();
     await started();
     try {
       exporter.reset();
       fs.readFileSync(__filename); // opens, reads and closes through fs.openSync/readSync/closeSync
-      assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name), ['fs.readFileSync']);
+      assert.deepEqual(
+        exporter.getFinishedSpans().map((s) => s.name),
+        ['fs.readFileSync'],
+      );
     } finally {
       everything.stop();
     }
@@ -119,7 +137,12 @@ describe('agent settings', () => {
     const warnings: string[] = [];
     const cfg = resolveConfig(
       { STALLSCOPE_SYNC_THRESHOLD_MS: '25', STALLSCOPE_WATCHDOG: 'maybe' },
-      { blockThresholdMs: 0, maxBlockSpansPerMinute: undefined, jsonSizeThreshold: 5000, loopMetrics: 'no' as unknown as boolean },
+      {
+        blockThresholdMs: 0,
+        maxBlockSpansPerMinute: undefined,
+        jsonSizeThreshold: 5000,
+        loopMetrics: 'no' as unknown as boolean,
+      },
       (m) => warnings.push(m),
     );
     assert.equal(cfg.blockThresholdMs, DEFAULTS.blockThresholdMs);
@@ -135,11 +158,30 @@ describe('agent settings', () => {
 
   it('enable and disable library instrumentations by name, as OpenTelemetry Node does', () => {
     const warnings: string[] = [];
-    const narrowed = resolveConfig({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http, async-lock,piscina,bogus', OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'piscina' }, {}, (m) => warnings.push(m));
+    const narrowed = resolveConfig(
+      {
+        OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http, async-lock,piscina,bogus',
+        OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'piscina',
+      },
+      {},
+      (m) => warnings.push(m),
+    );
     assert.deepEqual(narrowed.instrumentations, ['http', 'async-lock']);
-    assert.deepEqual(warnings, ['OTEL_NODE_ENABLED_INSTRUMENTATIONS: unknown instrumentation "bogus" (known: http, express, async-mutex, async-lock, p-limit, p-queue, web-locks, piscina, workerpool)']);
-    const fromCode = resolveConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'p-queue' }, { instrumentations: ['p-limit'] }, (m) => warnings.push(m));
+    assert.deepEqual(warnings, [
+      'OTEL_NODE_ENABLED_INSTRUMENTATIONS: unknown instrumentation "bogus" (known: http, express, async-mutex, async-lock, p-limit, p-queue, web-locks, piscina, workerpool)',
+    ]);
+    const fromCode = resolveConfig(
+      { OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'p-queue' },
+      { instrumentations: ['p-limit'] },
+      (m) => warnings.push(m),
+    );
     assert.deepEqual(fromCode.instrumentations, ['p-limit']);
-    assert.ok(!resolveConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'p-queue,web-locks' }, {}, () => undefined).instrumentations.includes('web-locks'));
+    assert.ok(
+      !resolveConfig(
+        { OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'p-queue,web-locks' },
+        {},
+        () => undefined,
+      ).instrumentations.includes('web-locks'),
+    );
   });
 });

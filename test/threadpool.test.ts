@@ -10,7 +10,16 @@ import { promisify } from 'node:util';
 import type { HistogramMetricData, GaugeMetricData } from '@opentelemetry/sdk-metrics';
 import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { ThreadpoolMonitor, threadpoolSize } from '../agent/offload/threadpool';
-import { CODE_FILE, THREADPOOL_AHEAD, THREADPOOL_CATEGORY, THREADPOOL_IN_FLIGHT, THREADPOOL_METRICS, THREADPOOL_OP, THREADPOOL_SIZE, THREADPOOL_SPAN_NAME } from '../common/conventions';
+import {
+  CODE_FILE,
+  THREADPOOL_AHEAD,
+  THREADPOOL_CATEGORY,
+  THREADPOOL_IN_FLIGHT,
+  THREADPOOL_METRICS,
+  THREADPOOL_OP,
+  THREADPOOL_SIZE,
+  THREADPOOL_SPAN_NAME,
+} from '../common/conventions';
 
 const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('threadpool-test');
 const monitor = new ThreadpoolMonitor({ waitThresholdMs: 5, canaryIntervalMs: 20 }, tracer, meter);
@@ -51,16 +60,26 @@ describe('libuv threadpool monitor', () => {
     let submitted = 0;
     const spanId = await tracer.startActiveSpan('burst', async (span) => {
       submitted = performance.now();
-      await Promise.all(Array.from({ length: SIZE * 4 }, () => hash('secret', 'salt', iterations, 32, 'sha256').then(() => done.push(performance.now()))));
+      await Promise.all(
+        Array.from({ length: SIZE * 4 }, () =>
+          hash('secret', 'salt', iterations, 32, 'sha256').then(() => done.push(performance.now())),
+        ),
+      );
       span.end();
       return span.spanContext().spanId;
     });
     const spans = poolWaits().sort((a, b) => durationMs(a) - durationMs(b));
     assert.equal(spans.length, SIZE * 3, 'every call past the first wave waited');
     const measured = spans.map(durationMs);
-    const expected = done.sort((a, b) => a - b).slice(0, SIZE * 3).map((t) => t - submitted);
+    const expected = done
+      .sort((a, b) => a - b)
+      .slice(0, SIZE * 3)
+      .map((t) => t - submitted);
     measured.forEach((w, k) => {
-      assert.ok(Math.abs(w - expected[k]) < 15, `queued call ${k} waited ${w} ms, expected ~${expected[k]} (${measured.map(Math.round).join(', ')} vs ${expected.map(Math.round).join(', ')})`);
+      assert.ok(
+        Math.abs(w - expected[k]) < 15,
+        `queued call ${k} waited ${w} ms, expected ~${expected[k]} (${measured.map(Math.round).join(', ')} vs ${expected.map(Math.round).join(', ')})`,
+      );
     });
     assert.ok(measured[SIZE * 3 - 1] > TASK_MS * 2, 'the last calls waited for three waves');
     for (const s of spans) {
@@ -79,7 +98,10 @@ describe('libuv threadpool monitor', () => {
     const cryptoWait = wait.dataPoints.find((p) => p.attributes[THREADPOOL_CATEGORY] === 'crypto')!;
     assert.equal(cryptoWait.value.count, SIZE * 4);
     const canary = await metric<HistogramMetricData>(THREADPOOL_METRICS.canaryWait);
-    assert.ok(canary.dataPoints[0].value.max! * 1000 > Math.max(measured[0], idleMax * 5000), `canary max ${canary.dataPoints[0].value.max! * 1000} ms during the burst, idle ${idleMax * 1000} ms`);
+    assert.ok(
+      canary.dataPoints[0].value.max! * 1000 > Math.max(measured[0], idleMax * 5000),
+      `canary max ${canary.dataPoints[0].value.max! * 1000} ms during the burst, idle ${idleMax * 1000} ms`,
+    );
   });
 
   it('names the work a dns.lookup queued behind', async () => {
@@ -112,7 +134,10 @@ describe('libuv threadpool monitor', () => {
     exporter.reset();
     for (let i = 0; i < 20; i++) await fsp.stat(__filename);
     await Promise.all(Array.from({ length: SIZE }, () => hash('secret', 'salt', 1000, 32, 'sha256')));
-    assert.deepEqual(poolWaits().map((s) => s.attributes[THREADPOOL_OP]), []);
+    assert.deepEqual(
+      poolWaits().map((s) => s.attributes[THREADPOOL_OP]),
+      [],
+    );
   });
 
   it('does not take a blocked event loop for a full pool', async () => {
@@ -122,7 +147,10 @@ describe('libuv threadpool monitor', () => {
     const end = performance.now() + 100;
     while (performance.now() < end);
     await Promise.all(stats);
-    assert.deepEqual(poolWaits().map((s) => `${s.attributes[THREADPOOL_OP]} ${durationMs(s).toFixed(0)} ms`), []);
+    assert.deepEqual(
+      poolWaits().map((s) => `${s.attributes[THREADPOOL_OP]} ${durationMs(s).toFixed(0)} ms`),
+      [],
+    );
   });
 
   it('forgets zlib jobs that fail, so later work is not modelled as queued behind them', async () => {
@@ -130,6 +158,9 @@ describe('libuv threadpool monitor', () => {
     const corrupt = Buffer.from('not gzip at all, not even close');
     for (let i = 0; i < SIZE; i++) await assert.rejects(promisify(gunzip)(corrupt), /incorrect header check/);
     await Promise.all(Array.from({ length: SIZE - 1 }, () => promisify(stat)(__filename)));
-    assert.deepEqual(poolWaits().map((s) => String(s.attributes[THREADPOOL_AHEAD])), []);
+    assert.deepEqual(
+      poolWaits().map((s) => String(s.attributes[THREADPOOL_AHEAD])),
+      [],
+    );
   });
 });

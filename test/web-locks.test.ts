@@ -5,7 +5,14 @@ import assert from 'node:assert/strict';
 import { LockTracker } from '../agent/locks/tracker';
 import { WebLocksInstrumentation } from '../agent/locks/web-locks';
 import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
-import { LOCK_HOLDER_SPAN, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_SPAN_NAMES, LOCK_TYPE } from '../common/conventions';
+import {
+  LOCK_HOLDER_SPAN,
+  LOCK_METRICS,
+  LOCK_NAME,
+  LOCK_OUTCOME,
+  LOCK_SPAN_NAMES,
+  LOCK_TYPE,
+} from '../common/conventions';
 
 interface LockManager {
   request(name: string, ...rest: unknown[]): Promise<unknown>;
@@ -60,9 +67,16 @@ describe('Web Locks tracking', { skip }, () => {
     await checked;
     assert.equal(await refused, null);
     await holding;
-    assert.deepEqual(waits().map((s) => s.attributes[LOCK_OUTCOME]).sort(), ['cancelled']);
+    assert.deepEqual(
+      waits()
+        .map((s) => s.attributes[LOCK_OUTCOME])
+        .sort(),
+      ['cancelled'],
+    );
     const wait = await metric(LOCK_METRICS.waitTime);
-    const jobs = wait.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'jobs').map((p) => p.attributes[LOCK_OUTCOME]);
+    const jobs = wait.dataPoints
+      .filter((p) => p.attributes[LOCK_NAME] === 'jobs')
+      .map((p) => p.attributes[LOCK_OUTCOME]);
     assert.deepEqual(jobs.sort(), ['cancelled', 'timeout']);
   });
 });

@@ -4,7 +4,15 @@
 // sees both without touching the library's queue. Keys can be many (one per user): a key gets a
 // resource of its own once it is contended, up to MAX_KEYS per lock; the rest share one.
 import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { activeTracker, callHeld, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import {
+  activeTracker,
+  callHeld,
+  captureLockStack,
+  siteOf,
+  type Acquisition,
+  type LockResource,
+  type LockTracker,
+} from './tracker';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report } from '../safety';
 
@@ -55,12 +63,18 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       new InstrumentationNodeModuleDefinition(
         'async-lock',
         ['>=1.0.0 <2'],
-        (exports: { prototype: Record<string | symbol, unknown>; default?: { prototype: Record<string | symbol, unknown> } }) => {
+        (exports: {
+          prototype: Record<string | symbol, unknown>;
+          default?: { prototype: Record<string | symbol, unknown> };
+        }) => {
           // CommonJS: the constructor itself; from ESM, a namespace whose default is it.
           this.patch((exports.default ?? exports).prototype);
           return exports;
         },
-        (exports: { prototype: Record<string | symbol, unknown>; default?: { prototype: Record<string | symbol, unknown> } }) => {
+        (exports: {
+          prototype: Record<string | symbol, unknown>;
+          default?: { prototype: Record<string | symbol, unknown> };
+        }) => {
           this.unpatch((exports.default ?? exports).prototype);
           return exports;
         },
@@ -77,7 +91,10 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
     function created(this: AsyncLockLike, value: Record<string, unknown[]>): void {
       Object.defineProperty(this, 'queues', { value, writable: true, enumerable: true, configurable: true });
       try {
-        Object.defineProperty(this, STATE, { value: { created: captureLockStack(created), keys: new Map(), holders: new Map() }, configurable: true });
+        Object.defineProperty(this, STATE, {
+          value: { created: captureLockStack(created), keys: new Map(), holders: new Map() },
+          configurable: true,
+        });
       } catch (err) {
         report('async-lock instrumentation', err);
       }
@@ -87,7 +104,8 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
     proto.acquire = function (this: AsyncLockLike, key: unknown, fn: unknown, cb?: unknown, opts?: unknown): unknown {
       const tracker = activeTracker();
       // Arrays come back here one key at a time; a domain-reentrant lock may grant to a holder.
-      if (!tracker || Array.isArray(key) || typeof fn !== 'function' || this.domainReentrant) return Reflect.apply(acquire, this, arguments);
+      if (!tracker || Array.isArray(key) || typeof fn !== 'function' || this.domainReentrant)
+        return Reflect.apply(acquire, this, arguments);
       let acq: Acquisition | undefined;
       let wrapped = fn;
       const timers: NodeJS.Timeout[] = [];
@@ -121,7 +139,12 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
         return acquire.call(this, key, wrapped, cb, opts);
       } finally {
         // Refused outright (too many pending): the queue did not grow.
-        if (acq !== undefined && acq.contended && acq.grantedAt === undefined && (this.queues[key as string]?.length ?? 0) <= queued) {
+        if (
+          acq !== undefined &&
+          acq.contended &&
+          acq.grantedAt === undefined &&
+          (this.queues[key as string]?.length ?? 0) <= queued
+        ) {
           for (const t of timers) clearTimeout(t);
           tracker.failed(acq, 'error');
         }
@@ -131,7 +154,14 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
   }
 
   /** fn as the library will call it: the call is the grant, its end the release. Same arity. */
-  private wrap(fn: AnyFn, acq: Acquisition, tracker: LockTracker, state: LockState, key: string, timers: NodeJS.Timeout[]): AnyFn {
+  private wrap(
+    fn: AnyFn,
+    acq: Acquisition,
+    tracker: LockTracker,
+    state: LockState,
+    key: string,
+    timers: NodeJS.Timeout[],
+  ): AnyFn {
     let released = false;
     const release = () => {
       if (released) return;
@@ -181,7 +211,11 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
       if (holder) tracker.moveHolder(holder, resource);
       return resource;
     }
-    state.others ??= tracker.resource(`${name ?? (state.created ? siteOf(state.created) : 'async-lock')} (other keys)`, TYPE, lock);
+    state.others ??= tracker.resource(
+      `${name ?? (state.created ? siteOf(state.created) : 'async-lock')} (other keys)`,
+      TYPE,
+      lock,
+    );
     return state.others;
   }
 

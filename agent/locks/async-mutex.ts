@@ -3,8 +3,19 @@
 // Semaphore prototype sees every acquisition. The library's exports are read-only getters, so
 // constructors cannot be replaced; instead an accessor on the prototype catches the
 // constructor's `this._queue = []` and records where the lock was created, which names it.
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
-import { activeTracker, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+} from '@opentelemetry/instrumentation';
+import {
+  activeTracker,
+  captureLockStack,
+  siteOf,
+  type Acquisition,
+  type LockResource,
+  type LockTracker,
+} from './tracker';
 import { parseV8Stack } from '../stack';
 import { report } from '../safety';
 
@@ -126,7 +137,10 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     const dispatch = proto._dispatchItem as AnyFn;
     const setValue = proto.setValue as AnyFn;
     const waitForUnlock = proto.waitForUnlock as AnyFn;
-    Object.defineProperty(proto, ORIGINALS, { value: { acquire, release, dispatch, setValue, waitForUnlock }, configurable: true });
+    Object.defineProperty(proto, ORIGINALS, {
+      value: { acquire, release, dispatch, setValue, waitForUnlock },
+      configurable: true,
+    });
 
     // Runs inside the constructor: `this._queue = []` lands here first.
     function created(this: SemaphoreLike, value: unknown[]): void {
@@ -230,7 +244,11 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
    * Replaces a decorator export (withTimeout, tryAcquire) where the module allows it: an ESM
    * namespace seen through import-in-the-middle, or a plain CommonJS assignment.
    */
-  private replaceExport(exports: AsyncMutexExports, name: 'withTimeout' | 'tryAcquire', timeoutOf: (args: unknown[]) => number): void {
+  private replaceExport(
+    exports: AsyncMutexExports,
+    name: 'withTimeout' | 'tryAcquire',
+    timeoutOf: (args: unknown[]) => number,
+  ): void {
     const self = this;
     try {
       const original = exports[name];
@@ -322,7 +340,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
 
   private unpatch(exports: AsyncMutexExports): void {
     const proto = exports.Semaphore.prototype;
-    const originals = proto[ORIGINALS] as { acquire: AnyFn; release: AnyFn; dispatch: AnyFn; setValue: AnyFn; waitForUnlock: AnyFn } | undefined;
+    const originals = proto[ORIGINALS] as
+      { acquire: AnyFn; release: AnyFn; dispatch: AnyFn; setValue: AnyFn; waitForUnlock: AnyFn } | undefined;
     this.restoreExport(exports, 'withTimeout');
     this.restoreExport(exports, 'tryAcquire');
     if (!originals) return;

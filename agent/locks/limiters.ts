@@ -4,7 +4,16 @@
 // class whose add() is patched. Either way the task function is wrapped: its call is the grant
 // and its end the release. A limiter is named by the line that created it.
 import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { activeTracker, callHeld, cancelOnAbort, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import {
+  activeTracker,
+  callHeld,
+  cancelOnAbort,
+  captureLockStack,
+  siteOf,
+  type Acquisition,
+  type LockResource,
+  type LockTracker,
+} from './tracker';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report, warnOnce } from '../safety';
 
@@ -25,7 +34,12 @@ interface LimiterState {
   starting: Acquisition[];
 }
 
-function resourceOf(tracker: LockTracker, state: LimiterState, type: string, owner: object & { [LOCK_NAME_KEY]?: string }): LockResource {
+function resourceOf(
+  tracker: LockTracker,
+  state: LimiterState,
+  type: string,
+  owner: object & { [LOCK_NAME_KEY]?: string },
+): LockResource {
   state.resource ??= tracker.resource(owner[LOCK_NAME_KEY] ?? siteOf(state.created), type, owner);
   return state.resource;
 }
@@ -100,7 +114,8 @@ export class PLimitInstrumentation extends InstrumentationBase {
         warnOnce('p-limit loaded with require() of its ES module build is not instrumented; import it instead');
         return exports;
       }
-      if (typeof exports.limitFunction === 'function') exports.limitFunction = this.limitFunction(wrapped, exports.limitFunction as AnyFn);
+      if (typeof exports.limitFunction === 'function')
+        exports.limitFunction = this.limitFunction(wrapped, exports.limitFunction as AnyFn);
     } catch (err) {
       report('p-limit instrumentation', err);
     }
@@ -256,7 +271,10 @@ export class PQueueInstrumentation extends InstrumentationBase {
       set: function concurrencySetter(this: PQueueLike, value: number) {
         if (!this[STATE]) {
           try {
-            Object.defineProperty(this, STATE, { value: { created: captureLockStack(concurrencySetter), queued: [], starting: [] }, configurable: true });
+            Object.defineProperty(this, STATE, {
+              value: { created: captureLockStack(concurrencySetter), queued: [], starting: [] },
+              configurable: true,
+            });
           } catch (err) {
             report('p-queue instrumentation', err);
           }
@@ -273,13 +291,23 @@ export class PQueueInstrumentation extends InstrumentationBase {
       const queue = this;
       const size = this.size;
       // A free slot runs the task inside add() itself: then it never waited.
-      const task = heldTask(fn as AnyFn, tracker, state, () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, proto.add as AnyFn, 1)));
+      const task = heldTask(
+        fn as AnyFn,
+        tracker,
+        state,
+        () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, proto.add as AnyFn, 1)),
+      );
       // An undefined options argument means the same to the library as a missing one.
       const result = add.call(this, task, options);
       try {
         // Neither run nor queued (bad options, a signal already aborted): nothing to track.
         if (!acq && this.size > size) {
-          const waiting = (acq = tracker.request(resourceOf(tracker, state, 'p-queue', this), false, proto.add as AnyFn, 1));
+          const waiting = (acq = tracker.request(
+            resourceOf(tracker, state, 'p-queue', this),
+            false,
+            proto.add as AnyFn,
+            1,
+          ));
           state.queued.push(waiting);
           cancelOnAbort(tracker, waiting, options?.signal, () => dequeue(state, waiting));
         }

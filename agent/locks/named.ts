@@ -1,7 +1,14 @@
 // stallscope's own lock: a fair (first come, first served) async semaphore, and a mutex as a
 // semaphore of one, for code that has no lock library or wants a named one. It works the same
 // whether or not the agent runs; when it runs, every acquisition is tracked like a library's.
-import { activeTracker, captureLockStack, siteOf, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import {
+  activeTracker,
+  captureLockStack,
+  siteOf,
+  type Acquisition,
+  type LockResource,
+  type LockTracker,
+} from './tracker';
 import { report } from '../safety';
 
 export type Release = () => void;
@@ -44,8 +51,10 @@ export class Semaphore {
     readonly permits: number,
     name?: string,
   ) {
-    if (!Number.isInteger(permits) || permits < 1) throw new RangeError(`permits must be an integer >= 1, got ${String(permits)}`);
-    if (name !== undefined && (typeof name !== 'string' || name === '')) throw new TypeError('a lock name must be a non-empty string');
+    if (!Number.isInteger(permits) || permits < 1)
+      throw new RangeError(`permits must be an integer >= 1, got ${String(permits)}`);
+    if (name !== undefined && (typeof name !== 'string' || name === ''))
+      throw new TypeError('a lock name must be a non-empty string');
     this.free = permits;
     this.name = name ?? siteOf(captureLockStack(new.target));
   }
@@ -68,11 +77,15 @@ export class Semaphore {
   acquire(options: AcquireOptions = {}): Promise<Release> {
     const { weight = 1, timeoutMs, signal } = options;
     if (!Number.isInteger(weight) || weight < 1 || weight > this.permits) {
-      return Promise.reject(new RangeError(`weight must be an integer from 1 to ${this.permits}, got ${String(weight)}`));
+      return Promise.reject(
+        new RangeError(`weight must be an integer from 1 to ${this.permits}, got ${String(weight)}`),
+      );
     }
     // Infinity means no timeout; Node's timers cannot count past 2^31-1 ms.
     if (timeoutMs !== undefined && timeoutMs !== Infinity && !(timeoutMs >= 0 && timeoutMs <= TIMEOUT_MAX)) {
-      return Promise.reject(new RangeError(`timeoutMs must be from 0 to ${TIMEOUT_MAX} or Infinity, got ${String(timeoutMs)}`));
+      return Promise.reject(
+        new RangeError(`timeoutMs must be from 0 to ${TIMEOUT_MAX} or Infinity, got ${String(timeoutMs)}`),
+      );
     }
     if (signal?.aborted) return Promise.reject(signal.reason);
     const available = this.queue.length === 0 && this.free >= weight;
@@ -115,7 +128,8 @@ export class Semaphore {
         },
       };
       this.queue.push(waiter);
-      if (timeoutMs !== undefined && timeoutMs !== Infinity) timer = setTimeout(() => giveUp('timeout', new LockTimeoutError(this.name, timeoutMs)), timeoutMs);
+      if (timeoutMs !== undefined && timeoutMs !== Infinity)
+        timer = setTimeout(() => giveUp('timeout', new LockTimeoutError(this.name, timeoutMs)), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -120,7 +120,13 @@ export function siteOf(holder: { stack?: string }): string {
  * library already waits on it, so one more reaction changes nothing, whereas a thenable such as
  * a query builder would run again on every then(); for those the hold ends at the return.
  */
-export function callHeld(fn: (...args: unknown[]) => unknown, thisArg: unknown, args: ArrayLike<unknown>, grant: () => void, release: () => void): unknown {
+export function callHeld(
+  fn: (...args: unknown[]) => unknown,
+  thisArg: unknown,
+  args: ArrayLike<unknown>,
+  grant: () => void,
+  release: () => void,
+): unknown {
   grant();
   let result: unknown;
   try {
@@ -140,7 +146,12 @@ export function callHeld(fn: (...args: unknown[]) => unknown, thisArg: unknown, 
  * Ends a waiting request as cancelled when `signal` aborts (the library then drops it). The
  * listener is removed once the request ends either way: apps pass long-lived signals too.
  */
-export function cancelOnAbort(tracker: LockTracker, acq: Acquisition, signal: AbortSignal | undefined, dropped?: () => void): void {
+export function cancelOnAbort(
+  tracker: LockTracker,
+  acq: Acquisition,
+  signal: AbortSignal | undefined,
+  dropped?: () => void,
+): void {
   if (!signal || typeof signal.addEventListener !== 'function') return;
   const onAbort = () => {
     dropped?.();
@@ -180,16 +191,30 @@ export class LockTracker {
 
   start(): void {
     const buckets = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-    this.waitTime = this.meter.createHistogram(LOCK_METRICS.waitTime, { description: 'Time from lock request to grant (or failure)', unit: 's', advice: { explicitBucketBoundaries: buckets } });
-    this.holdTime = this.meter.createHistogram(LOCK_METRICS.holdTime, { description: 'Time from lock grant to release', unit: 's', advice: { explicitBucketBoundaries: buckets } });
-    const acquisitions = this.meter.createObservableCounter(LOCK_METRICS.acquisitions, { description: 'Lock acquisitions granted', unit: '{acquisition}' });
+    this.waitTime = this.meter.createHistogram(LOCK_METRICS.waitTime, {
+      description: 'Time from lock request to grant (or failure)',
+      unit: 's',
+      advice: { explicitBucketBoundaries: buckets },
+    });
+    this.holdTime = this.meter.createHistogram(LOCK_METRICS.holdTime, {
+      description: 'Time from lock grant to release',
+      unit: 's',
+      advice: { explicitBucketBoundaries: buckets },
+    });
+    const acquisitions = this.meter.createObservableCounter(LOCK_METRICS.acquisitions, {
+      description: 'Lock acquisitions granted',
+      unit: '{acquisition}',
+    });
     acquisitions.addCallback((result) => {
       for (const c of this.counts.values()) {
         if (c.contended > 0) result.observe(c.contended, c.attrs.contended);
         if (c.uncontended > 0) result.observe(c.uncontended, c.attrs.uncontended);
       }
     });
-    const pending = this.meter.createObservableGauge(LOCK_METRICS.pending, { description: 'Most requests queued on the lock since the last export', unit: '{request}' });
+    const pending = this.meter.createObservableGauge(LOCK_METRICS.pending, {
+      description: 'Most requests queued on the lock since the last export',
+      unit: '{request}',
+    });
     pending.addCallback((result) => {
       // Locks created on one line share a name: report the deepest queue among them.
       const deepest = new Map<string, { r: LockResource; max: number }>();
@@ -234,9 +259,14 @@ export class LockTracker {
     const key = `${name}\u0000${type}`;
     let c = this.counts.get(key);
     if (!c) {
-      if (this.counts.size >= MAX_COUNTED_NAMES) return this.countsFor('(more lock names than stallscope counts)', type);
+      if (this.counts.size >= MAX_COUNTED_NAMES)
+        return this.countsFor('(more lock names than stallscope counts)', type);
       const base = { [LOCK_NAME]: name, [LOCK_TYPE]: type };
-      c = { contended: 0, uncontended: 0, attrs: { contended: { ...base, [LOCK_CONTENDED]: true }, uncontended: { ...base, [LOCK_CONTENDED]: false } } };
+      c = {
+        contended: 0,
+        uncontended: 0,
+        attrs: { contended: { ...base, [LOCK_CONTENDED]: true }, uncontended: { ...base, [LOCK_CONTENDED]: false } },
+      };
       this.counts.set(key, c);
     }
     return c;
@@ -386,8 +416,23 @@ export class LockTracker {
   }
 
   /** A span about one acquisition: its resource, its code location, and what the caller adds. */
-  private emit(name: string, kind: string, acq: Acquisition, from: number, to: number, attributes: Record<string, string | number>): void {
-    recordSpan(this.tracer, { name, kind, from, to, ctx: acq.ctx, stack: acq.stack, attributes: { ...acq.resource.attrs.base, ...attributes } });
+  private emit(
+    name: string,
+    kind: string,
+    acq: Acquisition,
+    from: number,
+    to: number,
+    attributes: Record<string, string | number>,
+  ): void {
+    recordSpan(this.tracer, {
+      name,
+      kind,
+      from,
+      to,
+      ctx: acq.ctx,
+      stack: acq.stack,
+      attributes: { ...acq.resource.attrs.base, ...attributes },
+    });
   }
 
   private waitSpan(acq: Acquisition, now: number, outcome: string): void {

@@ -47,7 +47,8 @@ export class WebLocksInstrumentation {
       const options = (rest.length === 2 ? rest[0] : undefined) as LockOptions | undefined;
       // Requests the API refuses at once (reserved names, bad option mixes, a signal already
       // aborted) are left to it: they never wait or hold.
-      if (!tracker || typeof callback !== 'function' || rest.length > 2 || refusedAtOnce(name, options)) return Reflect.apply(original, this, arguments);
+      if (!tracker || typeof callback !== 'function' || rest.length > 2 || refusedAtOnce(name, options))
+        return Reflect.apply(original, this, arguments);
       let acq: Acquisition | undefined;
       let resource: LockResource;
       try {
@@ -63,7 +64,13 @@ export class WebLocksInstrumentation {
           tracker.failed(a, 'timeout');
           return Reflect.apply(callback, this, arguments);
         }
-        return callHeld(callback as (...args: unknown[]) => unknown, this, arguments, () => tracker.granted(a), () => tracker.released(a.resource, a));
+        return callHeld(
+          callback as (...args: unknown[]) => unknown,
+          this,
+          arguments,
+          () => tracker.granted(a),
+          () => tracker.released(a.resource, a),
+        );
       };
       const args = [name, ...rest.slice(0, -1), wrapped];
       const result = Reflect.apply(original, this, args);
@@ -93,7 +100,8 @@ export class WebLocksInstrumentation {
     const tracker = activeTracker()!;
     let r = this.resources.get(name);
     if (!r) {
-      if (this.resources.size >= MAX_NAMES || !tracker.keyNames) return (this.others ??= tracker.resource('web-locks (other names)', TYPE, this.owner));
+      if (this.resources.size >= MAX_NAMES || !tracker.keyNames)
+        return (this.others ??= tracker.resource('web-locks (other names)', TYPE, this.owner));
       r = tracker.resource(name, TYPE, this.owner);
       this.resources.set(name, r);
     }

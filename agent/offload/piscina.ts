@@ -3,7 +3,11 @@
 // result. TaskInfo is looked up on its module at every run, so a subclass put in its place sees
 // every task; run() marks which pool and which caller the next TaskInfo belongs to. Nothing is
 // attached to the promise the app gets, so its rejection handling is unchanged.
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+} from '@opentelemetry/instrumentation';
 import { context } from '@opentelemetry/api';
 import { activePoolTracker, scriptName, type PoolResource, type PoolTask } from './pool-tracker';
 import { report } from '../safety';
@@ -101,7 +105,9 @@ export class PiscinaInstrumentation extends InstrumentationBase {
         return exports;
       },
     );
-    return [new InstrumentationNodeModuleDefinition('piscina', SUPPORTED, undefined, undefined, [taskQueue, main, errors])];
+    return [
+      new InstrumentationNodeModuleDefinition('piscina', SUPPORTED, undefined, undefined, [taskQueue, main, errors]),
+    ];
   }
 
   private patchPool(proto: Record<string | symbol, unknown>): void {
@@ -176,7 +182,11 @@ export class PiscinaInstrumentation extends InstrumentationBase {
         const t = this[RECORD];
         if (t) {
           if (this.started > 0) t.startedAt = this.started;
-          activePoolTracker()?.ended(t, args[0] ? (this.abortSignal?.aborted ? 'cancelled' : 'error') : 'completed', args[0]);
+          activePoolTracker()?.ended(
+            t,
+            args[0] ? (this.abortSignal?.aborted ? 'cancelled' : 'error') : 'completed',
+            args[0],
+          );
         }
         return Reflect.apply((Original.prototype as unknown as { done: AnyFn }).done, this, args);
       }

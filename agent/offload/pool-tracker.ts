@@ -3,7 +3,17 @@
 // and as a span per task, child of the span that submitted it.
 import { relative, isAbsolute } from 'node:path';
 import type { Context, Histogram, Meter, Tracer } from '@opentelemetry/api';
-import { POOL_KIND, POOL_METRICS, POOL_NAME, POOL_OUTCOME, POOL_QUEUE_WAIT_MS, POOL_RUN_MS, POOL_SPAN_NAME, POOL_TASK, POOL_TYPE } from '../../common/conventions';
+import {
+  POOL_KIND,
+  POOL_METRICS,
+  POOL_NAME,
+  POOL_OUTCOME,
+  POOL_QUEUE_WAIT_MS,
+  POOL_RUN_MS,
+  POOL_SPAN_NAME,
+  POOL_TASK,
+  POOL_TYPE,
+} from '../../common/conventions';
 import { report } from '../safety';
 import { recordSpan } from '../spans';
 
@@ -63,28 +73,43 @@ export class PoolTracker {
 
   start(): void {
     const buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-    this.queueWait = this.meter.createHistogram(POOL_METRICS.queueWait, { description: 'Time pool tasks waited for a worker', unit: 's', advice: { explicitBucketBoundaries: buckets } });
-    this.runTime = this.meter.createHistogram(POOL_METRICS.runTime, { description: 'Time from a task reaching a worker to its result', unit: 's', advice: { explicitBucketBoundaries: buckets } });
-    this.meter.createObservableGauge(POOL_METRICS.queueSize, { description: 'Most tasks queued at once since the last export', unit: '{task}' }).addCallback((r) => {
-      for (const [p, pool] of this.live()) {
-        try {
-          const now = p.probe.queueSize(pool);
-          r.observe(Math.max(p.maxQueue, now), p.attrs);
-          p.maxQueue = now;
-        } catch (err) {
-          report('pool metrics', err);
-        }
-      }
+    this.queueWait = this.meter.createHistogram(POOL_METRICS.queueWait, {
+      description: 'Time pool tasks waited for a worker',
+      unit: 's',
+      advice: { explicitBucketBoundaries: buckets },
     });
-    this.meter.createObservableGauge(POOL_METRICS.threads, { description: 'Worker threads in the pool', unit: '{thread}' }).addCallback((r) => {
-      for (const [p, pool] of this.live()) {
-        try {
-          r.observe(p.probe.threads(pool), p.attrs);
-        } catch (err) {
-          report('pool metrics', err);
-        }
-      }
+    this.runTime = this.meter.createHistogram(POOL_METRICS.runTime, {
+      description: 'Time from a task reaching a worker to its result',
+      unit: 's',
+      advice: { explicitBucketBoundaries: buckets },
     });
+    this.meter
+      .createObservableGauge(POOL_METRICS.queueSize, {
+        description: 'Most tasks queued at once since the last export',
+        unit: '{task}',
+      })
+      .addCallback((r) => {
+        for (const [p, pool] of this.live()) {
+          try {
+            const now = p.probe.queueSize(pool);
+            r.observe(Math.max(p.maxQueue, now), p.attrs);
+            p.maxQueue = now;
+          } catch (err) {
+            report('pool metrics', err);
+          }
+        }
+      });
+    this.meter
+      .createObservableGauge(POOL_METRICS.threads, { description: 'Worker threads in the pool', unit: '{thread}' })
+      .addCallback((r) => {
+        for (const [p, pool] of this.live()) {
+          try {
+            r.observe(p.probe.threads(pool), p.attrs);
+          } catch (err) {
+            report('pool metrics', err);
+          }
+        }
+      });
     active = this;
   }
 
@@ -103,7 +128,14 @@ export class PoolTracker {
 
   /** The resource of one pool object, dropped when the pool is garbage-collected. */
   pool(name: string, type: string, owner: object, probe: PoolProbe): PoolResource {
-    const p: PoolResource = { name, type, pool: new WeakRef(owner), probe, maxQueue: 0, attrs: { [POOL_NAME]: name, [POOL_TYPE]: type } };
+    const p: PoolResource = {
+      name,
+      type,
+      pool: new WeakRef(owner),
+      probe,
+      maxQueue: 0,
+      attrs: { [POOL_NAME]: name, [POOL_TYPE]: type },
+    };
     this.pools.add(p);
     this.collected.register(owner, p);
     return p;
@@ -144,7 +176,13 @@ export class PoolTracker {
         from: t.submittedAt,
         to: now,
         ctx: t.ctx,
-        attributes: { ...t.pool.attrs, [POOL_TASK]: t.task, [POOL_OUTCOME]: outcome, [POOL_QUEUE_WAIT_MS]: waited, [POOL_RUN_MS]: ran },
+        attributes: {
+          ...t.pool.attrs,
+          [POOL_TASK]: t.task,
+          [POOL_OUTCOME]: outcome,
+          [POOL_QUEUE_WAIT_MS]: waited,
+          [POOL_RUN_MS]: ran,
+        },
         error: outcome === 'completed' ? undefined : error instanceof Error ? error.message : outcome,
       });
     } catch (err) {

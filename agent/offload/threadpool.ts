@@ -163,17 +163,32 @@ export class ThreadpoolMonitor {
 
   start(): void {
     const buckets = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-    this.queueWait = this.meter.createHistogram(THREADPOOL_METRICS.queueWait, { description: 'Estimated time threadpool operations waited for a thread', unit: 's', advice: { explicitBucketBoundaries: buckets } });
-    this.canaryWait = this.meter.createHistogram(THREADPOOL_METRICS.canaryWait, { description: 'Latency of a tiny threadpool task: the wait new work would see', unit: 's', advice: { explicitBucketBoundaries: buckets } });
-    this.meter.createObservableGauge(THREADPOOL_METRICS.size, { description: 'UV_THREADPOOL_SIZE', unit: '{thread}' }).addCallback((r) => r.observe(this.size));
-    this.meter.createObservableGauge(THREADPOOL_METRICS.inFlight, { description: 'Most threadpool operations in flight at once since the last export', unit: '{operation}' }).addCallback((r) => {
-      for (const c of CATEGORIES) {
-        r.observe(this.peak[c], this.attrs[c]);
-        this.peak[c] = this.inFlight[c];
-      }
-      r.observe(this.peakTotal);
-      this.peakTotal = this.total();
+    this.queueWait = this.meter.createHistogram(THREADPOOL_METRICS.queueWait, {
+      description: 'Estimated time threadpool operations waited for a thread',
+      unit: 's',
+      advice: { explicitBucketBoundaries: buckets },
     });
+    this.canaryWait = this.meter.createHistogram(THREADPOOL_METRICS.canaryWait, {
+      description: 'Latency of a tiny threadpool task: the wait new work would see',
+      unit: 's',
+      advice: { explicitBucketBoundaries: buckets },
+    });
+    this.meter
+      .createObservableGauge(THREADPOOL_METRICS.size, { description: 'UV_THREADPOOL_SIZE', unit: '{thread}' })
+      .addCallback((r) => r.observe(this.size));
+    this.meter
+      .createObservableGauge(THREADPOOL_METRICS.inFlight, {
+        description: 'Most threadpool operations in flight at once since the last export',
+        unit: '{operation}',
+      })
+      .addCallback((r) => {
+        for (const c of CATEGORIES) {
+          r.observe(this.peak[c], this.attrs[c]);
+          this.peak[c] = this.inFlight[c];
+        }
+        r.observe(this.peakTotal);
+        this.peakTotal = this.total();
+      });
     // Finding the prototypes makes pool requests, and libuv sizes its pool at the first one:
     // wait until the app's start-up code has run, as it may set UV_THREADPOOL_SIZE itself.
     this.armed = new Promise((resolve) =>
@@ -298,7 +313,12 @@ export class ThreadpoolMonitor {
    */
   private patchZlib(): void {
     const protos = new Set<object>();
-    const makers = [zlib.createGzip, zlib.createBrotliCompress, zlib.createBrotliDecompress, (zlib as { createZstdCompress?: () => zlib.Gzip }).createZstdCompress];
+    const makers = [
+      zlib.createGzip,
+      zlib.createBrotliCompress,
+      zlib.createBrotliDecompress,
+      (zlib as { createZstdCompress?: () => zlib.Gzip }).createZstdCompress,
+    ];
     for (const make of makers) {
       if (typeof make !== 'function') continue;
       const stream = make();

@@ -2,7 +2,11 @@
 // it to WorkerHandler#exec with the same resolver whose promise exec() returned, so that
 // promise keys the task from submission to dispatch. workerpool's promises are its own class
 // (no unhandled-rejection tracking), so observing one changes nothing for the app.
-import { InstrumentationBase, InstrumentationNodeModuleDefinition, InstrumentationNodeModuleFile } from '@opentelemetry/instrumentation';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
+} from '@opentelemetry/instrumentation';
 import { context } from '@opentelemetry/api';
 import { activePoolTracker, scriptName, type PoolResource, type PoolTask } from './pool-tracker';
 import { report } from '../safety';
@@ -60,7 +64,8 @@ export class WorkerpoolInstrumentation extends InstrumentationBase {
             this.wrap(WorkerHandler.prototype, 'exec', (original) => this.dispatch(original));
             return WorkerHandler;
           },
-          (WorkerHandler: { prototype: Record<string | symbol, unknown> }) => this.unwrap(WorkerHandler.prototype, 'exec', WorkerHandler),
+          (WorkerHandler: { prototype: Record<string | symbol, unknown> }) =>
+            this.unwrap(WorkerHandler.prototype, 'exec', WorkerHandler),
         ),
         new InstrumentationNodeModuleFile(
           'workerpool/src/Promise.js',

@@ -4,7 +4,16 @@
 // hides. A request whose shape is wrong is rejected whole (BadRequest, HTTP 400); an item with a
 // bad value (an invalid id, a missing timestamp) is dropped and counted, and the rest is stored.
 import { agentSpan } from '../../common/agent-spans';
-import type { AttrValue, Attributes, LogRow, MetricPointRow, MetricType, ResourceRow, SpanRow, WriteBatch } from '../../common/types';
+import type {
+  AttrValue,
+  Attributes,
+  LogRow,
+  MetricPointRow,
+  MetricType,
+  ResourceRow,
+  SpanRow,
+  WriteBatch,
+} from '../../common/types';
 
 export class BadRequest extends Error {}
 
@@ -27,7 +36,12 @@ interface LongLike {
 }
 
 function isLongLike(v: unknown): v is LongLike {
-  return typeof v === 'object' && v !== null && typeof (v as LongLike).low === 'number' && typeof (v as LongLike).high === 'number';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as LongLike).low === 'number' &&
+    typeof (v as LongLike).high === 'number'
+  );
 }
 
 function longToBigInt(v: LongLike, signed: boolean): bigint {
@@ -113,7 +127,8 @@ function arrayAt(o: Obj, camel: string, snake: string, path: string): Obj[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw new BadRequest(`${path}.${camel}: expected an array`);
   v.forEach((e, i) => {
-    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw new BadRequest(`${path}.${camel}[${i}]: expected an object`);
+    if (typeof e !== 'object' || e === null || Array.isArray(e))
+      throw new BadRequest(`${path}.${camel}[${i}]: expected an object`);
   });
   return v as Obj[];
 }
@@ -201,7 +216,9 @@ function attributes(list: unknown, enc: Encoding, sorted: boolean): Attributes {
   const out: Attributes = {};
   if (!Array.isArray(list)) return out;
   // Entries that are not {key, value} objects carry nothing to keep.
-  const valid = (list as unknown[]).filter((kv): kv is Obj => typeof kv === 'object' && kv !== null && typeof (kv as Obj).key === 'string');
+  const valid = (list as unknown[]).filter(
+    (kv): kv is Obj => typeof kv === 'object' && kv !== null && typeof (kv as Obj).key === 'string',
+  );
   const kvs = sorted ? valid.sort((a, b) => ((a.key as string) < (b.key as string) ? -1 : 1)) : valid;
   for (const kv of kvs) out[kv.key as string] = anyValue(kv.value, enc);
   return out;
@@ -306,7 +323,13 @@ export function normalizeTraces(body: unknown, format: 'json' | 'protobuf'): Nor
   };
 }
 
-function spanRow(s: Obj, enc: Encoding, resource: number, scope: { name: string | null; version: string | null }, path: string): SpanRow {
+function spanRow(
+  s: Obj,
+  enc: Encoding,
+  resource: number,
+  scope: { name: string | null; version: string | null },
+  path: string,
+): SpanRow {
   const traceId = enc.id(field(s, 'traceId', 'trace_id'), 16, 'traceId');
   const spanId = enc.id(field(s, 'spanId', 'span_id'), 8, 'spanId');
   if (!traceId) throw new BadItem('traceId is missing');
@@ -383,10 +406,15 @@ export function normalizeMetrics(body: unknown, format: 'json' | 'protobuf'): No
       arrayAt(sm, 'metrics', 'metrics', smPath).forEach((metric, k) => {
         const path = `${smPath}.metrics[${k}]`;
         const name = str(metric?.name);
-        const found = METRIC_TYPES.map(([t, camel, snake]) => [t, objectAt(metric, camel, snake, path)] as const).find(([, d]) => d);
+        const found = METRIC_TYPES.map(([t, camel, snake]) => [t, objectAt(metric, camel, snake, path)] as const).find(
+          ([, d]) => d,
+        );
         if (!name || !found) {
           // A metric with no name or no data cannot be stored; count its points as rejected.
-          rejections.add(path, new BadItem(name ? 'metric has no data (gauge, sum, histogram...)' : 'metric name is missing'));
+          rejections.add(
+            path,
+            new BadItem(name ? 'metric has no data (gauge, sum, histogram...)' : 'metric name is missing'),
+          );
           return;
         }
         const [type, data] = found;
@@ -418,7 +446,10 @@ export function normalizeMetrics(body: unknown, format: 'json' | 'protobuf'): No
   };
 }
 
-type PointBase = Pick<MetricPointRow, 'name' | 'description' | 'unit' | 'type' | 'temporality' | 'monotonic' | 'resource' | 'scopeName'>;
+type PointBase = Pick<
+  MetricPointRow,
+  'name' | 'description' | 'unit' | 'type' | 'temporality' | 'monotonic' | 'resource' | 'scopeName'
+>;
 
 function optionalDouble(o: Obj, camel: string, snake = camel): number | null {
   const v = present(o, camel, snake);
@@ -459,7 +490,9 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): Metric
       const counts = scalarsAt(dp, 'bucketCounts', 'bucket_counts', path).map((c) => countOf(c, enc, 'bucketCounts'));
       const bounds = scalarsAt(dp, 'explicitBounds', 'explicit_bounds', path).map((b) => double(b) ?? NaN);
       if (counts.length > 0 && counts.length !== bounds.length + 1) {
-        throw new BadItem(`bucketCounts has ${counts.length} entries; explicitBounds has ${bounds.length} (needs one fewer)`);
+        throw new BadItem(
+          `bucketCounts has ${counts.length} entries; explicitBounds has ${bounds.length} (needs one fewer)`,
+        );
       }
       row.count = countOf(dp.count, enc, 'count');
       row.sum = optionalDouble(dp, 'sum');
@@ -473,7 +506,9 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): Metric
         const o = objectAt(dp, name, name, path) ?? {};
         return {
           offset: typeof o.offset === 'number' ? o.offset : 0,
-          counts: scalarsAt(o, 'bucketCounts', 'bucket_counts', `${path}.${name}`).map((c) => countOf(c, enc, 'bucketCounts')),
+          counts: scalarsAt(o, 'bucketCounts', 'bucket_counts', `${path}.${name}`).map((c) =>
+            countOf(c, enc, 'bucketCounts'),
+          ),
         };
       };
       row.count = countOf(dp.count, enc, 'count');
@@ -490,7 +525,10 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): Metric
       break;
     }
     case 'summary': {
-      const quantiles = arrayAt(dp, 'quantileValues', 'quantile_values', path).map((q) => [double(q.quantile), double(q.value)]);
+      const quantiles = arrayAt(dp, 'quantileValues', 'quantile_values', path).map((q) => [
+        double(q.quantile),
+        double(q.value),
+      ]);
       row.count = countOf(dp.count, enc, 'count');
       row.sum = optionalDouble(dp, 'sum');
       row.buckets = JSON.stringify({ quantiles });
@@ -517,13 +555,19 @@ export function normalizeLogs(body: unknown, format: 'json' | 'protobuf'): Norma
         const path = `${slPath}.logRecords[${k}]`;
         try {
           const time = enc.int64(field(lr, 'timeUnixNano', 'time_unix_nano'), 'timeUnixNano');
-          const observed = enc.int64(field(lr, 'observedTimeUnixNano', 'observed_time_unix_nano'), 'observedTimeUnixNano');
+          const observed = enc.int64(
+            field(lr, 'observedTimeUnixNano', 'observed_time_unix_nano'),
+            'observedTimeUnixNano',
+          );
           if (time <= 0n && observed <= 0n) throw new BadItem('neither timeUnixNano nor observedTimeUnixNano is set');
           const body = lr.body === undefined || lr.body === null ? null : anyValue(lr.body, enc);
           logs.push({
             timeNs: time > 0n ? time : observed,
             observedNs: observed > 0n ? observed : null,
-            severityNumber: typeof field(lr, 'severityNumber', 'severity_number') === 'number' ? (field(lr, 'severityNumber', 'severity_number') as number) : 0,
+            severityNumber:
+              typeof field(lr, 'severityNumber', 'severity_number') === 'number'
+                ? (field(lr, 'severityNumber', 'severity_number') as number)
+                : 0,
             severityText: str(field(lr, 'severityText', 'severity_text')),
             body: body === null ? null : JSON.stringify(body),
             attributes: JSON.stringify(attributes(lr.attributes, enc, false)),

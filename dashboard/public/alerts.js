@@ -4,7 +4,8 @@ import { el, empty, fmtCount, fmtMs, fmtTime, page, section, table } from './app
 
 // Which signals are durations comes with the rules (the collector's list), set at each load.
 let durations = new Set();
-const value = (signal, v) => (v === null || v === undefined ? 'no data' : durations.has(signal) ? fmtMs(v) : fmtCount(v));
+const value = (signal, v) =>
+  v === null || v === undefined ? 'no data' : durations.has(signal) ? fmtMs(v) : fmtCount(v);
 const labelText = (labels) =>
   Object.entries(labels)
     .filter(([k]) => k !== 'alertname' && k !== 'severity')
@@ -26,7 +27,11 @@ function editor(status) {
   const save = async () => {
     message.className = '';
     message.textContent = 'Checking…';
-    const res = await fetch('/api/alerts/rules', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: text.value });
+    const res = await fetch('/api/alerts/rules', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/yaml' },
+      body: text.value,
+    });
     const body = await res.json().catch(() => ({ error: `${res.status}` }));
     if (res.ok) {
       message.className = 'ok';
@@ -39,8 +44,22 @@ function editor(status) {
   };
   return section(
     'Rules file',
-    el('p', { class: 'lead' }, `YAML or JSON, checked like the file at start-up: nothing is applied unless all of it is valid. Saved to ${status.file}. See docs/alerts.md for the format.`),
-    el('div', { class: 'rules-editor' }, text, el('div', { class: 'actions' }, el('button', { type: 'button', id: 'rules-save', onclick: save }, 'Validate and save'), message)),
+    el(
+      'p',
+      { class: 'lead' },
+      `YAML or JSON, checked like the file at start-up: nothing is applied unless all of it is valid. Saved to ${status.file}. See docs/alerts.md for the format.`,
+    ),
+    el(
+      'div',
+      { class: 'rules-editor' },
+      text,
+      el(
+        'div',
+        { class: 'actions' },
+        el('button', { type: 'button', id: 'rules-save', onclick: save }, 'Validate and save'),
+        message,
+      ),
+    ),
   );
 }
 
@@ -54,7 +73,11 @@ page(
     main.append(
       section(
         `Firing and pending (${active.length})`,
-        el('p', { class: 'lead' }, `Evaluated every ${fmtMs(status.intervalMs)}; last ${status.lastEvalMs ? fmtTime(status.lastEvalMs) : 'not yet'}.`),
+        el(
+          'p',
+          { class: 'lead' },
+          `Evaluated every ${fmtMs(status.intervalMs)}; last ${status.lastEvalMs ? fmtTime(status.lastEvalMs) : 'not yet'}.`,
+        ),
         status.lastError ? el('p', { class: 'error' }, status.lastError) : null,
         table(
           [
@@ -63,7 +86,12 @@ page(
             { key: 'severity', label: 'Severity', value: (r) => r.labels.severity },
             { key: 'labels', label: 'Labels', value: (r) => labelText(r.labels) },
             { key: 'value', label: 'Value', numeric: true, format: (v, r) => value(bySignal[r.rule], v) },
-            { key: 'since', label: 'Since', value: (r) => (r.state === 'firing' ? r.firedAtMs : r.activeSinceMs), format: fmtTime },
+            {
+              key: 'since',
+              label: 'Since',
+              value: (r) => (r.state === 'firing' ? r.firedAtMs : r.activeSinceMs),
+              format: fmtTime,
+            },
             { key: 'summary', label: 'Summary', value: (r) => r.annotations.summary ?? '' },
           ],
           active,
@@ -77,7 +105,11 @@ page(
               [
                 { key: 'name', label: 'Rule' },
                 { key: 'signal', label: 'Signal', value: (r) => (r.kind ? `${r.signal} (${r.kind})` : r.signal) },
-                { key: 'filter', label: 'Service / resource', value: (r) => [r.service, r.resource].filter(Boolean).join(' / ') || 'all' },
+                {
+                  key: 'filter',
+                  label: 'Service / resource',
+                  value: (r) => [r.service, r.resource].filter(Boolean).join(' / ') || 'all',
+                },
                 { key: 'when', label: 'When', value: (r) => `${r.op} ${value(r.signal, r.threshold)}` },
                 { key: 'window', label: 'Window', value: (r) => fmtMs(r.windowMs) },
                 { key: 'for', label: 'For', value: (r) => fmtMs(r.forMs) },

@@ -115,10 +115,14 @@ export function section(title, ...children) {
  * A table sortable by every column. columns: [{ key, label, format?, value?, link?, numeric? }];
  * the sort column and direction live in the URL (sort=key, dir=asc|desc).
  */
-export function table(columns, rows, { id = 'table', emptyText = 'Nothing in this window.', sortable = true, defaultSort } = {}) {
+export function table(
+  columns,
+  rows,
+  { id = 'table', emptyText = 'Nothing in this window.', sortable = true, defaultSort } = {},
+) {
   if (!rows.length) return empty(emptyText);
   const p = params();
-  const sortKey = sortable ? p.get(`${id}.sort`) ?? defaultSort?.key : undefined;
+  const sortKey = sortable ? (p.get(`${id}.sort`) ?? defaultSort?.key) : undefined;
   const dir = p.get(`${id}.dir`) ?? defaultSort?.dir ?? 'desc';
   const col = columns.find((c) => c.key === sortKey);
   const value = (c, r) => (c.value ? c.value(r) : r[c.key]);
@@ -126,7 +130,8 @@ export function table(columns, rows, { id = 'table', emptyText = 'Nothing in thi
     ? [...rows].sort((a, b) => {
         const x = value(col, a);
         const y = value(col, b);
-        const cmp = typeof x === 'number' && typeof y === 'number' ? x - y : String(x ?? '').localeCompare(String(y ?? ''));
+        const cmp =
+          typeof x === 'number' && typeof y === 'number' ? x - y : String(x ?? '').localeCompare(String(y ?? ''));
         return dir === 'asc' ? cmp : -cmp;
       })
     : rows;
@@ -139,8 +144,17 @@ export function table(columns, rows, { id = 'table', emptyText = 'Nothing in thi
       const label = `${c.label}${active ? (dir === 'desc' ? ' ▼' : ' ▲') : ''}`;
       return el(
         'th',
-        { class: c.numeric ? 'num' : undefined, 'aria-sort': active ? (dir === 'desc' ? 'descending' : 'ascending') : undefined },
-        sortable ? el('a', { href: withParams({ [`${id}.sort`]: c.key, [`${id}.dir`]: next }), dataset: { sort: c.key } }, label) : label,
+        {
+          class: c.numeric ? 'num' : undefined,
+          'aria-sort': active ? (dir === 'desc' ? 'descending' : 'ascending') : undefined,
+        },
+        sortable
+          ? el(
+              'a',
+              { href: withParams({ [`${id}.sort`]: c.key, [`${id}.dir`]: next }), dataset: { sort: c.key } },
+              label,
+            )
+          : label,
       );
     }),
   );
@@ -150,7 +164,7 @@ export function table(columns, rows, { id = 'table', emptyText = 'Nothing in thi
       {},
       columns.map((c) => {
         const shown = c.format ? c.format(value(c, r), r) : value(c, r);
-        const content = c.link ? el('a', { href: c.link(r) }, shown ?? '') : shown ?? '';
+        const content = c.link ? el('a', { href: c.link(r) }, shown ?? '') : (shown ?? '');
         return el('td', { class: c.numeric ? 'num' : undefined, title: c.title ? c.title(r) : undefined }, content);
       }),
     ),
@@ -158,7 +172,18 @@ export function table(columns, rows, { id = 'table', emptyText = 'Nothing in thi
   return el('table', { id, class: 'data' }, el('thead', {}, head), el('tbody', {}, body));
 }
 
-const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4b5563', '#65a30d', '#9333ea'];
+const PALETTE = [
+  '#2563eb',
+  '#dc2626',
+  '#16a34a',
+  '#d97706',
+  '#7c3aed',
+  '#0891b2',
+  '#db2777',
+  '#4b5563',
+  '#65a30d',
+  '#9333ea',
+];
 export const color = (i) => PALETTE[i % PALETTE.length];
 
 /** A legend in the page (not on the canvas), so the names can be read, copied and searched. */
@@ -176,10 +201,19 @@ const charts = new Set();
  * A chart over time: data { times, series: [{ name, service, values }] }. kind 'line' or
  * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state.
  */
-export function timeChart(data, { kind = 'line', unit = 'ms', label = (s) => s.name, emptyText = 'No data in this window.', yMax } = {}) {
-  if (!data || !data.series.length || data.series.every((s) => s.values.every((v) => v === null || v === 0))) return empty(emptyText);
+export function timeChart(
+  data,
+  { kind = 'line', unit = 'ms', label = (s) => s.name, emptyText = 'No data in this window.', yMax } = {},
+) {
+  if (!data || !data.series.length || data.series.every((s) => s.values.every((v) => v === null || v === 0)))
+    return empty(emptyText);
   const canvas = el('canvas', { role: 'img', 'aria-label': data.series.map(label).join(', ') });
-  const wrap = el('div', { class: 'chart' }, el('div', { class: 'canvas-box' }, canvas), legend(data.series.map(label)));
+  const wrap = el(
+    'div',
+    { class: 'chart' },
+    el('div', { class: 'canvas-box' }, canvas),
+    legend(data.series.map(label)),
+  );
   const chart = new window.Chart(canvas, {
     type: 'line',
     data: {
@@ -201,7 +235,12 @@ export function timeChart(data, { kind = 'line', unit = 'ms', label = (s) => s.n
       animation: false,
       maintainAspectRatio: false,
       interaction: { mode: 'index', intersect: false },
-      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : c.parsed.y}` } } },
+      plugins: {
+        legend: { display: false },
+        tooltip: {
+          callbacks: { label: (c) => `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : c.parsed.y}` },
+        },
+      },
       scales: {
         y: { stacked: kind === 'stacked', beginAtZero: true, max: yMax, title: { display: true, text: unit } },
         x: { ticks: { maxTicksLimit: 8 } },
@@ -215,15 +254,27 @@ export function timeChart(data, { kind = 'line', unit = 'ms', label = (s) => s.n
 /** A histogram from bucket counts: bars labelled by upper bound. */
 export function histogramChart(h, { emptyText = 'No observations in this window.' } = {}) {
   if (!h || !h.count) return empty(emptyText);
-  const labels = h.counts.map((_, i) => (i < h.boundsMs.length ? `≤ ${fmtMs(h.boundsMs[i])}` : `> ${fmtMs(h.boundsMs[h.boundsMs.length - 1])}`));
+  const labels = h.counts.map((_, i) =>
+    i < h.boundsMs.length ? `≤ ${fmtMs(h.boundsMs[i])}` : `> ${fmtMs(h.boundsMs[h.boundsMs.length - 1])}`,
+  );
   const canvas = el('canvas', { role: 'img', 'aria-label': 'histogram' });
   const chart = new window.Chart(canvas, {
     type: 'bar',
     data: { labels, datasets: [{ label: 'count', data: h.counts, backgroundColor: color(0) }] },
-    options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      plugins: { legend: { display: false } },
+      scales: { y: { beginAtZero: true } },
+    },
   });
   charts.add(chart);
-  return el('div', { class: 'chart' }, el('div', { class: 'canvas-box' }, canvas), legend([`${fmtCount(h.count)} observations`]));
+  return el(
+    'div',
+    { class: 'chart' },
+    el('div', { class: 'canvas-box' }, canvas),
+    legend([`${fmtCount(h.count)} observations`]),
+  );
 }
 
 /** A time parameter as the API takes it (ISO 8601 or epoch milliseconds), or null if it is neither. */
@@ -246,8 +297,16 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
   document.title = `${title} · stallscope`;
   const p = params();
   const main = el('main', { id: 'main' });
-  const services = el('select', { id: 'service', 'aria-label': 'Service', onchange: (e) => (location.href = withParams({ service: e.target.value || null })) }, el('option', { value: '' }, 'All services'));
-  const since = p.get('from') || p.get('to') ? 'custom' : p.get('since') ?? '1h';
+  const services = el(
+    'select',
+    {
+      id: 'service',
+      'aria-label': 'Service',
+      onchange: (e) => (location.href = withParams({ service: e.target.value || null })),
+    },
+    el('option', { value: '' }, 'All services'),
+  );
+  const since = p.get('from') || p.get('to') ? 'custom' : (p.get('since') ?? '1h');
   const rangeSelect = el(
     'select',
     {
@@ -259,10 +318,22 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
       },
     },
     // A range from a shared link that the menu does not list is shown as it is.
-    [...RANGES, ...(RANGES.some(([v]) => v === since) ? [] : [[since, `Last ${since}`]])].map(([v, l]) => el('option', { value: v, selected: v === since }, l)),
+    [...RANGES, ...(RANGES.some(([v]) => v === since) ? [] : [[since, `Last ${since}`]])].map(([v, l]) =>
+      el('option', { value: v, selected: v === since }, l),
+    ),
   );
-  const fromInput = el('input', { type: 'datetime-local', name: 'from', value: toLocalInput(parseTime(p.get('from'))), 'aria-label': 'From' });
-  const toInput = el('input', { type: 'datetime-local', name: 'to', value: toLocalInput(parseTime(p.get('to'))), 'aria-label': 'To' });
+  const fromInput = el('input', {
+    type: 'datetime-local',
+    name: 'from',
+    value: toLocalInput(parseTime(p.get('from'))),
+    'aria-label': 'From',
+  });
+  const toInput = el('input', {
+    type: 'datetime-local',
+    name: 'to',
+    value: toLocalInput(parseTime(p.get('to'))),
+    'aria-label': 'To',
+  });
   const custom = el(
     'form',
     {
@@ -289,7 +360,17 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
   const nav = el(
     'nav',
     {},
-    PAGES.map(([path, label]) => el('a', { href: link(path), class: location.pathname === path || (path !== '/' && location.pathname.startsWith(path)) ? 'active' : undefined }, label)),
+    PAGES.map(([path, label]) =>
+      el(
+        'a',
+        {
+          href: link(path),
+          class:
+            location.pathname === path || (path !== '/' && location.pathname.startsWith(path)) ? 'active' : undefined,
+        },
+        label,
+      ),
+    ),
   );
   const alertBadge = el('a', { id: 'alert-badge', class: 'alert-badge', href: link('/alerts'), hidden: true });
   const header = el(
@@ -298,7 +379,14 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     el('a', { class: 'brand', href: link('/') }, 'stallscope'),
     nav,
     alertBadge,
-    el('div', { class: 'controls' }, services, rangeSelect, custom, el('label', { class: 'refresh' }, refresh, 'Auto-refresh')),
+    el(
+      'div',
+      { class: 'controls' },
+      services,
+      rangeSelect,
+      custom,
+      el('label', { class: 'refresh' }, refresh, 'Auto-refresh'),
+    ),
   );
   document.body.replaceChildren(header, main);
   fetch('/api/services')
@@ -319,7 +407,9 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
         if (!a) return;
         alertBadge.hidden = !a.firing && !a.pending;
         alertBadge.className = `alert-badge${a.firing ? ' firing' : ''}`;
-        alertBadge.textContent = [a.firing ? `${a.firing} firing` : '', a.pending ? `${a.pending} pending` : ''].filter(Boolean).join(' · ');
+        alertBadge.textContent = [a.firing ? `${a.firing} firing` : '', a.pending ? `${a.pending} pending` : '']
+          .filter(Boolean)
+          .join(' · ');
       })
       .catch(() => undefined);
   const draw = async () => {
@@ -343,17 +433,27 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
   }, 30_000);
 }
 
-export const traceLink = (traceId, spanId, text = 'trace') => el('a', { href: link('/trace', { id: traceId, span: spanId }), class: 'trace-link' }, text);
+export const traceLink = (traceId, spanId, text = 'trace') =>
+  el('a', { href: link('/trace', { id: traceId, span: spanId }), class: 'trace-link' }, text);
 
 const LOCK_FINDINGS = ['lock-contention', 'shared-lock', 'lock-held'];
-const FINDING_PAGES = { 'loop-blocked': '/blocking', 'sync-call': '/blocking', 'threadpool-saturated': '/offload', 'pool-queueing': '/offload' };
+const FINDING_PAGES = {
+  'loop-blocked': '/blocking',
+  'sync-call': '/blocking',
+  'threadpool-saturated': '/offload',
+  'pool-queueing': '/offload',
+};
 
 /** The findings for the page's window and service, of some kinds (all when none given). */
 export const getFindings = (kinds, extra = {}) => api('/api/findings', { kind: kinds?.join(','), ...extra });
 
 function findingItem(f) {
-  const where = f.location ? `${f.location.function ? `${f.location.function} ` : ''}${f.location.file}:${f.location.line}` : null;
-  const href = LOCK_FINDINGS.includes(f.kind) ? link('/lock', { name: f.resource, service: f.service }) : link(FINDING_PAGES[f.kind], { service: f.service });
+  const where = f.location
+    ? `${f.location.function ? `${f.location.function} ` : ''}${f.location.file}:${f.location.line}`
+    : null;
+  const href = LOCK_FINDINGS.includes(f.kind)
+    ? link('/lock', { name: f.resource, service: f.service })
+    : link(FINDING_PAGES[f.kind], { service: f.service });
   return el(
     'li',
     { class: `finding ${f.severity}`, dataset: { kind: f.kind, service: f.service } },
@@ -366,11 +466,24 @@ function findingItem(f) {
     ),
     where ? el('div', { class: 'finding-where' }, el('code', {}, where)) : null,
     el('p', { class: 'finding-detail' }, f.detail),
-    f.traceIds.length ? el('div', { class: 'finding-traces' }, 'Examples: ', f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`))) : null,
+    f.traceIds.length
+      ? el(
+          'div',
+          { class: 'finding-traces' },
+          'Examples: ',
+          f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`)),
+        )
+      : null,
   );
 }
 
 /** Findings, most costly first: what costs time, where, and the fix. */
-export function findingsSection(list, emptyText = 'No findings in this window: nothing costs time over the thresholds.') {
-  return section(`Findings (${list.length})`, list.length ? el('ol', { class: 'findings' }, list.map(findingItem)) : empty(emptyText));
+export function findingsSection(
+  list,
+  emptyText = 'No findings in this window: nothing costs time over the thresholds.',
+) {
+  return section(
+    `Findings (${list.length})`,
+    list.length ? el('ol', { class: 'findings' }, list.map(findingItem)) : empty(emptyText),
+  );
 }

@@ -1,6 +1,20 @@
 // Blocking: episodes of a blocked event loop grouped by the function that blocked, and slow
 // synchronous calls grouped by API and call site. Each group opens its stack and its episodes.
-import { api, el, empty, findingsSection, fmtCount, fmtMs, fmtTime, getFindings, page, params, section, traceLink, withParams } from './app.js';
+import {
+  api,
+  el,
+  empty,
+  findingsSection,
+  fmtCount,
+  fmtMs,
+  fmtTime,
+  getFindings,
+  page,
+  params,
+  section,
+  traceLink,
+  withParams,
+} from './app.js';
 
 function groups(kind, rows, emptyText) {
   if (!rows.length) return empty(emptyText);
@@ -22,7 +36,15 @@ function groups(kind, rows, emptyText) {
             }
           },
         },
-        el('summary', {}, el('span', { class: 'what' }, g.key), el('span', {}, `${fmtCount(g.count)}×`), el('span', {}, `total ${fmtMs(g.totalMs)}`), el('span', {}, `max ${fmtMs(g.maxMs)}`), el('span', {}, g.service)),
+        el(
+          'summary',
+          {},
+          el('span', { class: 'what' }, g.key),
+          el('span', {}, `${fmtCount(g.count)}×`),
+          el('span', {}, `total ${fmtMs(g.totalMs)}`),
+          el('span', {}, `max ${fmtMs(g.maxMs)}`),
+          el('span', {}, g.service),
+        ),
       );
       if (open === g.key) void fill(details, kind, g);
       return details;
@@ -42,7 +64,14 @@ async function fill(details, kind, g) {
       el(
         'ul',
         { class: 'episodes' },
-        d.spans.map((s) => el('li', {}, `${fmtTime(s.start)} · ${s.service} · ${fmtMs(s.durationMs)} · `, traceLink(s.traceId, s.spanId))),
+        d.spans.map((s) =>
+          el(
+            'li',
+            {},
+            `${fmtTime(s.start)} · ${s.service} · ${fmtMs(s.durationMs)} · `,
+            traceLink(s.traceId, s.spanId),
+          ),
+        ),
       ),
     );
   } catch (err) {
@@ -56,12 +85,20 @@ page('Blocking', async (main) => {
     findingsSection(findings, 'Nothing blocks the event loop over the thresholds in this window.'),
     section(
       'Event loop blocked in',
-      el('p', { class: 'lead' }, 'While these functions ran, the event loop could not serve anything else. Move the work off the loop (a worker pool) or break it up.'),
+      el(
+        'p',
+        { class: 'lead' },
+        'While these functions ran, the event loop could not serve anything else. Move the work off the loop (a worker pool) or break it up.',
+      ),
       groups('loop-block', b.episodes, 'The event loop was not blocked over the threshold in this window.'),
     ),
     section(
       'Blocking synchronous calls',
-      el('p', { class: 'lead' }, 'Synchronous APIs called while serving. Each has an asynchronous alternative (readFile for readFileSync, pbkdf2 for pbkdf2Sync, ...).'),
+      el(
+        'p',
+        { class: 'lead' },
+        'Synchronous APIs called while serving. Each has an asynchronous alternative (readFile for readFileSync, pbkdf2 for pbkdf2Sync, ...).',
+      ),
       groups('sync-call', b.syncCalls, 'No slow synchronous call in this window.'),
     ),
   );

@@ -1,6 +1,22 @@
 // One lock: its wait and hold histograms, where it is acquired, who waited on whom, and the
 // slowest waits, each linking to its trace.
-import { api, el, empty, findingsSection, fmtCount, fmtMs, fmtTime, getFindings, histogramChart, page, params, section, table, timeChart, traceLink } from './app.js';
+import {
+  api,
+  el,
+  empty,
+  findingsSection,
+  fmtCount,
+  fmtMs,
+  fmtTime,
+  getFindings,
+  histogramChart,
+  page,
+  params,
+  section,
+  table,
+  timeChart,
+  traceLink,
+} from './app.js';
 
 const name = params().get('name') ?? '';
 page(`Lock ${name}`, async (main) => {
@@ -8,7 +24,10 @@ page(`Lock ${name}`, async (main) => {
     main.append(empty('No lock chosen: open one from the Locks page.'));
     return;
   }
-  const [l, findings] = await Promise.all([api('/api/dash/lock', { name }), getFindings(['lock-contention', 'shared-lock', 'lock-held'], { resource: name })]);
+  const [l, findings] = await Promise.all([
+    api('/api/dash/lock', { name }),
+    getFindings(['lock-contention', 'shared-lock', 'lock-held'], { resource: name }),
+  ]);
   const shared = findings.some((f) => f.kind === 'shared-lock');
   const parts = [
     findingsSection(findings, 'This lock costs no time over the thresholds in this window.'),
@@ -31,13 +50,21 @@ page(`Lock ${name}`, async (main) => {
       table(
         [
           { key: 'waiterSite', label: 'Waiter (acquire site)' },
-          { key: 'holderSite', label: 'Holder (its acquire site)', format: (v) => v || 'unknown (the lock was not hot yet)' },
+          {
+            key: 'holderSite',
+            label: 'Holder (its acquire site)',
+            format: (v) => v || 'unknown (the lock was not hot yet)',
+          },
           { key: 'count', label: 'Waits', numeric: true, format: fmtCount },
           { key: 'totalMs', label: 'Total', numeric: true, format: fmtMs },
           { key: 'maxMs', label: 'Max', numeric: true, format: fmtMs },
         ],
         l.pairs,
-        { id: 'pairs', defaultSort: { key: 'totalMs', dir: 'desc' }, emptyText: 'No wait of 1 ms or more in this window.' },
+        {
+          id: 'pairs',
+          defaultSort: { key: 'totalMs', dir: 'desc' },
+          emptyText: 'No wait of 1 ms or more in this window.',
+        },
       ),
     ),
     section(
@@ -73,9 +100,24 @@ page(`Lock ${name}`, async (main) => {
           table(
             [
               { key: 'start', label: 'Since', format: fmtTime },
-              { key: 'held', label: 'Held', numeric: true, value: (r) => r.attributes['stallscope.lock.held_ms'], format: fmtMs },
-              { key: 'waiters', label: 'Waiters', numeric: true, value: (r) => r.attributes['stallscope.lock.waiters'] },
-              { key: 'holder', label: 'Holder site', value: (r) => r.attributes['stallscope.lock.holder_site'] ?? 'unknown' },
+              {
+                key: 'held',
+                label: 'Held',
+                numeric: true,
+                value: (r) => r.attributes['stallscope.lock.held_ms'],
+                format: fmtMs,
+              },
+              {
+                key: 'waiters',
+                label: 'Waiters',
+                numeric: true,
+                value: (r) => r.attributes['stallscope.lock.waiters'],
+              },
+              {
+                key: 'holder',
+                label: 'Holder site',
+                value: (r) => r.attributes['stallscope.lock.holder_site'] ?? 'unknown',
+              },
               { key: 'traceId', label: '', format: (_, r) => traceLink(r.traceId, r.spanId) },
             ],
             l.held,

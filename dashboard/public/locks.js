@@ -1,18 +1,46 @@
 // Locks: every lock resource, sortable, and the wait time of the top ones over time.
-import { api, el, findingsSection, fmtCount, fmtMs, fmtPct, getFindings, link, page, section, table, timeChart } from './app.js';
+import {
+  api,
+  el,
+  findingsSection,
+  fmtCount,
+  fmtMs,
+  fmtPct,
+  getFindings,
+  link,
+  page,
+  section,
+  table,
+  timeChart,
+} from './app.js';
 
 page('Locks', async (main) => {
-  const [{ locks, chart }, findings] = await Promise.all([api('/api/dash/locks', { top: 5 }), getFindings(['lock-contention', 'shared-lock', 'lock-held'])]);
+  const [{ locks, chart }, findings] = await Promise.all([
+    api('/api/dash/locks', { top: 5 }),
+    getFindings(['lock-contention', 'shared-lock', 'lock-held']),
+  ]);
   main.append(
     findingsSection(findings, 'No lock costs time over the thresholds in this window.'),
     section(
       'Wait time per lock (top 5, stacked)',
-      el('p', { class: 'lead' }, 'Time requests spent waiting for each lock, per step. Waits of 1 ms or more are counted here.'),
-      timeChart(chart, { kind: 'stacked', label: (s) => s.name, emptyText: 'No lock wait of 1 ms or more in this window.' }),
+      el(
+        'p',
+        { class: 'lead' },
+        'Time requests spent waiting for each lock, per step. Waits of 1 ms or more are counted here.',
+      ),
+      timeChart(chart, {
+        kind: 'stacked',
+        label: (s) => s.name,
+        emptyText: 'No lock wait of 1 ms or more in this window.',
+      }),
     ),
     section(
       'Lock resources',
-      el('p', { class: 'lead' }, 'A lock is named by nameLock(), its key, or the line that created it. Click a lock for who waited on whom.'),
+      el(
+        'p',
+        { class: 'lead' },
+        'A lock is named by nameLock(), its key, or the line that created it. Click a lock for who waited on whom.',
+      ),
       table(
         [
           { key: 'lock', label: 'Lock', link: (r) => link('/lock', { name: r.lock }) },
@@ -30,7 +58,11 @@ page('Locks', async (main) => {
           { key: 'timeouts', label: 'Timeouts', numeric: true, format: fmtCount },
         ],
         locks,
-        { id: 'locks', defaultSort: { key: 'totalWaitMs', dir: 'desc' }, emptyText: 'No lock was acquired in this window (or no service runs the agent with lock tracking).' },
+        {
+          id: 'locks',
+          defaultSort: { key: 'totalWaitMs', dir: 'desc' },
+          emptyText: 'No lock was acquired in this window (or no service runs the agent with lock tracking).',
+        },
       ),
     ),
   );

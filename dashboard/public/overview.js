@@ -1,15 +1,40 @@
 // Overview: where each service loses time, at a glance.
-import { api, el, empty, findingsSection, fmtMs, fmtPct, fmtTime, getFindings, link, page, section, table, timeChart, traceLink } from './app.js';
+import {
+  api,
+  el,
+  empty,
+  findingsSection,
+  fmtMs,
+  fmtPct,
+  fmtTime,
+  getFindings,
+  link,
+  page,
+  section,
+  table,
+  timeChart,
+  traceLink,
+} from './app.js';
 
 const P99 = 'nodejs.eventloop.delay.p99';
 const MAX = 'nodejs.eventloop.delay.max';
 const ELU = 'nodejs.eventloop.utilization';
 
 page('Overview', async (main) => {
-  const [o, findings, alerts] = await Promise.all([api('/api/dash/overview'), getFindings(), api('/api/alerts', { since: '1h', limit: 1 })]);
+  const [o, findings, alerts] = await Promise.all([
+    api('/api/dash/overview'),
+    getFindings(),
+    api('/api/alerts', { since: '1h', limit: 1 }),
+  ]);
   const lag = { times: o.loop.times, series: o.loop.series.filter((s) => s.name !== ELU) };
-  const elu = { times: o.loop.times, series: o.loop.series.filter((s) => s.name === ELU).map((s) => ({ ...s, values: s.values.map((v) => (v === null ? null : v * 100)) })) };
-  const worst = (name) => Math.max(0, ...o.loop.series.filter((s) => s.name === name).flatMap((s) => s.values.filter((v) => v !== null)));
+  const elu = {
+    times: o.loop.times,
+    series: o.loop.series
+      .filter((s) => s.name === ELU)
+      .map((s) => ({ ...s, values: s.values.map((v) => (v === null ? null : v * 100)) })),
+  };
+  const worst = (name) =>
+    Math.max(0, ...o.loop.series.filter((s) => s.name === name).flatMap((s) => s.values.filter((v) => v !== null)));
   const totalBlocked = o.blockingGroups.reduce((a, g) => a + g.totalMs, 0);
   const totalLockWait = o.locks.reduce((a, l) => a + l.totalWaitMs, 0);
   main.append(
@@ -27,10 +52,18 @@ page('Overview', async (main) => {
       { class: 'grid2' },
       section(
         'Event-loop delay',
-        el('p', { class: 'lead' }, 'How late the loop ran its work (p99 and max per service). High values mean requests waited for the loop.'),
+        el(
+          'p',
+          { class: 'lead' },
+          'How late the loop ran its work (p99 and max per service). High values mean requests waited for the loop.',
+        ),
         timeChart(lag, { label: (s) => `${s.service} ${s.name === P99 ? 'p99' : 'max'}` }),
       ),
-      section('Event-loop utilization', el('p', { class: 'lead' }, 'Share of time the loop was busy. Near 100% the service is saturated.'), timeChart(elu, { unit: '%', yMax: 100, label: (s) => s.service })),
+      section(
+        'Event-loop utilization',
+        el('p', { class: 'lead' }, 'Share of time the loop was busy. Near 100% the service is saturated.'),
+        timeChart(elu, { unit: '%', yMax: 100, label: (s) => s.service }),
+      ),
       section(
         'Top contended locks',
         table(
@@ -61,7 +94,19 @@ page('Overview', async (main) => {
             )
           : empty('The event loop was not blocked over the threshold in this window.'),
       ),
-      section('Thread offload', el('p', { class: 'lead' }, 'Wait a tiny libuv threadpool task would see (the canary), and worker-pool queue waits.'), timeChart(o.offload.canary, { label: (s) => `${s.service} threadpool canary` }), timeChart(o.offload.poolWait, { label: (s) => `${s.service} ${s.name} queue wait`, emptyText: 'No worker-pool tasks in this window.' })),
+      section(
+        'Thread offload',
+        el(
+          'p',
+          { class: 'lead' },
+          'Wait a tiny libuv threadpool task would see (the canary), and worker-pool queue waits.',
+        ),
+        timeChart(o.offload.canary, { label: (s) => `${s.service} threadpool canary` }),
+        timeChart(o.offload.poolWait, {
+          label: (s) => `${s.service} ${s.name} queue wait`,
+          emptyText: 'No worker-pool tasks in this window.',
+        }),
+      ),
       section(
         'Alerts',
         alerts.alerts.some((a) => a.state !== 'resolved')
@@ -76,7 +121,11 @@ page('Overview', async (main) => {
               alerts.alerts.filter((a) => a.state !== 'resolved'),
               { id: 'overview-alerts', sortable: false },
             )
-          : empty(alerts.rules.length ? 'No alert is pending or firing.' : 'No alert rules yet: add them on the Alerts page.'),
+          : empty(
+              alerts.rules.length
+                ? 'No alert is pending or firing.'
+                : 'No alert rules yet: add them on the Alerts page.',
+            ),
       ),
     ),
   );

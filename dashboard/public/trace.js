@@ -44,7 +44,11 @@ function details(s) {
     'div',
     { class: 'details card', id: 'span-details' },
     el('h2', {}, s.name),
-    el('p', { class: 'lead' }, `${s.service} · ${fmtMs(s.durationMs)} · span ${s.spanId}${s.status.code === 2 ? ` · error: ${s.status.message ?? ''}` : ''}`),
+    el(
+      'p',
+      { class: 'lead' },
+      `${s.service} · ${fmtMs(s.durationMs)} · span ${s.spanId}${s.status.code === 2 ? ` · error: ${s.status.message ?? ''}` : ''}`,
+    ),
     attrs.length
       ? el(
           'table',
@@ -56,7 +60,12 @@ function details(s) {
               .filter(([k]) => k !== 'code.stacktrace')
               .map(([k, v]) => {
                 // The holder a lock wait queued behind: its own trace is one click away.
-                const value = k === 'stallscope.lock.holder_trace_id' ? traceLink(String(v), s.attributes['stallscope.lock.holder_span_id'], String(v)) : typeof v === 'object' ? JSON.stringify(v) : String(v);
+                const value =
+                  k === 'stallscope.lock.holder_trace_id'
+                    ? traceLink(String(v), s.attributes['stallscope.lock.holder_span_id'], String(v))
+                    : typeof v === 'object'
+                      ? JSON.stringify(v)
+                      : String(v);
                 return el('tr', {}, el('th', {}, k), el('td', {}, value));
               }),
           ),
@@ -66,66 +75,83 @@ function details(s) {
   );
 }
 
-page('Trace', async (main) => {
-  const id = params().get('id') ?? '';
-  if (!/^[0-9a-fA-F]{32}$/.test(id)) {
-    main.append(empty('No trace chosen: open one from the Traces page.'));
-    return;
-  }
-  const res = await fetch(`/api/traces/${id}`);
-  if (res.status === 401) {
-    location.href = '/login';
-    return;
-  }
-  if (res.status === 404) {
-    main.append(empty(`No trace ${id} (it may have been deleted by retention, or not have arrived yet).`));
-    return;
-  }
-  if (!res.ok) throw new Error((await res.json()).error);
-  const { spans } = await res.json();
-  const rows = order(spans);
-  const t0 = rows.reduce((m, r) => (BigInt(r.span.startTimeUnixNano) < m ? BigInt(r.span.startTimeUnixNano) : m), BigInt(rows[0].span.startTimeUnixNano));
-  const t1 = rows.reduce((m, r) => (BigInt(r.span.endTimeUnixNano) > m ? BigInt(r.span.endTimeUnixNano) : m), 0n);
-  const total = Number(t1 - t0) || 1;
-  const selected = params().get('span');
-  const panel = el('div', {});
-  const wf = el(
-    'div',
-    { class: 'waterfall', role: 'list' },
-    rows.map(({ span, depth }) => {
-      const kind = span.attributes['stallscope.kind'];
-      const bar = el('div', { class: 'wf-bar', title: `${span.name}: ${fmtMs(span.durationMs)}` });
-      // Positions through the CSS object model: the Content-Security-Policy forbids style attributes.
-      bar.style.left = `${(100 * Number(BigInt(span.startTimeUnixNano) - t0)) / total}%`;
-      bar.style.width = `${(100 * Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano))) / total}%`;
-      const row = el(
-        'div',
-        {
-          class: `wf-row${kind ? ` kind-${kind}` : ''}${span.spanId === selected ? ' selected' : ''}`,
-          role: 'listitem',
-          tabindex: 0,
-          dataset: { spanId: span.spanId, kind: kind ?? '' },
-          onclick: () => {
-            for (const r of wf.querySelectorAll('.selected')) r.classList.remove('selected');
-            row.classList.add('selected');
-            history.replaceState(null, '', withParams({ span: span.spanId }));
-            panel.replaceChildren(details(span));
+page(
+  'Trace',
+  async (main) => {
+    const id = params().get('id') ?? '';
+    if (!/^[0-9a-fA-F]{32}$/.test(id)) {
+      main.append(empty('No trace chosen: open one from the Traces page.'));
+      return;
+    }
+    const res = await fetch(`/api/traces/${id}`);
+    if (res.status === 401) {
+      location.href = '/login';
+      return;
+    }
+    if (res.status === 404) {
+      main.append(empty(`No trace ${id} (it may have been deleted by retention, or not have arrived yet).`));
+      return;
+    }
+    if (!res.ok) throw new Error((await res.json()).error);
+    const { spans } = await res.json();
+    const rows = order(spans);
+    const t0 = rows.reduce(
+      (m, r) => (BigInt(r.span.startTimeUnixNano) < m ? BigInt(r.span.startTimeUnixNano) : m),
+      BigInt(rows[0].span.startTimeUnixNano),
+    );
+    const t1 = rows.reduce((m, r) => (BigInt(r.span.endTimeUnixNano) > m ? BigInt(r.span.endTimeUnixNano) : m), 0n);
+    const total = Number(t1 - t0) || 1;
+    const selected = params().get('span');
+    const panel = el('div', {});
+    const wf = el(
+      'div',
+      { class: 'waterfall', role: 'list' },
+      rows.map(({ span, depth }) => {
+        const kind = span.attributes['stallscope.kind'];
+        const bar = el('div', { class: 'wf-bar', title: `${span.name}: ${fmtMs(span.durationMs)}` });
+        // Positions through the CSS object model: the Content-Security-Policy forbids style attributes.
+        bar.style.left = `${(100 * Number(BigInt(span.startTimeUnixNano) - t0)) / total}%`;
+        bar.style.width = `${(100 * Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano))) / total}%`;
+        const row = el(
+          'div',
+          {
+            class: `wf-row${kind ? ` kind-${kind}` : ''}${span.spanId === selected ? ' selected' : ''}`,
+            role: 'listitem',
+            tabindex: 0,
+            dataset: { spanId: span.spanId, kind: kind ?? '' },
+            onclick: () => {
+              for (const r of wf.querySelectorAll('.selected')) r.classList.remove('selected');
+              row.classList.add('selected');
+              history.replaceState(null, '', withParams({ span: span.spanId }));
+              panel.replaceChildren(details(span));
+            },
           },
-        },
-        el('div', { class: `wf-name indent-${Math.min(depth, 6)}` }, kind ? el('span', { class: `badge kind-${kind}` }, LABELS[kind] ?? kind) : null, `${span.name} `, el('small', {}, fmtMs(span.durationMs))),
-        el('div', { class: 'wf-track' }, bar),
-      );
-      return row;
-    }),
-  );
-  const chosen = spans.find((s) => s.spanId === selected);
-  if (chosen) panel.append(details(chosen));
-  main.append(
-    section(
-      `${rows[0].span.name} · ${fmtMs(total / 1e6)} · ${spans.length} spans`,
-      el('div', { class: 'key-legend' }, Object.entries(LABELS).map(([k, l]) => el('span', {}, el('span', { class: `badge kind-${k}` }, l)))),
-      wf,
-    ),
-    panel,
-  );
-}, { refresh: false });
+          el(
+            'div',
+            { class: `wf-name indent-${Math.min(depth, 6)}` },
+            kind ? el('span', { class: `badge kind-${kind}` }, LABELS[kind] ?? kind) : null,
+            `${span.name} `,
+            el('small', {}, fmtMs(span.durationMs)),
+          ),
+          el('div', { class: 'wf-track' }, bar),
+        );
+        return row;
+      }),
+    );
+    const chosen = spans.find((s) => s.spanId === selected);
+    if (chosen) panel.append(details(chosen));
+    main.append(
+      section(
+        `${rows[0].span.name} · ${fmtMs(total / 1e6)} · ${spans.length} spans`,
+        el(
+          'div',
+          { class: 'key-legend' },
+          Object.entries(LABELS).map(([k, l]) => el('span', {}, el('span', { class: `badge kind-${k}` }, l))),
+        ),
+        wf,
+      ),
+      panel,
+    );
+  },
+  { refresh: false },
+);
