@@ -1,6 +1,7 @@
 // The agent runs inside other people's processes: nothing it does may throw into the host.
 // Every failure is counted and named once on stderr (as a process warning), then ignored.
 import type { Counter } from '@opentelemetry/api';
+import { AGENT_COMPONENT } from '../common/conventions';
 
 let errors: Counter | undefined;
 const warned = new Set<string>();
@@ -23,7 +24,7 @@ export function warnOnce(message: string): void {
 /** Records an internal failure in `where`, without ever throwing. */
 export function report(where: string, err: unknown): void {
   try {
-    errors?.add(1, { 'stallscope.agent.component': where });
+    errors?.add(1, { [AGENT_COMPONENT]: where });
   } catch {
     // the metrics SDK failing must not take the host with it
   }

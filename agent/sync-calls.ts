@@ -15,6 +15,7 @@ import { captureStack } from './stack';
 import { recordSpan } from './spans';
 import { report } from './safety';
 import { whenStarted } from './startup';
+import { SYNC_BUCKETS_S } from '../common/buckets';
 
 const ORIGINAL = Symbol.for('stallscope.original');
 const STACK_FRAMES = 30;
@@ -64,7 +65,7 @@ export class SyncCallWatcher {
     this.histogram = this.meter.createHistogram(METRICS.syncDuration, {
       description: 'Duration of blocking synchronous calls made while serving',
       unit: 's',
-      advice: { explicitBucketBoundaries: [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5] },
+      advice: { explicitBucketBoundaries: SYNC_BUCKETS_S },
     });
     const fsApi = fs as unknown as Record<string, unknown>;
     for (const key of Object.keys(fsApi)) if (key.endsWith('Sync')) this.wrapTimed(fsApi, key, `fs.${key}`);

@@ -21,6 +21,7 @@ import { codeAttributes, originOf } from './stack';
 import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
 import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
+import { BLOCK_BUCKETS_S } from '../common/buckets';
 
 const ACTIVE_SPAN_KEY = 'stallscope.activeSpan';
 
@@ -68,7 +69,7 @@ export class Watchdog {
     const durations = this.meter.createHistogram(METRICS.blockDuration, {
       description: 'Duration of event-loop blocking episodes',
       unit: 's',
-      advice: { explicitBucketBoundaries: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] },
+      advice: { explicitBucketBoundaries: BLOCK_BUCKETS_S },
     });
     // The beat interval bounds how precisely an episode's start and end are known.
     const pollMs = Math.max(2, Math.min(10, this.options.thresholdMs / 10));

@@ -9,8 +9,9 @@ import { printFindings, type FindingsOptions } from './findings';
 import { printAlerts } from './alerts';
 import { loadFindingsConfig } from '../collector/findings-config';
 import { ConfigError } from '../collector/config-file';
-import { parseDuration } from '../common/duration';
+import { parseDuration } from '../common/time';
 import { packageRoot } from '../common/package-root';
+import { isLoopbackHost } from '../common/listen';
 
 class Usage extends Error {}
 
@@ -80,11 +81,6 @@ function fail(err: unknown): never {
   process.exit(usage || err instanceof ConfigError ? 2 : 1);
 }
 
-/** Whether a --host value only ever accepts connections from this machine. */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 function port(value: string, flag: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 65535) throw new Usage(`${flag}: "${value}" is not a port number (0-65535)`);
@@ -117,7 +113,7 @@ async function runServe(args: string[]): Promise<void> {
   const token = process.env.STALLSCOPE_TOKEN?.trim() || undefined;
   if (token !== undefined && token.length < 16)
     throw new Usage('STALLSCOPE_TOKEN: use at least 16 characters (e.g. openssl rand -hex 16)');
-  if (!isLoopback(values.host!) && !token) {
+  if (!isLoopbackHost(values.host!) && !token) {
     throw new Usage(
       `--host ${values.host}: listening beyond this machine needs STALLSCOPE_TOKEN set, or the pages and APIs would be open to the network`,
     );
@@ -135,7 +131,7 @@ async function runServe(args: string[]): Promise<void> {
     rulesFile: values.rules,
   };
   const running = await serve(options);
-  if (!isLoopback(values.host!) && !options.otlpAuth) {
+  if (!isLoopbackHost(values.host!) && !options.otlpAuth) {
     process.stdout.write(
       `stallscope: note: OTLP on ${values.host} accepts data from anyone who can reach it; --otlp-auth requires the token there too\n`,
     );

@@ -11,8 +11,10 @@ import {
   THREADPOOL_METRICS,
 } from '../common/conventions';
 import type { AlertRule, Attributes, Finding } from '../common/types';
+import { msToNs } from '../common/time';
 import { quantile } from '../db/dashboard';
 import type { DashboardQueries, Window } from '../db/index';
+import { key } from '../common/keys';
 
 export interface SignalValue {
   service: string;
@@ -51,7 +53,7 @@ function lockStats(dash: DashboardQueries, w: Window): LockAcc[] {
   const locks = new Map<string, LockAcc>();
   const acc = (service: string, a: Attributes): LockAcc => {
     const lock = str(a[LOCK_NAME]);
-    const id = `${service}\u0000${lock}`;
+    const id = key(service, lock);
     let e = locks.get(id);
     if (!e)
       locks.set(
@@ -97,7 +99,7 @@ function histogramMean(
   const by = new Map<string, { service: string; resource?: string; count: number; sum: number }>();
   for (const s of dash.histogramTotals(name, w)) {
     const r = resource?.(s.attributes);
-    const id = `${s.service}\u0000${r ?? ''}`;
+    const id = key(s.service, r ?? '');
     const e = by.get(id) ?? { service: s.service, resource: r, count: 0, sum: 0 };
     e.count += s.count;
     e.sum += s.sum;
@@ -115,11 +117,11 @@ export function signalValues(
   findings: (w: Window) => Finding[],
   nowMs: number,
 ): SignalValue[] {
-  const toNs = BigInt(nowMs) * 1_000_000n;
+  const toNs = msToNs(nowMs);
   const w: Window = {
-    fromNs: toNs - BigInt(rule.windowMs) * 1_000_000n,
+    fromNs: toNs - msToNs(rule.windowMs),
     toNs,
-    stepNs: BigInt(rule.windowMs) * 1_000_000n,
+    stepNs: msToNs(rule.windowMs),
   };
   let values: SignalValue[];
   switch (rule.signal) {

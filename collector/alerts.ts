@@ -11,6 +11,7 @@ import { DURATION_SIGNALS, parseAlertRules } from './alert-rules';
 import { signalValues, type SignalValue } from './alert-signals';
 import { formatMs } from './findings';
 import { Notifier, describeAlert } from './notifier';
+import { key } from '../common/keys';
 
 /** How long a resolved alert stays listed before it is forgotten. */
 const RESOLVED_KEEP_MS = 15 * 60_000;
@@ -27,8 +28,6 @@ export interface AlertEngineOptions {
   /** Retry policy for receivers (tests shorten it). */
   retry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
 }
-
-const key = (rule: string, fingerprint: string) => `${rule}\u0000${fingerprint}`;
 
 export function fingerprintOf(labels: Record<string, string>): string {
   const sorted = Object.keys(labels)

@@ -2,7 +2,7 @@
 // mistake is reported with the file and the line it is on, and nothing half-read is ever used.
 import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node } from 'yaml';
-import { parseDuration } from '../common/duration';
+import { parseDuration } from '../common/time';
 
 /** A mistake in a configuration file; the message starts with `file:line:`. */
 export class ConfigError extends Error {

@@ -13,21 +13,19 @@ import {
   LOCK_ACQUIRE_SITE,
   LOCK_HELD_MS,
   LOCK_HOLDER_SITE,
-  LOCK_KINDS,
   LOCK_WAITERS,
-  POOL_KIND,
   POOL_METRICS,
   POOL_NAME,
   POOL_TYPE,
   SYNC_API,
   THREADPOOL_AHEAD,
-  THREADPOOL_KIND,
   THREADPOOL_METRICS,
   THREADPOOL_SIZE,
 } from '../common/conventions';
 import type { Attributes, CodeLocation, Finding, Severity } from '../common/types';
 import type { AgentSpanRow, DashboardQueries, Window } from '../db/index';
 import type { FindingThresholds } from './findings-config';
+import { key } from '../common/keys';
 
 const EXAMPLES = 3;
 /** Threadpool waits read to learn what the pool was busy with. */
@@ -57,7 +55,7 @@ function siteLocation(site: string): CodeLocation | undefined {
 
 const showLocation = (l: CodeLocation) => (l.function ? `${l.function} (${l.file}:${l.line})` : `${l.file}:${l.line}`);
 const traceIds = (spans: AgentSpanRow[]) => [...new Set(spans.map((s) => s.traceId))].slice(0, EXAMPLES);
-const sameSite = (service: string, l: CodeLocation) => `${service}\u0000${l.file}:${l.line}`;
+const sameSite = (service: string, l: CodeLocation) => key(service, `${l.file}:${l.line}`);
 
 /** Python's blocking calls (from the Python agent) and what a coroutine should await instead. */
 const PYTHON_ALTERNATIVES: Array<[RegExp, string]> = [
@@ -239,9 +237,9 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
   const held = new Set<string>();
 
   const h = th['lock-held'];
-  for (const g of dash.groups(LOCK_KINDS.held, w, 100)) {
+  for (const g of dash.groups(KINDS.lockHeld, w, 100)) {
     const sw = { ...w, service: g.service };
-    const spans = dash.latest(LOCK_KINDS.held, sw, 20, g.key);
+    const spans = dash.latest(KINDS.lockHeld, sw, 20, g.key);
     const heldMs = Math.max(0, ...spans.map((s) => Number(s.attributes[LOCK_HELD_MS]) || s.durationMs));
     if (heldMs < h['min-held']) continue;
     const waiters = Math.max(0, ...spans.map((s) => Number(s.attributes[LOCK_WAITERS]) || 0));
@@ -262,7 +260,7 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
       row?.totalWaitMs ?? 0,
       [...perHold.values()].reduce((a, b) => a + b, 0),
     );
-    held.add(`${g.service}\u0000${g.key}`);
+    held.add(key(g.service, g.key));
     out.push({
       kind: 'lock-held',
       severity: severity(heldMs >= h['critical-held']),
@@ -285,14 +283,14 @@ function locks(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
   const c = th['lock-contention'];
   for (const row of rows) {
     if (
-      held.has(`${row.service}\u0000${row.lock}`) ||
+      held.has(key(row.service, row.lock)) ||
       row.totalWaitMs < c['min-total-wait'] ||
       (row.waitP95Ms ?? 0) < c['min-p95']
     )
       continue;
     const sw = { ...w, service: row.service };
     const pairs = pairsOf(dash, row.lock, sw);
-    const examples = dash.slowest(LOCK_KINDS.wait, row.lock, sw, 20);
+    const examples = dash.slowest(KINDS.lockWait, row.lock, sw, 20);
     const siteSpan = (site: string | undefined) => examples.find((s) => str(s.attributes[LOCK_ACQUIRE_SITE]) === site);
     const figures = {
       totalWaitMs: row.totalWaitMs,
@@ -359,7 +357,7 @@ const opName = (op: string) => (OPERATIONS[op] ? `${OPERATIONS[op]} (${op})` : o
 function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): Finding[] {
   const t = th['threadpool-saturated'];
   const byService = new Map<string, Array<{ op: string; totalMs: number; count: number }>>();
-  for (const g of dash.groups(THREADPOOL_KIND, w, 200)) {
+  for (const g of dash.groups(KINDS.threadpoolWait, w, 200)) {
     const list = byService.get(g.service) ?? [];
     list.push({ op: g.key, totalMs: g.totalMs, count: g.count });
     byService.set(g.service, list);
@@ -369,7 +367,7 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
     const totalMs = waits.reduce((s, x) => s + x.totalMs, 0);
     if (totalMs < t['min-total-wait']) continue;
     const sw = { ...w, service };
-    const sample = dash.latest(THREADPOOL_KIND, sw, AHEAD_SAMPLE);
+    const sample = dash.latest(KINDS.threadpoolWait, sw, AHEAD_SAMPLE);
     const busy = new Map<string, number>();
     for (const s of sample) {
       for (const part of str(s.attributes[THREADPOOL_AHEAD]).split(',')) {
@@ -439,7 +437,7 @@ function threadpool(dash: DashboardQueries, w: Window, th: FindingThresholds): F
 
 function pools(dash: DashboardQueries, w: Window, th: FindingThresholds): Finding[] {
   const t = th['pool-queueing'];
-  const id = (service: string, a: Attributes) => `${service}\u0000${str(a[POOL_NAME])}\u0000${str(a[POOL_TYPE])}`;
+  const id = (service: string, a: Attributes) => key(service, str(a[POOL_NAME]), str(a[POOL_TYPE]));
   const runs = new Map(dash.histogramTotals(POOL_METRICS.runTime, w).map((r) => [id(r.service, r.attributes), r]));
   const waits = new Map<string, { service: string; pool: string; type: string; count: number; sum: number }>();
   // Several instances of a service each report the pool: add them up.
@@ -465,7 +463,7 @@ function pools(dash: DashboardQueries, w: Window, th: FindingThresholds): Findin
     const meanRun = (1000 * run.sum) / run.count;
     const ratio = meanRun > 0 ? meanWait / meanRun : Infinity;
     if (ratio < t['min-wait-to-run']) continue;
-    const examples = dash.slowest(POOL_KIND, wait.pool, { ...w, service: wait.service }, EXAMPLES);
+    const examples = dash.slowest(KINDS.poolTask, wait.pool, { ...w, service: wait.service }, EXAMPLES);
     out.push({
       kind: 'pool-queueing',
       severity: severity(ratio >= t['critical-wait-to-run']),

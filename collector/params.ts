@@ -1,10 +1,8 @@
 // Request parameters shared by the JSON APIs: every bad one is a 400 whose message names the
 // parameter and what it accepts.
 import type { Request, Response } from 'express';
-import { parseDuration } from '../common/duration';
-import { AGENT_KINDS } from '../common/conventions';
+import { parseDuration } from '../common/time';
 
-export { AGENT_KINDS };
 /** A request parameter that is missing or malformed: answered with 400 and this message. */
 export class BadParam extends Error {}
 

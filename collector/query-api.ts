@@ -3,10 +3,11 @@
 import express, { type Router } from 'express';
 import type { Collector } from './index';
 import type { TraceSearch } from '../common/types';
-import { msToNs } from '../common/duration';
+import { AGENT_KINDS, isAgentKind } from '../common/conventions';
+import { msToNs } from '../common/time';
 import { FINDING_KINDS } from '../common/conventions';
 import { ConfigError } from './config-file';
-import { AGENT_KINDS, BadParam, TRACE_ID, durationParam, handler, intParam, one, range, stepParam } from './params';
+import { BadParam, TRACE_ID, durationParam, handler, intParam, one, range, stepParam } from './params';
 
 export function queryApi(collector: Collector): Router {
   const api = express.Router();
@@ -30,7 +31,7 @@ export function queryApi(collector: Collector): Router {
       if (toMs !== undefined) search.toNs = msToNs(toMs);
       const kind = one(req, 'kind');
       if (kind !== undefined) {
-        if (!AGENT_KINDS.includes(kind)) throw new BadParam(`kind: one of ${AGENT_KINDS.join(', ')}`);
+        if (!isAgentKind(kind)) throw new BadParam(`kind: one of ${AGENT_KINDS.join(', ')}`);
         search.agentKind = kind;
       }
       const attr = one(req, 'attribute');

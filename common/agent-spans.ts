@@ -9,12 +9,9 @@ import {
   KINDS,
   LOCK_ACQUIRE_SITE,
   LOCK_HOLDER_SITE,
-  LOCK_KINDS,
   LOCK_NAME,
-  POOL_KIND,
   POOL_NAME,
   SYNC_API,
-  THREADPOOL_KIND,
   THREADPOOL_OP,
 } from './conventions';
 import type { AgentSpan, Attributes } from './types';
@@ -38,18 +35,18 @@ export function agentSpan(attrs: Attributes): AgentSpan | null {
       return { kind, key: codeKey(attrs) };
     case KINDS.syncCall:
       return { kind, key: `${text(attrs[SYNC_API])} at ${codeKey(attrs)}` };
-    case LOCK_KINDS.wait:
+    case KINDS.lockWait:
       return {
         kind,
         key: text(attrs[LOCK_NAME]),
         waiterSite: text(attrs[LOCK_ACQUIRE_SITE]),
         holderSite: text(attrs[LOCK_HOLDER_SITE]),
       };
-    case LOCK_KINDS.held:
+    case KINDS.lockHeld:
       return { kind, key: text(attrs[LOCK_NAME]) };
-    case THREADPOOL_KIND:
+    case KINDS.threadpoolWait:
       return { kind, key: text(attrs[THREADPOOL_OP]) };
-    case POOL_KIND:
+    case KINDS.poolTask:
       return { kind, key: text(attrs[POOL_NAME]) };
     default:
       return { kind, key: '' };

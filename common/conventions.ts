@@ -8,12 +8,32 @@ export const KINDS = {
   syncCall: 'sync-call',
   /** Python agent: asyncio.run() or run_until_complete() called inside a running loop. */
   nestedLoop: 'nested-loop',
+  /** A contended acquisition that waited over the threshold (or failed). */
+  lockWait: 'lock-wait',
+  /** A lock held too long while others wait, reported while still held. */
+  lockHeld: 'lock-held',
+  /** A libuv threadpool operation that waited for a thread, from submission to its estimated start. */
+  threadpoolWait: 'threadpool-wait',
+  /** One worker-pool task from submission to its result, under the span that submitted it. */
+  poolTask: 'pool-task',
 } as const;
+export type AgentKind = (typeof KINDS)[keyof typeof KINDS];
+/** Every `stallscope.kind` the agent puts on its spans. */
+export const AGENT_KINDS: readonly AgentKind[] = Object.values(KINDS);
+export const isAgentKind = (v: string): v is AgentKind => (AGENT_KINDS as readonly string[]).includes(v);
 
+/** Span names of the agent's spans (sync calls are named by their API instead). */
 export const SPAN_NAMES = {
   loopBlock: 'event loop blocked',
   nestedLoop: 'nested event loop',
+  lockWait: 'lock wait',
+  lockHeld: 'lock held too long',
+  threadpoolWait: 'threadpool wait',
+  poolTask: 'pool task',
 } as const;
+
+/** On `stallscope.agent.errors`: the part of the agent that failed. */
+export const AGENT_COMPONENT = 'stallscope.agent.component';
 
 // OpenTelemetry semantic-convention attributes (code.*).
 export const CODE_FUNCTION = 'code.function.name';
@@ -74,10 +94,7 @@ export const LOOP_DELAY_STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', '
 /** Attribute on stallscope.eventloop.blocks: false when the rate limit dropped the episode's span. */
 export const BLOCK_REPORTED = 'stallscope.block.reported';
 
-// Locks. Span kinds 'lock-wait' (a contended acquisition that waited over the threshold) and
-// 'lock-held' (a lock held too long while others wait, reported while still held).
-export const LOCK_KINDS = { wait: 'lock-wait', held: 'lock-held' } as const;
-export const LOCK_SPAN_NAMES = { wait: 'lock wait', held: 'lock held too long' } as const;
+// Locks (spans of kinds lock-wait and lock-held).
 export const LOCK_NAME = 'stallscope.lock.name';
 export const LOCK_TYPE = 'stallscope.lock.type';
 export const LOCK_OUTCOME = 'stallscope.lock.outcome';
@@ -96,10 +113,7 @@ export const LOCK_METRICS = {
   pending: 'stallscope.lock.pending_requests',
 } as const;
 
-// libuv threadpool. Span kind 'threadpool-wait': an operation that waited for a thread over the
-// threshold, from submission to the estimated start.
-export const THREADPOOL_KIND = 'threadpool-wait';
-export const THREADPOOL_SPAN_NAME = 'threadpool wait';
+// libuv threadpool (spans of kind threadpool-wait).
 export const THREADPOOL_CATEGORY = 'stallscope.threadpool.category';
 export const THREADPOOL_OP = 'stallscope.threadpool.op';
 export const THREADPOOL_SIZE = 'stallscope.threadpool.size';
@@ -113,10 +127,7 @@ export const THREADPOOL_METRICS = {
   size: 'stallscope.threadpool.size',
 } as const;
 
-// Worker pools (Piscina, workerpool). Span kind 'pool-task': one task from submission to its
-// result, as a child of the span that submitted it.
-export const POOL_KIND = 'pool-task';
-export const POOL_SPAN_NAME = 'pool task';
+// Worker pools: Piscina, workerpool (spans of kind pool-task).
 export const POOL_NAME = 'stallscope.pool.name';
 export const POOL_TYPE = 'stallscope.pool.type';
 export const POOL_TASK = 'stallscope.pool.task';
@@ -131,17 +142,6 @@ export const POOL_METRICS = {
   /** Python agent: a ThreadPoolExecutor's max_workers. */
   maxThreads: 'stallscope.pool.max_threads',
 } as const;
-
-/** Every `stallscope.kind` the agent puts on its spans. */
-export const AGENT_KINDS: readonly string[] = [
-  KINDS.loopBlock,
-  KINDS.syncCall,
-  KINDS.nestedLoop,
-  LOCK_KINDS.wait,
-  LOCK_KINDS.held,
-  THREADPOOL_KIND,
-  POOL_KIND,
-];
 
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
 export const FINDING_KINDS = [

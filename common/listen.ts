@@ -38,3 +38,9 @@ export function closeServer(server: Server, graceMs = 2000): Promise<void> {
     server.closeIdleConnections();
   });
 }
+
+/** Whether a host name or address (a bind address or a Host header's name) is this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}

@@ -2,9 +2,9 @@
 // time window (since=15m, or from/to) and optionally one service, with a chart step.
 import express, { type Request, type Router } from 'express';
 import type { Store, Window } from '../db/index';
-import { KINDS, LOCK_KINDS, POOL_METRICS, THREADPOOL_METRICS } from '../common/conventions';
+import { KINDS, POOL_METRICS, THREADPOOL_METRICS } from '../common/conventions';
 import { poolLabel } from '../db/index';
-import { msToNs } from '../common/duration';
+import { msToNs, nsToIso } from '../common/time';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
 
 const DEFAULT_WINDOW_MS = 3_600_000;
@@ -37,8 +37,8 @@ export function dashboardApi(store: Store): Router {
       const episodes = dash.groups(KINDS.loopBlock, w, 5);
       return {
         window: {
-          from: new Date(Number(w.fromNs / 1_000_000n)).toISOString(),
-          to: new Date(Number(w.toNs / 1_000_000n)).toISOString(),
+          from: nsToIso(w.fromNs),
+          to: nsToIso(w.toNs),
         },
         loop: dash.loop(w),
         locks: dash.locks(w).slice(0, 5),
@@ -63,7 +63,7 @@ export function dashboardApi(store: Store): Router {
       return {
         locks,
         chart: dash.groupChart(
-          LOCK_KINDS.wait,
+          KINDS.lockWait,
           locks.slice(0, top).map((l) => l.lock),
           w,
         ),

@@ -11,6 +11,7 @@ import { requireToken } from './auth';
 import type { Collector } from '../collector/index';
 import { closeServer, listen } from '../common/listen';
 import { packageRoot } from '../common/package-root';
+import { isLoopbackHost } from '../common/listen';
 
 export interface Dashboard {
   port: number;
@@ -67,7 +68,7 @@ const SECURITY_HEADERS = {
  */
 function loopbackHostOnly(req: express.Request, res: express.Response, next: express.NextFunction): void {
   const host = (req.get('host') ?? '').replace(/:\d+$/, '').toLowerCase();
-  if (host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)) return next();
+  if (isLoopbackHost(host)) return next();
   res.status(403).type('text').send(`host "${host}" is not this machine; set STALLSCOPE_TOKEN to serve other hosts`);
 }
 

@@ -5,22 +5,19 @@ import type Database from 'better-sqlite3';
 import {
   CODE_STACKTRACE,
   KINDS,
-  LOCK_KINDS,
   METRICS,
-  POOL_KIND,
   POOL_METRICS,
   POOL_NAME,
   POOL_TYPE,
   THREADPOOL_CATEGORY,
-  THREADPOOL_KIND,
   THREADPOOL_METRICS,
 } from '../common/conventions';
-import { nsToIso, nsToMs } from '../common/duration';
+import { NS_PER_MINUTE, nsToIso, nsToMs } from '../common/time';
 import type { Attributes, MetricSeries, MetricStep } from '../common/types';
 import type { Queries } from './queries';
-import { MINUTE_NS, emptyBucket, mergeBucket, type LockBucket } from './lock-rollup';
+import { emptyBucket, mergeBucket, type LockBucket } from './lock-rollup';
+import { key } from '../common/keys';
 
-const NS_PER_MINUTE = 60_000_000_000n;
 /** From this many in a window, a key's slowest spans are found through the duration index. */
 const MANY_SPANS = 5000;
 
@@ -259,7 +256,7 @@ export class DashboardQueries {
       to,
       keys: JSON.stringify(keys),
     }) as Array<{ service: string; key: string; minute: bigint; total_ns: bigint }>) {
-      const id = `${r.service}\u0000${r.key}`;
+      const id = key(r.service, r.key);
       let s = series.get(id);
       if (!s)
         series.set(id, (s = { name: r.key, service: r.service, values: new Array<number | null>(steps).fill(0) }));
@@ -326,8 +323,8 @@ export class DashboardQueries {
     w: Window,
     lock?: string,
   ): Map<string, { service: string; lock: string; type: string; b: LockBucket }> {
-    const fromMin = w.fromNs / MINUTE_NS;
-    const toMin = (w.toNs + MINUTE_NS - 1n) / MINUTE_NS;
+    const fromMin = w.fromNs / NS_PER_MINUTE;
+    const toMin = (w.toNs + NS_PER_MINUTE - 1n) / NS_PER_MINUTE;
     const firstHour = (fromMin + 59n) / 60n;
     const endHour = toMin / 60n;
     const rows: Array<{ service: string; lock: string; type: string; data: string }> = [];
@@ -341,7 +338,7 @@ export class DashboardQueries {
     }
     const out = new Map<string, { service: string; lock: string; type: string; b: LockBucket }>();
     for (const r of rows) {
-      const id = `${r.service}\u0000${r.lock}\u0000${r.type}`;
+      const id = key(r.service, r.lock, r.type);
       let e = out.get(id);
       if (!e) out.set(id, (e = { service: r.service, lock: r.lock, type: r.type, b: emptyBucket() }));
       mergeBucket(e.b, JSON.parse(r.data) as LockBucket);
@@ -351,14 +348,14 @@ export class DashboardQueries {
 
   /** The locks table: every lock resource seen in the window, most waiting first. */
   locks(w: Window): LockRow[] {
-    const waitMax = new Map(this.groups(LOCK_KINDS.wait, w, 1000).map((g) => [`${g.service}\u0000${g.key}`, g.maxMs]));
+    const waitMax = new Map(this.groups(KINDS.lockWait, w, 1000).map((g) => [key(g.service, g.key), g.maxMs]));
     const out: LockRow[] = [];
     for (const { service, lock, type, b } of this.lockBuckets(w).values()) {
       const wait: Histogram = { count: b.waitCount, sum: b.waitSum, bounds: b.bounds, counts: b.waitCounts };
       // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
       const zeros = Math.max(0, b.acquisitions - b.contended);
       const msOf = (v: number | null) => (v === null ? null : v * 1000);
-      const max = waitMax.get(`${service}\u0000${lock}`) ?? (wait.count ? quantile(wait, 1)! * 1000 : 0);
+      const max = waitMax.get(key(service, lock)) ?? (wait.count ? quantile(wait, 1)! * 1000 : 0);
       // A percentile read off bucket bounds can exceed the longest wait the spans measured.
       const ms = (v: number | null) => (v === null ? null : Math.min(v * 1000, max));
       out.push({
@@ -477,9 +474,9 @@ export class DashboardQueries {
       hold: histogram(hold),
       acquireSites: [...sites.values()].sort((a, b) => b.totalMs - a.totalMs),
       pairs,
-      slowest: this.slowest(LOCK_KINDS.wait, name, w, 10),
-      held: this.latest(LOCK_KINDS.held, w, 10, name),
-      chart: this.groupChart(LOCK_KINDS.wait, [name], w),
+      slowest: this.slowest(KINDS.lockWait, name, w, 10),
+      held: this.latest(KINDS.lockHeld, w, 10, name),
+      chart: this.groupChart(KINDS.lockWait, [name], w),
     };
   }
 
@@ -528,7 +525,7 @@ export class DashboardQueries {
     const times = stepTimes(w);
     const merged = new Map<string, { name: string; service: string; sum: number[]; count: number[] }>();
     for (const r of this.histogramSteps(name, w)) {
-      const id = `${r.service}\u0000${label(r.attributes)}`;
+      const id = key(r.service, label(r.attributes));
       let e = merged.get(id);
       if (!e)
         merged.set(
@@ -574,10 +571,10 @@ export class DashboardQueries {
       canary: this.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
       inFlight: gauge(THREADPOOL_METRICS.inFlight, category),
       size: gauge(THREADPOOL_METRICS.size, () => 'threadpool size'),
-      threadpoolWaits: this.groups(THREADPOOL_KIND, w),
+      threadpoolWaits: this.groups(KINDS.threadpoolWait, w),
       poolWait: this.meanChart(POOL_METRICS.queueWait, w, poolLabel),
       poolRun: this.meanChart(POOL_METRICS.runTime, w, poolLabel),
-      pools: this.groups(POOL_KIND, w),
+      pools: this.groups(KINDS.poolTask, w),
     };
   }
 }

@@ -7,9 +7,9 @@
 import type Database from 'better-sqlite3';
 import { LOCK_CONTENDED, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_TYPE } from '../common/conventions';
 import type { MetricPointRow } from '../common/types';
+import { NS_PER_HOUR, NS_PER_MINUTE, nowNs } from '../common/time';
+import { key } from '../common/keys';
 
-export const MINUTE_NS = 60_000_000_000n;
-export const HOUR_NS = 60n * MINUTE_NS;
 /** Streams remembered at most; past this the memory starts over (one export is lost per stream). */
 const MAX_STREAMS = 100_000;
 
@@ -77,7 +77,7 @@ export class LockRollup {
   private readonly read: Database.Statement;
   private readonly upsert: Database.Statement;
 
-  constructor(db: Database.Database, sinceNs = BigInt(Date.now()) * 1_000_000n) {
+  constructor(db: Database.Database, sinceNs = nowNs()) {
     this.since = sinceNs;
     this.read = db.prepare(
       'SELECT data FROM lock_rollup WHERE service = ? AND lock = ? AND type = ? AND size = ? AND bucket = ?',
@@ -119,7 +119,7 @@ export class LockRollup {
     if (p.name === LOCK_METRICS.pending) {
       change.maxPending = Number(p.value ?? 0);
     } else {
-      const key = `${resourceId}\u0000${p.name}\u0000${p.attributes}`;
+      const stream = key(resourceId, p.name, p.attributes);
       const counts = p.buckets
         ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] })
         : { bounds: [], counts: [] };
@@ -132,7 +132,7 @@ export class LockRollup {
         counts: counts.counts,
       };
       const cumulative = p.temporality === 2;
-      const before = cumulative ? this.previous.get(key) : undefined;
+      const before = cumulative ? this.previous.get(stream) : undefined;
       let base: Previous | undefined;
       if (cumulative) {
         if (before) {
@@ -144,8 +144,8 @@ export class LockRollup {
           if (sameLife) base = before;
         }
         if (this.previous.size >= MAX_STREAMS) this.previous.delete(this.previous.keys().next().value!); // the oldest
-        this.previous.delete(key);
-        this.previous.set(key, now);
+        this.previous.delete(stream);
+        this.previous.set(stream, now);
         if (!before && p.startNs !== null && p.startNs < this.since) return; // began before us: a baseline only
       }
       if (p.name === LOCK_METRICS.acquisitions) {
@@ -170,11 +170,11 @@ export class LockRollup {
       }
     }
     for (const [size, ns] of [
-      [1, MINUTE_NS],
-      [60, HOUR_NS],
+      [1, NS_PER_MINUTE],
+      [60, NS_PER_HOUR],
     ] as const) {
       const bucket = p.timeNs / ns;
-      const id = `${size}\u0000${bucket}\u0000${service}\u0000${lock}\u0000${type}`;
+      const id = key(size, bucket, service, lock, type);
       let e = this.pending.get(id);
       if (!e) this.pending.set(id, (e = { service, lock, type, size, bucket, b: emptyBucket() }));
       mergeBucket(e.b, change);

@@ -13,7 +13,8 @@ import type {
   TraceSearch,
   TraceSummary,
 } from '../common/types';
-import { nsToIso, nsToMs } from '../common/duration';
+import { nsToIso, nsToMs } from '../common/time';
+import { key, splitKey } from '../common/keys';
 
 /** Spans examined at most while looking for `limit` distinct traces, so a search stays fast. */
 const MAX_SCANNED_SPANS = 100_000;
@@ -158,7 +159,7 @@ export class Queries {
     return ids.flatMap((id) => {
       const s = byId.get(id);
       if (!s) return []; // deleted by retention between the two queries
-      const [rootName, rootService] = s.root ? s.root.split('\u0000') : [null, null];
+      const [rootName, rootService] = s.root ? splitKey(s.root) : [null, null];
       return [
         {
           traceId: id,
@@ -196,9 +197,9 @@ export class Queries {
     result.description = last.description;
     const groups = new Map<string, PointDbRow[]>();
     for (const r of rows) {
-      const key = `${r.service}\u0000${r.attributes}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = []));
+      const id = key(r.service, r.attributes);
+      let g = groups.get(id);
+      if (!g) groups.set(id, (g = []));
       g.push(r);
     }
     const stepCount = Number((q.toNs - q.fromNs + q.stepNs - 1n) / q.stepNs);

@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { agentSpan } from '../common/agent-spans';
 import type { Attributes, MetricPointRow } from '../common/types';
 import { LockRollup } from './lock-rollup';
+import { NS_PER_MINUTE } from '../common/time';
 
 interface Migration {
   version: number;
@@ -244,7 +245,6 @@ function backfillLockRollup(db: Database.Database): void {
 
 /** Classifies and rolls up the agent spans a database already holds (one pass, at upgrade). */
 function backfillAgentSpans(db: Database.Database): void {
-  const NS_PER_MINUTE = 60_000_000_000n;
   const page = db
     .prepare(
       `SELECT rowid, service, start_ns, duration_ns, attributes FROM spans WHERE rowid > ? AND json_type(attributes, '$."stallscope.kind"') = 'text' ORDER BY rowid LIMIT 10000`,

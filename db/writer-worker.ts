@@ -7,7 +7,7 @@ import { BatchWriter, type RetentionResult } from './writer';
 import { AlertWriter } from './alerts';
 import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
 import type { WriteBatch } from '../common/types';
-import { msToNs } from '../common/duration';
+import { NS_PER_MS, msToNs } from '../common/time';
 
 const options = workerData as WriterOptions;
 const port = parentPort!;
@@ -117,7 +117,7 @@ function runRetention(): void {
       }
       // The rollups are small, but reaching their old rows scans them: once per run.
       total.rollups += writer.deleteRollupsOlderThan(cutoffNs);
-      total.alertHistory += alerts.deleteHistoryOlderThan(Number(cutoffNs / 1_000_000n));
+      total.alertHistory += alerts.deleteHistoryOlderThan(Number(cutoffNs / NS_PER_MS));
       send({ type: 'retention', deleted: total, cutoffNs });
     } catch (err) {
       // A busy or failing delete is retried at the next interval; ingest matters more.

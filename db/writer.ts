@@ -2,7 +2,9 @@
 // connection; several batches are committed in one transaction (group commit).
 import type Database from 'better-sqlite3';
 import type { WriteBatch } from '../common/types';
-import { HOUR_NS, LockRollup, MINUTE_NS } from './lock-rollup';
+import { NS_PER_HOUR, NS_PER_MINUTE } from '../common/time';
+import { LockRollup } from './lock-rollup';
+import { key } from '../common/keys';
 
 export interface RetentionResult {
   spans: number;
@@ -12,8 +14,6 @@ export interface RetentionResult {
   rollups: number;
   alertHistory: number;
 }
-
-const NS_PER_MINUTE = 60_000_000_000n;
 
 export class BatchWriter {
   private readonly resourceIds = new Map<string, number>();
@@ -104,14 +104,14 @@ export class BatchWriter {
   }
 
   private resourceId(service: string, attributes: string): number {
-    const key = `${service}\u0000${attributes}`;
-    let id = this.resourceIds.get(key);
+    const k = key(service, attributes);
+    let id = this.resourceIds.get(k);
     if (id === undefined) {
       this.insertResource.run(service, attributes);
       id = Number(this.findResource.get(service, attributes));
       // Bounded: a sender that puts a timestamp in its resource must not grow this forever.
       if (this.resourceIds.size > 10_000) this.resourceIds.clear();
-      this.resourceIds.set(key, id);
+      this.resourceIds.set(k, id);
     }
     return id;
   }
@@ -240,7 +240,7 @@ export class BatchWriter {
         () =>
           this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
           this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes +
-          this.deleteLockRollup.run(cutoffNs / MINUTE_NS, cutoffNs / HOUR_NS).changes,
+          this.deleteLockRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes,
       )
       .immediate();
   }

@@ -30,18 +30,15 @@ import {
   LOCK_HOLDER_SPAN,
   LOCK_HOLDER_TRACE,
   LOCK_NAME,
-  LOCK_SPAN_NAMES,
   LOCK_TYPE,
   POOL_NAME,
   POOL_QUEUE_WAIT_MS,
-  POOL_SPAN_NAME,
   POOL_TASK,
   POOL_TYPE,
   SPAN_NAMES,
   SYNC_API,
   SYNC_BYTES,
   THREADPOOL_OP,
-  THREADPOOL_SPAN_NAME,
 } from '../common/conventions';
 
 /** Asserts the span descends from the request's SERVER span, itself the child of the test's parent. */
@@ -236,7 +233,7 @@ describe('agent tracking an async-mutex in an ESM app', () => {
         async () => {
           for (const traceId of [a.traceId, b.traceId]) {
             const { status, body } = await getJson(`${server.api}/api/traces/${traceId}`);
-            const span = status === 200 ? body.spans.find((s: SpanJson) => s.name === LOCK_SPAN_NAMES.wait) : undefined;
+            const span = status === 200 ? body.spans.find((s: SpanJson) => s.name === SPAN_NAMES.lockWait) : undefined;
             if (span) return { span: span as SpanJson, traceId };
           }
           return undefined;
@@ -275,22 +272,22 @@ describe('agent on lock and offload libraries imported as ES modules', () => {
         );
       };
       const waited = (s: SpanJson) => s.durationMs > 40;
-      const keyed = await spanIn('/keyed', LOCK_SPAN_NAMES.wait, waited);
+      const keyed = await spanIn('/keyed', SPAN_NAMES.lockWait, waited);
       assert.equal(keyed.attributes[LOCK_NAME], 'account:7');
       assert.equal(keyed.attributes[LOCK_TYPE], 'async-lock');
-      const limit = await spanIn('/limit', LOCK_SPAN_NAMES.wait, waited);
+      const limit = await spanIn('/limit', SPAN_NAMES.lockWait, waited);
       assert.equal(limit.attributes[LOCK_NAME], `offload-app.mjs:${markLine('offload-app.mjs', 'limit')}`);
       assert.equal(limit.attributes[LOCK_TYPE], 'p-limit');
-      const queue = await spanIn('/queue', LOCK_SPAN_NAMES.wait, waited);
+      const queue = await spanIn('/queue', SPAN_NAMES.lockWait, waited);
       assert.equal(queue.attributes[LOCK_NAME], `offload-app.mjs:${markLine('offload-app.mjs', 'queue')}`);
       assert.equal(queue.attributes[LOCK_TYPE], 'p-queue');
-      const piscina = await spanIn('/piscina', POOL_SPAN_NAME, (s) => s.attributes[POOL_QUEUE_WAIT_MS] > 40);
+      const piscina = await spanIn('/piscina', SPAN_NAMES.poolTask, (s) => s.attributes[POOL_QUEUE_WAIT_MS] > 40);
       assert.equal(piscina.attributes[POOL_TYPE], 'piscina');
       assert.equal(piscina.attributes[POOL_NAME], 'piscina-worker.js');
-      const wp = await spanIn('/workerpool', POOL_SPAN_NAME, (s) => s.attributes[POOL_QUEUE_WAIT_MS] > 40);
+      const wp = await spanIn('/workerpool', SPAN_NAMES.poolTask, (s) => s.attributes[POOL_QUEUE_WAIT_MS] > 40);
       assert.equal(wp.attributes[POOL_TASK], 'spin');
       assert.equal(wp.attributes[POOL_NAME], 'workerpool-worker.js');
-      const pool = await spanIn('/pbkdf2', THREADPOOL_SPAN_NAME, () => true);
+      const pool = await spanIn('/pbkdf2', SPAN_NAMES.threadpoolWait, () => true);
       assert.equal(pool.attributes[THREADPOOL_OP], 'PBKDF2REQUEST');
       assert.match(pool.attributes[CODE_FILE], /offload-app\.mjs$/);
       assert.equal(app.stderr(), '', 'no warnings from the agent');

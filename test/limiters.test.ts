@@ -17,8 +17,8 @@ import {
   LOCK_NAME,
   LOCK_OUTCOME,
   LOCK_QUEUE_DEPTH,
-  LOCK_SPAN_NAMES,
   LOCK_TYPE,
+  SPAN_NAMES,
 } from '../common/conventions';
 
 const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('limiters-test');
@@ -38,7 +38,7 @@ let pQueueModule: PQueueModule;
 const pLimit: PLimitModule['default'] = (...args) => pLimitModule.default(...args);
 const limitFunction: PLimitModule['limitFunction'] = (...args) => pLimitModule.limitFunction(...args);
 
-const waits = () => spans(LOCK_SPAN_NAMES.wait);
+const waits = () => spans(SPAN_NAMES.lockWait);
 function here(): string {
   return siteOf(captureLockStack(here));
 }

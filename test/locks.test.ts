@@ -21,9 +21,9 @@ import {
   LOCK_NAME,
   LOCK_OUTCOME,
   LOCK_QUEUE_DEPTH,
-  LOCK_SPAN_NAMES,
   LOCK_TYPE,
   LOCK_WAITERS,
+  SPAN_NAMES,
 } from '../common/conventions';
 
 const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('locks-test');
@@ -44,7 +44,7 @@ function here(): string {
   return siteOf(captureLockStack(here));
 }
 
-const waits = () => spans(LOCK_SPAN_NAMES.wait);
+const waits = () => spans(SPAN_NAMES.lockWait);
 
 before(() => {
   enableContext();
@@ -137,7 +137,7 @@ describe('async-mutex lock tracking', () => {
     });
     const stuck = mutex.acquire();
     await sleep(450);
-    const held = exporter.getFinishedSpans().filter((s) => s.name === LOCK_SPAN_NAMES.held);
+    const held = exporter.getFinishedSpans().filter((s) => s.name === SPAN_NAMES.lockHeld);
     assert.equal(held.length, 1);
     assert.ok((held[0].attributes[LOCK_HELD_MS] as number) >= 200);
     assert.equal(held[0].attributes[LOCK_WAITERS], 1);

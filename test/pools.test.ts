@@ -16,9 +16,9 @@ import {
   POOL_OUTCOME,
   POOL_QUEUE_WAIT_MS,
   POOL_RUN_MS,
-  POOL_SPAN_NAME,
   POOL_TASK,
   POOL_TYPE,
+  SPAN_NAMES,
 } from '../common/conventions';
 import { FIXTURES } from './helpers';
 import { fullGc } from './gc';
@@ -36,7 +36,7 @@ const Piscina = load('piscina') as typeof import('piscina').Piscina;
 const workerpool = load('workerpool') as typeof import('workerpool');
 
 const TASK_MS = 60;
-const tasks = () => spans(POOL_SPAN_NAME);
+const tasks = () => spans(SPAN_NAMES.poolTask);
 const near = (actual: number, expected: number, what: string, slack = 30) =>
   assert.ok(Math.abs(actual - expected) < slack, `${what}: ${actual} ms, expected ~${expected}`);
 

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { startServer } from './helpers';
 import { migrate } from '../db/schema';
-import { LockRollup, MINUTE_NS } from '../db/lock-rollup';
+import { LockRollup } from '../db/lock-rollup';
+import { NS_PER_MINUTE } from '../common/time';
 
 const NOW = BigInt(Date.now()) * 1_000_000n;
 const attr = (key: string, value: string | number | boolean) => ({
@@ -210,8 +211,8 @@ describe('lock rollup arithmetic', () => {
     type: 'sum' as const,
     temporality: 2,
     monotonic: true,
-    startNs: BigInt(startMin) * MINUTE_NS,
-    timeNs: BigInt(timeMin) * MINUTE_NS,
+    startNs: BigInt(startMin) * NS_PER_MINUTE,
+    timeNs: BigInt(timeMin) * NS_PER_MINUTE,
     value,
     count: null,
     sum: null,
@@ -235,7 +236,7 @@ describe('lock rollup arithmetic', () => {
   it('counts late and repeated points once, a restart in full, and a stream born after the writer from zero', () => {
     const db = new Database(':memory:');
     migrate(db);
-    const rollup = new LockRollup(db, 100n * MINUTE_NS);
+    const rollup = new LockRollup(db, 100n * NS_PER_MINUTE);
     // Began before the writer: its first point is a baseline.
     for (const [t, v] of [
       [101, 100],

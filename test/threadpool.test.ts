@@ -12,13 +12,13 @@ import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry
 import { ThreadpoolMonitor, threadpoolSize } from '../agent/offload/threadpool';
 import {
   CODE_FILE,
+  SPAN_NAMES,
   THREADPOOL_AHEAD,
   THREADPOOL_CATEGORY,
   THREADPOOL_IN_FLIGHT,
   THREADPOOL_METRICS,
   THREADPOOL_OP,
   THREADPOOL_SIZE,
-  THREADPOOL_SPAN_NAME,
 } from '../common/conventions';
 
 const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('threadpool-test');
@@ -26,7 +26,7 @@ const monitor = new ThreadpoolMonitor({ waitThresholdMs: 5, canaryIntervalMs: 20
 const SIZE = threadpoolSize();
 
 const hash = promisify(pbkdf2);
-const poolWaits = () => spans(THREADPOOL_SPAN_NAME);
+const poolWaits = () => spans(SPAN_NAMES.threadpoolWait);
 /** Iterations for a pbkdf2 of about 40 ms on this machine. */
 let iterations = 0;
 const TASK_MS = 40;

@@ -5,14 +5,7 @@ import assert from 'node:assert/strict';
 import { LockTracker } from '../agent/locks/tracker';
 import { WebLocksInstrumentation } from '../agent/locks/web-locks';
 import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
-import {
-  LOCK_HOLDER_SPAN,
-  LOCK_METRICS,
-  LOCK_NAME,
-  LOCK_OUTCOME,
-  LOCK_SPAN_NAMES,
-  LOCK_TYPE,
-} from '../common/conventions';
+import { LOCK_HOLDER_SPAN, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_TYPE, SPAN_NAMES } from '../common/conventions';
 
 interface LockManager {
   request(name: string, ...rest: unknown[]): Promise<unknown>;
@@ -23,7 +16,7 @@ const skip = locks ? false : `navigator.locks is not in Node ${process.version} 
 const { exporter, tracer, meter, spans, metric } = inMemoryTelemetry('web-locks-test');
 const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 5000 }, tracer, meter);
 const instrumentation = new WebLocksInstrumentation();
-const waits = () => spans(LOCK_SPAN_NAMES.wait);
+const waits = () => spans(SPAN_NAMES.lockWait);
 
 before(() => {
   enableContext();

@@ -5,24 +5,26 @@
 import { relative, isAbsolute } from 'node:path';
 import { context, trace, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
+  KINDS,
   LOCK_ACQUIRE_SITE,
   LOCK_CONTENDED,
   LOCK_HELD_MS,
   LOCK_HOLDER_SITE,
   LOCK_HOLDER_SPAN,
   LOCK_HOLDER_TRACE,
-  LOCK_KINDS,
   LOCK_METRICS,
   LOCK_NAME,
   LOCK_OUTCOME,
   LOCK_QUEUE_DEPTH,
-  LOCK_SPAN_NAMES,
   LOCK_TYPE,
   LOCK_WAITERS,
+  SPAN_NAMES,
 } from '../../common/conventions';
 import { captureStack, parseV8Stack, topUserFrame } from '../stack';
 import { recordSpan } from '../spans';
 import { report } from '../safety';
+import { WAIT_BUCKETS_S } from '../../common/buckets';
+import { key } from '../../common/keys';
 
 export type LockOutcome = 'timeout' | 'cancelled' | 'error' | 'unlocked';
 
@@ -190,16 +192,15 @@ export class LockTracker {
   }
 
   start(): void {
-    const buckets = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
     this.waitTime = this.meter.createHistogram(LOCK_METRICS.waitTime, {
       description: 'Time from lock request to grant (or failure)',
       unit: 's',
-      advice: { explicitBucketBoundaries: buckets },
+      advice: { explicitBucketBoundaries: WAIT_BUCKETS_S },
     });
     this.holdTime = this.meter.createHistogram(LOCK_METRICS.holdTime, {
       description: 'Time from lock grant to release',
       unit: 's',
-      advice: { explicitBucketBoundaries: buckets },
+      advice: { explicitBucketBoundaries: WAIT_BUCKETS_S },
     });
     const acquisitions = this.meter.createObservableCounter(LOCK_METRICS.acquisitions, {
       description: 'Lock acquisitions granted',
@@ -219,9 +220,9 @@ export class LockTracker {
       // Locks created on one line share a name: report the deepest queue among them.
       const deepest = new Map<string, { r: LockResource; max: number }>();
       for (const r of this.resources) {
-        const key = `${r.name}\u0000${r.type}`;
-        const seen = deepest.get(key);
-        if (!seen || r.maxQueue > seen.max) deepest.set(key, { r, max: r.maxQueue });
+        const id = key(r.name, r.type);
+        const seen = deepest.get(id);
+        if (!seen || r.maxQueue > seen.max) deepest.set(id, { r, max: r.maxQueue });
         r.maxQueue = r.waiting;
       }
       for (const { r, max } of deepest.values()) result.observe(max, r.attrs.base);
@@ -256,8 +257,8 @@ export class LockTracker {
   }
 
   private countsFor(name: string, type: string): AcquisitionCounts {
-    const key = `${name}\u0000${type}`;
-    let c = this.counts.get(key);
+    const id = key(name, type);
+    let c = this.counts.get(id);
     if (!c) {
       if (this.counts.size >= MAX_COUNTED_NAMES)
         return this.countsFor('(more lock names than stallscope counts)', type);
@@ -267,7 +268,7 @@ export class LockTracker {
         uncontended: 0,
         attrs: { contended: { ...base, [LOCK_CONTENDED]: true }, uncontended: { ...base, [LOCK_CONTENDED]: false } },
       };
-      this.counts.set(key, c);
+      this.counts.set(id, c);
     }
     return c;
   }
@@ -436,7 +437,7 @@ export class LockTracker {
   }
 
   private waitSpan(acq: Acquisition, now: number, outcome: string): void {
-    this.emit(LOCK_SPAN_NAMES.wait, LOCK_KINDS.wait, acq, acq.requestedAt, now, {
+    this.emit(SPAN_NAMES.lockWait, KINDS.lockWait, acq, acq.requestedAt, now, {
       [LOCK_OUTCOME]: outcome,
       [LOCK_QUEUE_DEPTH]: acq.queueDepth,
       [LOCK_ACQUIRE_SITE]: siteOf(acq.stack ?? {}),
@@ -456,7 +457,7 @@ export class LockTracker {
           // Again at twice the age, then every minute: a lock never released stays visible,
           // with how long it has been held and how many wait now.
           h.nextHeldReportMs = age + Math.min(age, HELD_REPORT_MAX_GAP_MS);
-          this.emit(LOCK_SPAN_NAMES.held, LOCK_KINDS.held, h, h.grantedAt!, now, {
+          this.emit(SPAN_NAMES.lockHeld, KINDS.lockHeld, h, h.grantedAt!, now, {
             [LOCK_HELD_MS]: age,
             [LOCK_WAITERS]: r.waiting,
             ...this.holderAttributes(h),

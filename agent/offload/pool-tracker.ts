@@ -4,18 +4,19 @@
 import { relative, isAbsolute } from 'node:path';
 import type { Context, Histogram, Meter, Tracer } from '@opentelemetry/api';
 import {
-  POOL_KIND,
+  KINDS,
   POOL_METRICS,
   POOL_NAME,
   POOL_OUTCOME,
   POOL_QUEUE_WAIT_MS,
   POOL_RUN_MS,
-  POOL_SPAN_NAME,
   POOL_TASK,
   POOL_TYPE,
+  SPAN_NAMES,
 } from '../../common/conventions';
 import { report } from '../safety';
 import { recordSpan } from '../spans';
+import { POOL_BUCKETS_S } from '../../common/buckets';
 
 export type TaskOutcome = 'completed' | 'error' | 'cancelled' | 'timeout' | 'rejected';
 
@@ -72,16 +73,15 @@ export class PoolTracker {
   ) {}
 
   start(): void {
-    const buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
     this.queueWait = this.meter.createHistogram(POOL_METRICS.queueWait, {
       description: 'Time pool tasks waited for a worker',
       unit: 's',
-      advice: { explicitBucketBoundaries: buckets },
+      advice: { explicitBucketBoundaries: POOL_BUCKETS_S },
     });
     this.runTime = this.meter.createHistogram(POOL_METRICS.runTime, {
       description: 'Time from a task reaching a worker to its result',
       unit: 's',
-      advice: { explicitBucketBoundaries: buckets },
+      advice: { explicitBucketBoundaries: POOL_BUCKETS_S },
     });
     this.meter
       .createObservableGauge(POOL_METRICS.queueSize, {
@@ -171,8 +171,8 @@ export class PoolTracker {
       this.queueWait.record(waited / 1000, t.pool.attrs);
       if (t.startedAt !== undefined) this.runTime.record(ran / 1000, t.pool.attrs);
       recordSpan(this.tracer, {
-        name: POOL_SPAN_NAME,
-        kind: POOL_KIND,
+        name: SPAN_NAMES.poolTask,
+        kind: KINDS.poolTask,
         from: t.submittedAt,
         to: now,
         ctx: t.ctx,

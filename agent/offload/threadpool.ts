@@ -22,20 +22,21 @@ import { hkdf, pbkdf2, randomFill, scrypt } from 'node:crypto';
 import zlib from 'node:zlib';
 import { context, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
+  KINDS,
+  SPAN_NAMES,
   THREADPOOL_AHEAD,
   THREADPOOL_CATEGORY,
   THREADPOOL_IN_FLIGHT,
-  THREADPOOL_KIND,
   THREADPOOL_METRICS,
   THREADPOOL_OP,
   THREADPOOL_RUN_MS,
   THREADPOOL_SIZE,
-  THREADPOOL_SPAN_NAME,
 } from '../../common/conventions';
 import { captureStack } from '../stack';
 import { recordSpan } from '../spans';
 import { report } from '../safety';
 import { whenStarted } from '../startup';
+import { WAIT_BUCKETS_S } from '../../common/buckets';
 
 export type PoolCategory = 'fs' | 'dns' | 'crypto' | 'zlib';
 const CATEGORIES: PoolCategory[] = ['fs', 'dns', 'crypto', 'zlib'];
@@ -162,16 +163,15 @@ export class ThreadpoolMonitor {
   ) {}
 
   start(): void {
-    const buckets = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
     this.queueWait = this.meter.createHistogram(THREADPOOL_METRICS.queueWait, {
       description: 'Estimated time threadpool operations waited for a thread',
       unit: 's',
-      advice: { explicitBucketBoundaries: buckets },
+      advice: { explicitBucketBoundaries: WAIT_BUCKETS_S },
     });
     this.canaryWait = this.meter.createHistogram(THREADPOOL_METRICS.canaryWait, {
       description: 'Latency of a tiny threadpool task: the wait new work would see',
       unit: 's',
-      advice: { explicitBucketBoundaries: buckets },
+      advice: { explicitBucketBoundaries: WAIT_BUCKETS_S },
     });
     this.meter
       .createObservableGauge(THREADPOOL_METRICS.size, { description: 'UV_THREADPOOL_SIZE', unit: '{thread}' })
@@ -494,8 +494,8 @@ export class ThreadpoolMonitor {
 
   private waitSpan(op: Op, now: number): void {
     recordSpan(this.tracer, {
-      name: THREADPOOL_SPAN_NAME,
-      kind: THREADPOOL_KIND,
+      name: SPAN_NAMES.threadpoolWait,
+      kind: KINDS.threadpoolWait,
       from: op.submittedAt,
       to: op.startedAt!,
       ctx: op.ctx,

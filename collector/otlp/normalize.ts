@@ -14,6 +14,7 @@ import type {
   SpanRow,
   WriteBatch,
 } from '../../common/types';
+import { key } from '../../common/keys';
 
 export class BadRequest extends Error {}
 
@@ -235,11 +236,11 @@ class ResourceTable {
     const name = attrs['service.name'];
     const service = typeof name === 'string' && name !== '' ? name : 'unknown_service';
     const json = JSON.stringify(attrs);
-    const key = `${service}\u0000${json}`;
-    let i = this.index.get(key);
+    const id = key(service, json);
+    let i = this.index.get(id);
     if (i === undefined) {
       i = this.rows.push({ service, attributes: json }) - 1;
-      this.index.set(key, i);
+      this.index.set(id, i);
     }
     return i;
   }

@@ -23,8 +23,8 @@ from .conventions import (
     LOCK_HOLDER_SITE,
     LOCK_HOLDER_SPAN,
     LOCK_HOLDER_TRACE,
-    LOCK_KINDS_HELD,
-    LOCK_KINDS_WAIT,
+    KINDS_LOCK_HELD,
+    KINDS_LOCK_WAIT,
     LOCK_METRICS_ACQUISITIONS,
     LOCK_METRICS_HOLD_TIME,
     LOCK_METRICS_PENDING,
@@ -32,8 +32,8 @@ from .conventions import (
     LOCK_NAME,
     LOCK_OUTCOME,
     LOCK_QUEUE_DEPTH,
-    LOCK_SPAN_NAMES_HELD,
-    LOCK_SPAN_NAMES_WAIT,
+    SPAN_NAMES_LOCK_HELD,
+    SPAN_NAMES_LOCK_WAIT,
     LOCK_TYPE,
     LOCK_WAITERS,
 )
@@ -150,7 +150,7 @@ class LockTracker:
                     else:
                         lock._ss_grants = [entry]
                 if end - start >= self.wait_threshold_ns:
-                    attrs = {KIND: LOCK_KINDS_WAIT, LOCK_NAME: st.name, LOCK_TYPE: st.type, LOCK_OUTCOME: outcome, LOCK_QUEUE_DEPTH: depth}
+                    attrs = {KIND: KINDS_LOCK_WAIT, LOCK_NAME: st.name, LOCK_TYPE: st.type, LOCK_OUTCOME: outcome, LOCK_QUEUE_DEPTH: depth}
                     if site:
                         attrs[LOCK_ACQUIRE_SITE] = site
                         attrs.update(code_attributes(frames_of(frame)))
@@ -159,7 +159,7 @@ class LockTracker:
                             attrs[LOCK_HOLDER_SITE] = holder[1]
                         if holder[2]:
                             attrs[LOCK_HOLDER_TRACE], attrs[LOCK_HOLDER_SPAN] = holder[2]
-                    spans.record(spans.Span(LOCK_SPAN_NAMES_WAIT, spans.wall_ns(start), spans.wall_ns(end), attrs, parent=parent))
+                    spans.record(spans.Span(SPAN_NAMES_LOCK_WAIT, spans.wall_ns(start), spans.wall_ns(end), attrs, parent=parent))
             except Exception as err:
                 safety.report("lock tracking", err)
 
@@ -189,10 +189,10 @@ class LockTracker:
                     continue
                 lock._ss_held_next = (granted_at, age + min(age, 60_000_000_000))
                 st = lock._ss_stats
-                attrs = {KIND: LOCK_KINDS_HELD, LOCK_NAME: st.name, LOCK_TYPE: st.type, LOCK_HELD_MS: (now - granted_at) / 1e6, LOCK_WAITERS: len(waiters)}
+                attrs = {KIND: KINDS_LOCK_HELD, LOCK_NAME: st.name, LOCK_TYPE: st.type, LOCK_HELD_MS: (now - granted_at) / 1e6, LOCK_WAITERS: len(waiters)}
                 if site:
                     attrs[LOCK_HOLDER_SITE] = site
-                spans.record(spans.Span(LOCK_SPAN_NAMES_HELD, spans.wall_ns(granted_at), spans.wall_ns(now), attrs, parent=holder))
+                spans.record(spans.Span(SPAN_NAMES_LOCK_HELD, spans.wall_ns(granted_at), spans.wall_ns(now), attrs, parent=holder))
             except Exception as err:
                 safety.report("held-lock check", err)
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import safety, spans
 from .conventions import (
     KIND,
-    POOL_KIND,
+    KINDS_POOL_TASK,
     POOL_METRICS_MAX_THREADS,
     POOL_METRICS_QUEUE_SIZE,
     POOL_METRICS_QUEUE_WAIT,
@@ -24,7 +24,7 @@ from .conventions import (
     POOL_OUTCOME,
     POOL_QUEUE_WAIT_MS,
     POOL_RUN_MS,
-    POOL_SPAN_NAME,
+    SPAN_NAMES_POOL_TASK,
     POOL_TASK,
     POOL_TYPE,
 )
@@ -139,7 +139,7 @@ class Offload:
                 pool["wait"].record((started - submitted) / 1e9)
                 pool["run"].record((ended - started) / 1e9)
             attrs = {
-                KIND: POOL_KIND,
+                KIND: KINDS_POOL_TASK,
                 POOL_NAME: pool["attrs"][0][1],
                 POOL_TYPE: POOL_TYPE_NAME,
                 POOL_TASK: _task_name(fn),
@@ -148,7 +148,7 @@ class Offload:
                 POOL_RUN_MS: (ended - started) / 1e6,
                 POOL_METRICS_MAX_THREADS: pool["max_workers"],
             }
-            s = spans.Span(POOL_SPAN_NAME, spans.wall_ns(submitted), spans.wall_ns(ended), attrs, parent=parent)
+            s = spans.Span(SPAN_NAMES_POOL_TASK, spans.wall_ns(submitted), spans.wall_ns(ended), attrs, parent=parent)
             if outcome != "completed":
                 s.status = (spans.STATUS_ERROR, outcome)
             spans.record(s)

@@ -1,4 +1,5 @@
-// Durations as people write them in flags, query strings and rule files: "250ms", "15m", "7d".
+// Time in the units each part works in: durations as people write them ("250ms", "15m", "7d"),
+// exact nanoseconds (OTLP timestamps exceed 2^53, so bigint) and milliseconds.
 
 const UNIT_MS: Record<string, number> = {
   ms: 1,
@@ -23,9 +24,18 @@ export function parseDuration(text: string): number | Error {
 }
 
 export const NS_PER_MS = 1_000_000n;
+export const NS_PER_SECOND = 1_000_000_000n;
+export const NS_PER_MINUTE = 60n * NS_PER_SECOND;
+export const NS_PER_HOUR = 60n * NS_PER_MINUTE;
 
+/** Milliseconds (fractions to the microsecond) as nanoseconds. */
 export function msToNs(ms: number): bigint {
   return BigInt(Math.round(ms * 1000)) * 1000n;
+}
+
+/** The current time in nanoseconds since the epoch, to the millisecond. */
+export function nowNs(): bigint {
+  return BigInt(Date.now()) * NS_PER_MS;
 }
 
 export function nsToIso(ns: bigint): string {
