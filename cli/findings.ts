@@ -1,7 +1,7 @@
 // `stallscope findings`: a running dashboard's findings in a terminal, or as JSON for scripts,
 // with an exit status a CI pipeline can gate on.
 import type { Finding, Severity } from '../common/types';
-import { formatMs } from '../collector/findings';
+import { formatMs } from '../collector/findings/wording';
 
 export interface FindingsOptions {
   url: string;

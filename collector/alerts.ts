@@ -5,11 +5,19 @@
 // receivers were last told, so a restart neither loses state nor notifies twice.
 import { createHash } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
-import type { AlertInstance, AlertRule, AlertRules, AlertTransition, AlertWrite, Finding } from '../common/types';
-import type { Store, Window } from '../db/index';
+import type {
+  AlertInstance,
+  AlertRule,
+  AlertRules,
+  AlertTransition,
+  AlertWrite,
+  Finding,
+  Window,
+} from '../common/types';
+import type { Store } from '../db/index';
 import { DURATION_SIGNALS, parseAlertRules } from './alert-rules';
 import { signalValues, type SignalValue } from './alert-signals';
-import { formatMs } from './findings';
+import { formatMs } from './findings/wording';
 import { Notifier, describeAlert } from './notifier';
 import { key } from '../common/keys';
 
@@ -23,7 +31,7 @@ export interface AlertEngineOptions {
   /** The rules file's text as loaded (empty when there is none yet). */
   text: string;
   store: Store;
-  findings: (w: Window) => Finding[];
+  findings: (w: Window) => Promise<Finding[]>;
   log: (line: string) => void;
   /** Retry policy for receivers (tests shorten it). */
   retry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
@@ -99,7 +107,7 @@ export class AlertEngine {
 
   /** Loads the state kept by the last run, forgets rules that are gone, and starts the timer. */
   async start(): Promise<void> {
-    for (const i of this.o.store.alerts.instances()) this.instances.set(key(i.rule, i.fingerprint), i);
+    for (const i of await this.o.store.read.alertInstances()) this.instances.set(key(i.rule, i.fingerprint), i);
     await this.forgetRemovedRules();
     this.schedule();
   }
@@ -155,10 +163,17 @@ export class AlertEngine {
     if (this.closed) return;
     const write: AlertWrite = { upsert: [], remove: [], history: [] };
     const errors: string[] = [];
+    // Rules on findings over the same window share one derivation per evaluation.
+    const derived = new Map<bigint, Promise<Finding[]>>();
+    const findings = (w: Window) => {
+      let f = derived.get(w.fromNs);
+      if (!f) derived.set(w.fromNs, (f = this.o.findings(w)));
+      return f;
+    };
     for (const rule of this.rules.rules) {
       let values: SignalValue[];
       try {
-        values = signalValues(rule, this.o.store.dashboard, this.o.findings, nowMs);
+        values = await signalValues(rule, this.o.store.read, findings, nowMs);
       } catch (err) {
         errors.push(`rule "${rule.name}": ${(err as Error).message}`);
         continue;

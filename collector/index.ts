@@ -1,7 +1,7 @@
 // The collector: an OTLP/HTTP receiver writing into the store.
 import { OtlpReceiver, type ReceiverStats } from './receiver';
-import { openStore, type Store, type Window } from '../db/index';
-import type { Finding } from '../common/types';
+import { openStore, type Store } from '../db/index';
+import type { Finding, Window } from '../common/types';
 import { deriveFindings } from './findings';
 import { defaultThresholds, type FindingThresholds } from './findings-config';
 import { AlertEngine } from './alerts';
@@ -34,7 +34,7 @@ export interface Collector {
   otlpPort: number;
   stats: ReceiverStats;
   /** What costs time in the window, most costly first. */
-  findings(w: Window): Finding[];
+  findings(w: Window): Promise<Finding[]>;
   alerts: AlertEngine;
   close(): Promise<void>;
 }
@@ -53,7 +53,7 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     retryAfterSeconds: 1,
     token: o.otlpToken,
   });
-  const findings = (w: Window) => deriveFindings(store.dashboard, w, thresholds);
+  const findings = (w: Window) => deriveFindings(store.read, w, thresholds);
   const alerts = new AlertEngine({ ...o.alerts, store, findings, log: o.log, retry: o.alertRetry });
   let otlpPort: number;
   try {

@@ -61,10 +61,11 @@ export function range(req: Request, defaultSinceMs: number | undefined): { fromM
   return { fromMs, toMs };
 }
 
+/** A JSON endpoint: what `fn` returns (or resolves to), a 400 for a BadParam, a 500 otherwise. */
 export function handler(fn: (req: Request) => unknown) {
-  return (req: Request, res: Response) => {
+  return async (req: Request, res: Response) => {
     try {
-      res.json(fn(req));
+      res.json(await fn(req));
     } catch (err) {
       if (err instanceof BadParam) res.status(400).json({ error: err.message });
       else res.status(500).json({ error: `internal error: ${(err as Error).message}` });

@@ -15,7 +15,7 @@ export function queryApi(collector: Collector): Router {
 
   api.get(
     '/services',
-    handler(() => store.queries.listServices()),
+    handler(() => store.read.services()),
   );
 
   api.get(
@@ -42,19 +42,23 @@ export function queryApi(collector: Collector): Router {
           throw new BadParam('attribute: use key=value, e.g. attribute=http.route=/orders');
         search.attribute = { key, value: attr.slice(eq + 1) };
       }
-      return store.queries.searchTraces(search);
+      return store.read.searchTraces(search);
     }),
   );
 
-  api.get('/traces/:traceId', (req, res) => {
+  api.get('/traces/:traceId', async (req, res) => {
     const id = req.params.traceId;
     if (!TRACE_ID.test(id)) {
       res.status(400).json({ error: `traceId: "${id}" is not 32 hex characters` });
       return;
     }
-    const spans = store.queries.getTrace(id);
-    if (spans.length === 0) res.status(404).json({ error: `no trace ${id.toLowerCase()}` });
-    else res.json({ traceId: id.toLowerCase(), spans });
+    try {
+      const spans = await store.read.trace(id);
+      if (spans.length === 0) res.status(404).json({ error: `no trace ${id.toLowerCase()}` });
+      else res.json({ traceId: id.toLowerCase(), spans });
+    } catch (err) {
+      res.status(500).json({ error: `internal error: ${(err as Error).message}` });
+    }
   });
 
   api.get(
@@ -65,7 +69,7 @@ export function queryApi(collector: Collector): Router {
       const { fromMs, toMs } = range(req, 3_600_000);
       const spanMs = toMs! - fromMs!;
       const stepMs = stepParam(req, spanMs);
-      return store.queries.queryMetric({
+      return store.read.metric({
         name,
         service: one(req, 'service'),
         fromNs: msToNs(fromMs!),
@@ -77,7 +81,7 @@ export function queryApi(collector: Collector): Router {
 
   api.get(
     '/findings',
-    handler((req) => {
+    handler(async (req) => {
       const { fromMs, toMs } = range(req, 15 * 60_000);
       const kinds = one(req, 'kind')?.split(',');
       const unknown = kinds?.find((k) => !(FINDING_KINDS as readonly string[]).includes(k));
@@ -86,7 +90,7 @@ export function queryApi(collector: Collector): Router {
           `kind: "${unknown}" is not a finding kind; use one or more of ${FINDING_KINDS.join(', ')}, separated by commas`,
         );
       const resource = one(req, 'resource');
-      const findings = collector.findings({
+      const findings = await collector.findings({
         service: one(req, 'service') || undefined,
         fromNs: msToNs(fromMs!),
         toNs: msToNs(toMs!),
@@ -100,11 +104,11 @@ export function queryApi(collector: Collector): Router {
 
   api.get(
     '/alerts',
-    handler((req) => {
+    handler(async (req) => {
       const since = durationParam(req, 'since') ?? 24 * 3_600_000;
       return {
         ...collector.alerts.status(),
-        history: store.alerts.history(Date.now() - since, intParam(req, 'limit', 1, 5000, 200)),
+        history: await store.read.alertHistory(Date.now() - since, intParam(req, 'limit', 1, 5000, 200)),
       };
     }),
   );

@@ -46,3 +46,9 @@ export function nsToIso(ns: bigint): string {
 export function nsToMs(ns: bigint): number {
   return Number(ns) / 1e6;
 }
+
+/** The start (ISO 8601) of every step of a window, at most 2000. */
+export function stepTimes(w: { fromNs: bigint; toNs: bigint; stepNs: bigint }): string[] {
+  const n = Number((w.toNs - w.fromNs + w.stepNs - 1n) / w.stepNs);
+  return Array.from({ length: Math.min(n, 2000) }, (_, i) => nsToIso(w.fromNs + BigInt(i) * w.stepNs));
+}

@@ -1,6 +1,6 @@
 // Types shared by the collector, the storage layer and the dashboard. Everything that crosses a
 // module boundary (or the writer thread's message port) is declared here and nowhere else.
-import type { ALERT_SIGNALS, FINDING_KINDS } from './conventions';
+import type { AgentKind, ALERT_SIGNALS, FINDING_KINDS } from './conventions';
 
 /** An OTLP AnyValue flattened to plain JSON: bytes become base64 strings, kvlists objects. */
 export type AttrValue = string | number | boolean | null | AttrValue[] | { [key: string]: AttrValue };
@@ -149,7 +149,7 @@ export interface TraceSearch {
   toNs?: bigint;
   attribute?: { key: string; value: string };
   /** Only traces with an agent span of this stallscope.kind (a lock wait, a blocking episode...). */
-  agentKind?: string;
+  agentKind?: AgentKind;
   limit: number;
 }
 
@@ -188,6 +188,141 @@ export interface MetricResult {
   unit: string | null;
   description: string | null;
   series: MetricSeries[];
+}
+
+// ---- the read model (db/read-model.ts): what pages, findings and alerts read ----
+
+/** A time window of a read, optionally one service's, with the resolution of its charts. */
+export interface Window {
+  service?: string;
+  fromNs: bigint;
+  toNs: bigint;
+  /** Chart resolution. */
+  stepNs: bigint;
+}
+
+/** Agent spans of one kind and key in a window, from the per-minute rollups. */
+export interface GroupRow {
+  service: string;
+  key: string;
+  count: number;
+  totalMs: number;
+  maxMs: number;
+}
+
+/** One agent span as the pages and findings read it. */
+export interface AgentSpanRow {
+  traceId: string;
+  spanId: string;
+  service: string;
+  key: string;
+  /** ISO 8601. */
+  start: string;
+  durationMs: number;
+  attributes: Attributes;
+}
+
+/** One lock over a window: the Locks page's row, and what lock alerts measure. */
+export interface LockRow {
+  service: string;
+  lock: string;
+  type: string;
+  acquisitions: number;
+  contended: number;
+  contendedPct: number;
+  totalWaitMs: number;
+  waitP50Ms: number | null;
+  waitP95Ms: number | null;
+  waitP99Ms: number | null;
+  waitMaxMs: number | null;
+  holdP95Ms: number | null;
+  maxQueue: number;
+  timeouts: number;
+}
+
+/** Waits at one lock by the waiter's acquire site and the holder's site. */
+export interface LockPair {
+  waiterSite: string;
+  holderSite: string;
+  count: number;
+  totalMs: number;
+  maxMs: number;
+}
+
+/** A histogram over a window, in milliseconds. */
+export interface HistogramView {
+  count: number;
+  sumMs: number;
+  boundsMs: number[];
+  counts: number[];
+}
+
+/** A chart's worth: one line (or stack) per name, a value per step. */
+export interface Chart {
+  times: string[];
+  series: Array<{ name: string; service: string; values: Array<number | null> }>;
+}
+
+/** A histogram metric's count and sum (seconds) per service and attribute set. */
+export interface HistogramTotal {
+  service: string;
+  attributes: Attributes;
+  count: number;
+  sum: number;
+}
+
+// ---- the dashboard's pages (GET /api/dash/...) ----
+
+export interface WindowView {
+  from: string;
+  to: string;
+}
+
+export interface OverviewPage {
+  window: WindowView;
+  loop: Chart;
+  locks: LockRow[];
+  blockingGroups: GroupRow[];
+  latestEpisodes: AgentSpanRow[];
+  syncCalls: GroupRow[];
+  offload: { canary: Chart; poolWait: Chart };
+}
+
+export interface LocksPage {
+  locks: LockRow[];
+  chart: Chart;
+}
+
+export interface LockPage {
+  lock: string;
+  wait: HistogramView;
+  hold: HistogramView;
+  acquireSites: Array<{ site: string; count: number; totalMs: number }>;
+  pairs: LockPair[];
+  slowest: AgentSpanRow[];
+  held: AgentSpanRow[];
+  chart: Chart;
+}
+
+export interface BlockingPage {
+  episodes: GroupRow[];
+  syncCalls: GroupRow[];
+}
+
+export interface BlockingGroupPage {
+  key: string;
+  stack: string;
+  spans: AgentSpanRow[];
+}
+
+export interface OffloadPage {
+  canary: Chart;
+  inFlight: Chart;
+  size: Chart;
+  threadpoolWaits: GroupRow[];
+  poolWait: Chart;
+  poolRun: Chart;
+  pools: GroupRow[];
 }
 
 export type FindingKind = (typeof FINDING_KINDS)[number];

@@ -1,10 +1,31 @@
 // The JSON behind the dashboard's pages, under /api/dash. Each answers one page's question for a
-// time window (since=15m, or from/to) and optionally one service, with a chart step.
+// time window (since=15m, or from/to) and optionally one service, with a chart step, assembled
+// from the read model; the response types are declared in common/types.ts, where the pages'
+// JSDoc types find them too.
 import express, { type Request, type Router } from 'express';
-import type { Store, Window } from '../db/index';
-import { KINDS, POOL_METRICS, THREADPOOL_METRICS } from '../common/conventions';
-import { poolLabel } from '../db/index';
-import { msToNs, nsToIso } from '../common/time';
+import type { Store } from '../db/index';
+import {
+  CODE_STACKTRACE,
+  KINDS,
+  METRICS,
+  POOL_METRICS,
+  POOL_NAME,
+  POOL_TYPE,
+  THREADPOOL_CATEGORY,
+  THREADPOOL_METRICS,
+} from '../common/conventions';
+import { msToNs, nsToIso, stepTimes } from '../common/time';
+import type {
+  Attributes,
+  BlockingGroupPage,
+  BlockingPage,
+  Chart,
+  LockPage,
+  LocksPage,
+  OffloadPage,
+  OverviewPage,
+  Window,
+} from '../common/types';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
 
 const DEFAULT_WINDOW_MS = 3_600_000;
@@ -26,74 +47,146 @@ function required(req: Request, name: string, what: string): string {
   return v;
 }
 
+const text = (v: unknown) => (typeof v === 'string' ? v : String(v ?? ''));
+/** How a pool is labelled in charts: its name and type. */
+const poolLabel = (a: Attributes) => `${text(a[POOL_NAME])} (${text(a[POOL_TYPE])})`;
+
 export function dashboardApi(store: Store): Router {
   const api = express.Router();
-  const dash = store.dashboard;
+  const read = store.read;
+
+  /** Loop lag (p99, max) and utilization over time, per service; several instances: the worst delay, the mean utilization. */
+  async function loopChart(w: Window): Promise<Chart> {
+    const times = stepTimes(w);
+    const series: Chart['series'] = [];
+    for (const [name, fold, scale] of [
+      [`${METRICS.loopDelayPrefix}p99`, 'max', 1000],
+      [`${METRICS.loopDelayPrefix}max`, 'max', 1000],
+      [METRICS.loopUtilization, 'avg', 1],
+    ] as const) {
+      const byService = new Map<string, Array<number | null>>();
+      for (const r of await read.gaugeSteps(name, fold, w)) {
+        let values = byService.get(r.service);
+        if (!values) byService.set(r.service, (values = new Array<number | null>(times.length).fill(null)));
+        if (r.step >= 0 && r.step < times.length) values[r.step] = r.value * scale;
+      }
+      for (const [service, values] of byService) series.push({ name, service, values });
+    }
+    return { times, series };
+  }
 
   api.get(
     '/overview',
-    handler((req) => {
+    handler(async (req): Promise<OverviewPage> => {
       const w = window(req);
-      const episodes = dash.groups(KINDS.loopBlock, w, 5);
+      const [loop, locks, blockingGroups, latestEpisodes, syncCalls, canary, poolWait] = await Promise.all([
+        loopChart(w),
+        read.locks(w),
+        read.groups(KINDS.loopBlock, w, 5),
+        read.latest(KINDS.loopBlock, w, 10),
+        read.groups(KINDS.syncCall, w, 5),
+        read.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
+        read.meanChart(POOL_METRICS.queueWait, w, poolLabel),
+      ]);
       return {
-        window: {
-          from: nsToIso(w.fromNs),
-          to: nsToIso(w.toNs),
-        },
-        loop: dash.loop(w),
-        locks: dash.locks(w).slice(0, 5),
-        blockingGroups: episodes,
-        latestEpisodes: dash.latest(KINDS.loopBlock, w, 10),
-        syncCalls: dash.groups(KINDS.syncCall, w, 5),
+        window: { from: nsToIso(w.fromNs), to: nsToIso(w.toNs) },
+        loop,
+        locks: locks.slice(0, 5),
+        blockingGroups,
+        latestEpisodes,
+        syncCalls,
         // The overview's two offload charts only, not the whole Offload page.
-        offload: {
-          canary: dash.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
-          poolWait: dash.meanChart(POOL_METRICS.queueWait, w, poolLabel),
-        },
+        offload: { canary, poolWait },
       };
     }),
   );
 
   api.get(
     '/locks',
-    handler((req) => {
+    handler(async (req): Promise<LocksPage> => {
       const w = window(req);
-      const locks = dash.locks(w);
+      const locks = await read.locks(w);
       const top = intParam(req, 'top', 1, 20, 5);
-      return {
-        locks,
-        chart: dash.groupChart(
-          KINDS.lockWait,
-          locks.slice(0, top).map((l) => l.lock),
-          w,
-        ),
-      };
+      const chart = await read.groupChart(
+        KINDS.lockWait,
+        locks.slice(0, top).map((l) => l.lock),
+        w,
+      );
+      return { locks, chart };
     }),
   );
 
   api.get(
     '/lock',
-    handler((req) => dash.lock(required(req, 'name', 'the lock name (stallscope.lock.name)'), window(req))),
+    handler(async (req): Promise<LockPage> => {
+      const name = required(req, 'name', 'the lock name (stallscope.lock.name)');
+      const w = window(req);
+      const [histograms, pairs, slowest, held, chart] = await Promise.all([
+        read.lockHistograms(name, w),
+        read.lockPairs(name, w),
+        read.slowest(KINDS.lockWait, name, w, 10),
+        read.latest(KINDS.lockHeld, w, 10, name),
+        read.groupChart(KINDS.lockWait, [name], w),
+      ]);
+      const sites = new Map<string, { site: string; count: number; totalMs: number }>();
+      for (const p of pairs) {
+        const s = sites.get(p.waiterSite) ?? { site: p.waiterSite, count: 0, totalMs: 0 };
+        s.count += p.count;
+        s.totalMs += p.totalMs;
+        sites.set(p.waiterSite, s);
+      }
+      return {
+        lock: name,
+        ...histograms,
+        acquireSites: [...sites.values()].sort((a, b) => b.totalMs - a.totalMs),
+        pairs,
+        slowest,
+        held,
+        chart,
+      };
+    }),
   );
 
   api.get(
     '/blocking',
-    handler((req) => dash.blocking(window(req))),
+    handler(async (req): Promise<BlockingPage> => {
+      const w = window(req);
+      const [episodes, syncCalls] = await Promise.all([
+        read.groups(KINDS.loopBlock, w),
+        read.groups(KINDS.syncCall, w),
+      ]);
+      return { episodes, syncCalls };
+    }),
   );
 
   api.get(
     '/blocking/group',
-    handler((req) => {
+    handler(async (req): Promise<BlockingGroupPage> => {
       const kind = one(req, 'kind') ?? KINDS.loopBlock;
       if (kind !== KINDS.loopBlock && kind !== KINDS.syncCall)
         throw new BadParam(`kind: ${KINDS.loopBlock} or ${KINDS.syncCall}`);
-      return dash.blockingGroup(kind, required(req, 'key', 'the group (as listed by /api/dash/blocking)'), window(req));
+      const key = required(req, 'key', 'the group (as listed by /api/dash/blocking)');
+      const spans = await read.latest(kind, window(req), 50, key);
+      return { key, stack: text(spans[0]?.attributes[CODE_STACKTRACE] ?? ''), spans };
     }),
   );
 
   api.get(
     '/offload',
-    handler((req) => dash.offload(window(req))),
+    handler(async (req): Promise<OffloadPage> => {
+      const w = window(req);
+      const category = (s: { attributes: Attributes }) => text(s.attributes[THREADPOOL_CATEGORY] ?? 'all');
+      const [canary, inFlight, size, threadpoolWaits, poolWait, poolRun, pools] = await Promise.all([
+        read.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
+        read.gaugeMaxChart(THREADPOOL_METRICS.inFlight, w, category),
+        read.gaugeMaxChart(THREADPOOL_METRICS.size, w, () => 'threadpool size'),
+        read.groups(KINDS.threadpoolWait, w),
+        read.meanChart(POOL_METRICS.queueWait, w, poolLabel),
+        read.meanChart(POOL_METRICS.runTime, w, poolLabel),
+        read.groups(KINDS.poolTask, w),
+      ]);
+      return { canary, inFlight, size, threadpoolWaits, poolWait, poolRun, pools };
+    }),
   );
 
   api.use((req, res) => {

@@ -1,22 +1,7 @@
-// Alert state and history in SQLite: written by the writer thread (AlertWriter), read by the
-// collector's evaluator and the dashboard (AlertReads), so that alerts survive a restart.
+// Alert state and history in SQLite, written by the writer thread so that alerts survive a
+// restart (the read model reads them back: db/read/alerts.ts).
 import type Database from 'better-sqlite3';
-import type { AlertInstance, AlertState, AlertTransition, AlertWrite } from '../common/types';
-
-interface InstanceRow {
-  rule: string;
-  fingerprint: string;
-  labels: string;
-  annotations: string;
-  state: AlertState;
-  value: number | null;
-  active_since_ms: number;
-  fired_at_ms: number | null;
-  resolved_at_ms: number | null;
-  last_eval_ms: number;
-  notified_state: AlertState | null;
-  notified_at_ms: number | null;
-}
+import type { AlertWrite } from '../common/types';
 
 export class AlertWriter {
   private readonly upsert: Database.Statement;
@@ -51,47 +36,5 @@ export class AlertWriter {
 
   deleteHistoryOlderThan(cutoffMs: number): number {
     return this.oldHistory.run(cutoffMs).changes;
-  }
-}
-
-export class AlertReads {
-  private readonly instancesQ: Database.Statement;
-  private readonly historyQ: Database.Statement;
-
-  constructor(db: Database.Database) {
-    this.instancesQ = db.prepare('SELECT * FROM alert_instances ORDER BY rule, fingerprint');
-    this.historyQ = db.prepare(
-      'SELECT * FROM alert_history WHERE time_ms >= ? ORDER BY time_ms DESC, rowid DESC LIMIT ?',
-    );
-  }
-
-  instances(): AlertInstance[] {
-    return (this.instancesQ.all() as InstanceRow[]).map((r) => ({
-      rule: r.rule,
-      fingerprint: r.fingerprint,
-      labels: JSON.parse(r.labels) as Record<string, string>,
-      annotations: JSON.parse(r.annotations) as Record<string, string>,
-      state: r.state,
-      value: r.value,
-      activeSinceMs: r.active_since_ms,
-      firedAtMs: r.fired_at_ms,
-      resolvedAtMs: r.resolved_at_ms,
-      lastEvalMs: r.last_eval_ms,
-      notifiedState: r.notified_state,
-      notifiedAtMs: r.notified_at_ms,
-    }));
-  }
-
-  /** State changes since `sinceMs`, newest first. */
-  history(sinceMs: number, limit: number): AlertTransition[] {
-    return (this.historyQ.all(sinceMs, limit) as Array<Record<string, unknown>>).map((r) => ({
-      timeMs: Number(r.time_ms),
-      rule: String(r.rule),
-      fingerprint: String(r.fingerprint),
-      labels: JSON.parse(String(r.labels)) as Record<string, string>,
-      from: r.from_state as AlertTransition['from'],
-      to: r.to_state as AlertTransition['to'],
-      value: r.value === null ? null : Number(r.value),
-    }));
   }
 }

@@ -1,17 +1,15 @@
-// The storage boundary: the receiver and the API see only this module. Another engine can be
-// added later by providing the same Store.
+// The storage boundary: the receiver, the APIs, findings and alerts see only this module: writes
+// go through `write`, every read through the read model. Another engine fits behind the same
+// Store by providing a writer and an SqlReader.
 import type Database from 'better-sqlite3';
 import { openReadConnection } from './connection';
-import { Queries } from './queries';
-import { DashboardQueries } from './dashboard';
+import { ReadModel } from './read-model';
+import { SqliteReader } from './sql';
 import { WriterClient } from './writer-client';
-import { AlertReads } from './alerts';
 import type { AlertWrite, WriteBatch } from '../common/types';
 
 export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
-export type { Queries } from './queries';
-export type { AgentSpanRow, DashboardQueries, Window } from './dashboard';
-export { poolLabel } from './dashboard';
+export type { ReadModel } from './read-model';
 
 export interface StoreOptions {
   path: string;
@@ -26,12 +24,10 @@ export interface StoreOptions {
 export interface Store {
   /** Resolves once the batch is committed to disk. */
   write(batch: WriteBatch): Promise<void>;
-  readonly queries: Queries;
-  /** The dashboard's aggregations (rollups, agent spans, agent metrics). */
-  readonly dashboard: DashboardQueries;
+  /** Every read: traces, metrics, the agent's spans and rollups, locks, alert state. */
+  readonly read: ReadModel;
   /** Alert state and history (the writer thread commits the changes). */
   writeAlerts(write: AlertWrite): Promise<void>;
-  readonly alerts: AlertReads;
   /** Rows waiting to be committed. */
   readonly backlog: number;
   runRetention(): void;
@@ -56,13 +52,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     await writer.close();
     throw err;
   }
-  const queries = new Queries(reader);
   return {
     write: (batch) => writer.write(batch),
-    queries,
-    dashboard: new DashboardQueries(reader, queries),
+    read: new ReadModel(new SqliteReader(reader)),
     writeAlerts: (w) => writer.writeAlerts(w),
-    alerts: new AlertReads(reader),
     get backlog() {
       return writer.backlog;
     },

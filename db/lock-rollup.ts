@@ -1,5 +1,6 @@
-// The lock metrics folded at ingest into one row per lock per minute and per hour, so that the
-// locks table over a day reads a few thousand rows instead of every export of every stream.
+// The lock metrics folded at ingest into one row per lock per export, per minute and per hour, so
+// that the locks table over a day reads a few thousand rows instead of every export of every
+// stream, and any window, however short, is read exactly from the same folded changes.
 // The agent's lock metrics are cumulative per process: each point's increase over the previous
 // point of the same stream is what the rollup adds (a changed start time or a drop is a restart,
 // and then the point is all increase; a stream's first point after the writer starts has no
@@ -9,6 +10,19 @@ import { LOCK_CONTENDED, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_TYPE } from
 import type { MetricPointRow } from '../common/types';
 import { NS_PER_HOUR, NS_PER_MINUTE, nowNs } from '../common/time';
 import { key } from '../common/keys';
+
+/**
+ * Bucket sizes in minutes and their width in ns. Size 0 is a single export (bucket = its time in
+ * ns): a window's partial minutes at either end read those, so a window of any length is exact.
+ */
+export const ROLLUP_SIZES = [
+  [0, 1n],
+  [1, NS_PER_MINUTE],
+  [60, NS_PER_HOUR],
+] as const;
+
+/** How long single exports are kept: windows reaching further back are exact to the minute. */
+export const EXACT_HORIZON_NS = 2n * NS_PER_HOUR;
 
 /** Streams remembered at most; past this the memory starts over (one export is lost per stream). */
 const MAX_STREAMS = 100_000;
@@ -76,6 +90,8 @@ export class LockRollup {
   private readonly since: bigint;
   private readonly read: Database.Statement;
   private readonly upsert: Database.Statement;
+  private readonly prune: Database.Statement;
+  private prunedAtNs = 0n;
 
   constructor(db: Database.Database, sinceNs = nowNs()) {
     this.since = sinceNs;
@@ -86,6 +102,7 @@ export class LockRollup {
       `INSERT INTO lock_rollup (service, lock, type, size, bucket, data) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO UPDATE SET data = excluded.data`,
     );
+    this.prune = db.prepare('DELETE FROM lock_rollup WHERE size = 0 AND bucket < ?');
   }
 
   /** Forgets the previous points and pending changes: a rolled-back write stored neither. */
@@ -103,6 +120,12 @@ export class LockRollup {
       this.upsert.run(service, lock, type, size, bucket, JSON.stringify(merged));
     }
     this.pending.clear();
+    // Single exports age out here, whatever the retention: a range at the start of the key.
+    const now = nowNs();
+    if (now - this.prunedAtNs >= NS_PER_MINUTE) {
+      this.prune.run(now - EXACT_HORIZON_NS);
+      this.prunedAtNs = now;
+    }
   }
 
   /** Whether a point is one of the lock metrics this folds. */
@@ -169,10 +192,9 @@ export class LockRollup {
         }
       }
     }
-    for (const [size, ns] of [
-      [1, NS_PER_MINUTE],
-      [60, NS_PER_HOUR],
-    ] as const) {
+    const exactSince = nowNs() - EXACT_HORIZON_NS;
+    for (const [size, ns] of ROLLUP_SIZES) {
+      if (size === 0 && p.timeNs < exactSince) continue; // past the horizon (an upgrade's backfill)
       const bucket = p.timeNs / ns;
       const id = key(size, bucket, service, lock, type);
       let e = this.pending.get(id);

@@ -146,7 +146,8 @@ const MIGRATIONS: Migration[] = [
       CREATE INDEX metric_points_name_time ON metric_points (name, time_ns);
       -- The slowest agent spans of one key (a lock's slowest waits) without sorting them all.
       CREATE INDEX spans_agent_slow ON spans (agent_kind, agent_key, duration_ns) WHERE agent_kind IS NOT NULL;
-      -- size 1: a minute (bucket = time_ns / 60e9); size 60: an hour. data: a LockBucket (JSON).
+      -- size 1: a minute (bucket = time_ns / 60e9); size 60: an hour; size 0 (from version 5):
+      -- one export (bucket = time_ns), kept two hours. data: a LockBucket (JSON).
       CREATE TABLE lock_rollup (
         size INTEGER NOT NULL,
         bucket INTEGER NOT NULL,
@@ -193,6 +194,13 @@ const MIGRATIONS: Migration[] = [
       -- One service's latest agent spans of a kind, without walking every other service's.
       CREATE INDEX spans_agent_service ON spans (agent_kind, service, start_ns) WHERE agent_kind IS NOT NULL;
     `,
+  },
+  {
+    version: 5,
+    description: 'lock rollup: single exports (size 0) for the exact edges of a window',
+    // Folded again from the points, so that the last two hours get their single exports too.
+    sql: `DELETE FROM lock_rollup;`,
+    then: backfillLockRollup,
   },
 ];
 

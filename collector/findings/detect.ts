@@ -1,0 +1,428 @@
+// The detectors: each reads the window through the read model and returns what it found as
+// figures and facts (no prose: wording.ts words them). One culprit gives one finding: a lock held
+// too long is not also reported as contended, a blocking sync call not also as a blocked loop at
+// the same line. Example spans come from one read per kind, not one per culprit.
+import {
+  BLOCK_ORIGIN,
+  BLOCK_ORIGINS,
+  BLOCK_STARVED,
+  CODE_FILE,
+  CODE_FUNCTION,
+  CODE_LINE,
+  KINDS,
+  LOCK_ACQUIRE_SITE,
+  LOCK_HELD_MS,
+  LOCK_HOLDER_SITE,
+  LOCK_WAITERS,
+  POOL_METRICS,
+  POOL_NAME,
+  POOL_TYPE,
+  SYNC_API,
+  THREADPOOL_AHEAD,
+  THREADPOOL_METRICS,
+  THREADPOOL_SIZE,
+} from '../../common/conventions';
+import { key } from '../../common/keys';
+import type { AgentSpanRow, Attributes, CodeLocation, Finding, LockRow, Severity, Window } from '../../common/types';
+import type { ReadModel } from '../../db/index';
+import type { FindingThresholds } from '../findings-config';
+
+const EXAMPLES = 3;
+/** Threadpool waits read to learn what the pool was busy with. */
+const AHEAD_SAMPLE = 500;
+/** Groups of one kind a detector looks at, most time first. */
+const GROUPS = 100;
+
+/** A finding before it is put into words: its figures and the facts the words need. */
+type Base = Omit<Finding, 'kind' | 'title' | 'detail'>;
+export type Detected =
+  | (Base & { kind: 'sync-call'; facts: { api: string } })
+  | (Base & { kind: 'loop-blocked'; facts: { pkg?: string; inDependency: boolean } })
+  | (Base & { kind: 'lock-held'; facts: { lock: string; holderSite: string } })
+  | (Base & { kind: 'shared-lock'; facts: { lock: string; type: string; waiterSite: string; holderSite: string } })
+  | (Base & { kind: 'lock-contention'; facts: { lock: string; type: string; topSite?: string } })
+  | (Base & {
+      kind: 'threadpool-saturated';
+      facts: {
+        culprit?: string;
+        /** What the threads were busy with, most first, with its share (0-1). */
+        busy: Array<{ op: string; share: number }>;
+        /** What waited, most first. */
+        waits: Array<{ op: string; totalMs: number }>;
+        submitter?: CodeLocation;
+        waiter?: CodeLocation;
+      };
+    })
+  | (Base & { kind: 'pool-queueing'; facts: { pool: string; type: string } });
+
+const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v));
+
+export function locationOf(a: Attributes | undefined): CodeLocation | undefined {
+  const file = str(a?.[CODE_FILE]);
+  if (!a || !file) return undefined;
+  return { function: str(a[CODE_FUNCTION]) || '<anonymous>', file, line: Number(a[CODE_LINE]) || 0 };
+}
+
+/** A `file:line` site as the lock spans name them (function unknown). */
+function siteLocation(site: string): CodeLocation | undefined {
+  const m = /^(.*):(\d+)$/.exec(site);
+  return m ? { function: '', file: m[1], line: Number(m[2]) } : undefined;
+}
+
+const traceIds = (spans: AgentSpanRow[]) => [...new Set(spans.map((s) => s.traceId))].slice(0, EXAMPLES);
+const sameSite = (service: string, l: CodeLocation) => key(service, `${l.file}:${l.line}`);
+const severity = (critical: boolean): Severity => (critical ? 'critical' : 'warning');
+
+/** Blocking sync calls, then blocked loops not explained by one of them. */
+async function blocking(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const [syncGroups, blockGroups] = await Promise.all([
+    read.groups(KINDS.syncCall, w, GROUPS),
+    read.groups(KINDS.loopBlock, w, GROUPS),
+  ]);
+  const [syncSamples, blockSamples] = await Promise.all([
+    read.samples(KINDS.syncCall, syncGroups, w, EXAMPLES, 'slowest'),
+    read.samples(KINDS.loopBlock, blockGroups, w, EXAMPLES, 'slowest'),
+  ]);
+  type SyncSite = {
+    d: Extract<Detected, { kind: 'sync-call' }>;
+    totalMs: number;
+    maxMs: number;
+    /** Blocking episodes at the same line, folded in. */
+    episodes: number;
+    blockMaxMs: number;
+  };
+  const sites = new Map<string, SyncSite>();
+  for (const g of syncGroups) {
+    const examples = syncSamples.get(key(g.service, g.key)) ?? [];
+    const location = locationOf(examples[0]?.attributes);
+    if (!location) continue;
+    const d: SyncSite['d'] = {
+      kind: 'sync-call',
+      severity: 'warning',
+      service: g.service,
+      impactMs: g.totalMs,
+      count: g.count,
+      location,
+      traceIds: traceIds(examples),
+      figures: { totalMs: g.totalMs, maxMs: g.maxMs, calls: g.count },
+      facts: { api: str(examples[0].attributes[SYNC_API]) || 'a blocking call' },
+    };
+    const site = sameSite(g.service, location);
+    // Two slow APIs on one line: the costlier one names the finding.
+    if ((sites.get(site)?.totalMs ?? -1) < g.totalMs)
+      sites.set(site, { d, totalMs: g.totalMs, maxMs: g.maxMs, episodes: 0, blockMaxMs: 0 });
+  }
+
+  const out: Detected[] = [];
+  const t = th['loop-blocked'];
+  for (const g of blockGroups) {
+    const examples = blockSamples.get(key(g.service, g.key)) ?? [];
+    const a = examples[0]?.attributes;
+    const location = locationOf(a);
+    // No stack: nothing to name. The telemetry's own work and Node's alone are not the app's doing.
+    const origin = str(a?.[BLOCK_ORIGIN]) || BLOCK_ORIGINS.app;
+    if (!location || origin === BLOCK_ORIGINS.telemetry || origin === BLOCK_ORIGINS.runtime) continue;
+    const sync = sites.get(sameSite(g.service, location));
+    // A loop held up by CPU starvation (the process hardly ran) is not this code's doing; the
+    // sample decides for the group, and a sync call on the line still explains its episodes.
+    if (!sync && examples.every((e) => e.attributes[BLOCK_STARVED] === true)) continue;
+    if (sync) {
+      // The loop was blocked by the sync call on this line: one culprit, the larger figures.
+      sync.totalMs = Math.max(sync.totalMs, g.totalMs);
+      sync.maxMs = Math.max(sync.maxMs, g.maxMs);
+      sync.episodes += g.count;
+      sync.blockMaxMs = Math.max(sync.blockMaxMs, g.maxMs);
+      continue;
+    }
+    if (g.totalMs < t['min-total'] || g.count < t['min-count']) continue;
+    const pkg = /node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)/.exec(location.file)?.[1]?.replace('\\', '/');
+    out.push({
+      kind: 'loop-blocked',
+      severity: severity(g.totalMs >= t['critical-total'] || g.maxMs >= t['critical-max']),
+      service: g.service,
+      impactMs: g.totalMs,
+      count: g.count,
+      location,
+      traceIds: traceIds(examples),
+      figures: { totalMs: g.totalMs, maxMs: g.maxMs, episodes: g.count },
+      facts: { pkg, inDependency: origin === BLOCK_ORIGINS.dependency },
+    });
+  }
+
+  const s = th['sync-call'];
+  for (const site of sites.values()) {
+    const d = site.d;
+    d.count = Math.max(d.count, site.episodes);
+    if (site.totalMs < s['min-total'] || d.count < s['min-count']) continue;
+    d.severity = severity(site.totalMs >= s['critical-total'] || site.blockMaxMs >= t['critical-max']);
+    d.impactMs = site.totalMs;
+    d.figures = { ...d.figures, totalMs: site.totalMs, maxMs: site.maxMs };
+    out.push(d);
+  }
+  return out;
+}
+
+interface Pairs {
+  cross: number;
+  share: number;
+  top?: { waiterSite: string; holderSite: string; totalMs: number };
+  topSite?: string;
+}
+
+async function pairsOf(read: ReadModel, lock: string, w: Window): Promise<Pairs> {
+  const pairs = await read.lockPairs(lock, w);
+  let known = 0;
+  let cross = 0;
+  let top: Pairs['top'];
+  const bySite = new Map<string, number>();
+  for (const p of pairs) {
+    bySite.set(p.waiterSite, (bySite.get(p.waiterSite) ?? 0) + p.totalMs);
+    if (!p.waiterSite || !p.holderSite) continue;
+    known += p.totalMs;
+    if (p.waiterSite === p.holderSite) continue;
+    cross += p.totalMs;
+    if (!top || p.totalMs > top.totalMs) top = p;
+  }
+  const topSite = [...bySite].filter(([site]) => site).sort((a, b) => b[1] - a[1])[0]?.[0];
+  return { cross, share: known ? cross / known : 0, top, topSite };
+}
+
+async function locks(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const out: Detected[] = [];
+  const [rows, heldGroups] = await Promise.all([read.locks(w), read.groups(KINDS.lockHeld, w, GROUPS)]);
+  /** service and lock of the held-lock findings: the cause of those locks' waits. */
+  const held = new Set<string>();
+
+  const h = th['lock-held'];
+  const heldSamples = await read.samples(KINDS.lockHeld, heldGroups, w, 20, 'latest');
+  for (const g of heldGroups) {
+    const spans = heldSamples.get(key(g.service, g.key)) ?? [];
+    const heldMs = Math.max(0, ...spans.map((s) => Number(s.attributes[LOCK_HELD_MS]) || s.durationMs));
+    if (heldMs < h['min-held']) continue;
+    const waiters = Math.max(0, ...spans.map((s) => Number(s.attributes[LOCK_WAITERS]) || 0));
+    const holderSite = spans.map((s) => str(s.attributes[LOCK_HOLDER_SITE])).find(Boolean) ?? '';
+    const row = rows.find((r) => r.service === g.service && r.lock === g.key);
+    // Waiters of a lock that is never released never finish waiting: count them while it was
+    // held, from each hold's latest report (a hold is reported again as it goes on).
+    const perHold = new Map<string, number>();
+    for (const s of spans) {
+      const waited = (Number(s.attributes[LOCK_HELD_MS]) || 0) * (Number(s.attributes[LOCK_WAITERS]) || 0);
+      perHold.set(s.start, Math.max(perHold.get(s.start) ?? 0, waited));
+    }
+    const waitedMs = Math.max(
+      row?.totalWaitMs ?? 0,
+      [...perHold.values()].reduce((a, b) => a + b, 0),
+    );
+    held.add(key(g.service, g.key));
+    out.push({
+      kind: 'lock-held',
+      severity: severity(heldMs >= h['critical-held']),
+      service: g.service,
+      impactMs: waitedMs,
+      count: g.count,
+      resource: g.key,
+      location: locationOf(spans[0]?.attributes) ?? siteLocation(holderSite),
+      traceIds: traceIds(spans),
+      figures: { heldMs, waiters, reports: g.count, ...(row ? { totalWaitMs: row.totalWaitMs } : {}) },
+      facts: { lock: g.key, holderSite },
+    });
+  }
+
+  const c = th['lock-contention'];
+  const hot = rows.filter(
+    (row) =>
+      !held.has(key(row.service, row.lock)) &&
+      row.totalWaitMs >= c['min-total-wait'] &&
+      (row.waitP95Ms ?? 0) >= c['min-p95'],
+  );
+  const [examplesOf, pairs] = await Promise.all([
+    read.samples(
+      KINDS.lockWait,
+      hot.map((r) => ({ service: r.service, key: r.lock })),
+      w,
+      20,
+      'slowest',
+    ),
+    Promise.all(hot.map((row) => pairsOf(read, row.lock, { ...w, service: row.service }))),
+  ]);
+  hot.forEach((row: LockRow, i) => {
+    const p = pairs[i];
+    const examples = examplesOf.get(key(row.service, row.lock)) ?? [];
+    const siteSpan = (site: string | undefined) => examples.find((s) => str(s.attributes[LOCK_ACQUIRE_SITE]) === site);
+    const base = {
+      severity: severity((row.waitP95Ms ?? 0) >= c['critical-p95']),
+      service: row.service,
+      impactMs: row.totalWaitMs,
+      count: row.contended,
+      resource: row.lock,
+      traceIds: traceIds(examples),
+    };
+    const figures = {
+      totalWaitMs: row.totalWaitMs,
+      waitP95Ms: row.waitP95Ms ?? 0,
+      waitMaxMs: row.waitMaxMs ?? 0,
+      maxQueue: row.maxQueue,
+      acquisitions: row.acquisitions,
+      contended: row.contended,
+    };
+    if (p.top && p.share >= th['shared-lock']['min-cross-share']) {
+      const { waiterSite, holderSite } = p.top;
+      out.push({
+        ...base,
+        kind: 'shared-lock',
+        location: locationOf(siteSpan(waiterSite)?.attributes) ?? siteLocation(waiterSite),
+        figures: { ...figures, crossSiteShare: p.share, crossSiteWaitMs: p.cross },
+        facts: { lock: row.lock, type: row.type, waiterSite, holderSite },
+      });
+      return;
+    }
+    out.push({
+      ...base,
+      kind: 'lock-contention',
+      location: locationOf(siteSpan(p.topSite)?.attributes) ?? (p.topSite ? siteLocation(p.topSite) : undefined),
+      figures,
+      facts: { lock: row.lock, type: row.type, topSite: p.topSite },
+    });
+  });
+  return out;
+}
+
+async function threadpool(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const t = th['threadpool-saturated'];
+  const byService = new Map<string, Array<{ op: string; totalMs: number; count: number }>>();
+  for (const g of await read.groups(KINDS.threadpoolWait, w, 200)) {
+    const list = byService.get(g.service) ?? [];
+    list.push({ op: g.key, totalMs: g.totalMs, count: g.count });
+    byService.set(g.service, list);
+  }
+  const saturated = [...byService].filter(
+    ([, waits]) => waits.reduce((s, x) => s + x.totalMs, 0) >= t['min-total-wait'],
+  );
+  if (saturated.length === 0) return [];
+  const canaries = await read.histogramTotals(THREADPOOL_METRICS.canaryWait, w);
+  const samples = await Promise.all(
+    saturated.map(([service]) => read.latest(KINDS.threadpoolWait, { ...w, service }, AHEAD_SAMPLE)),
+  );
+  return saturated.map(([service, waits], i): Detected => {
+    const totalMs = waits.reduce((s, x) => s + x.totalMs, 0);
+    const sample = samples[i];
+    const busy = new Map<string, number>();
+    for (const s of sample) {
+      for (const part of str(s.attributes[THREADPOOL_AHEAD]).split(',')) {
+        const [op, n] = part.split('=');
+        if (op && Number(n) > 0) busy.set(op, (busy.get(op) ?? 0) + Number(n));
+      }
+    }
+    const busyTotal = [...busy.values()].reduce((a, b) => a + b, 0);
+    const culprits = [...busy].sort((a, b) => b[1] - a[1]);
+    const culprit = culprits[0]?.[0];
+    const size = Number(sample[0]?.attributes[THREADPOOL_SIZE]) || 4;
+    // Where the work that filled the pool was submitted, when it queued too (then it has spans);
+    // otherwise where the most waiting happened.
+    const submitter = sample.find((s) => s.key === culprit && locationOf(s.attributes));
+    const waiter = submitter ?? sample.find((s) => locationOf(s.attributes));
+    const canary = canaries
+      .filter((c) => c.service === service)
+      .reduce((a, c) => ({ count: a.count + c.count, sum: a.sum + c.sum }), { count: 0, sum: 0 });
+    const canaryMs = canary.count ? (1000 * canary.sum) / canary.count : undefined;
+    const count = waits.reduce((s, x) => s + x.count, 0);
+    waits.sort((a, b) => b.totalMs - a.totalMs);
+    return {
+      kind: 'threadpool-saturated',
+      severity: severity(totalMs >= t['critical-total-wait']),
+      service,
+      impactMs: totalMs,
+      count,
+      location: waiter ? locationOf(waiter.attributes) : undefined,
+      traceIds: traceIds(sample.filter((s) => s.key !== culprit).concat(sample)),
+      figures: {
+        totalWaitMs: totalMs,
+        waits: count,
+        size,
+        ...(canaryMs !== undefined ? { canaryMeanMs: canaryMs } : {}),
+      },
+      facts: {
+        culprit,
+        busy: culprits.map(([op, n]) => ({ op, share: n / busyTotal })),
+        waits: waits.map(({ op, totalMs: ms }) => ({ op, totalMs: ms })),
+        submitter: submitter ? locationOf(submitter.attributes) : undefined,
+        waiter: waiter ? locationOf(waiter.attributes) : undefined,
+      },
+    };
+  });
+}
+
+async function pools(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const t = th['pool-queueing'];
+  const id = (service: string, a: Attributes) => key(service, str(a[POOL_NAME]), str(a[POOL_TYPE]));
+  const [runTotals, waitTotals] = await Promise.all([
+    read.histogramTotals(POOL_METRICS.runTime, w),
+    read.histogramTotals(POOL_METRICS.queueWait, w),
+  ]);
+  // Several instances of a service each report the pool: add them up.
+  const sum = (rows: typeof runTotals) => {
+    const by = new Map<string, { service: string; pool: string; type: string; count: number; sum: number }>();
+    for (const r of rows) {
+      const k = id(r.service, r.attributes);
+      const e = by.get(k) ?? {
+        service: r.service,
+        pool: str(r.attributes[POOL_NAME]),
+        type: str(r.attributes[POOL_TYPE]),
+        count: 0,
+        sum: 0,
+      };
+      e.count += r.count;
+      e.sum += r.sum;
+      by.set(k, e);
+    }
+    return by;
+  };
+  const runs = sum(runTotals);
+  const found: Array<{
+    wait: { service: string; pool: string; type: string; count: number; sum: number };
+    meanWait: number;
+    meanRun: number;
+    ratio: number;
+  }> = [];
+  for (const [k, wait] of sum(waitTotals)) {
+    const run = runs.get(k);
+    const waitMs = 1000 * wait.sum;
+    if (!wait.count || !run?.count || waitMs < t['min-total-wait']) continue;
+    const meanWait = waitMs / wait.count;
+    const meanRun = (1000 * run.sum) / run.count;
+    const ratio = meanRun > 0 ? meanWait / meanRun : Infinity;
+    if (ratio >= t['min-wait-to-run']) found.push({ wait, meanWait, meanRun, ratio });
+  }
+  const examples = await read.samples(
+    KINDS.poolTask,
+    found.map((f) => ({ service: f.wait.service, key: f.wait.pool })),
+    w,
+    EXAMPLES,
+    'slowest',
+  );
+  return found.map(({ wait, meanWait, meanRun, ratio }) => {
+    const waitMs = 1000 * wait.sum;
+    return {
+      kind: 'pool-queueing',
+      severity: severity(ratio >= t['critical-wait-to-run']),
+      service: wait.service,
+      impactMs: waitMs,
+      count: wait.count,
+      resource: wait.pool,
+      traceIds: traceIds(examples.get(key(wait.service, wait.pool)) ?? []),
+      figures: { totalWaitMs: waitMs, meanWaitMs: meanWait, meanRunMs: meanRun, tasks: wait.count },
+      facts: { pool: wait.pool, type: wait.type },
+    };
+  });
+}
+
+/** Everything the detectors find in the window (and service). */
+export async function detect(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const found = await Promise.all([
+    blocking(read, w, th),
+    locks(read, w, th),
+    threadpool(read, w, th),
+    pools(read, w, th),
+  ]);
+  return found.flat();
+}

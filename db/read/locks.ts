@@ -1,0 +1,167 @@
+// Lock statistics over a window, from the lock rollup (db/lock-rollup.ts): the one source for
+// the Locks page, a lock's page, findings and lock alerts, so that they never disagree.
+import { KINDS } from '../../common/conventions';
+import type { HistogramView, LockPair, LockRow, Window } from '../../common/types';
+import { key } from '../../common/keys';
+import { NS_PER_MINUTE, nowNs, nsToMs } from '../../common/time';
+import { EXACT_HORIZON_NS, emptyBucket, mergeBucket, type LockBucket } from '../lock-rollup';
+import { big, int, type Params, type SqlReader } from '../sql';
+import { groups, minutesOf } from './agent-spans';
+import { quantile, type Histogram } from './histogram';
+
+interface Range {
+  size: 0 | 1 | 60;
+  from: bigint;
+  to: bigint;
+}
+
+/**
+ * The rollup rows that make up a window: whole hours from the hourly rows, whole minutes from
+ * the minute rows, and the partial minutes at either end from single exports while those are
+ * kept (older windows are widened to whole minutes).
+ */
+export function rollupRanges(w: Window, now = nowNs()): Range[] {
+  const exactSince = now - EXACT_HORIZON_NS;
+  const ceilMinute = (ns: bigint) => (ns + NS_PER_MINUTE - 1n) / NS_PER_MINUTE;
+  const ranges: Range[] = [];
+  let firstMinute = w.fromNs / NS_PER_MINUTE;
+  let endMinute = ceilMinute(w.toNs);
+  const headEnd = ceilMinute(w.fromNs) * NS_PER_MINUTE;
+  const tailStart = (w.toNs / NS_PER_MINUTE) * NS_PER_MINUTE;
+  if (headEnd >= w.toNs) {
+    // Inside one minute.
+    if (w.fromNs >= exactSince) return [{ size: 0, from: w.fromNs, to: w.toNs }];
+  } else {
+    if (w.fromNs >= exactSince && headEnd > w.fromNs) {
+      ranges.push({ size: 0, from: w.fromNs, to: headEnd });
+      firstMinute = headEnd / NS_PER_MINUTE;
+    }
+    if (tailStart >= exactSince && tailStart < w.toNs) {
+      ranges.push({ size: 0, from: tailStart, to: w.toNs });
+      endMinute = tailStart / NS_PER_MINUTE;
+    }
+  }
+  const firstHour = (firstMinute + 59n) / 60n;
+  const endHour = endMinute / 60n;
+  if (firstHour < endHour) {
+    ranges.push({ size: 60, from: firstHour, to: endHour });
+    ranges.push({ size: 1, from: firstMinute, to: firstHour * 60n });
+    ranges.push({ size: 1, from: endHour * 60n, to: endMinute });
+  } else {
+    ranges.push({ size: 1, from: firstMinute, to: endMinute });
+  }
+  return ranges.filter((r) => r.from < r.to);
+}
+
+/** The lock rollup over a window, merged per lock. */
+async function lockBuckets(
+  db: SqlReader,
+  w: Window,
+  lock?: string,
+): Promise<Map<string, { service: string; lock: string; type: string; b: LockBucket }>> {
+  const params: Params = { service: w.service ?? null, lock: lock ?? null };
+  const parts = rollupRanges(w).map((r, i) => {
+    Object.assign(params, { [`size${i}`]: r.size, [`from${i}`]: r.from, [`to${i}`]: r.to });
+    return `(size = @size${i} AND bucket >= @from${i} AND bucket < @to${i})`;
+  });
+  const out = new Map<string, { service: string; lock: string; type: string; b: LockBucket }>();
+  if (parts.length === 0) return out;
+  const rows = await db.all<{ service: string; lock: string; type: string; data: string }>(
+    `SELECT service, lock, type, data FROM lock_rollup WHERE (${parts.join(' OR ')})
+       ${w.service ? 'AND service = @service' : ''} ${lock !== undefined ? 'AND lock = @lock' : ''}`,
+    params,
+  );
+  for (const r of rows) {
+    const id = key(r.service, r.lock, r.type);
+    let e = out.get(id);
+    if (!e) out.set(id, (e = { service: r.service, lock: r.lock, type: r.type, b: emptyBucket() }));
+    mergeBucket(e.b, JSON.parse(r.data) as LockBucket);
+  }
+  return out;
+}
+
+const waitHistogram = (b: LockBucket): Histogram => ({
+  count: b.waitCount,
+  sum: b.waitSum,
+  bounds: b.bounds,
+  counts: b.waitCounts,
+});
+const holdHistogram = (b: LockBucket): Histogram => ({
+  count: b.holdCount,
+  sum: b.holdSum,
+  bounds: b.bounds,
+  counts: b.holdCounts,
+});
+
+/** Every lock resource seen in the window, most waiting first. */
+export async function locks(db: SqlReader, w: Window, lock?: string): Promise<LockRow[]> {
+  const [buckets, waitGroups] = await Promise.all([lockBuckets(db, w, lock), groups(db, KINDS.lockWait, w, 1000)]);
+  const waitMax = new Map(waitGroups.map((g) => [key(g.service, g.key), g.maxMs]));
+  const out: LockRow[] = [];
+  for (const { service, lock: name, type, b } of buckets.values()) {
+    const wait = waitHistogram(b);
+    // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
+    const zeros = Math.max(0, b.acquisitions - b.contended);
+    const msOf = (v: number | null) => (v === null ? null : v * 1000);
+    const max = waitMax.get(key(service, name)) ?? (wait.count ? quantile(wait, 1)! * 1000 : 0);
+    // A percentile read off bucket bounds can exceed the longest wait the spans measured.
+    const ms = (v: number | null) => (v === null ? null : Math.min(v * 1000, max));
+    out.push({
+      service,
+      lock: name,
+      type,
+      acquisitions: b.acquisitions,
+      contended: b.contended,
+      contendedPct: b.acquisitions ? (100 * b.contended) / b.acquisitions : 0,
+      totalWaitMs: b.waitSum * 1000,
+      waitP50Ms: ms(quantile(wait, 0.5, zeros)),
+      waitP95Ms: ms(quantile(wait, 0.95, zeros)),
+      waitP99Ms: ms(quantile(wait, 0.99, zeros)),
+      waitMaxMs: max,
+      holdP95Ms: msOf(quantile(holdHistogram(b), 0.95)),
+      maxQueue: b.maxPending,
+      timeouts: b.timeouts,
+    });
+  }
+  return out.sort((a, b) => b.totalWaitMs - a.totalWaitMs);
+}
+
+/** One lock's wait and hold histograms over the window (all services, or the window's). */
+export async function lockHistograms(
+  db: SqlReader,
+  name: string,
+  w: Window,
+): Promise<{ wait: HistogramView; hold: HistogramView }> {
+  const b = emptyBucket();
+  for (const e of (await lockBuckets(db, w, name)).values()) mergeBucket(b, e.b);
+  const view = (h: Histogram): HistogramView => ({
+    count: h.count,
+    sumMs: h.sum * 1000,
+    boundsMs: h.bounds.map((x) => x * 1000),
+    counts: h.counts,
+  });
+  return { wait: view(waitHistogram(b)), hold: view(holdHistogram(b)) };
+}
+
+/** Who waited on whom at one lock: waiter site by holder site, most waiting first. */
+export async function lockPairs(db: SqlReader, name: string, w: Window): Promise<LockPair[]> {
+  const rows = await db.all<{
+    waiter_site: string;
+    holder_site: string;
+    count: unknown;
+    total_ns: unknown;
+    max_ns: unknown;
+  }>(
+    `SELECT waiter_site, holder_site, sum(count) AS count, sum(total_ns) AS total_ns, max(max_ns) AS max_ns
+     FROM lock_pair_rollup WHERE lock = @lock AND minute >= @from AND minute < @to ${w.service ? 'AND service = @service' : ''}
+     GROUP BY waiter_site, holder_site ORDER BY total_ns DESC LIMIT 50`,
+    { lock: name, service: w.service ?? null, ...minutesOf(w) },
+  );
+  return rows.map((p) => ({
+    waiterSite: p.waiter_site,
+    holderSite: p.holder_site,
+    count: int(p.count),
+    totalMs: nsToMs(big(p.total_ns)),
+    maxMs: nsToMs(big(p.max_ns)),
+  }));
+}
