@@ -1,0 +1,131 @@
+// The read model: windows of any length are exact for lock statistics, and the Locks page and a
+// lock alert read the same numbers for the same window.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { getJson, startServer } from './helpers';
+import { rollupRanges } from '../db/read/locks';
+import { signalValues } from '../collector/alert-signals';
+import { NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND } from '../common/time';
+import type { AlertRule, LocksPage } from '../common/types';
+
+const attr = (key: string, value: string | boolean) => ({
+  key,
+  value: typeof value === 'string' ? { stringValue: value } : { boolValue: value },
+});
+
+describe('lock windows', () => {
+  const now = ((BigInt(Date.now()) * 1_000_000n) / NS_PER_HOUR) * NS_PER_HOUR + 50n * NS_PER_MINUTE;
+
+  it('read the partial minutes at the ends from single exports, whole minutes and hours from their rows', () => {
+    // From hh-2:59:07 to hh:49:47: the hour hh-1 is whole, and both ends are within two hours.
+    const from = now - 111n * NS_PER_MINUTE + 7n * NS_PER_SECOND;
+    const to = now - 13n * NS_PER_SECOND;
+    const ranges = rollupRanges({ fromNs: from, toNs: to, stepNs: to - from }, now);
+    // Single exports for the two cut minutes, then minutes and an hour in between, nothing twice.
+    assert.deepEqual(
+      ranges.map((r) => r.size),
+      [0, 0, 60, 1],
+    );
+    const covered = ranges
+      .map((r) => (r.size === 0 ? r.to - r.from : (r.to - r.from) * BigInt(r.size) * NS_PER_MINUTE))
+      .reduce((a, b) => a + b, 0n);
+    assert.equal(covered, to - from);
+  });
+
+  it('widen windows older than the single exports to whole minutes', () => {
+    const from = now - 5n * NS_PER_HOUR + 7n * NS_PER_SECOND;
+    const to = now - 4n * NS_PER_HOUR + 7n * NS_PER_SECOND;
+    const ranges = rollupRanges({ fromNs: from, toNs: to, stepNs: to - from }, now);
+    assert.ok(ranges.every((r) => r.size !== 0));
+    assert.equal(ranges[ranges.length - 1].to * NS_PER_MINUTE >= to, true);
+  });
+
+  it('a window inside one minute reads single exports only', () => {
+    const from = now - 50n * NS_PER_SECOND;
+    const to = now - 40n * NS_PER_SECOND;
+    assert.deepEqual(rollupRanges({ fromNs: from, toNs: to, stepNs: 1n }, now), [{ size: 0, from, to }]);
+  });
+});
+
+describe('lock statistics over a short window', () => {
+  it('count exactly the exports inside it, the same on the Locks page and in an alert', async () => {
+    const server = await startServer();
+    try {
+      const nowMs = Date.now();
+      const NOW = BigInt(nowMs) * 1_000_000n;
+      // Eighteen exports 10 s apart of a stream that began before the collector: the first is a
+      // baseline, each later one adds 10 acquisitions (2 contended) and 2 waits of 3 ms.
+      const times = Array.from({ length: 18 }, (_, i) => NOW - BigInt(17 - i) * 10n * NS_PER_SECOND);
+      const start = String(NOW - 10n * NS_PER_MINUTE);
+      const lock = [attr('stallscope.lock.name', 'ledger'), attr('stallscope.lock.type', 'async-mutex.Mutex')];
+      const sum = (contended: boolean, per: number) => ({
+        aggregationTemporality: 2,
+        isMonotonic: true,
+        dataPoints: times.map((t, i) => ({
+          startTimeUnixNano: start,
+          timeUnixNano: String(t),
+          asInt: String(per * (i + 1)),
+          attributes: [...lock, attr('stallscope.lock.contended', contended)],
+        })),
+      });
+      const body = {
+        resourceMetrics: [
+          {
+            resource: { attributes: [attr('service.name', 'shop')] },
+            scopeMetrics: [
+              {
+                metrics: [
+                  { name: 'stallscope.lock.acquisitions', sum: sum(false, 8) },
+                  { name: 'stallscope.lock.acquisitions', sum: sum(true, 2) },
+                  {
+                    name: 'stallscope.lock.wait_time',
+                    histogram: {
+                      aggregationTemporality: 2,
+                      dataPoints: times.map((t, i) => ({
+                        startTimeUnixNano: start,
+                        timeUnixNano: String(t),
+                        count: String(2 * (i + 1)),
+                        sum: 0.006 * (i + 1),
+                        explicitBounds: [0.001, 0.005, 0.01],
+                        bucketCounts: ['0', String(2 * (i + 1)), '0', '0'],
+                        attributes: [...lock, attr('stallscope.lock.outcome', 'granted')],
+                      })),
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      };
+      const res = await fetch(`${server.otlp}/v1/metrics`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 200);
+
+      // 53 s holding the exports at -95 s ... -45 s: five of them, whatever minute they fall in.
+      const fromMs = nowMs - 95_500;
+      const toMs = nowMs - 42_500;
+      const page = await getJson<LocksPage>(`${server.api}/api/dash/locks?from=${fromMs}&to=${toMs}&service=shop`);
+      assert.equal(page.status, 200);
+      const row = page.body.locks.find((l) => l.lock === 'ledger')!;
+      assert.equal(row.acquisitions, 50);
+      assert.equal(row.contended, 10);
+      assert.ok(Math.abs(row.totalWaitMs - 30) < 1e-6, `total wait ${row.totalWaitMs}`);
+
+      const rule = (signal: AlertRule['signal']) =>
+        ({ name: signal, signal, op: '>', threshold: 0, windowMs: toMs - fromMs }) as AlertRule;
+      const read = server.running.collector.store.read;
+      const noFindings = async () => [];
+      const [total] = await signalValues(rule('lock-wait-total'), read, noFindings, toMs);
+      const [p95] = await signalValues(rule('lock-wait-p95'), read, noFindings, toMs);
+      assert.equal(total.resource, 'ledger');
+      assert.equal(total.value, row.totalWaitMs);
+      assert.equal(p95.value, row.waitP95Ms);
+    } finally {
+      await server.close();
+    }
+  });
+});
