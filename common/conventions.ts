@@ -102,6 +102,14 @@ export const LOCK_CONTENDED = 'stallscope.lock.contended';
 export const LOCK_QUEUE_DEPTH = 'stallscope.lock.queue_depth';
 export const LOCK_ACQUIRE_SITE = 'stallscope.lock.acquire_site';
 export const LOCK_HOLDER_SITE = 'stallscope.lock.holder_site';
+/** lock-wait: the holds the wait was charged to, most charged first (up to 5, then `(other)`). */
+export const LOCK_HOLDER_SITES = 'stallscope.lock.holder_sites';
+/** lock-wait: the ms charged to each of LOCK_HOLDER_SITES, in the same order. */
+export const LOCK_HOLDER_MS = 'stallscope.lock.holder_ms';
+/** lock-wait: the part of the wait no hold covered (the lock was free, the waiter not yet resumed). */
+export const LOCK_HANDOFF_MS = 'stallscope.lock.handoff_ms';
+/** Holder sites that are not code: see docs/conventions.md (Lock blame). */
+export const LOCK_SITES = { handoff: '(handoff)', unknown: '(unknown)', other: '(other)' } as const;
 export const LOCK_HOLDER_TRACE = 'stallscope.lock.holder_trace_id';
 export const LOCK_HOLDER_SPAN = 'stallscope.lock.holder_span_id';
 export const LOCK_HELD_MS = 'stallscope.lock.held_ms';
@@ -111,6 +119,8 @@ export const LOCK_METRICS = {
   holdTime: 'stallscope.lock.hold_time',
   acquisitions: 'stallscope.lock.acquisitions',
   pending: 'stallscope.lock.pending_requests',
+  /** Wait charged to the holds that caused it, by holder site and waiter site (seconds). */
+  waitCaused: 'stallscope.lock.wait_caused',
 } as const;
 
 // libuv threadpool (spans of kind threadpool-wait).
