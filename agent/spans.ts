@@ -1,7 +1,7 @@
 // Spans for things already over: a detector knows the start and end of a wait or a call (on the
 // performance.now() clock) only once it has ended, and records the span then, in the context
 // that was active when it began.
-import { SpanKind, SpanStatusCode, type Context, type Tracer } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, type Attributes, type Context, type Tracer } from '@opentelemetry/api';
 import { KIND } from '../common/conventions';
 import { codeAttributes, parseV8Stack } from './stack';
 
@@ -11,7 +11,7 @@ export interface PastSpan {
   kind: string;
   from: number;
   to: number;
-  attributes: Record<string, string | number | boolean>;
+  attributes: Attributes;
   /** The parent: the context active when it began (else the current one). */
   ctx?: Context;
   /** Where in the user's code it happened, as `code.*` attributes. */

@@ -38,7 +38,12 @@ const SPEC = {
     'min-cross-share': {
       unit: 'share',
       value: 0.3,
-      meaning: 'share of the wait spent behind a holder at another site',
+      meaning: 'share of the charged wait where the waiter and the holder are different functions',
+    },
+    'min-holder-share': {
+      unit: 'share',
+      value: 0.15,
+      meaning: 'share of the charged wait each of two holder functions must carry',
     },
   },
   'lock-held': {

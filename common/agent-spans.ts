@@ -7,8 +7,6 @@ import {
   CODE_LINE,
   KIND,
   KINDS,
-  LOCK_ACQUIRE_SITE,
-  LOCK_HOLDER_SITE,
   LOCK_NAME,
   POOL_NAME,
   SYNC_API,
@@ -36,12 +34,6 @@ export function agentSpan(attrs: Attributes): AgentSpan | null {
     case KINDS.syncCall:
       return { kind, key: `${text(attrs[SYNC_API])} at ${codeKey(attrs)}` };
     case KINDS.lockWait:
-      return {
-        kind,
-        key: text(attrs[LOCK_NAME]),
-        waiterSite: text(attrs[LOCK_ACQUIRE_SITE]),
-        holderSite: text(attrs[LOCK_HOLDER_SITE]),
-      };
     case KINDS.lockHeld:
       return { kind, key: text(attrs[LOCK_NAME]) };
     case KINDS.threadpoolWait:

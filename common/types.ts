@@ -43,9 +43,6 @@ export interface SpanRow {
 export interface AgentSpan {
   kind: string;
   key: string;
-  /** lock-wait only: the waiting site and the holder's site (empty when unknown). */
-  waiterSite?: string;
-  holderSite?: string;
 }
 
 export type MetricType = 'gauge' | 'sum' | 'histogram' | 'exponential_histogram' | 'summary';
@@ -240,13 +237,14 @@ export interface LockRow {
   timeouts: number;
 }
 
-/** Waits at one lock by the waiter's acquire site and the holder's site. */
+/** Wait at one lock charged to a holder site, by the waiter's acquire site (see lock blame). */
 export interface LockPair {
+  service: string;
+  lock: string;
   waiterSite: string;
+  /** A site, or `(handoff)`, `(unknown)`, `(other)`. */
   holderSite: string;
-  count: number;
   totalMs: number;
-  maxMs: number;
 }
 
 /** A histogram over a window, in milliseconds. */
@@ -297,7 +295,11 @@ export interface LockPage {
   lock: string;
   wait: HistogramView;
   hold: HistogramView;
-  acquireSites: Array<{ site: string; count: number; totalMs: number }>;
+  /** Where the lock was waited for: charged wait by acquire site. */
+  acquireSites: Array<{ site: string; totalMs: number }>;
+  /** Time others waited because this code held the lock, by holder site. */
+  holders: Array<{ site: string; totalMs: number }>;
+  /** Who waited on whom: charged wait by waiter site and holder site. */
   pairs: LockPair[];
   slowest: AgentSpanRow[];
   held: AgentSpanRow[];

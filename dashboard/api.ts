@@ -21,6 +21,7 @@ import type {
   BlockingPage,
   Chart,
   LockPage,
+  LockPair,
   LocksPage,
   OffloadPage,
   OverviewPage,
@@ -123,23 +124,22 @@ export function dashboardApi(store: Store): Router {
       const w = window(req);
       const [histograms, pairs, slowest, held, chart] = await Promise.all([
         read.lockHistograms(name, w),
-        read.lockPairs(name, w),
+        read.lockPairs(w, name),
         read.slowest(KINDS.lockWait, name, w, 10),
         read.latest(KINDS.lockHeld, w, 10, name),
         read.groupChart(KINDS.lockWait, [name], w),
       ]);
-      const sites = new Map<string, { site: string; count: number; totalMs: number }>();
-      for (const p of pairs) {
-        const s = sites.get(p.waiterSite) ?? { site: p.waiterSite, count: 0, totalMs: 0 };
-        s.count += p.count;
-        s.totalMs += p.totalMs;
-        sites.set(p.waiterSite, s);
-      }
+      const bySite = (site: (p: LockPair) => string) => {
+        const totals = new Map<string, number>();
+        for (const p of pairs) totals.set(site(p), (totals.get(site(p)) ?? 0) + p.totalMs);
+        return [...totals].map(([s, totalMs]) => ({ site: s, totalMs })).sort((a, b) => b.totalMs - a.totalMs);
+      };
       return {
         lock: name,
         ...histograms,
-        acquireSites: [...sites.values()].sort((a, b) => b.totalMs - a.totalMs),
-        pairs,
+        acquireSites: bySite((p) => p.waiterSite),
+        holders: bySite((p) => p.holderSite),
+        pairs: pairs.slice(0, 50),
         slowest,
         held,
         chart,

@@ -6,7 +6,15 @@
 // and then the point is all increase; a stream's first point after the writer starts has no
 // previous one in memory and only sets the baseline).
 import type Database from 'better-sqlite3';
-import { LOCK_CONTENDED, LOCK_METRICS, LOCK_NAME, LOCK_OUTCOME, LOCK_TYPE } from '../common/conventions';
+import {
+  LOCK_ACQUIRE_SITE,
+  LOCK_CONTENDED,
+  LOCK_HOLDER_SITE,
+  LOCK_METRICS,
+  LOCK_NAME,
+  LOCK_OUTCOME,
+  LOCK_TYPE,
+} from '../common/conventions';
 import type { MetricPointRow } from '../common/types';
 import { NS_PER_HOUR, NS_PER_MINUTE, nowNs } from '../common/time';
 import { key } from '../common/keys';
@@ -32,6 +40,7 @@ const LOCK_METRIC_NAMES = new Set<string>([
   LOCK_METRICS.waitTime,
   LOCK_METRICS.holdTime,
   LOCK_METRICS.pending,
+  LOCK_METRICS.waitCaused,
 ]);
 
 interface Previous {
@@ -88,8 +97,14 @@ export class LockRollup {
    * is all increase. One that started before has its first point as a baseline only.
    */
   private readonly since: bigint;
+  /** Charged wait (ns) not yet written, per bucket, lock, waiter site and holder site. */
+  private readonly pendingBlame = new Map<
+    string,
+    { size: number; bucket: bigint; service: string; lock: string; waiter: string; holder: string; ns: bigint }
+  >();
   private readonly read: Database.Statement;
   private readonly upsert: Database.Statement;
+  private readonly upsertBlame: Database.Statement;
   private readonly prune: Database.Statement;
   private prunedAtNs = 0n;
 
@@ -103,12 +118,17 @@ export class LockRollup {
        ON CONFLICT DO UPDATE SET data = excluded.data`,
     );
     this.prune = db.prepare('DELETE FROM lock_rollup WHERE size = 0 AND bucket < ?');
+    this.upsertBlame = db.prepare(
+      `INSERT INTO lock_blame_rollup (size, bucket, service, lock, waiter_site, holder_site, charged_ns) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT DO UPDATE SET charged_ns = charged_ns + excluded.charged_ns`,
+    );
   }
 
   /** Forgets the previous points and pending changes: a rolled-back write stored neither. */
   reset(): void {
     this.previous.clear();
     this.pending.clear();
+    this.pendingBlame.clear();
   }
 
   /** Writes the pending changes: one read and one write per lock and bucket. */
@@ -120,6 +140,9 @@ export class LockRollup {
       this.upsert.run(service, lock, type, size, bucket, JSON.stringify(merged));
     }
     this.pending.clear();
+    for (const b of this.pendingBlame.values())
+      this.upsertBlame.run(b.size, b.bucket, b.service, b.lock, b.waiter, b.holder, b.ns);
+    this.pendingBlame.clear();
     // Single exports age out here, whatever the retention: a range at the start of the key.
     const now = nowNs();
     if (now - this.prunedAtNs >= NS_PER_MINUTE) {
@@ -171,6 +194,11 @@ export class LockRollup {
         this.previous.set(stream, now);
         if (!before && p.startNs !== null && p.startNs < this.since) return; // began before us: a baseline only
       }
+      if (p.name === LOCK_METRICS.waitCaused) {
+        const ns = BigInt(Math.round((now.value - (base?.value ?? 0)) * 1e9));
+        if (ns > 0n) this.addBlame(p, service, lock, attrs, ns);
+        return;
+      }
       if (p.name === LOCK_METRICS.acquisitions) {
         const n = now.value - (base?.value ?? 0);
         change.acquisitions = n;
@@ -200,6 +228,20 @@ export class LockRollup {
       let e = this.pending.get(id);
       if (!e) this.pending.set(id, (e = { service, lock, type, size, bucket, b: emptyBucket() }));
       mergeBucket(e.b, change);
+    }
+  }
+
+  /** Who made whom wait: a wait_caused increase, per minute and per hour. */
+  private addBlame(p: MetricPointRow, service: string, lock: string, attrs: Record<string, unknown>, ns: bigint): void {
+    const waiter = String(attrs[LOCK_ACQUIRE_SITE] ?? '');
+    const holder = String(attrs[LOCK_HOLDER_SITE] ?? '');
+    for (const [size, width] of ROLLUP_SIZES) {
+      if (size === 0) continue; // pairs are read per minute
+      const bucket = p.timeNs / width;
+      const id = key(size, bucket, service, lock, waiter, holder);
+      const e = this.pendingBlame.get(id);
+      if (e) e.ns += ns;
+      else this.pendingBlame.set(id, { size, bucket, service, lock, waiter, holder, ns });
     }
   }
 }

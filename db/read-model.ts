@@ -101,8 +101,9 @@ export class ReadModel {
   lockHistograms(name: string, w: Window): Promise<{ wait: HistogramView; hold: HistogramView }> {
     return lockReads.lockHistograms(this.db, name, w);
   }
-  lockPairs(name: string, w: Window): Promise<LockPair[]> {
-    return lockReads.lockPairs(this.db, name, w);
+  /** Who made whom wait: charged wait by waiter and holder site, for one lock or all. */
+  lockPairs(w: Window, lock?: string): Promise<LockPair[]> {
+    return lockReads.lockPairs(this.db, w, lock);
   }
 
   // Alert state.

@@ -123,7 +123,7 @@ const MIGRATIONS: Migration[] = [
         max_ns INTEGER NOT NULL,
         PRIMARY KEY (kind, minute, service, key)
       ) WITHOUT ROWID;
-      -- Lock waits by who waited (the acquire site) on whom (the holder's site).
+      -- Lock waits by who waited (the acquire site) on whom (the holder's site); replaced in version 5.
       CREATE TABLE lock_pair_rollup (
         service TEXT NOT NULL,
         lock TEXT NOT NULL,
@@ -158,7 +158,6 @@ const MIGRATIONS: Migration[] = [
         PRIMARY KEY (size, bucket, service, lock, type)
       ) WITHOUT ROWID;
     `,
-    then: backfillLockRollup,
   },
   {
     version: 4,
@@ -197,9 +196,25 @@ const MIGRATIONS: Migration[] = [
   },
   {
     version: 5,
-    description: 'lock rollup: single exports (size 0) for the exact edges of a window',
-    // Folded again from the points, so that the last two hours get their single exports too.
-    sql: `DELETE FROM lock_rollup;`,
+    description: 'lock blame rolled up from wait_caused; lock rollup with single exports (size 0)',
+    // The lock rollup is folded (again) from the points, so that the last two hours get their
+    // single exports too. Who waited on whom now comes from the agents' charges (wait_caused),
+    // not from the holder a waiter first queued behind: the old pairs are dropped.
+    sql: `
+      DELETE FROM lock_rollup;
+      DROP TABLE lock_pair_rollup;
+      -- Wait charged to holds, per lock, waiter site and holder site; sizes 1 (minute) and 60 (hour).
+      CREATE TABLE lock_blame_rollup (
+        size INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        lock TEXT NOT NULL,
+        waiter_site TEXT NOT NULL,
+        holder_site TEXT NOT NULL,
+        charged_ns INTEGER NOT NULL,
+        PRIMARY KEY (size, bucket, service, lock, waiter_site, holder_site)
+      ) WITHOUT ROWID;
+    `,
     then: backfillLockRollup,
   },
 ];
@@ -263,10 +278,6 @@ function backfillAgentSpans(db: Database.Database): void {
     `INSERT INTO span_rollup (kind, service, minute, key, count, total_ns, max_ns) VALUES (?, ?, ?, ?, 1, ?, ?)
      ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
   );
-  const pair = db.prepare(
-    `INSERT INTO lock_pair_rollup (service, lock, minute, waiter_site, holder_site, count, total_ns, max_ns) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
-     ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
-  );
   // In pages by rowid: a statement being iterated cannot share its connection with writes.
   for (let after = 0n; ;) {
     const rows = page.all(after) as Array<{
@@ -283,8 +294,6 @@ function backfillAgentSpans(db: Database.Database): void {
       update.run(agent.kind, agent.key, r.rowid);
       const minute = r.start_ns / NS_PER_MINUTE;
       rollup.run(agent.kind, r.service, minute, agent.key, r.duration_ns, r.duration_ns);
-      if (agent.waiterSite !== undefined)
-        pair.run(r.service, agent.key, minute, agent.waiterSite, agent.holderSite ?? '', r.duration_ns, r.duration_ns);
     }
     after = rows[rows.length - 1].rowid;
   }

@@ -24,9 +24,8 @@ export class BatchWriter {
   private readonly insertLog: Database.Statement;
   private readonly upsertService: Database.Statement;
   private readonly upsertRollup: Database.Statement;
-  private readonly upsertLockPair: Database.Statement;
   private readonly deleteRollups: Database.Statement;
-  private readonly deleteLockPairs: Database.Statement;
+  private readonly deleteLockBlame: Database.Statement;
   private readonly deleteLockRollup: Database.Statement;
   private readonly lockRollup: LockRollup;
   private readonly deleteSpans: Database.Statement;
@@ -48,10 +47,6 @@ export class BatchWriter {
     );
     this.upsertRollup = db.prepare(
       `INSERT INTO span_rollup (kind, service, minute, key, count, total_ns, max_ns) VALUES (?, ?, ?, ?, 1, ?, ?)
-       ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
-    );
-    this.upsertLockPair = db.prepare(
-      `INSERT INTO lock_pair_rollup (service, lock, minute, waiter_site, holder_site, count, total_ns, max_ns) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
        ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
     );
     this.insertPoint = db.prepare(
@@ -81,7 +76,9 @@ export class BatchWriter {
     this.deleteLogs = db.prepare('DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE time_ns < ? LIMIT ?)');
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
     this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
-    this.deleteLockPairs = db.prepare('DELETE FROM lock_pair_rollup WHERE minute < ?');
+    this.deleteLockBlame = db.prepare(
+      'DELETE FROM lock_blame_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
+    );
     this.deleteLockRollup = db.prepare(
       'DELETE FROM lock_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
     );
@@ -149,17 +146,6 @@ export class BatchWriter {
       if (agent) {
         const minute = s.startNs / NS_PER_MINUTE;
         this.upsertRollup.run(agent.kind, service, minute, agent.key, duration, duration);
-        if (agent.waiterSite !== undefined) {
-          this.upsertLockPair.run(
-            service,
-            agent.key,
-            minute,
-            agent.waiterSite,
-            agent.holderSite ?? '',
-            duration,
-            duration,
-          );
-        }
       }
       const agg = seen.get(service);
       if (!agg) seen.set(service, { first: s.startNs, last: s.startNs, count: 1 });
@@ -239,7 +225,7 @@ export class BatchWriter {
       .transaction(
         () =>
           this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
-          this.deleteLockPairs.run(cutoffNs / NS_PER_MINUTE).changes +
+          this.deleteLockBlame.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteLockRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes,
       )
       .immediate();

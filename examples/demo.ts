@@ -13,9 +13,12 @@ import type { FindingKind } from '../common/types';
 
 interface Load {
   method: 'GET' | 'POST';
-  /** `{n}` becomes a random number, so that requests spread over accounts or ids. */
-  path: string;
-  /** Requests in flight at once; each client waits `thinkMs` between its requests. */
+  /**
+   * `{n}` becomes a random number, so that requests spread over accounts or ids. Several paths:
+   * each client goes through them in turn.
+   */
+  path: string | string[];
+  /** Requests in flight at once; each client waits `thinkMs` between its requests (0: closed loop). */
   clients: number;
   thinkMs: number;
 }
@@ -49,8 +52,8 @@ export const SERVICES: ExampleService[] = [
     pitfalls: 'one mutex for balances and order numbers; a lock never released on an error path (async-mutex)',
     expected: ['shared-lock', 'lock-held'],
     load: [
-      { method: 'POST', path: '/transfer', clients: 2, thinkMs: 60 },
-      { method: 'POST', path: '/orders', clients: 2, thinkMs: 60 },
+      // Closed-loop clients without think time, each alternating the two paths.
+      { method: 'POST', path: ['/transfer', '/orders'], clients: 4, thinkMs: 0 },
       { method: 'GET', path: '/statement?month=3', clients: 1, thinkMs: 500 },
     ],
   },
@@ -181,11 +184,12 @@ function startService(
 
 /** Clients that each send a request, wait for it (5 s at most), think, and go again. */
 function drive(port: number, load: Load, stopped: AbortSignal, counts: Demo['requests']): Promise<void>[] {
-  return Array.from({ length: load.clients }, async () => {
-    while (!stopped.aborted) {
+  const paths = typeof load.path === 'string' ? [load.path] : load.path;
+  return Array.from({ length: load.clients }, async (_, client) => {
+    for (let turn = client; !stopped.aborted; turn++) {
       counts.sent++;
       try {
-        const path = load.path.replace('{n}', String(Math.floor(Math.random() * 1000)));
+        const path = paths[turn % paths.length].replace('{n}', String(Math.floor(Math.random() * 1000)));
         // A timer of our own: AbortSignal.timeout inside AbortSignal.any can be collected
         // before it fires on Node 20 (nodejs/node#57736), which would stall this client.
         const request = new AbortController();

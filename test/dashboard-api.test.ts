@@ -57,30 +57,31 @@ describe('dashboard API', () => {
   });
 
   it('opens one lock: who waited on whom, acquire sites, the slowest waits with their traces', async () => {
-    const site = `offload-app.mjs:${markLine('offload-app.mjs', 'keyed')}`;
-    // The second round's wait (behind a holder on the now hot lock) arrives with the next export.
+    // Sites are `fn (file:line)`; the route's arrow function is named by its property.
+    const at = `(offload-app.mjs:${markLine('offload-app.mjs', 'keyed')})`;
+    const here = (site: string) => site.endsWith(at);
+    // The second round's waits (behind a holder on the now hot lock, whose site is known) are
+    // charged in the wait_caused export after them.
     const { body } = await eventually(
       async () => {
         const r = await dash('/lock?name=account%3A7&since=15m');
-        return r.body.pairs?.some((p: { holderSite: string }) => p.holderSite === site) ? r : undefined;
+        return r.body.pairs?.some((p: { holderSite: string }) => here(p.holderSite)) ? r : undefined;
       },
       15_000,
-      'a wait behind a holder whose site is known',
+      'a wait charged to a holder whose site is known',
     );
     assert.equal(body.lock, 'account:7');
     assert.ok(body.wait.count >= 2);
     assert.ok(body.slowest.length >= 2);
     assert.match(body.slowest[0].traceId, /^[0-9a-f]{32}$/);
     assert.ok(body.slowest[0].durationMs >= body.slowest[1].durationMs, 'slowest first');
-    assert.deepEqual(
-      body.acquireSites.map((s: { site: string }) => s.site),
-      [site],
-    );
-    assert.ok(body.pairs.every((p: { waiterSite: string }) => p.waiterSite === site));
-    assert.ok(
-      body.pairs.some((p: { holderSite: string }) => p.holderSite === site),
-      JSON.stringify(body.pairs),
-    );
+    assert.equal(body.acquireSites.length, 1);
+    assert.ok(here(body.acquireSites[0].site), body.acquireSites[0].site);
+    assert.ok(body.pairs.every((p: { waiterSite: string }) => here(p.waiterSite)));
+    // Waits of the second round were charged to the holder at the same line: the time others
+    // waited because it held the lock.
+    const holder = body.holders.find((h: { site: string }) => here(h.site));
+    assert.ok(holder && holder.totalMs > 50, JSON.stringify(body.holders));
   });
 
   it('groups blocking episodes by the function that blocked, and sync calls by API and call site', async () => {

@@ -6,8 +6,10 @@ import { createRequire } from 'node:module';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
-import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
+import { LockTracker, captureLockStack, codeSiteOf, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
+import { chargeWait } from '../agent/locks/blame';
+import type { SumMetricData } from '@opentelemetry/sdk-metrics';
 import { AsyncLockInstrumentation, MAX_KEYS } from '../agent/locks/async-lock';
 import { fullGc } from './gc';
 import { nameLock, Mutex as NamedMutex, Semaphore as NamedSemaphore, LockTimeoutError } from '../agent/index';
@@ -20,7 +22,11 @@ import {
   LOCK_METRICS,
   LOCK_NAME,
   LOCK_OUTCOME,
+  LOCK_HANDOFF_MS,
+  LOCK_HOLDER_MS,
+  LOCK_HOLDER_SITES,
   LOCK_QUEUE_DEPTH,
+  LOCK_SITES,
   LOCK_TYPE,
   LOCK_WAITERS,
   SPAN_NAMES,
@@ -39,9 +45,14 @@ const { Mutex, Semaphore, E_CANCELED, E_TIMEOUT, E_ALREADY_LOCKED, withTimeout, 
 
 const AsyncLock = createRequire(__filename)('async-lock') as typeof import('async-lock');
 
-/** file:line of the caller, named the way the tracker names lock sites. */
+/** file:line of the caller, named the way the tracker names a lock by where it was made. */
 function here(): string {
   return siteOf(captureLockStack(here));
+}
+
+/** The caller as `fn (file:line)`, the way the tracker names acquire and holder sites. */
+function hereSite(): string {
+  return codeSiteOf(captureLockStack(hereSite));
 }
 
 const waits = () => spans(SPAN_NAMES.lockWait);
@@ -62,18 +73,18 @@ describe('async-mutex lock tracking', () => {
     let waiterSite = '';
     const holder = () =>
       tracer.startActiveSpan('holder request', async (span) => {
-        [holderSite] = [here(), await mutex.runExclusive(() => sleep(50))];
+        [holderSite] = [hereSite(), await mutex.runExclusive(() => sleep(50))];
         span.end();
         return span.spanContext().spanId;
       });
     const waiter = () =>
       tracer.startActiveSpan('waiter request', async (span) => {
-        [waiterSite] = [here(), await mutex.runExclusive(() => sleep(50))];
+        [waiterSite] = [hereSite(), await mutex.runExclusive(() => sleep(50))];
         span.end();
         return span.spanContext().spanId;
       });
     // Round one on a cold lock: the holder is known by its span only (no stack is taken on an
-    // uncontended lock). Round two: the lock is hot, so the holder's site is known too.
+    // uncontended lock), its site unknown. Round two: the lock is hot, so the holder's site is known too.
     for (const round of [1, 2]) {
       exporter.reset();
       const [holderSpan, waiterSpan1, waiterSpan2] = await Promise.all([holder(), waiter(), waiter()]);
@@ -94,7 +105,7 @@ describe('async-mutex lock tracking', () => {
       );
       assert.equal(first.attributes[LOCK_ACQUIRE_SITE], waiterSite);
       assert.equal(first.attributes[LOCK_HOLDER_SPAN], holderSpan);
-      assert.equal(first.attributes[LOCK_HOLDER_SITE], round === 1 ? undefined : holderSite);
+      assert.equal(first.attributes[LOCK_HOLDER_SITE], round === 1 ? LOCK_SITES.unknown : holderSite);
       assert.ok(
         [waiterSpan1, waiterSpan2].includes(first.parentSpanContext!.spanId),
         'the wait is a child of the waiting request',
@@ -131,7 +142,7 @@ describe('async-mutex lock tracking', () => {
     exporter.reset();
     let holderSite = '';
     const holderSpan = await tracer.startActiveSpan('leaky request', async (span) => {
-      [holderSite] = [here(), await mutex.acquire()]; // never released by this "buggy" code
+      [holderSite] = [hereSite(), await mutex.acquire()]; // never released by this "buggy" code
       span.end();
       return span.spanContext().spanId;
     });
@@ -498,6 +509,94 @@ describe('async-lock tracking', () => {
 });
 
 // Last in this file: it replaces the running tracker.
+describe('lock blame', () => {
+  it('splits a wait exactly among the holds it overlapped, the rest as handoff', () => {
+    // Holds: X [0, 50), Y [50, 80); two slots: Y and Z together over [50, 70). A wait [10, 100).
+    const holds = [
+      { from: 0, to: 50, weight: 1, site: 'X' },
+      { from: 50, to: 80, weight: 1, site: 'Y' },
+      { from: 50, to: 70, weight: 1, site: 'Z' },
+    ];
+    const c = chargeWait(10, 100, holds, -Infinity, LOCK_SITES.other);
+    assert.deepEqual(Object.fromEntries(c.bySite), { X: 40, Y: 20, Z: 10 });
+    assert.equal(c.handoffMs, 20);
+    assert.equal(c.top?.site, 'X');
+    // Holds that fell out of the ring up to t=30: their part is (other), not handoff.
+    const lost = chargeWait(0, 100, holds.slice(1), 30, LOCK_SITES.other);
+    assert.equal(lost.bySite.get(LOCK_SITES.other), 30);
+    assert.equal(lost.handoffMs, 40);
+  });
+
+  async function debit(mutex: InstanceType<typeof Mutex>, ms: number) {
+    return mutex.runExclusive(() => sleep(ms));
+  }
+  async function nextOrderId(mutex: InstanceType<typeof Mutex>, ms: number) {
+    return mutex.runExclusive(() => sleep(ms));
+  }
+  async function report(mutex: InstanceType<typeof Mutex>) {
+    return mutex.runExclusive(() => undefined);
+  }
+  const holderMs = (s: { attributes: Record<string, unknown> }) => {
+    const sites = s.attributes[LOCK_HOLDER_SITES] as string[];
+    const ms = s.attributes[LOCK_HOLDER_MS] as number[];
+    return new Map(sites.map((site, i) => [site.replace(/ \(.*$/, ''), ms[i]]));
+  };
+
+  it('charges a waiter queued behind two holders 50 ms to one and 30 ms to the other', async () => {
+    const mutex = new Mutex();
+    await Promise.all([debit(mutex, 1), report(mutex)]); // contended once, so holders' sites are taken
+    exporter.reset();
+    await Promise.all([debit(mutex, 50), nextOrderId(mutex, 30), report(mutex)]);
+    const wait = waits().find((s) => String(s.attributes[LOCK_ACQUIRE_SITE]).startsWith('report '))!;
+    const charged = holderMs(wait);
+    assert.deepEqual([...charged.keys()].sort(), ['debit', 'nextOrderId']);
+    assert.ok(Math.abs(charged.get('debit')! - 50) < 15, `debit ${charged.get('debit')} ms`);
+    assert.ok(Math.abs(charged.get('nextOrderId')! - 30) < 15, `nextOrderId ${charged.get('nextOrderId')} ms`);
+    const sum = [...charged.values()].reduce((a, b) => a + b, 0) + Number(wait.attributes[LOCK_HANDOFF_MS]);
+    assert.ok(Math.abs(sum - durationMs(wait)) < 0.001, `charges ${sum} ms, wait ${durationMs(wait)} ms`);
+    assert.match(String(wait.attributes[LOCK_HOLDER_SITE]), /^debit \(/);
+  });
+
+  it('splits the time a Semaphore(2) is full between its two holders', async () => {
+    const sem = new Semaphore(2);
+    await Promise.all([1, 2, 3].map(() => sem.runExclusive(() => sleep(1)))); // hot
+    exporter.reset();
+    async function slow() {
+      return sem.runExclusive(() => sleep(60));
+    }
+    async function fast() {
+      return sem.runExclusive(() => sleep(40));
+    }
+    async function third() {
+      return sem.runExclusive(() => undefined);
+    }
+    await Promise.all([slow(), fast(), third()]);
+    const wait = waits().find((s) => String(s.attributes[LOCK_ACQUIRE_SITE]).startsWith('third '))!;
+    const charged = holderMs(wait);
+    // Both slots taken for ~40 ms, then one freed for the third: 20 ms each.
+    assert.ok(Math.abs(charged.get('slow')! - 20) < 8, `slow ${charged.get('slow')} ms`);
+    assert.ok(Math.abs(charged.get('fast')! - 20) < 8, `fast ${charged.get('fast')} ms`);
+  });
+
+  it('counts every wait in wait_caused, by holder and waiter site', async () => {
+    const mutex = nameLock(new Mutex(), 'blame-metric');
+    await Promise.all([debit(mutex, 1), report(mutex)]);
+    await Promise.all([debit(mutex, 30), nextOrderId(mutex, 20), report(mutex)]);
+    const caused = await metric<SumMetricData>(LOCK_METRICS.waitCaused);
+    const points = caused.dataPoints.filter((p) => p.attributes[LOCK_NAME] === 'blame-metric');
+    const by = (holder: string, waiter: string) =>
+      points
+        .filter(
+          (p) =>
+            String(p.attributes[LOCK_HOLDER_SITE]).startsWith(`${holder} `) &&
+            String(p.attributes[LOCK_ACQUIRE_SITE]).startsWith(`${waiter} `),
+        )
+        .reduce((a, p) => a + p.value, 0);
+    assert.ok(by('debit', 'nextOrderId') > 0.02, `nextOrderId waited ${by('debit', 'nextOrderId')} s on debit`);
+    assert.ok(by('nextOrderId', 'report') > 0.01, `report waited ${by('nextOrderId', 'report')} s on nextOrderId`);
+  });
+});
+
 describe('lock key names switched off', () => {
   it('keeps async-lock keys out of telemetry: every key shares the lock resource', async () => {
     const spans = new InMemorySpanExporter();

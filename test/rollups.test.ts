@@ -133,6 +133,26 @@ function metricsBody(): string {
                   ),
                 },
               },
+              // Who made whom wait: a(1) waited on b(2) 10 ms per export, c(3) on b(2) 5 ms.
+              ...[
+                ['a (a.js:1)', 0.01],
+                ['c (c.js:3)', 0.005],
+              ].map(([waiter, perExport]) => ({
+                name: 'stallscope.lock.wait_caused',
+                sum: {
+                  aggregationTemporality: 2,
+                  isMonotonic: true,
+                  dataPoints: [0, 1, 2].map((t) =>
+                    point(t, {
+                      asDouble: (perExport as number) * (t + 1),
+                      attributes: attrs([
+                        attr('stallscope.lock.holder_site', 'b (b.js:2)'),
+                        attr('stallscope.lock.acquire_site', waiter as string),
+                      ]),
+                    }),
+                  ),
+                },
+              })),
             ],
           },
         ],
@@ -161,13 +181,14 @@ describe('dashboard rollups', () => {
       });
       ingested = await snapshot();
       const s = ingested as {
-        lock: { pairs: Array<{ waiterSite: string; count: number }>; acquireSites: unknown[] };
+        lock: { pairs: Array<{ waiterSite: string; holderSite: string; totalMs: number }>; acquireSites: unknown[] };
         locks: { locks: Array<{ lock: string; acquisitions: number; contended: number }> };
         blocking: { episodes: Array<{ key: string; count: number; maxMs: number }> };
       };
+      // The first export of each stream is its baseline: two exports' increase each.
       assert.deepEqual(
-        s.lock.pairs.map((p) => `${p.waiterSite}:${p.count}`),
-        ['a.js:1:2', 'c.js:3:1'],
+        s.lock.pairs.map((p) => `${p.waiterSite} on ${p.holderSite}: ${Math.round(p.totalMs)}`),
+        ['a (a.js:1) on b (b.js:2): 20', 'c (c.js:3) on b (b.js:2): 10'],
       );
       assert.deepEqual(
         s.blocking.episodes.map((e) => [e.key, e.count, Math.round(e.maxMs)]),
@@ -181,7 +202,7 @@ describe('dashboard rollups', () => {
       // The same database as an older stallscope left it: no agent columns, no rollups.
       await server.running.close();
       const db = new Database(server.dbPath);
-      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_pair_rollup; DROP TABLE lock_rollup; DROP TABLE alert_instances; DROP TABLE alert_history; DROP INDEX spans_agent_service;
+      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE alert_instances; DROP TABLE alert_history; DROP INDEX spans_agent_service;
         DROP INDEX spans_agent; DROP INDEX spans_agent_key; DROP INDEX spans_agent_slow; DROP INDEX metric_points_name_time;
         ALTER TABLE spans DROP COLUMN agent_kind; ALTER TABLE spans DROP COLUMN agent_key; PRAGMA user_version = 1;`);
       db.close();

@@ -117,11 +117,11 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
         const available = queue === undefined;
         const resource = self.resourceOf(this, tracker, k, !available);
         acq = tracker.request(resource, available, proto.acquire as AnyFn, 1);
+        acq.lockKey = k; // keys sharing one resource do not wait for each other
         const state = this[STATE]!;
         wrapped = self.wrap(fn as AnyFn, acq, tracker, state, k, timers);
         if (!available) {
           queued = queue.length;
-          acq.blockedBy = state.holders.get(k) ?? acq.blockedBy;
           const options = (typeof cb === 'function' ? opts : cb) as AcquireOptions | undefined;
           // A request still queued when either timer fires is rejected by the library, and
           // never runs. Ours are set before the library's of the same length: they fire first.

@@ -181,10 +181,7 @@ export class PLimitInstrumentation extends InstrumentationBase {
         const available = limit.activeCount + limit.pendingCount < (limit.concurrency ?? state.concurrency);
         acq = tracker.request(resourceOf(tracker, state, 'p-limit', generator), available, generator, 1);
         if (available) state.starting.push(acq);
-        else {
-          state.queued.push(acq);
-          acq.blockedBy ??= state.starting[0];
-        }
+        else state.queued.push(acq);
       } catch (err) {
         report('p-limit instrumentation', err);
       }

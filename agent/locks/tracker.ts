@@ -1,26 +1,40 @@
 // Lock bookkeeping shared by every lock instrumentation: who waits, who holds, since when and
 // from where. Library adapters call request/granted/released/failed; the tracker turns them
-// into metrics per resource, a span for each wait over the threshold (naming the holder the
-// waiter queued behind), and a span for a lock held too long while others wait.
+// into metrics per resource, charges every wait to the holds that caused it (blame.ts), makes a
+// span for each wait over the threshold (naming those holds), and one for a lock held too long
+// while others wait.
 import { relative, isAbsolute } from 'node:path';
-import { context, trace, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
+import {
+  context,
+  trace,
+  type Context,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type Tracer,
+} from '@opentelemetry/api';
 import {
   KINDS,
   LOCK_ACQUIRE_SITE,
   LOCK_CONTENDED,
   LOCK_HELD_MS,
+  LOCK_HANDOFF_MS,
+  LOCK_HOLDER_MS,
   LOCK_HOLDER_SITE,
+  LOCK_HOLDER_SITES,
   LOCK_HOLDER_SPAN,
   LOCK_HOLDER_TRACE,
   LOCK_METRICS,
   LOCK_NAME,
   LOCK_OUTCOME,
   LOCK_QUEUE_DEPTH,
+  LOCK_SITES,
   LOCK_TYPE,
   LOCK_WAITERS,
   SPAN_NAMES,
 } from '../../common/conventions';
 import { captureStack, parseV8Stack, topUserFrame } from '../stack';
+import { chargeWait, type Charges, type HoldSpan } from './blame';
 import { recordSpan } from '../spans';
 import { report } from '../safety';
 import { WAIT_BUCKETS_S } from '../../common/buckets';
@@ -52,6 +66,13 @@ export interface LockResource {
   attrs: { base: Record<string, string>; granted: Record<string, string> };
   /** Acquisition counts, shared by the resources of one name. */
   counts: AcquisitionCounts;
+  /** Holds released while someone waited, oldest first: the holds a wait can overlap. */
+  kept: Acquisition[];
+  /** Release time of the newest hold that fell out of `kept` (-Infinity: none did). */
+  keptDroppedAt: number;
+  /** Requests that had to wait, in request order; those before `waitHead`, or ended, are done. */
+  waitQueue: Acquisition[];
+  waitHead: number;
 }
 
 /**
@@ -78,6 +99,15 @@ const MAX_COUNTED_NAMES = 10_000;
 /** Holds tracked per lock at most: a semaphore used as a token bucket never gives slots back. */
 const MAX_HOLDERS = 1000;
 
+/** Released holds kept per lock for blame (only those released while someone waited). */
+const KEPT_HOLDS = 256;
+
+/** Holder and acquire sites counted per lock name in wait_caused; the rest are `(other)`. */
+const MAX_BLAME_SITES = 20;
+
+/** Holder sites a lock-wait span lists before the rest go to `(other)`. */
+const SPAN_HOLDER_SITES = 5;
+
 export interface Acquisition {
   resource: LockResource;
   weight: number;
@@ -88,8 +118,12 @@ export interface Acquisition {
   /** Captured on hot locks only (see HOT_MS); formatted only if a report needs it. */
   stack?: { stack?: string };
   ctx: Context;
-  /** The oldest holder when this request had to wait. */
-  blockedBy?: Acquisition;
+  /** Its site as `fn (file:line)`, worked out the first time a charge needs it. */
+  site?: string;
+  /** When the hold ended (for holds kept for blame). */
+  releasedAt?: number;
+  /** The key within a keyed lock, where several keys share one resource: only its holds block it. */
+  lockKey?: string;
   /** Age (ms) at which a hold still going on is reported (again). */
   nextHeldReportMs?: number;
   /** Ended without a hold (failed, timed out, cancelled): a late grant from the library is ignored. */
@@ -108,13 +142,24 @@ export function captureLockStack(skip: Function): { stack?: string } {
   return captureStack(skip, LOCK_STACK_FRAMES);
 }
 
+const shortFile = (file: string) =>
+  isAbsolute(file) && file.startsWith(process.cwd()) ? relative(process.cwd(), file) : file;
+
 /** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
 export function siteOf(holder: { stack?: string }): string {
   const f = topUserFrame(parseV8Stack(holder.stack ?? ''));
   if (!f) return 'unknown';
-  const file = isAbsolute(f.file) && f.file.startsWith(process.cwd()) ? relative(process.cwd(), f.file) : f.file;
-  return `${file}:${f.line}`;
+  return `${shortFile(f.file)}:${f.line}`;
 }
+
+/** The first user frame of a captured stack as `fn (file:line)`: how acquire and holder sites are named. */
+export function codeSiteOf(holder: { stack?: string }): string {
+  const f = topUserFrame(parseV8Stack(holder.stack ?? ''));
+  if (!f) return LOCK_SITES.unknown;
+  return `${f.function || '<anonymous>'} (${shortFile(f.file)}:${f.line})`;
+}
+
+const siteOfAcquisition = (acq: Acquisition) => (acq.site ??= acq.stack ? codeSiteOf(acq.stack) : LOCK_SITES.unknown);
 
 /**
  * Calls a task function that a library runs under its lock: the call is the grant, and its end
@@ -176,6 +221,12 @@ export class LockTracker {
   private readonly collected = new FinalizationRegistry<LockResource>((r) => this.resources.delete(r));
   private waitTime!: Histogram;
   private holdTime!: Histogram;
+  private waitCaused!: Counter;
+  /** Per lock name and type: the sites counted in wait_caused, and their attribute sets. */
+  private readonly blameSites = new Map<
+    string,
+    { holders: Set<string>; waiters: Set<string>; attrs: Map<string, Record<string, string>> }
+  >();
   /** Counted in plain numbers: an add() to the metrics SDK costs about 90 ns per acquisition. */
   private readonly counts = new Map<string, AcquisitionCounts>();
   private timer: NodeJS.Timeout | undefined;
@@ -201,6 +252,10 @@ export class LockTracker {
       description: 'Time from lock grant to release',
       unit: 's',
       advice: { explicitBucketBoundaries: WAIT_BUCKETS_S },
+    });
+    this.waitCaused = this.meter.createCounter(LOCK_METRICS.waitCaused, {
+      description: 'Lock wait charged to the holds that caused it, by holder and waiter site',
+      unit: 's',
     });
     const acquisitions = this.meter.createObservableCounter(LOCK_METRICS.acquisitions, {
       description: 'Lock acquisitions granted',
@@ -250,6 +305,10 @@ export class LockTracker {
       lastRequested: 0,
       attrs: { base, granted: { ...base, [LOCK_OUTCOME]: 'granted' } },
       counts: this.countsFor(name, type),
+      kept: [],
+      keptDroppedAt: -Infinity,
+      waitQueue: [],
+      waitHead: 0,
     };
     this.resources.add(r);
     this.collected.register(owner, r, r);
@@ -302,24 +361,95 @@ export class LockTracker {
       contended: !available,
       stack: resource.lastContended > 0 && now - resource.lastContended < HOT_MS ? captureLockStack(skip) : undefined,
       ctx: context.active(),
-      blockedBy: available ? undefined : resource.holders[0],
     };
     if (!available) {
+      resource.waitQueue.push(acq);
       resource.waiting++;
       if (resource.waiting > resource.maxQueue) resource.maxQueue = resource.waiting;
     }
     return acq;
   }
 
-  /**
-   * The wait is over: what the adapter attached comes off, and the link to the holder it waited
-   * behind goes (holders point at holders, so a lock that never empties would otherwise keep
-   * every acquisition, and its stack, reachable through that chain).
-   */
+  /** The wait is over: what the adapter attached comes off. */
   private endWait(acq: Acquisition): void {
     acq.detach?.();
     acq.detach = undefined;
-    acq.blockedBy = undefined;
+  }
+
+  /**
+   * Drops the kept holds that no waiting request can overlap: those released before the oldest
+   * still waiting asked (a later request cannot overlap a hold released before it came).
+   */
+  private pruneKept(r: LockResource): void {
+    const q = r.waitQueue;
+    while (r.waitHead < q.length && (q[r.waitHead].grantedAt !== undefined || q[r.waitHead].settled)) r.waitHead++;
+    if (r.waitHead > 64 && r.waitHead * 2 > q.length) {
+      q.splice(0, r.waitHead);
+      r.waitHead = 0;
+    }
+    const oldest = r.waitHead < q.length ? q[r.waitHead].requestedAt : Infinity;
+    let drop = 0;
+    while (drop < r.kept.length && r.kept[drop].releasedAt! <= oldest) drop++;
+    if (drop > 0) r.kept.splice(0, drop);
+  }
+
+  /**
+   * Charges a wait that ends now to the holds that overlapped it (see blame.ts), adds the
+   * charges to wait_caused, and returns them for the wait's span.
+   */
+  private blame(acq: Acquisition, end: number) {
+    const r = acq.resource;
+    const holds: Array<HoldSpan<Acquisition>> = [];
+    for (let i = r.kept.length - 1; i >= 0; i--) {
+      const h = r.kept[i];
+      if (h.releasedAt! <= acq.requestedAt) break; // kept in release order: the rest ended earlier
+      if (h.lockKey !== acq.lockKey) continue;
+      holds.push({ from: h.grantedAt!, to: h.releasedAt, weight: h.weight, site: siteOfAcquisition(h), ref: h });
+    }
+    for (const h of r.holders)
+      if (h !== acq && h.lockKey === acq.lockKey)
+        holds.push({ from: h.grantedAt!, weight: h.weight, site: siteOfAcquisition(h), ref: h });
+    const charges = chargeWait(acq.requestedAt, end, holds, r.keptDroppedAt, LOCK_SITES.other);
+    const waiter = siteOfAcquisition(acq);
+    for (const [site, ms] of charges.bySite) this.waitCaused.add(ms / 1000, this.blameAttrs(r, site, waiter));
+    if (charges.handoffMs > 0)
+      this.waitCaused.add(charges.handoffMs / 1000, this.blameAttrs(r, LOCK_SITES.handoff, waiter));
+    return charges;
+  }
+
+  /** wait_caused attributes for a holder and waiter site, each bounded per lock name. */
+  private blameAttrs(r: LockResource, holder: string, waiter: string): Record<string, string> {
+    const id = key(r.name, r.type);
+    let b = this.blameSites.get(id);
+    if (!b) {
+      if (this.blameSites.size >= MAX_COUNTED_NAMES) return this.blameAttrs(this.overflow(r), holder, waiter);
+      this.blameSites.set(id, (b = { holders: new Set(), waiters: new Set(), attrs: new Map() }));
+    }
+    const bound = (set: Set<string>, site: string) => {
+      if (set.has(site)) return site;
+      if (set.size >= MAX_BLAME_SITES) return LOCK_SITES.other;
+      set.add(site);
+      return site;
+    };
+    const h = holder === LOCK_SITES.handoff ? holder : bound(b.holders, holder);
+    const w = bound(b.waiters, waiter);
+    const attrsId = key(h, w);
+    let attrs = b.attrs.get(attrsId);
+    if (!attrs) b.attrs.set(attrsId, (attrs = { ...r.attrs.base, [LOCK_HOLDER_SITE]: h, [LOCK_ACQUIRE_SITE]: w }));
+    return attrs;
+  }
+
+  private overflowResource?: LockResource;
+  /** Where lock names past the bound are counted together. */
+  private overflow(r: LockResource): LockResource {
+    return (this.overflowResource ??= {
+      ...r,
+      name: '(more lock names than stallscope counts)',
+      attrs: {
+        base: { [LOCK_NAME]: '(more lock names than stallscope counts)', [LOCK_TYPE]: r.type },
+        granted: { [LOCK_NAME]: '(more lock names than stallscope counts)', [LOCK_TYPE]: r.type },
+      },
+    });
   }
 
   granted(acq: Acquisition): void {
@@ -328,6 +458,8 @@ export class LockTracker {
       const r = acq.resource;
       acq.grantedAt = acq.contended ? performance.now() : acq.requestedAt;
       if (acq.contended) r.waiting--;
+      const charges = acq.contended ? this.blame(acq, acq.grantedAt) : undefined;
+      if (acq.contended) this.pruneKept(r);
       r.holders.push(acq);
       if (r.holders.length > MAX_HOLDERS) r.holders.shift(); // slots taken and never given back
       if (acq.contended) r.counts.contended++;
@@ -337,7 +469,7 @@ export class LockTracker {
       if (acq.contended) {
         const waited = acq.grantedAt - acq.requestedAt;
         this.waitTime.record(waited / 1000, r.attrs.granted);
-        if (waited >= this.options.waitThresholdMs) this.waitSpan(acq, acq.grantedAt, 'granted');
+        if (waited >= this.options.waitThresholdMs) this.waitSpan(acq, acq.grantedAt, 'granted', charges!);
       }
       this.endWait(acq);
     } catch (err) {
@@ -356,8 +488,10 @@ export class LockTracker {
       const r = acq.resource;
       const now = performance.now();
       if (acq.contended) r.waiting--;
+      const charges = this.blame(acq, now);
+      this.pruneKept(r);
       this.waitTime.record((now - acq.requestedAt) / 1000, { ...r.attrs.base, [LOCK_OUTCOME]: outcome });
-      if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome);
+      if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome, charges);
       this.endWait(acq);
     } catch (err) {
       report('lock tracking', err);
@@ -374,7 +508,10 @@ export class LockTracker {
     if (acq.settled || acq.grantedAt !== undefined) return;
     acq.settled = true;
     this.endWait(acq);
-    if (acq.contended) acq.resource.waiting--;
+    if (acq.contended) {
+      acq.resource.waiting--;
+      this.pruneKept(acq.resource);
+    }
   }
 
   /**
@@ -402,12 +539,16 @@ export class LockTracker {
 
   private endHold(resource: LockResource, held: Acquisition, now: number): void {
     this.holdTime.record((now - held.grantedAt!) / 1000, resource.attrs.base);
+    // Only a hold released while someone waits can overlap a wait still to be charged.
+    if (resource.waiting > 0) {
+      held.releasedAt = now;
+      if (resource.kept.push(held) > KEPT_HOLDS) resource.keptDroppedAt = resource.kept.shift()!.releasedAt!;
+    }
   }
 
   private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
     if (!holder) return {};
-    const attrs: Record<string, string> = {};
-    if (holder.stack) attrs[LOCK_HOLDER_SITE] = siteOf(holder.stack);
+    const attrs: Record<string, string> = { [LOCK_HOLDER_SITE]: siteOfAcquisition(holder) };
     const sc = trace.getSpan(holder.ctx)?.spanContext();
     if (sc) {
       attrs[LOCK_HOLDER_TRACE] = sc.traceId;
@@ -423,7 +564,7 @@ export class LockTracker {
     acq: Acquisition,
     from: number,
     to: number,
-    attributes: Record<string, string | number>,
+    attributes: Record<string, string | number | string[] | number[]>,
   ): void {
     recordSpan(this.tracer, {
       name,
@@ -436,12 +577,19 @@ export class LockTracker {
     });
   }
 
-  private waitSpan(acq: Acquisition, now: number, outcome: string): void {
+  private waitSpan(acq: Acquisition, now: number, outcome: string, charges: Charges<Acquisition>): void {
+    const ranked = [...charges.bySite].sort((a, b) => b[1] - a[1]);
+    const shown = ranked.slice(0, SPAN_HOLDER_SITES);
+    const rest = ranked.slice(SPAN_HOLDER_SITES).reduce((sum, [, ms]) => sum + ms, 0);
+    if (rest > 0) shown.push([LOCK_SITES.other, rest]);
     this.emit(SPAN_NAMES.lockWait, KINDS.lockWait, acq, acq.requestedAt, now, {
       [LOCK_OUTCOME]: outcome,
       [LOCK_QUEUE_DEPTH]: acq.queueDepth,
-      [LOCK_ACQUIRE_SITE]: siteOf(acq.stack ?? {}),
-      ...this.holderAttributes(acq.blockedBy),
+      [LOCK_ACQUIRE_SITE]: siteOfAcquisition(acq),
+      [LOCK_HOLDER_SITES]: shown.map(([site]) => site),
+      [LOCK_HOLDER_MS]: shown.map(([, ms]) => ms),
+      [LOCK_HANDOFF_MS]: charges.handoffMs,
+      ...this.holderAttributes(charges.top?.ref),
     });
   }
 

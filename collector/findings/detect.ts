@@ -13,17 +13,32 @@ import {
   LOCK_ACQUIRE_SITE,
   LOCK_HELD_MS,
   LOCK_HOLDER_SITE,
+  LOCK_HOLDER_SPAN,
+  LOCK_HOLDER_TRACE,
+  LOCK_NAME,
+  LOCK_SITES,
   LOCK_WAITERS,
+  KIND,
   POOL_METRICS,
   POOL_NAME,
   POOL_TYPE,
   SYNC_API,
   THREADPOOL_AHEAD,
   THREADPOOL_METRICS,
+  THREADPOOL_OP,
   THREADPOOL_SIZE,
 } from '../../common/conventions';
 import { key } from '../../common/keys';
-import type { AgentSpanRow, Attributes, CodeLocation, Finding, LockRow, Severity, Window } from '../../common/types';
+import type {
+  AgentSpanRow,
+  Attributes,
+  CodeLocation,
+  Finding,
+  LockPair,
+  Severity,
+  SpanView,
+  Window,
+} from '../../common/types';
 import type { ReadModel } from '../../db/index';
 import type { FindingThresholds } from '../findings-config';
 
@@ -32,6 +47,8 @@ const EXAMPLES = 3;
 const AHEAD_SAMPLE = 500;
 /** Groups of one kind a detector looks at, most time first. */
 const GROUPS = 100;
+/** Holder traces read to learn what a hot lock's holders waited for while holding it. */
+const HELD_ACROSS_TRACES = 3;
 
 /** A finding before it is put into words: its figures and the facts the words need. */
 type Base = Omit<Finding, 'kind' | 'title' | 'detail'>;
@@ -39,8 +56,16 @@ export type Detected =
   | (Base & { kind: 'sync-call'; facts: { api: string } })
   | (Base & { kind: 'loop-blocked'; facts: { pkg?: string; inDependency: boolean } })
   | (Base & { kind: 'lock-held'; facts: { lock: string; holderSite: string } })
-  | (Base & { kind: 'shared-lock'; facts: { lock: string; type: string; waiterSite: string; holderSite: string } })
-  | (Base & { kind: 'lock-contention'; facts: { lock: string; type: string; topSite?: string } })
+  | (Base & {
+      kind: 'shared-lock';
+      /** The two code paths (holder sites) that make each other wait, the costlier first. */
+      facts: { lock: string; type: string; first: string; second: string; heldAcross?: string };
+    })
+  | (Base & {
+      kind: 'lock-contention';
+      /** Where the lock is held while others wait the most, and where it is waited for most. */
+      facts: { lock: string; type: string; topHolder?: string; topWaiter?: string; heldAcross?: string };
+    })
   | (Base & {
       kind: 'threadpool-saturated';
       facts: {
@@ -61,12 +86,6 @@ export function locationOf(a: Attributes | undefined): CodeLocation | undefined 
   const file = str(a?.[CODE_FILE]);
   if (!a || !file) return undefined;
   return { function: str(a[CODE_FUNCTION]) || '<anonymous>', file, line: Number(a[CODE_LINE]) || 0 };
-}
-
-/** A `file:line` site as the lock spans name them (function unknown). */
-function siteLocation(site: string): CodeLocation | undefined {
-  const m = /^(.*):(\d+)$/.exec(site);
-  return m ? { function: '', file: m[1], line: Number(m[2]) } : undefined;
 }
 
 const traceIds = (spans: AgentSpanRow[]) => [...new Set(spans.map((s) => s.traceId))].slice(0, EXAMPLES);
@@ -162,29 +181,104 @@ async function blocking(read: ReadModel, w: Window, th: FindingThresholds): Prom
   return out;
 }
 
-interface Pairs {
-  cross: number;
-  share: number;
-  top?: { waiterSite: string; holderSite: string; totalMs: number };
-  topSite?: string;
+/** The function part of a site `fn (file:line)`. */
+const fnOf = (site: string) => /^(.*) \(.*:\d+\)$/.exec(site)?.[1] ?? site;
+const isCode = (site: string) => site !== '' && !Object.values(LOCK_SITES).includes(site as never);
+
+/** One lock's blame, from the charged pairs: who waited, who made them wait, and across paths. */
+interface Blame {
+  /** Wait charged to code (not handoff, unknown or other). */
+  knownMs: number;
+  /** Of that, wait where the waiter and the holder are different functions. */
+  crossMs: number;
+  /** Holder functions, most charged first, each with its busiest site. */
+  holders: Array<{ fn: string; site: string; ms: number }>;
+  waiters: Array<{ fn: string; site: string; ms: number }>;
+  /** ms that waiters in function `w` waited for holders in function `h`: key(w, h). */
+  between: Map<string, number>;
 }
 
-async function pairsOf(read: ReadModel, lock: string, w: Window): Promise<Pairs> {
-  const pairs = await read.lockPairs(lock, w);
-  let known = 0;
-  let cross = 0;
-  let top: Pairs['top'];
-  const bySite = new Map<string, number>();
+function blameOf(pairs: LockPair[]): Blame {
+  const tally = (m: Map<string, { fn: string; sites: Map<string, number>; ms: number }>, site: string, ms: number) => {
+    const fn = fnOf(site);
+    const e = m.get(fn) ?? { fn, sites: new Map<string, number>(), ms: 0 };
+    e.ms += ms;
+    e.sites.set(site, (e.sites.get(site) ?? 0) + ms);
+    m.set(fn, e);
+  };
+  const holders = new Map<string, { fn: string; sites: Map<string, number>; ms: number }>();
+  const waiters = new Map<string, { fn: string; sites: Map<string, number>; ms: number }>();
+  const between = new Map<string, number>();
+  let knownMs = 0;
+  let crossMs = 0;
   for (const p of pairs) {
-    bySite.set(p.waiterSite, (bySite.get(p.waiterSite) ?? 0) + p.totalMs);
-    if (!p.waiterSite || !p.holderSite) continue;
-    known += p.totalMs;
-    if (p.waiterSite === p.holderSite) continue;
-    cross += p.totalMs;
-    if (!top || p.totalMs > top.totalMs) top = p;
+    if (isCode(p.waiterSite)) tally(waiters, p.waiterSite, p.totalMs);
+    if (!isCode(p.holderSite)) continue;
+    tally(holders, p.holderSite, p.totalMs);
+    knownMs += p.totalMs;
+    const [w, h] = [fnOf(p.waiterSite), fnOf(p.holderSite)];
+    if (w !== h) crossMs += p.totalMs;
+    between.set(key(w, h), (between.get(key(w, h)) ?? 0) + p.totalMs);
   }
-  const topSite = [...bySite].filter(([site]) => site).sort((a, b) => b[1] - a[1])[0]?.[0];
-  return { cross, share: known ? cross / known : 0, top, topSite };
+  const ranked = (m: typeof holders) =>
+    [...m.values()]
+      .map((e) => ({ fn: e.fn, site: [...e.sites].sort((a, b) => b[1] - a[1])[0][0], ms: e.ms }))
+      .sort((a, b) => b.ms - a.ms);
+  return { knownMs, crossMs, holders: ranked(holders), waiters: ranked(waiters), between };
+}
+
+/** A `fn (file:line)` site (or a bare `file:line`) as a location. */
+function siteLocation(site: string): CodeLocation | undefined {
+  const m = /^(?:(.*) \()?(.*):(\d+)\)?$/.exec(site);
+  return m ? { function: m[1] ?? '', file: m[2], line: Number(m[3]) } : undefined;
+}
+
+/**
+ * What the holds at a site waited for while they held the lock: the outgoing calls and the
+ * agent's waits under the holder's span that ran during the waits it caused (from a few of the
+ * holder traces the wait spans link to).
+ */
+async function heldAcross(read: ReadModel, waits: AgentSpanRow[], holderSite: string): Promise<string | undefined> {
+  const linked = waits
+    .filter((s) => s.attributes[LOCK_HOLDER_SITE] === holderSite && s.attributes[LOCK_HOLDER_TRACE])
+    .slice(0, HELD_ACROSS_TRACES);
+  const seen = new Map<string, number>();
+  for (const wait of linked) {
+    const spans = await read.trace(str(wait.attributes[LOCK_HOLDER_TRACE]));
+    const children = new Map<string, SpanView[]>();
+    for (const s of spans)
+      if (s.parentSpanId) children.set(s.parentSpanId, [...(children.get(s.parentSpanId) ?? []), s]);
+    const from = BigInt(Date.parse(wait.start)) * 1_000_000n;
+    const to = from + BigInt(Math.round(wait.durationMs * 1e6));
+    // The holder's span and what ran under it, breadth first.
+    const queue = [...(children.get(str(wait.attributes[LOCK_HOLDER_SPAN])) ?? [])];
+    for (let i = 0; i < queue.length && i < 2000; i++) {
+      const s = queue[i];
+      queue.push(...(children.get(s.spanId) ?? []));
+      if (BigInt(s.endTimeUnixNano) <= from || BigInt(s.startTimeUnixNano) >= to) continue;
+      const what = awaited(s);
+      if (what) seen.set(what, (seen.get(what) ?? 0) + 1);
+    }
+  }
+  return [...seen].sort((a, b) => b[1] - a[1])[0]?.[0];
+}
+
+/** How a span a lock holder waited on is named in a finding, if it is one that waits. */
+function awaited(s: SpanView): string | undefined {
+  const a = s.attributes;
+  switch (a[KIND]) {
+    case KINDS.lockWait:
+      return `a wait for lock ${str(a[LOCK_NAME])}`;
+    case KINDS.poolTask:
+      return `a task on the worker pool ${str(a[POOL_NAME])}`;
+    case KINDS.threadpoolWait:
+      return `a wait for the libuv threadpool (${str(a[THREADPOOL_OP])})`;
+    case KINDS.syncCall:
+      return `the blocking call ${str(a[SYNC_API])}`;
+  }
+  if (s.kind !== 3) return undefined; // OTLP SpanKind CLIENT: an outgoing call
+  const host = str(a['server.address'] ?? a['net.peer.name'] ?? a['db.system'] ?? '');
+  return `an outgoing call (${s.name}${host ? ` to ${host}` : ''})`;
 }
 
 async function locks(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
@@ -229,13 +323,15 @@ async function locks(read: ReadModel, w: Window, th: FindingThresholds): Promise
   }
 
   const c = th['lock-contention'];
+  const sh = th['shared-lock'];
   const hot = rows.filter(
     (row) =>
       !held.has(key(row.service, row.lock)) &&
       row.totalWaitMs >= c['min-total-wait'] &&
       (row.waitP95Ms ?? 0) >= c['min-p95'],
   );
-  const [examplesOf, pairs] = await Promise.all([
+  if (hot.length === 0) return out;
+  const [examplesOf, allPairs] = await Promise.all([
     read.samples(
       KINDS.lockWait,
       hot.map((r) => ({ service: r.service, key: r.lock })),
@@ -243,12 +339,19 @@ async function locks(read: ReadModel, w: Window, th: FindingThresholds): Promise
       20,
       'slowest',
     ),
-    Promise.all(hot.map((row) => pairsOf(read, row.lock, { ...w, service: row.service }))),
+    read.lockPairs(w),
   ]);
-  hot.forEach((row: LockRow, i) => {
-    const p = pairs[i];
+  const pairsOf = new Map<string, LockPair[]>();
+  for (const p of allPairs) pairsOf.set(key(p.service, p.lock), [...(pairsOf.get(key(p.service, p.lock)) ?? []), p]);
+  for (const row of hot) {
     const examples = examplesOf.get(key(row.service, row.lock)) ?? [];
-    const siteSpan = (site: string | undefined) => examples.find((s) => str(s.attributes[LOCK_ACQUIRE_SITE]) === site);
+    const b = blameOf(pairsOf.get(key(row.service, row.lock)) ?? []);
+    // A site's location with its full path when a sample span waited there (they carry code.*).
+    const at = (site: string | undefined) =>
+      site === undefined
+        ? undefined
+        : (locationOf(examples.find((s) => str(s.attributes[LOCK_ACQUIRE_SITE]) === site)?.attributes) ??
+          siteLocation(site));
     const base = {
       severity: severity((row.waitP95Ms ?? 0) >= c['critical-p95']),
       service: row.service,
@@ -265,25 +368,47 @@ async function locks(read: ReadModel, w: Window, th: FindingThresholds): Promise
       acquisitions: row.acquisitions,
       contended: row.contended,
     };
-    if (p.top && p.share >= th['shared-lock']['min-cross-share']) {
-      const { waiterSite, holderSite } = p.top;
+    const topHolder = b.holders[0];
+    const across = topHolder ? await heldAcross(read, examples, topHolder.site) : undefined;
+    const crossShare = b.knownMs ? b.crossMs / b.knownMs : 0;
+    // Two paths in different functions that each hold the lock for a real share of the waiting,
+    // and make each other wait: one lock serialises unrelated work (or one resource's two uses).
+    const paths = b.holders.filter((x) => x.ms >= sh['min-holder-share'] * b.knownMs);
+    if (paths.length >= 2 && crossShare >= sh['min-cross-share']) {
+      const [p, q] = paths;
+      const pWaitedOnQ = b.between.get(key(p.fn, q.fn)) ?? 0;
+      const qWaitedOnP = b.between.get(key(q.fn, p.fn)) ?? 0;
       out.push({
         ...base,
         kind: 'shared-lock',
-        location: locationOf(siteSpan(waiterSite)?.attributes) ?? siteLocation(waiterSite),
-        figures: { ...figures, crossSiteShare: p.share, crossSiteWaitMs: p.cross },
-        facts: { lock: row.lock, type: row.type, waiterSite, holderSite },
+        location: at(p.site),
+        figures: {
+          ...figures,
+          crossSiteShare: crossShare,
+          crossSiteWaitMs: b.crossMs,
+          firstHeldMs: p.ms,
+          secondHeldMs: q.ms,
+          firstWaitedOnSecondMs: pWaitedOnQ,
+          secondWaitedOnFirstMs: qWaitedOnP,
+        },
+        facts: { lock: row.lock, type: row.type, first: p.site, second: q.site, heldAcross: across },
       });
-      return;
+      continue;
     }
     out.push({
       ...base,
       kind: 'lock-contention',
-      location: locationOf(siteSpan(p.topSite)?.attributes) ?? (p.topSite ? siteLocation(p.topSite) : undefined),
-      figures,
-      facts: { lock: row.lock, type: row.type, topSite: p.topSite },
+      location: at(topHolder?.site ?? b.waiters[0]?.site),
+      figures: { ...figures, ...(topHolder ? { topHolderMs: topHolder.ms } : {}) },
+      facts: {
+        lock: row.lock,
+        type: row.type,
+        topHolder: topHolder?.site,
+        topWaiter: b.waiters[0]?.site,
+        heldAcross: across,
+      },
     });
-  });
+  }
   return out;
 }
 

@@ -11,6 +11,9 @@ export function formatMs(ms: number): string {
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
+/** The function of a site `fn (file:line)`. */
+const fnName = (site: string) => /^(.*) \(.*:\d+\)$/.exec(site)?.[1] ?? site;
+
 export const showLocation = (l: CodeLocation) =>
   l.function ? `${l.function} (${l.file}:${l.line})` : `${l.file}:${l.line}`;
 
@@ -118,21 +121,32 @@ function words(d: Detected): { title: string; detail: string } {
       const stats =
         `${plural(f.contended, 'acquisition')} of ${f.acquisitions} had to wait, ${formatMs(f.totalWaitMs)} in all; 95% of acquisitions waited ` +
         `under ${formatMs(f.waitP95Ms)}, the longest ${formatMs(f.waitMaxMs)}, with up to ${f.maxQueue} queued`;
+      const across = d.facts.heldAcross ? ` The holder waited on ${d.facts.heldAcross} while it held the lock.` : '';
       if (d.kind === 'shared-lock') {
-        const { lock, type, waiterSite, holderSite } = d.facts;
+        const { lock, type, first, second } = d.facts;
+        const [a, b] = [fnName(first), fnName(second)];
         return {
-          title: `One lock, ${lock}, serialises unrelated code`,
+          title: `One lock, ${lock}, serialises ${a} and ${b}`,
           detail:
-            `Lock ${lock} (${type}) is taken at different places, and ${Math.round(f.crossSiteShare * 100)}% of the waiting (${formatMs(f.crossSiteWaitMs)}) ` +
-            `was code at one place queueing behind a holder at another: most of all ${waiterSite} waiting for ${holderSite}. ${stats}. ` +
-            `When one lock guards unrelated resources, each path waits for the other for no reason. Give each resource its own lock ` +
-            `(one for the balance, another for the order counter, for example), so that only work on the same data queues.`,
+            `Lock ${lock} (${type}) is held by two code paths that make each other wait: ${first} and ${second}. ` +
+            `${Math.round(f.crossSiteShare * 100)}% of the waiting charged to holders (${formatMs(f.crossSiteWaitMs)}) was one path ` +
+            `waiting for the other: ${b} waited ${formatMs(f.secondWaitedOnFirstMs)} while ${a} held it, and ${a} ` +
+            `${formatMs(f.firstWaitedOnSecondMs)} while ${b} held it. ${stats}.${across} ` +
+            `Timing cannot see data, so it depends on what they guard: if these paths touch different data (a balance and ` +
+            `an order counter, for example), give each its own lock so that neither waits for the other; if they touch ` +
+            `the same data, shorten what each does while holding it (no I/O or slow work inside the critical section).`,
         };
       }
-      const { lock, type, topSite } = d.facts;
+      const { lock, type, topHolder, topWaiter } = d.facts;
+      const where = topHolder
+        ? ` Others waited ${formatMs(f.topHolderMs)} while ${topHolder} held it: that is the critical section to shorten` +
+          (topWaiter && topWaiter !== topHolder ? `; the waiting is mostly at ${topWaiter}.` : '.')
+        : topWaiter
+          ? ` Most of the waiting is at ${topWaiter}.`
+          : '';
       return {
         title: `Hot lock ${lock}`,
-        detail: `Lock ${lock} (${type}) is contended: ${stats}.${topSite ? ` Most of the waiting is at ${topSite}.` : ''} ${limiterAdvice(type)}`,
+        detail: `Lock ${lock} (${type}) is contended: ${stats}.${where}${across} ${limiterAdvice(type)}`,
       };
     }
     case 'threadpool-saturated': {

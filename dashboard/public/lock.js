@@ -1,11 +1,10 @@
-// One lock: its wait and hold histograms, where it is acquired, who waited on whom, and the
-// slowest waits, each linking to its trace.
+// One lock: its wait and hold histograms, who made others wait and who waited (each wait charged
+// to the holds that ran during it), and the slowest waits, each linking to its trace.
 import {
   api,
   el,
   empty,
   findingsSection,
-  fmtCount,
   fmtMs,
   fmtTime,
   getFindings,
@@ -19,6 +18,14 @@ import {
 } from './app.js';
 
 const name = params().get('name') ?? '';
+
+/** Holder sites that are not code, in words. */
+const SITE_WORDS = {
+  '(handoff)': 'handoff (free, the waiter not resumed yet)',
+  '(unknown)': 'unknown (held before the lock was hot)',
+  '(other)': 'other sites',
+};
+const siteText = (v) => SITE_WORDS[v] ?? v;
 page(`Lock ${name}`, async (main) => {
   if (!name) {
     main.append(empty('No lock chosen: open one from the Locks page.'));
@@ -38,45 +45,53 @@ page(`Lock ${name}`, async (main) => {
       section('Hold time', histogramChart(l.hold, { emptyText: 'No hold of this lock ended in this window.' })),
     ),
     section('Wait over time', timeChart(l.chart, { label: (s) => `${s.service} ${s.name}` })),
+    el(
+      'div',
+      { class: 'grid2' },
+      section(
+        'Time others waited because this code held the lock',
+        table(
+          [
+            { key: 'site', label: 'Holder', format: siteText },
+            { key: 'totalMs', label: 'Others waited', numeric: true, format: fmtMs },
+          ],
+          l.holders,
+          { id: 'holders', defaultSort: { key: 'totalMs', dir: 'desc' }, emptyText: 'Nobody waited in this window.' },
+        ),
+      ),
+      section(
+        'Where it was waited for',
+        table(
+          [
+            { key: 'site', label: 'Waiter (acquire site)' },
+            { key: 'totalMs', label: 'Waited', numeric: true, format: fmtMs },
+          ],
+          l.acquireSites,
+          { id: 'sites', defaultSort: { key: 'totalMs', dir: 'desc' } },
+        ),
+      ),
+    ),
     section(
       'Who waited on whom',
       el(
         'p',
         { class: 'lead' },
         shared
-          ? 'Waiters at one place queue behind holders at another: if these are unrelated code paths, one lock is serialising them; consider one lock per resource.'
-          : 'Each row: where the waiting request acquired the lock, and where the holder it queued behind had acquired it.',
+          ? 'Code at one place waits while code at another holds the lock: if the two touch different data, one lock is serialising them; give each its own.'
+          : 'Each wait is charged to the holds that ran during it, exactly: a row is how long waiters at one site waited while holders at another held the lock.',
       ),
       table(
         [
           { key: 'waiterSite', label: 'Waiter (acquire site)' },
-          {
-            key: 'holderSite',
-            label: 'Holder (its acquire site)',
-            format: (v) => v || 'unknown (the lock was not hot yet)',
-          },
-          { key: 'count', label: 'Waits', numeric: true, format: fmtCount },
-          { key: 'totalMs', label: 'Total', numeric: true, format: fmtMs },
-          { key: 'maxMs', label: 'Max', numeric: true, format: fmtMs },
+          { key: 'holderSite', label: 'Holder', format: siteText },
+          { key: 'totalMs', label: 'Waited', numeric: true, format: fmtMs },
         ],
         l.pairs,
         {
           id: 'pairs',
           defaultSort: { key: 'totalMs', dir: 'desc' },
-          emptyText: 'No wait of 1 ms or more in this window.',
+          emptyText: 'No wait in this window.',
         },
-      ),
-    ),
-    section(
-      'Acquire sites',
-      table(
-        [
-          { key: 'site', label: 'Site' },
-          { key: 'count', label: 'Waits', numeric: true, format: fmtCount },
-          { key: 'totalMs', label: 'Total wait', numeric: true, format: fmtMs },
-        ],
-        l.acquireSites,
-        { id: 'sites', defaultSort: { key: 'totalMs', dir: 'desc' } },
       ),
     ),
     section(

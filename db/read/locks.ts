@@ -5,8 +5,8 @@ import type { HistogramView, LockPair, LockRow, Window } from '../../common/type
 import { key } from '../../common/keys';
 import { NS_PER_MINUTE, nowNs, nsToMs } from '../../common/time';
 import { EXACT_HORIZON_NS, emptyBucket, mergeBucket, type LockBucket } from '../lock-rollup';
-import { big, int, type Params, type SqlReader } from '../sql';
-import { groups, minutesOf } from './agent-spans';
+import { big, type Params, type SqlReader } from '../sql';
+import { groups } from './agent-spans';
 import { quantile, type Histogram } from './histogram';
 
 interface Range {
@@ -20,8 +20,8 @@ interface Range {
  * the minute rows, and the partial minutes at either end from single exports while those are
  * kept (older windows are widened to whole minutes).
  */
-export function rollupRanges(w: Window, now = nowNs()): Range[] {
-  const exactSince = now - EXACT_HORIZON_NS;
+export function rollupRanges(w: Window, now = nowNs(), exact = true): Range[] {
+  const exactSince = exact ? now - EXACT_HORIZON_NS : now + 1n;
   const ceilMinute = (ns: bigint) => (ns + NS_PER_MINUTE - 1n) / NS_PER_MINUTE;
   const ranges: Range[] = [];
   let firstMinute = w.fromNs / NS_PER_MINUTE;
@@ -143,25 +143,28 @@ export async function lockHistograms(
   return { wait: view(waitHistogram(b)), hold: view(holdHistogram(b)) };
 }
 
-/** Who waited on whom at one lock: waiter site by holder site, most waiting first. */
-export async function lockPairs(db: SqlReader, name: string, w: Window): Promise<LockPair[]> {
-  const rows = await db.all<{
-    waiter_site: string;
-    holder_site: string;
-    count: unknown;
-    total_ns: unknown;
-    max_ns: unknown;
-  }>(
-    `SELECT waiter_site, holder_site, sum(count) AS count, sum(total_ns) AS total_ns, max(max_ns) AS max_ns
-     FROM lock_pair_rollup WHERE lock = @lock AND minute >= @from AND minute < @to ${w.service ? 'AND service = @service' : ''}
-     GROUP BY waiter_site, holder_site ORDER BY total_ns DESC LIMIT 50`,
-    { lock: name, service: w.service ?? null, ...minutesOf(w) },
+/**
+ * Who made whom wait at one lock (or every lock of the window): the wait charged to each holder
+ * site by each waiter site, most first. Read per minute (whole hours from the hourly rows).
+ */
+export async function lockPairs(db: SqlReader, w: Window, name?: string): Promise<LockPair[]> {
+  const params: Params = { service: w.service ?? null, lock: name ?? null };
+  const parts = rollupRanges(w, nowNs(), false).map((r, i) => {
+    Object.assign(params, { [`size${i}`]: r.size, [`from${i}`]: r.from, [`to${i}`]: r.to });
+    return `(size = @size${i} AND bucket >= @from${i} AND bucket < @to${i})`;
+  });
+  if (parts.length === 0) return [];
+  const rows = await db.all<{ service: string; lock: string; waiter_site: string; holder_site: string; ns: unknown }>(
+    `SELECT service, lock, waiter_site, holder_site, sum(charged_ns) AS ns FROM lock_blame_rollup
+     WHERE (${parts.join(' OR ')}) ${w.service ? 'AND service = @service' : ''} ${name !== undefined ? 'AND lock = @lock' : ''}
+     GROUP BY service, lock, waiter_site, holder_site ORDER BY ns DESC`,
+    params,
   );
   return rows.map((p) => ({
+    service: p.service,
+    lock: p.lock,
     waiterSite: p.waiter_site,
     holderSite: p.holder_site,
-    count: int(p.count),
-    totalMs: nsToMs(big(p.total_ns)),
-    maxMs: nsToMs(big(p.max_ns)),
+    totalMs: nsToMs(big(p.ns)),
   }));
 }
