@@ -71,6 +71,14 @@ export type BlockOrigin = (typeof BLOCK_ORIGINS)[keyof typeof BLOCK_ORIGINS];
 // Blocking synchronous calls.
 export const SYNC_API = 'stallscope.sync.api';
 export const SYNC_BYTES = 'stallscope.sync.bytes';
+/** On stallscope.sync.time and .calls: the call site, `fn (file:line)`, or one of SYNC_SITES. */
+export const SYNC_SITE = 'stallscope.sync.site';
+export const SYNC_SITES = { fast: '(fast calls)', other: '(other)' } as const;
+
+/** Loop CPU profiles (pprof), posted to the OTLP endpoint's PROFILE_PATH; see docs/conventions.md. */
+export const PROFILE_PATH = '/v1/profiles/pprof';
+export const PROFILE_TIMESTAMP_LABEL = 'timestamp';
+export const PROFILE_REQUESTED_HZ = 'stallscope.profile.requested_hz';
 
 /** Python agent, on nested-loop spans: `asyncio.run` or `loop.run_until_complete`. */
 export const NESTED_API = 'stallscope.nested.api';
@@ -85,6 +93,8 @@ export const METRICS = {
   blocks: 'stallscope.eventloop.blocks',
   blockDuration: 'stallscope.eventloop.block.duration',
   syncDuration: 'stallscope.sync.duration',
+  syncTime: 'stallscope.sync.time',
+  syncCalls: 'stallscope.sync.calls',
   agentErrors: 'stallscope.agent.errors',
 } as const;
 
