@@ -79,6 +79,8 @@ export const SYNC_SITES = { fast: '(fast calls)', other: '(other)' } as const;
 export const PROFILE_PATH = '/v1/profiles/pprof';
 export const PROFILE_TIMESTAMP_LABEL = 'timestamp';
 export const PROFILE_REQUESTED_HZ = 'stallscope.profile.requested_hz';
+/** A pprof Mapping's filename: whose code a location is (the BLOCK_ORIGINS). */
+export const PROFILE_ORIGINS = BLOCK_ORIGINS;
 
 /** Python agent, on nested-loop spans: `asyncio.run` or `loop.run_until_complete`. */
 export const NESTED_API = 'stallscope.nested.api';
