@@ -8,6 +8,9 @@ import type protobuf from 'protobufjs';
 import { LogsRequest, MetricsRequest, TraceRequest, encodeExportResponse, encodeRpcStatus } from './otlp/proto';
 import { BadRequest, normalizeLogs, normalizeMetrics, normalizeTraces, type Normalized } from './otlp/normalize';
 import { QueueFull, WriteFailed, WriteRejected, type Store } from '../db/index';
+import { PROFILE_PATH } from '../common/conventions';
+import type { ProfileWrite } from '../common/types';
+import { BadProfile, decodeProfile } from './profiles';
 
 const gunzip = promisify(zlib.gunzip);
 
@@ -40,7 +43,7 @@ export interface ReceiverOptions {
 
 export interface ReceiverStats {
   requests: number;
-  accepted: { spans: number; points: number; logs: number };
+  accepted: { spans: number; points: number; logs: number; profileSamples: number };
   rejectedItems: number;
   refused: Record<string, number>;
 }
@@ -66,7 +69,7 @@ class HttpError extends Error {
 export class OtlpReceiver {
   readonly stats: ReceiverStats = {
     requests: 0,
-    accepted: { spans: 0, points: 0, logs: 0 },
+    accepted: { spans: 0, points: 0, logs: 0, profileSamples: 0 },
     rejectedItems: 0,
     refused: {},
   };
@@ -88,7 +91,8 @@ export class OtlpReceiver {
     const path = (req.url ?? '/').split('?')[0];
     const signal = SIGNALS[path];
     const format = formatOf(req.headers['content-type']);
-    if (!signal) throw new HttpError(404, `no OTLP endpoint at ${path}; use POST /v1/traces, /v1/metrics or /v1/logs`);
+    if (!signal && path !== PROFILE_PATH)
+      throw new HttpError(404, `no OTLP endpoint at ${path}; use POST /v1/traces, /v1/metrics or /v1/logs`);
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} is not allowed on ${path}; use POST`);
     if (this.options.token !== undefined && !bearerMatches(req.headers.authorization, this.options.token)) {
       throw new HttpError(
@@ -96,6 +100,7 @@ export class OtlpReceiver {
         'a token is required: send Authorization: Bearer <STALLSCOPE_TOKEN> (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)',
       );
     }
+    if (!signal) return this.profile(req, res);
     if (!format) {
       throw new HttpError(
         415,
@@ -133,6 +138,31 @@ export class OtlpReceiver {
       if (err instanceof WriteRejected) throw new HttpError(500, err.message);
       throw err;
     }
+  }
+
+  /** A loop CPU profile: a pprof file (docs/conventions.md), stored like any batch. */
+  private async profile(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readBody(req, this.options.maxBodyBytes);
+    let profile: ProfileWrite;
+    try {
+      profile = decodeProfile(body);
+    } catch (err) {
+      if (err instanceof BadProfile) throw new HttpError(400, `invalid profile: ${err.message}`);
+      throw err;
+    }
+    try {
+      await this.store.write({ resources: [], spans: [], points: [], logs: [], profiles: [profile] });
+    } catch (err) {
+      if (err instanceof QueueFull || err instanceof WriteFailed) {
+        res.setHeader('Retry-After', String(this.options.retryAfterSeconds));
+        throw new HttpError(503, err.message);
+      }
+      if (err instanceof WriteRejected) throw new HttpError(500, err.message);
+      throw err;
+    }
+    this.stats.accepted.profileSamples += profile.samples.length;
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify({ samples: profile.samples.length }));
   }
 
   private async decompress(raw: Buffer): Promise<Buffer> {

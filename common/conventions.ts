@@ -168,6 +168,7 @@ export const POOL_METRICS = {
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
 export const FINDING_KINDS = [
   'loop-blocked',
+  'loop-saturated',
   'sync-call',
   'lock-contention',
   'shared-lock',

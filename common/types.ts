@@ -88,12 +88,36 @@ export interface LogRow {
   scopeName: string | null;
 }
 
+/** One frame of a profiled stack. */
+export interface ProfileFrame {
+  fn: string;
+  file: string;
+  line: number;
+  /** Whose code: a PROFILE_ORIGINS value (app, dependency, telemetry, runtime). */
+  origin: string;
+}
+
+/** One posted CPU profile of a process's event loop: its stacks (root first) and timed samples. */
+export interface ProfileWrite {
+  service: string;
+  instance: string;
+  resource: Record<string, string>;
+  startNs: bigint;
+  durationNs: bigint;
+  /** The mean sampling interval measured by the agent. */
+  periodNs: bigint;
+  requestedHz: number | null;
+  stacks: ProfileFrame[][];
+  samples: Array<{ timeNs: bigint; stack: number; weightNs: bigint }>;
+}
+
 /** One decoded export request, ready to be written in a single transaction. */
 export interface WriteBatch {
   resources: ResourceRow[];
   spans: SpanRow[];
   points: MetricPointRow[];
   logs: LogRow[];
+  profiles?: ProfileWrite[];
 }
 
 // ---- query API shapes (what the collector's HTTP API returns) ----
@@ -269,6 +293,32 @@ export interface HistogramTotal {
   sum: number;
 }
 
+/** A profiled stack's weight over a window. */
+export interface StackWeight {
+  service: string;
+  stackId: number;
+  frames: ProfileFrame[];
+  samples: number;
+  weightMs: number;
+}
+
+export interface ProfileWindows {
+  service: string;
+  instances: number;
+  windows: number;
+  samples: number;
+  /** The mean interval the agents measured. */
+  periodMs: number;
+  requestedHz: number | null;
+}
+
+export interface TimedSample {
+  instance: string;
+  timeNs: bigint;
+  weightNs: bigint;
+  frames: ProfileFrame[];
+}
+
 // ---- the dashboard's pages (GET /api/dash/...) ----
 
 export interface WindowView {
@@ -315,6 +365,26 @@ export interface BlockingGroupPage {
   key: string;
   stack: string;
   spans: AgentSpanRow[];
+}
+
+/** A flame graph node: a function (merged by name and file) and what it called. */
+export interface FlameNode {
+  name: string;
+  file: string;
+  line: number;
+  origin: string;
+  totalMs: number;
+  selfMs: number;
+  children: FlameNode[];
+}
+
+export interface ProfilePage {
+  windows: ProfileWindows[];
+  /** The loop's sampled CPU. */
+  cpu: FlameNode;
+  /** The stacks of blocking episodes, weighted by how long each blocked. */
+  blocked: FlameNode;
+  blockedEpisodes: number;
 }
 
 export interface OffloadPage {

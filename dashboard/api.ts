@@ -25,11 +25,16 @@ import type {
   LocksPage,
   OffloadPage,
   OverviewPage,
+  ProfilePage,
   Window,
 } from '../common/types';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
+import { flameTree, stackFrames } from '../collector/loop-profile';
+import { encodeProfile } from '../collector/profiles';
 
 const DEFAULT_WINDOW_MS = 3_600_000;
+/** Blocking episodes read for the blocked-time flame graph. */
+const BLOCKED_STACKS = 2000;
 
 function window(req: Request): Window {
   const { fromMs, toMs } = range(req, DEFAULT_WINDOW_MS);
@@ -188,6 +193,53 @@ export function dashboardApi(store: Store): Router {
       return { canary, inFlight, size, threadpoolWaits, poolWait, poolRun, pools };
     }),
   );
+
+  api.get(
+    '/profile',
+    handler(async (req): Promise<ProfilePage> => {
+      const w = window(req);
+      const [stacks, windows, episodes] = await Promise.all([
+        read.stackWeights(w),
+        read.profileWindows(w),
+        read.latest(KINDS.loopBlock, w, BLOCKED_STACKS),
+      ]);
+      const withStack = episodes.filter((e) => typeof e.attributes[CODE_STACKTRACE] === 'string');
+      return {
+        windows,
+        cpu: flameTree(stacks),
+        blocked: flameTree(
+          withStack.map((e) => ({
+            frames: stackFrames(String(e.attributes[CODE_STACKTRACE])),
+            weightMs: e.durationMs,
+          })),
+        ),
+        blockedEpisodes: withStack.length,
+      };
+    }),
+  );
+
+  // The loop's CPU over the window as a pprof file: go tool pprof and speedscope open it.
+  api.get('/profile.pb.gz', async (req, res) => {
+    try {
+      const w = window(req);
+      const stacks = await read.stackWeights(w);
+      const [windows] = await read.profileWindows(w);
+      const body = encodeProfile(
+        stacks.map((s) => ({ frames: s.frames, samples: s.samples, weightNs: BigInt(Math.round(s.weightMs * 1e6)) })),
+        {
+          service: w.service ?? 'all services',
+          startNs: w.fromNs,
+          durationNs: w.toNs - w.fromNs,
+          periodNs: BigInt(Math.round((windows?.periodMs ?? 10) * 1e6)),
+        },
+      );
+      const name = `${(w.service ?? 'all').replace(/[^\w.-]+/g, '_')}-loop-cpu.pb.gz`;
+      res.type('application/octet-stream').set('Content-Disposition', `attachment; filename="${name}"`).send(body);
+    } catch (err) {
+      if (err instanceof BadParam) res.status(400).json({ error: err.message });
+      else res.status(500).json({ error: `internal error: ${(err as Error).message}` });
+    }
+  });
 
   api.use((req, res) => {
     res.status(404).json({ error: `no API endpoint ${req.method} /api/dash${req.path}` });

@@ -34,6 +34,7 @@ const PAGES: Record<string, string> = {
   '/locks': 'locks',
   '/lock': 'lock',
   '/blocking': 'blocking',
+  '/profile': 'profile',
   '/offload': 'offload',
   '/traces': 'traces',
   '/trace': 'trace',

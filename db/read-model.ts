@@ -18,6 +18,9 @@ import type {
   MetricResult,
   MetricSeries,
   MetricStep,
+  ProfileWindows,
+  StackWeight,
+  TimedSample,
   ServiceSummary,
   SpanView,
   TraceSearch,
@@ -30,6 +33,7 @@ import * as metrics from './read/metrics';
 import * as agentSpans from './read/agent-spans';
 import * as lockReads from './read/locks';
 import * as alertReads from './read/alerts';
+import * as profileReads from './read/profiles';
 
 export class ReadModel {
   constructor(private readonly db: SqlReader) {}
@@ -104,6 +108,19 @@ export class ReadModel {
   /** Who made whom wait: charged wait by waiter and holder site, for one lock or all. */
   lockPairs(w: Window, lock?: string): Promise<LockPair[]> {
     return lockReads.lockPairs(this.db, w, lock);
+  }
+
+  // Loop CPU profiles.
+  /** The weight of every profiled stack over the window, per service, heaviest first. */
+  stackWeights(w: Window): Promise<StackWeight[]> {
+    return profileReads.stackWeights(this.db, w);
+  }
+  profileWindows(w: Window): Promise<ProfileWindows[]> {
+    return profileReads.profileWindows(this.db, w);
+  }
+  /** One service's profile samples in [from, to) with their times (the last two hours). */
+  timedSamples(service: string, fromNs: bigint, toNs: bigint): Promise<TimedSample[]> {
+    return profileReads.timedSamples(this.db, service, fromNs, toNs);
   }
 
   // Alert state.

@@ -58,7 +58,11 @@ export class WriterClient {
   /** Resolves when the batch is committed; rejects with QueueFull or WriteFailed. */
   write(batch: WriteBatch): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
-    const rows = batch.spans.length + batch.points.length + batch.logs.length;
+    const rows =
+      batch.spans.length +
+      batch.points.length +
+      batch.logs.length +
+      (batch.profiles ?? []).reduce((n, p) => n + p.samples.length, 0);
     if (rows === 0) return Promise.resolve();
     // One oversized request is still admitted into an empty queue, so it can never starve.
     if (this.queuedRows > 0 && this.queuedRows + rows > this.maxQueuedRows) {

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getJson, startServer } from './helpers';
-import { rollupRanges } from '../db/read/locks';
+import { rollupRanges } from '../db/read/ranges';
 import { signalValues } from '../collector/alert-signals';
 import { NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND } from '../common/time';
 import type { AlertRule, LocksPage } from '../common/types';

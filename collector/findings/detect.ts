@@ -19,6 +19,7 @@ import {
   LOCK_SITES,
   LOCK_WAITERS,
   KIND,
+  METRICS,
   POOL_METRICS,
   POOL_NAME,
   POOL_TYPE,
@@ -41,6 +42,7 @@ import type {
 } from '../../common/types';
 import type { ReadModel } from '../../db/index';
 import type { FindingThresholds } from '../findings-config';
+import { loopCulprits, type Culprit } from '../loop-profile';
 
 const EXAMPLES = 3;
 /** Threadpool waits read to learn what the pool was busy with. */
@@ -78,7 +80,8 @@ export type Detected =
         waiter?: CodeLocation;
       };
     })
-  | (Base & { kind: 'pool-queueing'; facts: { pool: string; type: string } });
+  | (Base & { kind: 'pool-queueing'; facts: { pool: string; type: string } })
+  | (Base & { kind: 'loop-saturated'; facts: { culprits: Culprit[] } });
 
 const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v));
 
@@ -541,9 +544,47 @@ async function pools(read: ReadModel, w: Window, th: FindingThresholds): Promise
   });
 }
 
+/**
+ * Loops busy most of the window with many calls rather than one long block: the functions that
+ * took the loop's time, from its CPU profile.
+ */
+async function saturation(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const t = th['loop-saturated'];
+  const whole = { ...w, stepNs: w.toNs - w.fromNs + 1n };
+  const busy = (await read.gaugeSteps(METRICS.loopUtilization, 'avg', whole)).filter(
+    (u) => u.value >= t['min-utilization'],
+  );
+  if (busy.length === 0) return [];
+  const [stacks, blocks] = await Promise.all([read.stackWeights(w), read.groups(KINDS.loopBlock, w, 1000)]);
+  const out: Detected[] = [];
+  for (const { service, value: utilization } of busy) {
+    const { totalMs, telemetryMs, culprits } = loopCulprits(stacks.filter((s) => s.service === service));
+    if (totalMs < t['min-busy']) continue;
+    // Long blocks that explain most of the busy time are the loop-blocked finding's.
+    const blockedMs = blocks.filter((b) => b.service === service).reduce((a, b) => a + b.totalMs, 0);
+    if (blockedMs >= totalMs / 2) continue;
+    const named = culprits.filter((c) => c.share >= t['min-share']).slice(0, 3);
+    if (named.length === 0) continue;
+    const top = named[0].frame;
+    out.push({
+      kind: 'loop-saturated',
+      severity: severity(utilization >= t['critical-utilization']),
+      service,
+      impactMs: named.reduce((a, c) => a + c.ms, 0),
+      count: named.length,
+      location: { function: top.fn, file: top.file, line: top.line },
+      traceIds: [],
+      figures: { utilization, sampledMs: totalMs, topShare: named[0].share, telemetryMs, blockedMs },
+      facts: { culprits: named },
+    });
+  }
+  return out;
+}
+
 /** Everything the detectors find in the window (and service). */
 export async function detect(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
   const found = await Promise.all([
+    saturation(read, w, th),
     blocking(read, w, th),
     locks(read, w, th),
     threadpool(read, w, th),

@@ -14,6 +14,7 @@ const PAGES = [
   ['/', 'Overview'],
   ['/locks', 'Locks'],
   ['/blocking', 'Blocking'],
+  ['/profile', 'Profile'],
   ['/offload', 'Offload'],
   ['/traces', 'Traces'],
   ['/alerts', 'Alerts'],

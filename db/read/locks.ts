@@ -3,55 +3,12 @@
 import { KINDS } from '../../common/conventions';
 import type { HistogramView, LockPair, LockRow, Window } from '../../common/types';
 import { key } from '../../common/keys';
-import { NS_PER_MINUTE, nowNs, nsToMs } from '../../common/time';
-import { EXACT_HORIZON_NS, emptyBucket, mergeBucket, type LockBucket } from '../lock-rollup';
+import { nowNs, nsToMs } from '../../common/time';
+import { emptyBucket, mergeBucket, type LockBucket } from '../lock-rollup';
 import { big, type Params, type SqlReader } from '../sql';
 import { groups } from './agent-spans';
+import { rangeClause, rollupRanges } from './ranges';
 import { quantile, type Histogram } from './histogram';
-
-interface Range {
-  size: 0 | 1 | 60;
-  from: bigint;
-  to: bigint;
-}
-
-/**
- * The rollup rows that make up a window: whole hours from the hourly rows, whole minutes from
- * the minute rows, and the partial minutes at either end from single exports while those are
- * kept (older windows are widened to whole minutes).
- */
-export function rollupRanges(w: Window, now = nowNs(), exact = true): Range[] {
-  const exactSince = exact ? now - EXACT_HORIZON_NS : now + 1n;
-  const ceilMinute = (ns: bigint) => (ns + NS_PER_MINUTE - 1n) / NS_PER_MINUTE;
-  const ranges: Range[] = [];
-  let firstMinute = w.fromNs / NS_PER_MINUTE;
-  let endMinute = ceilMinute(w.toNs);
-  const headEnd = ceilMinute(w.fromNs) * NS_PER_MINUTE;
-  const tailStart = (w.toNs / NS_PER_MINUTE) * NS_PER_MINUTE;
-  if (headEnd >= w.toNs) {
-    // Inside one minute.
-    if (w.fromNs >= exactSince) return [{ size: 0, from: w.fromNs, to: w.toNs }];
-  } else {
-    if (w.fromNs >= exactSince && headEnd > w.fromNs) {
-      ranges.push({ size: 0, from: w.fromNs, to: headEnd });
-      firstMinute = headEnd / NS_PER_MINUTE;
-    }
-    if (tailStart >= exactSince && tailStart < w.toNs) {
-      ranges.push({ size: 0, from: tailStart, to: w.toNs });
-      endMinute = tailStart / NS_PER_MINUTE;
-    }
-  }
-  const firstHour = (firstMinute + 59n) / 60n;
-  const endHour = endMinute / 60n;
-  if (firstHour < endHour) {
-    ranges.push({ size: 60, from: firstHour, to: endHour });
-    ranges.push({ size: 1, from: firstMinute, to: firstHour * 60n });
-    ranges.push({ size: 1, from: endHour * 60n, to: endMinute });
-  } else {
-    ranges.push({ size: 1, from: firstMinute, to: endMinute });
-  }
-  return ranges.filter((r) => r.from < r.to);
-}
 
 /** The lock rollup over a window, merged per lock. */
 async function lockBuckets(
@@ -60,14 +17,11 @@ async function lockBuckets(
   lock?: string,
 ): Promise<Map<string, { service: string; lock: string; type: string; b: LockBucket }>> {
   const params: Params = { service: w.service ?? null, lock: lock ?? null };
-  const parts = rollupRanges(w).map((r, i) => {
-    Object.assign(params, { [`size${i}`]: r.size, [`from${i}`]: r.from, [`to${i}`]: r.to });
-    return `(size = @size${i} AND bucket >= @from${i} AND bucket < @to${i})`;
-  });
+  const where = rangeClause(rollupRanges(w), params);
   const out = new Map<string, { service: string; lock: string; type: string; b: LockBucket }>();
-  if (parts.length === 0) return out;
+  if (!where) return out;
   const rows = await db.all<{ service: string; lock: string; type: string; data: string }>(
-    `SELECT service, lock, type, data FROM lock_rollup WHERE (${parts.join(' OR ')})
+    `SELECT service, lock, type, data FROM lock_rollup WHERE ${where}
        ${w.service ? 'AND service = @service' : ''} ${lock !== undefined ? 'AND lock = @lock' : ''}`,
     params,
   );
@@ -149,14 +103,11 @@ export async function lockHistograms(
  */
 export async function lockPairs(db: SqlReader, w: Window, name?: string): Promise<LockPair[]> {
   const params: Params = { service: w.service ?? null, lock: name ?? null };
-  const parts = rollupRanges(w, nowNs(), false).map((r, i) => {
-    Object.assign(params, { [`size${i}`]: r.size, [`from${i}`]: r.from, [`to${i}`]: r.to });
-    return `(size = @size${i} AND bucket >= @from${i} AND bucket < @to${i})`;
-  });
-  if (parts.length === 0) return [];
+  const where = rangeClause(rollupRanges(w, nowNs(), false), params);
+  if (!where) return [];
   const rows = await db.all<{ service: string; lock: string; waiter_site: string; holder_site: string; ns: unknown }>(
     `SELECT service, lock, waiter_site, holder_site, sum(charged_ns) AS ns FROM lock_blame_rollup
-     WHERE (${parts.join(' OR ')}) ${w.service ? 'AND service = @service' : ''} ${name !== undefined ? 'AND lock = @lock' : ''}
+     WHERE ${where} ${w.service ? 'AND service = @service' : ''} ${name !== undefined ? 'AND lock = @lock' : ''}
      GROUP BY service, lock, waiter_site, holder_site ORDER BY ns DESC`,
     params,
   );
