@@ -25,6 +25,8 @@ export interface ServeOptions {
   /** Notification and evaluation log lines (default: stdout). */
   log?: (line: string) => void;
   alertRetry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
+  /** How often requests are broken down per route, and how long after they end. */
+  routes?: { intervalMs: number; lagMs: number };
 }
 
 /** Where the dashboard keeps rules when no --rules file is given: beside the database. */

@@ -60,6 +60,15 @@ const SPEC = {
     'min-total-wait': d(1000, 'time operations waited for a libuv thread over the window'),
     'critical-total-wait': d(10_000, 'wait that makes it critical'),
   },
+  'slowed-by-others': {
+    'min-share': {
+      unit: 'share',
+      value: 0.5,
+      meaning: "share of a route's time spent waiting for other routes' work on the loop",
+    },
+    'critical-share': { unit: 'share', value: 0.8, meaning: 'share that makes it critical' },
+    'min-total': d(1000, "a route's time over the window"),
+  },
   'pool-queueing': {
     'min-total-wait': d(1000, 'time tasks waited for a worker over the window'),
     'min-wait-to-run': { unit: 'ratio', value: 1, meaning: 'mean queue wait over mean run time' },

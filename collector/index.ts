@@ -5,6 +5,7 @@ import type { Finding, Window } from '../common/types';
 import { deriveFindings } from './findings';
 import { defaultThresholds, type FindingThresholds } from './findings-config';
 import { AlertEngine } from './alerts';
+import { RoutesJob } from './routes/job';
 import type { AlertRules } from '../common/types';
 import { closeServer, listen } from '../common/listen';
 
@@ -25,6 +26,8 @@ export interface CollectorOptions {
   alerts: { rules: AlertRules; file: string; text: string };
   /** Where alert notifications and evaluation problems are logged. */
   log: (line: string) => void;
+  /** How often requests are broken down, and how long after they end (tests shorten both). */
+  routes?: { intervalMs: number; lagMs: number };
   /** Receiver retry policy (tests shorten it). */
   alertRetry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
 }
@@ -36,6 +39,7 @@ export interface Collector {
   /** What costs time in the window, most costly first. */
   findings(w: Window): Promise<Finding[]>;
   alerts: AlertEngine;
+  routes: RoutesJob;
   close(): Promise<void>;
 }
 
@@ -55,12 +59,15 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
   });
   const findings = (w: Window) => deriveFindings(store.read, w, thresholds);
   const alerts = new AlertEngine({ ...o.alerts, store, findings, log: o.log, retry: o.alertRetry });
+  const routes = new RoutesJob({ store, log: o.log, ...o.routes });
   let otlpPort: number;
   try {
     await alerts.start();
+    routes.start();
     otlpPort = await listen(receiver.server, o.otlpPort, o.host, '--otlp-port');
   } catch (err) {
     await alerts.close();
+    await routes.close();
     await store.close();
     throw err;
   }
@@ -70,10 +77,12 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
     stats: receiver.stats,
     findings,
     alerts,
+    routes,
     async close() {
       // Stop taking requests first; those in flight are committed by the store's close.
       await closeServer(receiver.server);
       await alerts.close();
+      await routes.close();
       await store.close();
     },
   };

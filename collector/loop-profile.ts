@@ -50,6 +50,19 @@ export function flameTree(stacks: Array<{ frames: ProfileFrame[]; weightMs: numb
 
 const blamable = (f: ProfileFrame) => f.origin === PROFILE_ORIGINS.app || f.origin === PROFILE_ORIGINS.dependency;
 
+/** The innermost frame of the app's or a dependency's code in a stack (root first), or -1. */
+function culpritIndex(frames: readonly ProfileFrame[]): number {
+  let i = frames.length - 1;
+  while (i >= 0 && !blamable(frames[i])) i--;
+  return i;
+}
+
+/** How a sampled stack is named where it is charged: `fn (file:line)` of its culprit, or null (telemetry, runtime). */
+export function culpritOf(frames: readonly ProfileFrame[]): string | null {
+  const i = culpritIndex(frames);
+  return i < 0 ? null : `${frames[i].fn} (${frames[i].file}:${frames[i].line})`;
+}
+
 export interface Culprit {
   /** The innermost frame of the app's or a dependency's code. */
   frame: ProfileFrame;
@@ -77,8 +90,7 @@ export function loopCulprits(stacks: Array<{ frames: ProfileFrame[]; weightMs: n
   const by = new Map<string, Culprit & { lines: Map<number, number>; callsMs: Map<string, number>; viaMs: number }>();
   for (const s of stacks) {
     totalMs += s.weightMs;
-    let i = s.frames.length - 1;
-    while (i >= 0 && !blamable(s.frames[i])) i--;
+    const i = culpritIndex(s.frames);
     if (i < 0) {
       if (s.frames.some((f) => f.origin === PROFILE_ORIGINS.telemetry)) telemetryMs += s.weightMs;
       continue;

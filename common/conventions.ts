@@ -175,6 +175,7 @@ export const FINDING_KINDS = [
   'lock-held',
   'threadpool-saturated',
   'pool-queueing',
+  'slowed-by-others',
 ] as const;
 
 /** What alert rules can measure; docs/alerts.md says how each is computed and in what unit. */

@@ -111,6 +111,77 @@ export interface ProfileWrite {
   samples: Array<{ timeNs: bigint; stack: number; weightNs: bigint }>;
 }
 
+/** What a request's time went to (see collector/routes/breakdown.ts). */
+export type RouteCauseKind =
+  | 'own-cpu'
+  | 'own-blocking'
+  | 'own-sync'
+  | 'loop-wait'
+  | 'loop-busy'
+  | 'lock-wait'
+  | 'threadpool-wait'
+  | 'pool-queue'
+  | 'pool-run'
+  | 'outgoing-call'
+  | 'unattributed';
+
+export interface RouteCause {
+  kind: RouteCauseKind;
+  /** The lock and its holder, the function with file:line (and the route it ran for), the pool, the call. */
+  what: string;
+  ms: number;
+}
+
+/** One request (an HTTP server span) and where its time went; the causes add up to its duration. */
+export interface RequestBreakdown {
+  traceId: string;
+  spanId: string;
+  service: string;
+  instance: string;
+  route: string;
+  startNs: bigint;
+  durationNs: bigint;
+  causes: RouteCause[];
+}
+
+/** A span as the routes job reads it: what the critical path and the causes need. */
+export interface JobSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | null;
+  name: string;
+  kind: number;
+  service: string;
+  instance: string;
+  startNs: bigint;
+  endNs: bigint;
+  attributes: Attributes;
+}
+
+export interface RouteRow {
+  service: string;
+  route: string;
+  requests: number;
+  totalMs: number;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  p99Ms: number | null;
+  causes: Array<RouteCause & { share: number }>;
+}
+
+/** A stored request breakdown as the Routes page shows it. */
+export interface RequestView {
+  traceId: string;
+  spanId: string;
+  service: string;
+  instance: string;
+  route: string;
+  /** ISO 8601. */
+  start: string;
+  durationMs: number;
+  causes: RouteCause[];
+}
+
 /** One decoded export request, ready to be written in a single transaction. */
 export interface WriteBatch {
   resources: ResourceRow[];
@@ -118,6 +189,8 @@ export interface WriteBatch {
   points: MetricPointRow[];
   logs: LogRow[];
   profiles?: ProfileWrite[];
+  /** Request breakdowns computed by the collector itself (the routes job). */
+  requests?: RequestBreakdown[];
 }
 
 // ---- query API shapes (what the collector's HTTP API returns) ----
@@ -387,6 +460,16 @@ export interface ProfilePage {
   blockedEpisodes: number;
 }
 
+export interface RoutesPage {
+  routes: RouteRow[];
+}
+
+export interface RoutePage {
+  route: RouteRow | null;
+  /** Its slowest requests, each with its own breakdown. */
+  slowest: RequestView[];
+}
+
 export interface OffloadPage {
   canary: Chart;
   inFlight: Chart;
@@ -426,6 +509,8 @@ export interface Finding {
   traceIds: string[];
   /** The figures the detail quotes, by name, for the UI and for alert rules. */
   figures: Record<string, number>;
+  /** The routes whose requests this cost time, most first (from the request breakdowns). */
+  slows?: Array<{ route: string; ms: number }>;
 }
 
 /** What an alert rule measures, per service or per resource (see docs/alerts.md). */

@@ -26,6 +26,8 @@ import type {
   OffloadPage,
   OverviewPage,
   ProfilePage,
+  RoutePage,
+  RoutesPage,
   Window,
 } from '../common/types';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
@@ -191,6 +193,25 @@ export function dashboardApi(store: Store): Router {
         read.groups(KINDS.poolTask, w),
       ]);
       return { canary, inFlight, size, threadpoolWaits, poolWait, poolRun, pools };
+    }),
+  );
+
+  api.get(
+    '/routes',
+    handler(async (req): Promise<RoutesPage> => {
+      const w = window(req);
+      return { routes: await read.routes(w) };
+    }),
+  );
+
+  api.get(
+    '/route',
+    handler(async (req): Promise<RoutePage> => {
+      const w = window(req);
+      const service = required(req, 'service', 'the service of the route');
+      const route = required(req, 'route', 'the route (method and http.route, as /api/dash/routes lists it)');
+      const [row] = await read.routes({ ...w, service }, route);
+      return { route: row ?? null, slowest: row ? await read.slowestRequests(service, route, w, 10) : [] };
     }),
   );
 

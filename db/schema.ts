@@ -261,6 +261,37 @@ const MIGRATIONS: Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 7,
+    description: 'request breakdowns per request and per route; server spans by end',
+    sql: `
+      -- One row per request (HTTP server span): where its time went (causes: JSON array).
+      CREATE TABLE request_breakdown (
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        service TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        route TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        causes TEXT NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX request_breakdown_route ON request_breakdown (service, route, start_ns);
+      CREATE INDEX request_breakdown_start ON request_breakdown (start_ns);
+      -- size 1: a minute (bucket = start_ns / 60e9), size 60: an hour. data: a RouteBucket (JSON).
+      CREATE TABLE route_rollup (
+        size INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        route TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (size, bucket, service, route)
+      ) WITHOUT ROWID;
+      -- The routes job reads the server spans that ended in its window.
+      CREATE INDEX spans_server_end ON spans (end_ns) WHERE kind = 2;
+    `,
+  },
 ];
 
 /** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */

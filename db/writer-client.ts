@@ -62,7 +62,8 @@ export class WriterClient {
       batch.spans.length +
       batch.points.length +
       batch.logs.length +
-      (batch.profiles ?? []).reduce((n, p) => n + p.samples.length, 0);
+      (batch.profiles ?? []).reduce((n, p) => n + p.samples.length, 0) +
+      (batch.requests?.length ?? 0);
     if (rows === 0) return Promise.resolve();
     // One oversized request is still admitted into an empty queue, so it can never starve.
     if (this.queuedRows > 0 && this.queuedRows + rows > this.maxQueuedRows) {

@@ -5,6 +5,7 @@ import type { WriteBatch } from '../common/types';
 import { NS_PER_HOUR, NS_PER_MINUTE } from '../common/time';
 import { LockRollup } from './lock-rollup';
 import { ProfileStore } from './profile-store';
+import { RouteStore } from './route-store';
 import { key } from '../common/keys';
 
 export interface RetentionResult {
@@ -31,6 +32,9 @@ export class BatchWriter {
   private readonly deleteProfiles: Database.Statement;
   private readonly deleteOrphanStacks: Database.Statement;
   private readonly profiles: ProfileStore;
+  private readonly routes: RouteStore;
+  private readonly deleteRequests: Database.Statement;
+  private readonly deleteRouteRollup: Database.Statement;
   private readonly deleteLockRollup: Database.Statement;
   private readonly lockRollup: LockRollup;
   private readonly deleteSpans: Database.Statement;
@@ -82,6 +86,11 @@ export class BatchWriter {
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
     this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
     this.profiles = new ProfileStore(db);
+    this.routes = new RouteStore(db);
+    this.deleteRequests = db.prepare('DELETE FROM request_breakdown WHERE start_ns < ?');
+    this.deleteRouteRollup = db.prepare(
+      'DELETE FROM route_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
+    );
     this.deleteProfileRollup = db.prepare(
       'DELETE FROM profile_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
     );
@@ -214,6 +223,7 @@ export class BatchWriter {
     }
     this.lockRollup.flush();
     for (const p of batch.profiles ?? []) this.profiles.write(p);
+    if (batch.requests?.length) this.routes.write(batch.requests);
     for (const [service, agg] of seen) this.upsertService.run(service, agg.first, agg.last, agg.count);
   }
 
@@ -244,6 +254,8 @@ export class BatchWriter {
           this.deleteLockRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteProfileRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteProfiles.run(cutoffNs).changes +
+          this.deleteRequests.run(cutoffNs).changes +
+          this.deleteRouteRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteOrphanStacks.run().changes,
       )
       .immediate();

@@ -202,6 +202,18 @@ function words(d: Detected): { title: string; detail: string } {
             : `Move the work off the main thread (a worker pool such as Piscina), do it less often (cache, batch), or make it cheaper.`),
       };
     }
+    case 'slowed-by-others': {
+      const { route, culprit } = d.facts;
+      const [what, by] = culprit.split(', in ');
+      return {
+        title: `${route} waits for other work on the event loop`,
+        detail:
+          `${route} spends ${Math.round(f.share * 100)}% of its time (${formatMs(f.waitedMs)} over ${plural(f.requests, 'request')}) waiting ` +
+          `while other requests hold the loop, most of all ${what}${by ? ` (in ${by})` : ''}: ${formatMs(f.topMs)}. ` +
+          `Nothing in ${route} is slow itself; it waits its turn. Move that work off the loop (a worker pool), break it ` +
+          `into chunks that yield (setImmediate), or serve it from another process, and ${route} gets its time back.`,
+      };
+    }
     case 'pool-queueing': {
       const { pool, type } = d.facts;
       return {
@@ -216,8 +228,11 @@ function words(d: Detected): { title: string; detail: string } {
   }
 }
 
-/** A detected finding with its title and explanation. */
+/** A detected finding with its title and explanation, and the routes it slows down. */
 export function word(d: Detected): Finding {
   const { facts: _facts, ...finding } = d;
-  return { ...finding, ...words(d) };
+  const w = words(d);
+  if (d.slows?.length && d.kind !== 'slowed-by-others')
+    w.detail += ` It cost ${d.slows.map((s) => `${s.route} ${formatMs(s.ms)}`).join(', ')}.`;
+  return { ...finding, ...w };
 }

@@ -3,11 +3,11 @@
 import { KINDS } from '../../common/conventions';
 import type { HistogramView, LockPair, LockRow, Window } from '../../common/types';
 import { key } from '../../common/keys';
-import { nowNs, nsToMs } from '../../common/time';
+import { nsToMs } from '../../common/time';
 import { emptyBucket, mergeBucket, type LockBucket } from '../lock-rollup';
 import { big, type Params, type SqlReader } from '../sql';
 import { groups } from './agent-spans';
-import { rangeClause, rollupRanges } from './ranges';
+import { minuteRanges, rangeClause, rollupRanges } from './ranges';
 import { quantile, type Histogram } from './histogram';
 
 /** The lock rollup over a window, merged per lock. */
@@ -103,7 +103,7 @@ export async function lockHistograms(
  */
 export async function lockPairs(db: SqlReader, w: Window, name?: string): Promise<LockPair[]> {
   const params: Params = { service: w.service ?? null, lock: name ?? null };
-  const where = rangeClause(rollupRanges(w, nowNs(), false), params);
+  const where = rangeClause(minuteRanges(w), params);
   if (!where) return [];
   const rows = await db.all<{ service: string; lock: string; waiter_site: string; holder_site: string; ns: unknown }>(
     `SELECT service, lock, waiter_site, holder_site, sum(charged_ns) AS ns FROM lock_blame_rollup

@@ -3,7 +3,7 @@
 import type { ProfileFrame, ProfileWindows, StackWeight, TimedSample, Window } from '../../common/types';
 import { nsToMs } from '../../common/time';
 import { big, int, inList, type Params, type SqlReader } from '../sql';
-import { rangeClause, rollupRanges } from './ranges';
+import { minuteRanges, rangeClause } from './ranges';
 
 /** Stack frames by id, parsed once per read. */
 async function framesOf(db: SqlReader, ids: number[]): Promise<Map<number, ProfileFrame[]>> {
@@ -22,7 +22,7 @@ async function framesOf(db: SqlReader, ids: number[]): Promise<Map<number, Profi
 /** The weight of every stack over the window, per service, heaviest first. */
 export async function stackWeights(db: SqlReader, w: Window): Promise<StackWeight[]> {
   const params: Params = { service: w.service ?? null };
-  const where = rangeClause(rollupRanges(w, 0n, false), params);
+  const where = rangeClause(minuteRanges(w), params);
   if (!where) return [];
   const rows = await db.all<{ service: string; stack_id: unknown; samples: unknown; ns: unknown }>(
     `SELECT service, stack_id, sum(samples) AS samples, sum(weight_ns) AS ns FROM profile_rollup

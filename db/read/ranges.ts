@@ -17,8 +17,18 @@ export interface Range {
  * the minute rows, and the partial minutes at either end from single exports while those are
  * kept (older windows are widened to whole minutes).
  */
-export function rollupRanges(w: Window, now = nowNs(), exact = true): Range[] {
-  const exactSince = exact ? now - EXACT_HORIZON_NS : now + 1n;
+export function rollupRanges(w: Window, now = nowNs()): Range[] {
+  return ranges(w, now - EXACT_HORIZON_NS);
+}
+
+/** The same for rollups without single rows: whole minutes and hours, the ends widened to minutes. */
+export function minuteRanges(w: Window): Range[] {
+  return ranges(w, null);
+}
+
+/** `exactSince`: from when single rows (size 0) exist; null: never. */
+function ranges(w: Window, exactSince: bigint | null): Range[] {
+  const exact = (ns: bigint) => exactSince !== null && ns >= exactSince;
   const ceilMinute = (ns: bigint) => (ns + NS_PER_MINUTE - 1n) / NS_PER_MINUTE;
   const ranges: Range[] = [];
   let firstMinute = w.fromNs / NS_PER_MINUTE;
@@ -27,13 +37,13 @@ export function rollupRanges(w: Window, now = nowNs(), exact = true): Range[] {
   const tailStart = (w.toNs / NS_PER_MINUTE) * NS_PER_MINUTE;
   if (headEnd >= w.toNs) {
     // Inside one minute.
-    if (w.fromNs >= exactSince) return [{ size: 0, from: w.fromNs, to: w.toNs }];
+    if (exact(w.fromNs)) return [{ size: 0, from: w.fromNs, to: w.toNs }];
   } else {
-    if (w.fromNs >= exactSince && headEnd > w.fromNs) {
+    if (exact(w.fromNs) && headEnd > w.fromNs) {
       ranges.push({ size: 0, from: w.fromNs, to: headEnd });
       firstMinute = headEnd / NS_PER_MINUTE;
     }
-    if (tailStart >= exactSince && tailStart < w.toNs) {
+    if (exact(tailStart) && tailStart < w.toNs) {
       ranges.push({ size: 0, from: tailStart, to: w.toNs });
       endMinute = tailStart / NS_PER_MINUTE;
     }
