@@ -31,6 +31,7 @@ const CHART_JS = join(packageRoot(), 'node_modules', 'chart.js', 'dist', 'chart.
 /** Each page: its path and the module that renders it (all share one HTML shell). */
 const PAGES: Record<string, string> = {
   '/': 'overview',
+  '/routes': 'routes',
   '/locks': 'locks',
   '/lock': 'lock',
   '/blocking': 'blocking',

@@ -9,6 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { REGISTER, agentEnv, call, markLine, startApp, stop, type App } from './agent-apps';
 import { eventually, getJson, startServer, tempDir, type TestServer } from './helpers';
 import { parseFindingsConfig } from '../collector/findings-config';
+import { pprof } from './pprof';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
@@ -75,7 +76,7 @@ before(async () => {
     'loop-blocked: {min-total: 100ms, min-count: 1}\nlock-contention: {min-total-wait: 50ms, min-p95: 1ms}\npool-queueing: {min-total-wait: 20ms, min-wait-to-run: 0.5}\n',
     'ui-findings.yaml',
   );
-  server = await startServer({ findingThresholds });
+  server = await startServer({ findingThresholds, routes: { intervalMs: 300, lagMs: 1000 } });
   [shop, worker] = await Promise.all([
     startApp(['--require', REGISTER, 'blocking-app.js'], agentEnv(server, 'shop')),
     startApp(['--import', REGISTER, 'offload-app.mjs'], agentEnv(server, 'worker')),
@@ -339,6 +340,65 @@ describe('dashboard pages in Chromium', () => {
     await page.close();
     // Leave no rule behind for the other tests.
     assert.equal((await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: '' })).status, 200);
+  });
+
+  it('routes: each route with its time by cause; a route opens its slowest requests broken down', async () => {
+    await eventually(
+      async () =>
+        (await getJson(`${server.api}/api/dash/routes?since=15m&service=shop`)).body.routes?.some(
+          (r: { route: string }) => r.route === 'GET /busy',
+        ) || undefined,
+      15_000,
+      'the shop routes broken down',
+    );
+    const page = await open('/routes?since=15m', 'routes');
+    assert.ok(await drawn(page, 'main canvas'), 'the stacked bars are drawn');
+    const rows = await page.$$eval('#routes tbody tr', (trs) =>
+      trs.map((tr) => (tr as unknown as { textContent: string }).textContent),
+    );
+    const busy = rows.find((r) => r.includes('GET /busy'));
+    assert.ok(busy && /its own blocking: spinFor/.test(busy), JSON.stringify(rows));
+    await page.click('#routes a:text("GET /busy")');
+    await page.waitForSelector('#causes');
+    assert.match((await page.textContent('#causes'))!, /its own blocking.*spinFor/s);
+    await page.click('.requests details summary');
+    assert.match((await page.textContent('.requests'))!, /spinFor/);
+    await page.screenshot({ path: join(shots, 'route.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('profile: the loop CPU flame graph names a frame with its file and line when clicked', async () => {
+    const start = BigInt(Date.now() - 20_000) * 1_000_000n;
+    const body = pprof('shop', start, [
+      {
+        stack: [
+          ['handle', '/srv/app.js', 3, 'app'],
+          ['renderTable', '/srv/render.js', 12, 'app'],
+        ],
+        count: 200,
+      },
+      {
+        stack: [
+          ['handle', '/srv/app.js', 3, 'app'],
+          ['parse', '/srv/node_modules/qs/lib/parse.js', 40, 'dependency'],
+        ],
+        count: 50,
+      },
+    ]);
+    const res = await fetch(`${server.otlp}/v1/profiles/pprof`, { method: 'POST', body });
+    assert.equal(res.status, 200);
+    const page = await open('/profile?since=15m&service=shop', 'profile');
+    assert.ok(await drawn(page, '#cpu'), 'the CPU flame graph is drawn');
+    // The root is the first row; renderTable (200 of 250 samples) sits two rows down, from the left edge.
+    const box = (await page.$('#cpu'))!;
+    const b = (await box.boundingBox())!;
+    await page.mouse.click(b.x + 20, b.y + 18 * 2 + 9);
+    assert.match(
+      (await page.textContent('#cpu-detail'))!,
+      /renderTable \(\/srv\/render\.js:12\) · 2\.00 s in all \(80%\)/,
+    );
+    assert.match((await page.getAttribute('a[download]', 'href'))!, /\/api\/dash\/profile\.pb\.gz\?/);
+    await page.close();
   });
 
   it('says so when a window has no data', async () => {

@@ -56,13 +56,28 @@ export interface BusySample {
 const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v));
 const NS_PER_MS = 1_000_000;
 
-/** A request's route as the dashboard shows it: method and route template, else the span name. */
+/**
+ * A request's route as the dashboard shows it: method and route template. Without a template (a
+ * plain node:http server), the path with its ids folded (`/orders/:id`), so that routes stay few.
+ */
 export function routeOf(server: { name: string; attributes: Attributes }): string {
   const a = server.attributes;
   const method = str(a['http.request.method'] ?? a['http.method']);
-  const route = str(a['http.route']);
+  const route = str(a['http.route']) || foldPath(str(a['url.path'] ?? a['http.target']));
   if (route) return method ? `${method} ${route}` : route;
   return server.name;
+}
+
+const ID_SEGMENT = /^(\d+|[0-9a-f]{8,}|[0-9a-f-]{36}|[A-Za-z0-9_-]{20,})$/i;
+
+/** A URL path without its query, each segment that looks like an id as `:id`. */
+function foldPath(target: string): string {
+  const path = target.split('?')[0];
+  if (!path.startsWith('/')) return '';
+  return path
+    .split('/')
+    .map((seg) => (ID_SEGMENT.test(seg) ? ':id' : seg))
+    .join('/');
 }
 
 class Tally {

@@ -12,6 +12,7 @@ const RANGES = [
 ];
 const PAGES = [
   ['/', 'Overview'],
+  ['/routes', 'Routes'],
   ['/locks', 'Locks'],
   ['/blocking', 'Blocking'],
   ['/profile', 'Profile'],

@@ -123,7 +123,7 @@ page('Profile', async (main) => {
   const rate = p.windows
     .map(
       (w) =>
-        `${w.service}: ${w.windows} windows from ${w.instances} process${w.instances === 1 ? '' : 'es'}, one sample every ${w.periodMs.toFixed(1)} ms`,
+        `${w.service}: ${w.windows} window${w.windows === 1 ? '' : 's'} from ${w.instances} process${w.instances === 1 ? '' : 'es'}, one sample every ${w.periodMs.toFixed(1)} ms`,
     )
     .join('; ');
   const download = el(
