@@ -68,7 +68,7 @@ export function routeOf(server: { name: string; attributes: Attributes }): strin
   return server.name;
 }
 
-const ID_SEGMENT = /^(\d+|[0-9a-f]{8,}|[0-9a-f-]{36}|[A-Za-z0-9_-]{20,})$/i;
+const ID_SEGMENT = /^(\d+|[0-9a-f]{8,}|[0-9a-f-]{36}|(?=.*\d)[A-Za-z0-9_-]{16,})$/i;
 
 /** A URL path without its query, each segment that looks like an id as `:id`. */
 function foldPath(target: string): string {
