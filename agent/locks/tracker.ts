@@ -2,13 +2,14 @@
 // from where. Library adapters call request/granted/released/failed; the tracker turns them
 // into metrics per resource, a span for each wait over the threshold (naming the holder the
 // waiter queued behind), and a span for a lock held too long while others wait.
-import { relative, isAbsolute } from 'node:path';
 import { context, trace, type Context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
   KINDS,
+  LOCK_ACQUIRE_GENERATED_SITE,
   LOCK_ACQUIRE_SITE,
   LOCK_CONTENDED,
   LOCK_HELD_MS,
+  LOCK_HOLDER_GENERATED_SITE,
   LOCK_HOLDER_SITE,
   LOCK_HOLDER_SPAN,
   LOCK_HOLDER_TRACE,
@@ -20,8 +21,9 @@ import {
   LOCK_WAITERS,
   SPAN_NAMES,
 } from '../../common/conventions';
-import { captureStack, parseV8Stack, topUserFrame } from '../stack';
-import { recordSpan } from '../spans';
+import { captureStack, framesOf, siteName, topUserFrame } from '../stack';
+import { recordSpan, type SiteAttribute } from '../spans';
+import { activeSourceMapper } from '../source-mapper';
 import { report } from '../safety';
 import { WAIT_BUCKETS_S } from '../../common/buckets';
 import { key } from '../../common/keys';
@@ -103,17 +105,22 @@ const HELD_REPORT_MAX_GAP_MS = 60_000;
 /** Frames kept for a lock site: enough to climb out of the library into the caller. */
 const LOCK_STACK_FRAMES = 12;
 
-/** The caller's stack above `skip`, for naming a lock or an acquisition site. */
+/** The caller's stack above `skip`, where a lock is created: its name when it has none (see siteOf). */
 export function captureLockStack(skip: Function): { stack?: string } {
-  return captureStack(skip, LOCK_STACK_FRAMES);
+  const holder = captureStack(skip, LOCK_STACK_FRAMES);
+  activeSourceMapper()?.prefetch(holder);
+  return holder;
 }
 
-/** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
+/**
+ * The file:line of the first user frame in a captured stack, in the source when its map is known
+ * by now (the creation site's file is looked at ahead, see captureLockStack): a lock's name when
+ * it has none.
+ */
 export function siteOf(holder: { stack?: string }): string {
-  const f = topUserFrame(parseV8Stack(holder.stack ?? ''));
-  if (!f) return 'unknown';
-  const file = isAbsolute(f.file) && f.file.startsWith(process.cwd()) ? relative(process.cwd(), f.file) : f.file;
-  return `${file}:${f.line}`;
+  const frames = framesOf(holder);
+  const f = topUserFrame(activeSourceMapper()?.map(frames) ?? frames);
+  return f ? siteName(f) : 'unknown';
 }
 
 /**
@@ -300,7 +307,10 @@ export class LockTracker {
       requestedAt: now,
       queueDepth: resource.waiting,
       contended: !available,
-      stack: resource.lastContended > 0 && now - resource.lastContended < HOT_MS ? captureLockStack(skip) : undefined,
+      stack:
+        resource.lastContended > 0 && now - resource.lastContended < HOT_MS
+          ? captureStack(skip, LOCK_STACK_FRAMES)
+          : undefined,
       ctx: context.active(),
       blockedBy: available ? undefined : resource.holders[0],
     };
@@ -407,13 +417,19 @@ export class LockTracker {
   private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
     if (!holder) return {};
     const attrs: Record<string, string> = {};
-    if (holder.stack) attrs[LOCK_HOLDER_SITE] = siteOf(holder.stack);
     const sc = trace.getSpan(holder.ctx)?.spanContext();
     if (sc) {
       attrs[LOCK_HOLDER_TRACE] = sc.traceId;
       attrs[LOCK_HOLDER_SPAN] = sc.spanId;
     }
     return attrs;
+  }
+
+  /** The holder's site, set once the span's maps are known. */
+  private holderSite(holder: Acquisition | undefined): SiteAttribute[] {
+    return holder?.stack
+      ? [{ name: LOCK_HOLDER_SITE, generatedName: LOCK_HOLDER_GENERATED_SITE, stack: holder.stack }]
+      : [];
   }
 
   /** A span about one acquisition: its resource, its code location, and what the caller adds. */
@@ -424,6 +440,7 @@ export class LockTracker {
     from: number,
     to: number,
     attributes: Record<string, string | number>,
+    sites: SiteAttribute[],
   ): void {
     recordSpan(this.tracer, {
       name,
@@ -432,17 +449,28 @@ export class LockTracker {
       to,
       ctx: acq.ctx,
       stack: acq.stack,
+      sites,
       attributes: { ...acq.resource.attrs.base, ...attributes },
     });
   }
 
   private waitSpan(acq: Acquisition, now: number, outcome: string): void {
-    this.emit(SPAN_NAMES.lockWait, KINDS.lockWait, acq, acq.requestedAt, now, {
-      [LOCK_OUTCOME]: outcome,
-      [LOCK_QUEUE_DEPTH]: acq.queueDepth,
-      [LOCK_ACQUIRE_SITE]: siteOf(acq.stack ?? {}),
-      ...this.holderAttributes(acq.blockedBy),
-    });
+    this.emit(
+      SPAN_NAMES.lockWait,
+      KINDS.lockWait,
+      acq,
+      acq.requestedAt,
+      now,
+      {
+        [LOCK_OUTCOME]: outcome,
+        [LOCK_QUEUE_DEPTH]: acq.queueDepth,
+        ...this.holderAttributes(acq.blockedBy),
+      },
+      [
+        { name: LOCK_ACQUIRE_SITE, generatedName: LOCK_ACQUIRE_GENERATED_SITE, stack: acq.stack ?? {} },
+        ...this.holderSite(acq.blockedBy),
+      ],
+    );
   }
 
   /** Reports, once each, holds older than the threshold while others wait for the same lock. */
@@ -457,11 +485,15 @@ export class LockTracker {
           // Again at twice the age, then every minute: a lock never released stays visible,
           // with how long it has been held and how many wait now.
           h.nextHeldReportMs = age + Math.min(age, HELD_REPORT_MAX_GAP_MS);
-          this.emit(SPAN_NAMES.lockHeld, KINDS.lockHeld, h, h.grantedAt!, now, {
-            [LOCK_HELD_MS]: age,
-            [LOCK_WAITERS]: r.waiting,
-            ...this.holderAttributes(h),
-          });
+          this.emit(
+            SPAN_NAMES.lockHeld,
+            KINDS.lockHeld,
+            h,
+            h.grantedAt!,
+            now,
+            { [LOCK_HELD_MS]: age, [LOCK_WAITERS]: r.waiting, ...this.holderAttributes(h) },
+            this.holderSite(h),
+          );
         }
       }
     } catch (err) {
