@@ -256,6 +256,7 @@ export function* mapFields(buf: Buffer): Generator<void, MapFields> {
   if (buf[i++] !== 0x7b /* { */) fail('no object');
   for (;;) {
     ws();
+    if (i >= buf.length) fail('the end');
     if (buf[i] === 0x7d /* } */) return out;
     if (buf[i] !== QUOTE) fail('no key');
     const keyStart = i;
@@ -285,6 +286,7 @@ export function* mapFields(buf: Buffer): Generator<void, MapFields> {
     }
     if (WANTED.has(key)) out[key as keyof MapFields] = valueOf(key, buf, start, i);
     ws();
+    if (i >= buf.length) fail('the end');
     if (buf[i] === 0x2c) i++;
     else if (buf[i] !== 0x7d) fail('no comma');
     if (i - scanned > SLICE_BYTES) {
