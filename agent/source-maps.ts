@@ -26,10 +26,10 @@ export type MapLoad = { table: MapTable } | { problem: MapProblem; detail: strin
 export const MAX_MAP_BYTES = 64 * 1024 * 1024;
 /** The end of a generated file that is searched first for its sourceMappingURL comment. */
 const TAIL_BYTES = 64 * 1024;
-/** Segments decoded between two yields of the decoding thread. */
-const SLICE_SEGMENTS = 25_000;
+/** Work between two yields of the decoding thread, in milliseconds (the code runs cold: once per map). */
+const SLICE_MS = 3;
 /** Bytes of a map scanned between two yields. */
-const SLICE_BYTES = 1024 * 1024;
+const SLICE_BYTES = 256 * 1024;
 
 const BASE64 = new Int8Array(128).fill(-1);
 for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].entries())
@@ -49,7 +49,12 @@ export function* decodeMappings(
   const len = mappings.length;
   let maxSegs = 1;
   let lineCount = 1;
+  let sliceStart = performance.now();
   for (let i = 0; i < len; i++) {
+    if ((i & 0xffff) === 0 && performance.now() - sliceStart > SLICE_MS) {
+      yield;
+      sliceStart = performance.now();
+    }
     const c = mappings.charCodeAt(i);
     if (c === 44 /* , */) maxSegs++;
     else if (c === 59 /* ; */) {
@@ -59,7 +64,6 @@ export function* decodeMappings(
   }
   const segs = new Int32Array(maxSegs * 4);
   const lines = new Int32Array(lineCount + 1);
-  yield; // counting and allocating were a slice of their own
   const fields = [0, 0, 0, 0, 0];
   let n = 0;
   let line = 0;
@@ -72,6 +76,10 @@ export function* decodeMappings(
   let i = 0;
   let work = 0;
   while (i < len) {
+    if ((++work & 1023) === 0 && performance.now() - sliceStart > SLICE_MS) {
+      yield;
+      sliceStart = performance.now();
+    }
     const c = mappings.charCodeAt(i);
     if (c === 59) {
       if (unsorted) sortLine(segs, lineStart, n);
@@ -126,10 +134,6 @@ export function* decodeMappings(
       segs[at + 3] = origCol;
     }
     n++;
-    if (++work === SLICE_SEGMENTS) {
-      work = 0;
-      yield;
-    }
   }
   if (unsorted) sortLine(segs, lineStart, n);
   lines[line + 1] = n;
@@ -274,6 +278,11 @@ export function* mapFields(buf: Buffer): Generator<void, MapFields> {
         if (c === undefined) fail('the end');
         if (c === QUOTE) {
           skipString();
+          // sourcesContent is one value holding most of the map: yield inside it too.
+          if (i - scanned > SLICE_BYTES) {
+            scanned = i;
+            yield;
+          }
           continue;
         }
         if (c === 0x5b || c === 0x7b) depth++;
@@ -315,7 +324,15 @@ export function* tableOf(buf: Buffer, mapUrl: string): Generator<void, MapTable>
   if (typeof m.mappings !== 'string') throw new InvalidMapError('no "mappings" string');
   if (!Array.isArray(m.sources)) throw new InvalidMapError('no "sources" list');
   const root = typeof m.sourceRoot === 'string' ? m.sourceRoot : undefined;
-  const sources = m.sources.map((s) => (typeof s === 'string' ? resolveSource(s, root, mapUrl) : ''));
+  const sources: string[] = [];
+  let sliceStart = performance.now();
+  for (const src of m.sources) {
+    sources.push(typeof src === 'string' ? resolveSource(src, root, mapUrl) : '');
+    if (performance.now() - sliceStart > SLICE_MS) {
+      yield;
+      sliceStart = performance.now();
+    }
+  }
   const { lines, segs } = yield* decodeMappings(m.mappings, sources.length);
   return { lines, segs, sources };
 }
