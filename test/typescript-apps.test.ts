@@ -181,6 +181,39 @@ describe('agent on a TypeScript service', { timeout: 240_000 }, () => {
     });
   }
 
+  it('maps with the watchdog off (its thread then only reads maps), and not at all with STALLSCOPE_SOURCE_MAPS=false', async () => {
+    const runs: Array<[string, Record<string, string>, string]> = [
+      ['ts-no-watchdog', { STALLSCOPE_WATCHDOG: 'false' }, join(SRC, 'server.ts')],
+      ['ts-no-maps', { STALLSCOPE_SOURCE_MAPS: 'false' }, join(built.dist, 'server.js')],
+    ];
+    for (const [service, env, file] of runs) {
+      const app = await startApp(
+        ['--require', REGISTER, join(built.dist, 'server.js')],
+        agentEnv(server, service, { NODE_PATH, ...env }),
+      );
+      try {
+        const [sync] = await eventually(
+          async () => {
+            await call(app, `/hash?iterations=${iterations}`);
+            await sleep(300);
+            const spans = await agentSpans(server, service, KINDS.syncCall, 'hashPassword');
+            return spans.length ? spans : undefined;
+          },
+          10_000,
+          `a sync call in ${service}`,
+        );
+        assert.equal(sync.attributes[CODE_FILE], file, service);
+        assert.equal(sync.attributes[CODE_GENERATED_FILE] === undefined, service === 'ts-no-maps', service);
+        if (service === 'ts-no-watchdog') {
+          const { body } = await getJson(`${server.api}/api/traces?service=${service}&kind=${KINDS.loopBlock}`);
+          assert.deepEqual(body, [], 'no blocking episodes without the watchdog');
+        }
+      } finally {
+        await stop(app);
+      }
+    }
+  });
+
   it('reports generated positions where a map is missing, garbage or covers nothing, and counts each map once', async () => {
     const app = await startApp(['--require', REGISTER, 'broken-maps/app.js'], agentEnv(server, 'broken-maps'));
     try {
