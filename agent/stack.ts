@@ -92,12 +92,14 @@ const generatedFormat = (_err: Error, sites: NodeJS.CallSite[]) => sites.map((s)
  */
 export function framesOf(holder: { stack?: string }): Frame[] {
   const saved = Error.prepareStackTrace;
-  Error.prepareStackTrace = generatedFormat;
   let stack: string | undefined;
   try {
+    Error.prepareStackTrace = generatedFormat;
     stack = holder.stack;
+  } catch {
+    stack = holder.stack; // an app that froze Error: its own format, parsed as far as it goes
   } finally {
-    Error.prepareStackTrace = saved;
+    if (Error.prepareStackTrace !== saved) Error.prepareStackTrace = saved;
   }
   return parseV8Stack(stack ?? '');
 }
