@@ -15,6 +15,8 @@ import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import { buildSync } from 'esbuild';
 import { tableBytes, type MapTable } from '../agent/source-maps';
+import { SourceMapper } from '../agent/source-mapper';
+import { captureStack, framesOf, type Frame } from '../agent/stack';
 import { serve } from '../cli/serve';
 import { packageRoot } from '../common/package-root';
 
@@ -132,6 +134,34 @@ function buildBundles(dir: string): void {
   buildSync({ ...options, sourcemap: false, outfile: bundles.withoutMap });
 }
 
+/** Looking up the frames of one stack in the bundle's table, against taking and reading a stack. */
+function mappingCost(table: MapTable | undefined): { mapUs: number; stackUs: number } {
+  if (!table) throw new Error('no table to map through');
+  const mapper = new SourceMapper({ ask: () => undefined, unusable: () => undefined });
+  mapper.lookAt(bundles.withMap);
+  mapper.loaded(bundles.withMap, { table });
+  // 30 frames at generated positions that the map covers, spread over the bundle.
+  const frames: Frame[] = [];
+  const segments = table.segs.length / 4;
+  for (let line = 0; frames.length < 30 && line + 1 < table.lines.length; line += Math.floor(table.lines.length / 31)) {
+    const seg = table.lines[line];
+    if (seg < table.lines[line + 1] && seg < segments)
+      frames.push({ function: 'f', file: bundles.withMap, line: line + 1, column: table.segs[seg * 4] + 1 });
+  }
+  const N = 20_000;
+  const time = (fn: () => unknown) => {
+    for (let i = 0; i < 2000; i++) fn();
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) fn();
+    return ((performance.now() - t0) * 1000) / N;
+  };
+  const deep = (n: number, fn: () => unknown): unknown => (n ? deep(n - 1, fn) : fn());
+  const mapUs = median([1, 2, 3].map(() => time(() => mapper.map(frames))));
+  const stackUs = median([1, 2, 3].map(() => time(() => deep(30, () => framesOf(captureStack(deep, 30))))));
+  if (mapper.map(frames).some((f) => !f.generated)) throw new Error('a frame was not mapped');
+  return { mapUs, stackUs };
+}
+
 /**
  * Loading the bundle's map: the agent's loader on a thread of its own (as on the watchdog thread),
  * the main thread's longest stall meanwhile, and Node's SourceMap doing the same on the thread
@@ -143,6 +173,7 @@ async function mapLoadCosts(): Promise<string> {
   const lines = [
     `source maps: the bundle ${mb(statSync(bundles.withMap).size)}, its map ${mb(statSync(mapFile).size)}`,
   ];
+  let lastTable: MapTable | undefined;
   const ours: Array<{ ms: number; longestGapMs: number; idleGapMs: number; mainGapMs: number; bytes: number }> = [];
   const node: Array<{ ms: number; heap: number }> = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -164,6 +195,7 @@ async function mapLoadCosts(): Promise<string> {
       },
     );
     clearInterval(ticker);
+    lastTable = r.table;
     ours.push({
       ms: r.ms,
       longestGapMs: r.longestGapMs,
@@ -181,6 +213,7 @@ async function mapLoadCosts(): Promise<string> {
     node.push({ ms, heap: process.memoryUsage().heapUsed - heapBefore });
   }
   const m = (xs: number[]) => median(xs);
+  const perSpan = mappingCost(lastTable);
   const oursMs = m(ours.map((x) => x.ms));
   const nodeMs = m(node.map((x) => x.ms));
   lines.push(
@@ -189,6 +222,8 @@ async function mapLoadCosts(): Promise<string> {
       `table ${mb(m(ours.map((x) => x.bytes)))}`,
     `  Node's SourceMap (baseline, on the thread that asks): ${nodeMs.toFixed(0)} ms blocked, heap ${mb(m(node.map((x) => x.heap)))} ` +
       `(stallscope: x${(oursMs / nodeMs).toFixed(2)} of its time, none of it on the app's thread)`,
+    `  mapping a span's 30-frame stack through it: ${perSpan.mapUs.toFixed(1)} us, against ${perSpan.stackUs.toFixed(1)} us to take and read ` +
+      `that stack (the baseline; x${(perSpan.mapUs / perSpan.stackUs).toFixed(2)})`,
   );
   return lines.join('\n') + '\n';
 }
@@ -210,6 +245,10 @@ async function main(): Promise<void> {
   };
   try {
     buildBundles(dir);
+    if (process.env.BENCH_SOURCE_MAPS_ONLY) {
+      process.stdout.write(await mapLoadCosts());
+      return;
+    }
     process.stdout.write(
       `bench/agent-overhead: express service, autocannon ${CONNECTIONS} connections x ${SECONDS} s, ${ROUNDS} interleaved rounds (median)\n`,
     );
