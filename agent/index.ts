@@ -12,6 +12,7 @@ import { resolveConfig, type AgentConfig, type InstrumentationName } from './con
 import { LoopMetrics } from './loop-metrics';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
+import { activeSourceMapper } from './source-mapper';
 import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { AsyncLockInstrumentation } from './locks/async-lock';
@@ -54,6 +55,7 @@ const INSTANCE = Symbol.for('stallscope.agent');
 const VERSION = '0.1.0';
 const FLUSH_ON_SIGNAL_MS = 2000;
 const FLUSH_ON_EXIT_MS = 2000;
+const SETTLE_MAPS_MS = 500;
 
 type Global = typeof globalThis & { [INSTANCE]?: StallscopeAgent };
 
@@ -120,12 +122,18 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     }
   };
   if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter));
-  if (config.watchdog)
+  // The watchdog's thread also reads source maps, so it runs for either.
+  if (config.watchdog || config.sourceMaps)
     run(
       'watchdog',
       () =>
         new Watchdog(
-          { thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute },
+          {
+            thresholdMs: config.blockThresholdMs,
+            maxPerMinute: config.maxBlockSpansPerMinute,
+            watch: config.watchdog,
+            sourceMaps: config.sourceMaps,
+          },
           tracer,
           meter,
         ),
@@ -175,6 +183,10 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     ownsSdk: sdk !== undefined,
     shutdown() {
       shutdown ??= (async () => {
+        // Spans waiting for a source map are recorded before the exporters flush.
+        await activeSourceMapper()
+          ?.settle(SETTLE_MAPS_MS)
+          .catch((err: unknown) => report('source maps', err));
         for (const stop of stops.reverse()) {
           try {
             stop();

@@ -1,5 +1,6 @@
 // Messages between the agent's main-thread side and the watchdog thread.
 import type { Frame } from './stack';
+import type { MapLoad } from './source-maps';
 
 export interface WatchdogData {
   /** BigInt64Array[2]: [0] hrtime (ns) of the last heartbeat, [1] heartbeat count. */
@@ -9,6 +10,8 @@ export interface WatchdogData {
   maxPerMinute: number;
   /** Evaluated on the paused main thread; returns "traceId:spanId:flags" of the active span, or ''. */
   activeSpanExpression: string;
+  /** Whether to watch the heartbeat; without, the thread only reads source maps. */
+  watch: boolean;
 }
 
 export interface EpisodeMessage {
@@ -29,4 +32,19 @@ export interface EpisodeMessage {
   cpuRatio?: number;
 }
 
-export type FromWatchdog = EpisodeMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };
+/** The thread also reads and decodes source maps for the main thread, one file at a time. */
+export interface LoadMapMessage {
+  type: 'load-map';
+  file: string;
+}
+
+/** A decoded table's arrays arrive transferred, not copied. */
+export interface MapMessage {
+  type: 'map';
+  file: string;
+  load: MapLoad;
+}
+
+export type ToWatchdog = LoadMapMessage;
+
+export type FromWatchdog = EpisodeMessage | MapMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };

@@ -3,13 +3,17 @@
 // it through the inspector just long enough to read the call stack and the active span, and
 // resumes it. What is known about each episode is posted back once the loop turns again.
 //
+// The same thread reads and decodes the app's source maps when the main thread asks (see
+// source-maps.ts), in slices, so that polling goes on in between.
+//
 // Hazards (measured, see DESIGN.md): the Debugger domain slows await-heavy code ~10x, so it is
 // enabled only for a capture; letting go of a main thread that is still paused can abort the
 // process, so every capture waits for Debugger.resumed before its session disconnects.
 import { Session } from 'node:inspector';
 import { parentPort, workerData } from 'node:worker_threads';
 import { fileOf, type Frame } from './stack';
-import type { EpisodeMessage, WatchdogData } from './watchdog-protocol';
+import { loadMap, type MapLoad } from './source-maps';
+import type { EpisodeMessage, MapMessage, ToWatchdog, WatchdogData } from './watchdog-protocol';
 
 const data = workerData as WatchdogData;
 const beat = new BigInt64Array(data.heartbeat);
@@ -230,5 +234,34 @@ function poll(): void {
   );
 }
 
-setInterval(poll, data.pollMs);
+const mapFiles: string[] = [];
+let loadingMaps = false;
+
+/** One map at a time: a burst of requests never holds several decoded maps in memory at once. */
+async function loadMaps(): Promise<void> {
+  loadingMaps = true;
+  while (mapFiles.length) {
+    const file = mapFiles.shift()!;
+    let load: MapLoad;
+    try {
+      load = await loadMap(file);
+    } catch (err) {
+      load = { problem: 'invalid', detail: (err as Error).message };
+    }
+    const msg: MapMessage = { type: 'map', file, load };
+    port.postMessage(
+      msg,
+      'table' in load ? [load.table.lines.buffer as ArrayBuffer, load.table.segs.buffer as ArrayBuffer] : [],
+    );
+  }
+  loadingMaps = false;
+}
+
+port.on('message', (m: ToWatchdog) => {
+  if (m?.type !== 'load-map') return;
+  mapFiles.push(m.file);
+  if (!loadingMaps) void loadMaps();
+});
+
+if (data.watch) setInterval(poll, data.pollMs);
 port.postMessage({ type: 'ready' });

@@ -16,7 +16,7 @@ import {
   type LockResource,
   type LockTracker,
 } from './tracker';
-import { parseV8Stack } from '../stack';
+import { framesOf } from '../stack';
 import { report } from '../safety';
 
 const VERSION = '0.1.0';
@@ -120,7 +120,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     let r = sem[RESOURCE];
     if (!r) {
       const created = sem[CREATED];
-      const frames = parseV8Stack(created?.stack ?? '');
+      const frames = created ? framesOf(created) : [];
       const type = frames.some((f) => f.function === 'new Mutex') ? 'async-mutex.Mutex' : 'async-mutex.Semaphore';
       r = tracker.resource(sem[LOCK_NAME_KEY] ?? (created ? siteOf(created) : 'async-mutex (unknown site)'), type, sem);
       sem[RESOURCE] = r;
