@@ -4,11 +4,11 @@ import type Database from 'better-sqlite3';
 import { openReadConnection } from './connection';
 import { Queries } from './queries';
 import { DashboardQueries } from './dashboard';
-import { WriterClient } from './writer-client';
+import { WriterClient, type WriterHealth } from './writer-client';
 import { AlertReads } from './alerts';
 import type { AlertWrite, WriteBatch } from '../common/types';
 
-export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
+export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent, type WriterHealth } from './writer-client';
 export type { Queries } from './queries';
 export type { AgentSpanRow, DashboardQueries, Window } from './dashboard';
 export { poolLabel } from './dashboard';
@@ -34,6 +34,8 @@ export interface Store {
   readonly alerts: AlertReads;
   /** Rows waiting to be committed. */
   readonly backlog: number;
+  /** Whether data can be written now, and if not, why. */
+  health(): WriterHealth;
   runRetention(): void;
   onRetention: WriterClient['onRetention'];
   close(): Promise<void>;
@@ -66,6 +68,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     get backlog() {
       return writer.backlog;
     },
+    health: () => writer.health(),
     runRetention: () => writer.retainNow(),
     onRetention: (l) => writer.onRetention(l),
     async close() {
