@@ -17,8 +17,8 @@ import { isLoopbackHost } from '../common/listen';
 
 class Usage extends Error {}
 
-/** Below this a body limit of 2 MiB: smaller would refuse ordinary exporter batches. */
-const MIN_MEMORY_BUDGET = 16 * 1024 * 1024;
+/** A body may be 1/16 of the budget: below this, under 2 MiB, which refuses ordinary batches. */
+const MIN_MEMORY_BUDGET = 32 * 1024 * 1024;
 
 const MAIN_HELP = `stallscope: find the time your Node.js services lose to blocked event loops, busy thread pools and hot locks
 
@@ -46,8 +46,8 @@ Options:
   --otlp-auth         OTLP requests need the token too (Authorization: Bearer <token>); without
                       it, OTLP beyond loopback takes data from anyone who can reach the port
   --memory-budget SIZE  bytes all OTLP requests in flight may hold together, e.g. 512MiB; past
-                      it they get 503 with Retry-After (default 256MiB). A body may be 1/8 of
-                      it after decompression (32 MiB by default, at most 64 MiB)
+                      it they get 503 with Retry-After (default 256MiB). A body may be 1/16 of
+                      it after decompression (16 MiB by default, at most 64 MiB)
   --request-timeout DUR  time a client has to send one OTLP request, headers and body (default 30s)
   --findings FILE     thresholds for findings (YAML or JSON); see docs/findings.md
   --rules FILE        alert rules and receivers (YAML or JSON); see docs/alerts.md. Default:

@@ -49,7 +49,8 @@ export interface CollectorHealth {
   /** One line per cause, e.g. "disk full: database or disk is full (since ...)". */
   reasons: string[];
   writer: WriterHealth;
-  memory: { budgetBytes: number; inUseBytes: number; peakBytes: number; refused: number };
+  /** The memory budget: bytes held now and at most, refusals, and collections asked for. */
+  memory: { budgetBytes: number; inUseBytes: number; peakBytes: number; refused: number; collections: number };
 }
 
 export interface Collector {
@@ -104,7 +105,13 @@ export async function startCollector(o: CollectorOptions): Promise<Collector> {
       status: reasons.length ? 'degraded' : 'ok',
       reasons,
       writer,
-      memory: { budgetBytes: b.limit, inUseBytes: b.inUse, peakBytes: b.peak, refused: b.refusals },
+      memory: {
+        budgetBytes: b.limit,
+        inUseBytes: b.inUse,
+        peakBytes: b.peak,
+        refused: b.refusals,
+        collections: b.sweeps,
+      },
     };
   };
   const findings = (w: Window) => deriveFindings(store.dashboard, w, thresholds);
