@@ -34,7 +34,7 @@ export class OverBudget extends Error {
  * memory. So, as the OpenTelemetry Collector's memory limiter does, the budget asks for one after
  * its bytes have turned over. V8 lets only a context created while the flag is set call gc().
  */
-function fullGarbageCollection(): (() => void) | undefined {
+function exposeGc(): (() => void) | undefined {
   try {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as unknown;
@@ -44,6 +44,9 @@ function fullGarbageCollection(): (() => void) | undefined {
     return undefined;
   }
 }
+
+let gc: (() => void) | undefined | null = null;
+const fullGarbageCollection = () => (gc === null ? (gc = exposeGc()) : gc);
 
 /** At most one collection per this interval, however busy. */
 const SWEEP_INTERVAL_MS = 1000;
