@@ -102,11 +102,12 @@ export class MemoryBudget {
   }
 
   /** @internal used by Claim */
-  give(n: number): void {
+  /** `buffers` of the `n` bytes were buffers, which V8 does not collect unless its heap needs it. */
+  give(n: number, buffers: number): void {
     this.held -= n;
-    this.releasedSinceSweep += n;
+    this.releasedSinceSweep += buffers;
     if (!this.collect || this.sweepTimer) return;
-    // Busy: a quarter of the budget let go is worth a collection. Idle: whatever a burst left.
+    // Busy: buffers of a quarter of the budget let go are worth a collection. Idle: what a burst left.
     if (this.releasedSinceSweep >= this.limit / 4) {
       this.schedule(Math.max(0, this.lastSweep + SWEEP_INTERVAL_MS - Date.now()), false);
     } else if (this.held === 0 && this.releasedSinceSweep >= this.limit / 32) {
@@ -176,7 +177,7 @@ export class Claim {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.budget.give(this.taken);
+    this.budget.give(this.taken, this.taken - this.decodeReserved);
     this.taken = 0;
   }
 }
