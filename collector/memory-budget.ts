@@ -170,10 +170,6 @@ export class Claim {
     this.decodeReserved += more;
   }
 
-  get bytes(): number {
-    return this.taken;
-  }
-
   release(): void {
     if (this.released) return;
     this.released = true;

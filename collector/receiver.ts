@@ -24,6 +24,7 @@ import { MemoryBudget, OverBudget } from './memory-budget';
 import { hostHeaderIsLoopback } from '../common/listen';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import { sameSecret } from '../common/secret';
+import { formatSize } from '../common/size';
 
 type Format = 'json' | 'protobuf';
 
@@ -67,8 +68,6 @@ export interface ReceiverOptions {
   token?: string;
   /** Only requests whose Host header names this machine (bound to loopback without a token). */
   loopbackHostsOnly: boolean;
-  /** Where faults of the collector itself are reported (rate-limited); default stderr. */
-  warn?: (line: string) => void;
 }
 
 export interface ReceiverStats {
@@ -118,7 +117,7 @@ export class OtlpReceiver {
     private readonly options: ReceiverOptions,
   ) {
     this.budget = new MemoryBudget(options.memoryBudgetBytes);
-    this.internal = new RateLimitedLog(options.warn ?? ((line) => process.stderr.write(`${line}\n`)));
+    this.internal = new RateLimitedLog((line) => process.stderr.write(`${line}\n`));
     const requestTimeout = options.requestTimeoutMs;
     this.server = http.createServer(
       {
@@ -171,7 +170,9 @@ export class OtlpReceiver {
     try {
       if (this.budget.exhausted) {
         this.budget.refusals++;
-        throw new OverBudget(`the collector's memory budget is in use by other requests`);
+        throw new OverBudget(
+          `the collector's memory budget (${formatSize(this.budget.limit)}) is in use by the requests in flight; retry later`,
+        );
       }
       const limit = this.options.maxBodyBytes;
       const raw = await readBody(req, limit, claim, encoding === 'identity');

@@ -5,8 +5,6 @@
 export class RateLimitedLog {
   private last = -Infinity;
   private dropped = 0;
-  /** Every line asked for, printed or not. */
-  count = 0;
 
   constructor(
     private readonly write: (line: string) => void,
@@ -15,7 +13,6 @@ export class RateLimitedLog {
   ) {}
 
   log(line: string): void {
-    this.count++;
     const t = this.now();
     if (t - this.last < this.intervalMs) {
       this.dropped++;

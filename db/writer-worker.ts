@@ -94,6 +94,13 @@ function probe(): void {
     db.exec('BEGIN IMMEDIATE');
     db.exec('ROLLBACK');
   } catch {
+    if (db.inTransaction) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // The next batch's transaction finds out.
+      }
+    }
     return;
   }
   recovered();
