@@ -16,6 +16,8 @@ export interface ServeOptions {
   retentionBatchSize?: number;
   maxQueuedRows?: number;
   maxBodyBytes?: number;
+  memoryBudgetBytes?: number;
+  requestTimeoutMs?: number;
   /** STALLSCOPE_TOKEN: required by the pages and APIs, and by OTLP with otlpAuth. */
   token?: string;
   otlpAuth?: boolean;

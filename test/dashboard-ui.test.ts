@@ -269,6 +269,66 @@ describe('dashboard pages in Chromium', () => {
     }
   });
 
+  it('cuts a 10 kB lock name in the layout, keeping the whole name in the page', async () => {
+    const name = `orders-${'x'.repeat(10_000)}`;
+    const site = `/srv/app/${'y'.repeat(10_000)}.js:1`;
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const attr = (key: string, value: string) => ({ key, value: { stringValue: value } });
+    const res = await fetch(`${server.otlp}/v1/traces`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        resourceSpans: [
+          {
+            resource: { attributes: [attr('service.name', 'wide')] },
+            scopeSpans: [
+              {
+                spans: [
+                  {
+                    traceId: 'cd'.repeat(16),
+                    spanId: '0102030405060708',
+                    name: 'lock wait',
+                    kind: 1,
+                    startTimeUnixNano: String(now - 40_000_000n),
+                    endTimeUnixNano: String(now),
+                    attributes: [
+                      attr('stallscope.kind', 'lock-wait'),
+                      attr('stallscope.lock.name', name),
+                      attr('stallscope.lock.acquire_site', site),
+                      attr('stallscope.lock.outcome', 'granted'),
+                    ],
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+    });
+    assert.equal(res.status, 200);
+    const page = await open(`/lock?name=${encodeURIComponent(name)}&since=15m`, 'long-name');
+    // Runs in the page: the widest element, not just the document (cards scroll on their own).
+    const widest = await page.evaluate(() =>
+      Math.max(
+        ...[...(globalThis as any).document.querySelectorAll('body *')].map(
+          (e: any) => e.getBoundingClientRect().right,
+        ),
+      ),
+    );
+    assert.ok(widest <= 1400, `an element reaches ${widest} px in a 1400 px window`);
+    assert.equal(await page.getAttribute('h1', 'title'), `Lock ${name}`);
+    const cut = await page.$$eval('.cut', (els) => els.map((e) => [e.getAttribute('title'), e.textContent]));
+    assert.ok(
+      cut.some(([title, text]) => title === site && text === site),
+      'the acquire site is cut in the layout, whole in its text and title',
+    );
+    assert.ok(
+      cut.some(([title]) => title?.includes(name)),
+      'the legend keeps the whole lock name',
+    );
+    await page.close();
+  });
+
   it('shows and takes a custom window in the time zone of the browser', async () => {
     const context = await browser.newContext({ timezoneId: 'Europe/Berlin' });
     const page = await context.newPage();

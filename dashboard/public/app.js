@@ -64,6 +64,19 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Names past this many characters are cut in the layout. */
+const LONG_NAME = 80;
+
+/**
+ * A name from the data, cut to one line with an ellipsis when long (a 10 kB lock name must not
+ * make the page 200,000 px wide); the whole name stays in the text (select and copy it) and in
+ * the title (hover over it).
+ */
+export function cut(text) {
+  const s = String(text ?? '');
+  return s.length > LONG_NAME ? el('span', { class: 'cut', title: s }, s) : s;
+}
+
 export function fmtMs(value) {
   const ms = value === null || value === undefined || value === '' ? NaN : Number(value);
   if (Number.isNaN(ms)) return '–';
@@ -165,7 +178,8 @@ export function table(
       'tr',
       {},
       columns.map((c) => {
-        const shown = c.format ? c.format(value(c, r), r) : value(c, r);
+        const raw = c.format ? c.format(value(c, r), r) : value(c, r);
+        const shown = typeof raw === 'string' ? cut(raw) : raw;
         const content = c.link ? el('a', { href: c.link(r) }, shown ?? '') : (shown ?? '');
         return el('td', { class: c.numeric ? 'num' : undefined, title: c.title ? c.title(r) : undefined }, content);
       }),
@@ -193,7 +207,7 @@ function legend(names) {
   return el(
     'ul',
     { class: 'legend' },
-    names.map((n, i) => el('li', {}, el('span', { class: `swatch c${i % PALETTE.length}` }), n)),
+    names.map((n, i) => el('li', {}, el('span', { class: `swatch c${i % PALETTE.length}` }), cut(n))),
   );
 }
 
@@ -375,12 +389,14 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     ),
   );
   const alertBadge = el('a', { id: 'alert-badge', class: 'alert-badge', href: link('/alerts'), hidden: true });
+  const healthBadge = el('span', { id: 'health-badge', class: 'health-badge', role: 'status', hidden: true });
   const header = el(
     'header',
     {},
     el('a', { class: 'brand', href: link('/') }, 'stallscope'),
     nav,
     alertBadge,
+    healthBadge,
     el(
       'div',
       { class: 'controls' },
@@ -414,8 +430,20 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
           .join(' · ');
       })
       .catch(() => undefined);
+  // The collector refusing data (a full disk, a locked database...) is said on every page.
+  const showHealth = () =>
+    fetch('/healthz')
+      .then((r) => r.json())
+      .then((h) => {
+        healthBadge.hidden = h.status === 'ok';
+        const cause = h.writer?.state !== 'ok' ? h.writer?.reason : 'memory budget in use';
+        healthBadge.textContent = `Ingest refused: ${cause}`;
+        healthBadge.title = (h.reasons ?? []).join('\n');
+      })
+      .catch(() => undefined);
   const draw = async () => {
     void showAlerts();
+    void showHealth();
     for (const c of charts) c.destroy();
     charts.clear();
     const content = el('div', { class: 'content' });
@@ -424,14 +452,17 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     } catch (err) {
       content.replaceChildren(el('p', { class: 'error', role: 'alert' }, `Could not load: ${err.message}`));
     }
-    main.replaceChildren(el('h1', {}, title), content);
+    main.replaceChildren(el('h1', { title }, title), content);
     document.body.dataset.ready = 'true';
   };
   await draw();
   // Auto-refresh only for windows that end now: a custom window does not move.
   setInterval(() => {
     if (refresh.checked && !params().get('to') && document.visibilityState === 'visible') void draw();
-    else void showAlerts();
+    else {
+      void showAlerts();
+      void showHealth();
+    }
   }, 30_000);
 }
 
@@ -463,7 +494,7 @@ function findingItem(f) {
       'div',
       { class: 'finding-head' },
       el('span', { class: `severity ${f.severity}` }, f.severity),
-      el('a', { href, class: 'finding-title' }, f.title),
+      el('a', { href, class: 'finding-title' }, cut(f.title)),
       el('span', { class: 'finding-meta' }, `${f.service} · ${fmtMs(f.impactMs)} lost · ${f.kind}`),
     ),
     where ? el('div', { class: 'finding-where' }, el('code', {}, where)) : null,
