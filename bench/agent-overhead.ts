@@ -232,11 +232,10 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'stallscope-bench-agent-'));
   // The agents export to a real collector, as in production.
   const running = await serve({
-    dbPath: join(dir, 'bench.db'),
+    store: { path: join(dir, 'bench.db'), retentionMs: 0 },
     host: '127.0.0.1',
     otlpPort: 0,
     port: 0,
-    retentionMs: 0,
   });
   const env = {
     ...process.env,

@@ -142,15 +142,13 @@ async function runServe(args: string[]): Promise<void> {
   if (requestTimeoutMs instanceof Error) throw new Usage(`--request-timeout: ${requestTimeoutMs.message}`);
   if (requestTimeoutMs < 1000) throw new Usage('--request-timeout: at least 1s');
   const options = {
-    dbPath: values.db!,
+    store: { path: values.db!, retentionMs },
     host: values.host!,
     otlpPort: port(values['otlp-port']!, '--otlp-port'),
     port: port(values.port!, '--port'),
-    retentionMs,
     token,
     otlpAuth: values['otlp-auth'],
-    memoryBudgetBytes,
-    requestTimeoutMs,
+    limits: { memoryBudgetBytes, requestTimeoutMs },
     findingThresholds: values.findings === undefined ? undefined : loadFindingsConfig(values.findings),
     rulesFile: values.rules,
   };
@@ -165,7 +163,7 @@ async function runServe(args: string[]): Promise<void> {
   }
   process.stdout.write(
     `stallscope: collecting OTLP on http://${options.host}:${otlpPort}, ` +
-      `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.dbPath}, ` +
+      `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.store.path}, ` +
       `retention ${retentionMs ? values.retention : 'off'}, memory budget ${formatSize(memoryBudgetBytes)}\n`,
   );
   let stopping = false;

@@ -1,6 +1,6 @@
 // The collector: an OTLP/HTTP receiver writing into the store.
 import { OtlpReceiver, type ReceiverStats } from './receiver';
-import { openStore, type Store } from '../db/index';
+import { openStore, type Store, type StoreOptions } from '../db/index';
 import type { Finding, Window } from '../common/types';
 import { deriveFindings } from './findings';
 import { defaultThresholds, type FindingThresholds } from './findings-config';
@@ -18,20 +18,21 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** A refusal for the memory budget keeps the health degraded this long. */
 const BUDGET_REFUSAL_WINDOW_MS = 5000;
 
-export interface CollectorOptions {
-  dbPath: string;
-  host: string;
-  otlpPort: number;
-  retentionMs: number;
-  retentionIntervalMs?: number;
-  retentionBatchSize?: number;
+/** What one OTLP request, and all of them together, may take. */
+export interface ReceiverLimits {
   /** Default: what fits the memory budget, at most 64 MiB. */
   maxBodyBytes?: number;
   /** Bytes all OTLP requests in flight may hold together. */
   memoryBudgetBytes?: number;
   /** Time a client has to send a request's headers and body. */
   requestTimeoutMs?: number;
-  maxQueuedRows?: number;
+}
+
+export interface CollectorOptions {
+  store: StoreOptions;
+  host: string;
+  otlpPort: number;
+  limits?: ReceiverLimits;
   /** When set, OTLP requests must carry `Authorization: Bearer <otlpToken>`. */
   otlpToken?: string;
   /** When a measurement becomes a finding (the defaults, unless a findings file says otherwise). */
@@ -69,26 +70,21 @@ export interface Collector {
 }
 
 export async function startCollector(o: CollectorOptions): Promise<Collector> {
-  const store = await openStore({
-    path: o.dbPath,
-    retentionMs: o.retentionMs,
-    retentionIntervalMs: o.retentionIntervalMs,
-    retentionBatchSize: o.retentionBatchSize,
-    maxQueuedRows: o.maxQueuedRows,
-  });
+  const store = await openStore(o.store);
   const thresholds = o.findingThresholds ?? defaultThresholds();
-  const budget = o.memoryBudgetBytes ?? DEFAULT_MEMORY_BUDGET;
-  if (o.maxBodyBytes !== undefined && o.maxBodyBytes > MemoryBudget.largestBody(budget)) {
+  const limits = o.limits ?? {};
+  const budget = limits.memoryBudgetBytes ?? DEFAULT_MEMORY_BUDGET;
+  if (limits.maxBodyBytes !== undefined && limits.maxBodyBytes > MemoryBudget.largestBody(budget)) {
     await store.close();
     throw new Error(
-      `a body limit of ${o.maxBodyBytes} bytes cannot fit a memory budget of ${budget} bytes (at most ${MemoryBudget.largestBody(budget)})`,
+      `a body limit of ${limits.maxBodyBytes} bytes cannot fit a memory budget of ${budget} bytes (at most ${MemoryBudget.largestBody(budget)})`,
     );
   }
   const receiver = new OtlpReceiver(store, {
-    maxBodyBytes: o.maxBodyBytes ?? Math.min(64 * 1024 * 1024, MemoryBudget.largestBody(budget)),
+    maxBodyBytes: limits.maxBodyBytes ?? Math.min(64 * 1024 * 1024, MemoryBudget.largestBody(budget)),
     memoryBudgetBytes: budget,
     retryAfterSeconds: 1,
-    requestTimeoutMs: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    requestTimeoutMs: limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     token: o.otlpToken,
     // A web page can make a browser post to loopback (DNS rebinding); it cannot make it send our token.
     loopbackHostsOnly: isLoopbackHost(o.host) && o.otlpToken === undefined,

@@ -166,24 +166,35 @@ export class WriterClient {
 
   private onMessage(m: FromWriter): void {
     if (m.type === 'committed') {
-      if (!m.error) this.failing = undefined;
-      else if (m.transient) {
-        this.failing = { reason: reasonFor(m.code ?? ''), error: m.error, since: this.failing?.since ?? Date.now() };
-      }
-      for (const id of m.ids) {
-        const w = this.waiting.get(id);
-        if (!w) continue;
-        this.waiting.delete(id);
-        this.queuedRows -= w.rows;
-        if (m.error && m.transient) w.reject(new WriteFailed(`could not store the data for now: ${m.error}`));
-        else if (m.error) w.reject(new WriteRejected(`could not store the data: ${m.error}`));
-        else w.resolve();
-      }
+      this.failing = undefined;
+      for (const w of this.settle(m.ids)) w.resolve();
+    } else if (m.type === 'failed') {
+      if (m.transient)
+        this.failing = { reason: reasonFor(m.code), error: m.error, since: this.failing?.since ?? Date.now() };
+      for (const w of this.settle(m.ids))
+        w.reject(
+          m.transient
+            ? new WriteFailed(`could not store the data for now: ${m.error}`)
+            : new WriteRejected(`could not store the data: ${m.error}`),
+        );
     } else if (m.type === 'writable') {
       this.failing = undefined;
     } else if (m.type === 'retention') {
       for (const l of this.retentionListeners) l({ deleted: m.deleted, cutoffNs: m.cutoffNs });
     }
+  }
+
+  /** The writes with these ids, no longer waiting. */
+  private settle(ids: number[]): Array<{ resolve: () => void; reject: (e: Error) => void }> {
+    const out = [];
+    for (const id of ids) {
+      const w = this.waiting.get(id);
+      if (!w) continue;
+      this.waiting.delete(id);
+      this.queuedRows -= w.rows;
+      out.push(w);
+    }
+    return out;
   }
 
   private fail(err: Error): void {

@@ -64,7 +64,7 @@ function report(ids: number[], err?: unknown): void {
     return;
   }
   const transient = isTransient(err);
-  send({ type: 'committed', ids, error: (err as Error).message, transient, code: codeOf(err) });
+  send({ type: 'failed', ids, error: (err as Error).message, transient, code: codeOf(err) });
   if (transient) {
     failing = codeOf(err);
     if (!probeTimer) {

@@ -228,11 +228,10 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
   const log = o.log ?? (() => undefined);
   const dir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), 'stallscope-demo-'));
   const running: Running = await serve({
-    dbPath: o.dbPath ?? join(dir!, 'demo.db'),
+    store: { path: o.dbPath ?? join(dir!, 'demo.db'), retentionMs: 0 },
     host: '127.0.0.1',
     otlpPort: o.otlpPort,
     port: o.port,
-    retentionMs: 0,
   });
   const otlp = `http://127.0.0.1:${running.collector.otlpPort}`;
   const children: ChildProcess[] = [];

@@ -10,7 +10,7 @@ import { TraceRequest } from '../collector/otlp/proto';
 
 let server: TestServer;
 before(async () => {
-  server = await startServer({ maxBodyBytes: 8 * 1024 * 1024 });
+  server = await startServer({ limits: { maxBodyBytes: 8 * 1024 * 1024 } });
 });
 after(async () => {
   await server.close();

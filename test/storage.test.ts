@@ -107,9 +107,7 @@ describe('retention', () => {
     const day = 86_400_000_000_000n;
     const minute = 60_000_000_000n;
     const server = await startServer({
-      retentionMs: 7 * 86_400_000,
-      retentionIntervalMs: 3_600_000,
-      retentionBatchSize: 3,
+      store: { retentionMs: 7 * 86_400_000, retentionIntervalMs: 3_600_000, retentionBatchSize: 3 },
     });
     try {
       const now = nowNs();
@@ -238,7 +236,7 @@ describe('metric series', () => {
 
 describe('backpressure', () => {
   it('answers 503 with Retry-After while the write queue is full, then commits what it queued', async () => {
-    const server = await startServer({ maxQueuedRows: 10 });
+    const server = await startServer({ store: { maxQueuedRows: 10 } });
     // Another connection holds the write lock, so the writer thread cannot commit.
     const blocker = new Database(server.dbPath);
     blocker.exec('BEGIN IMMEDIATE');
