@@ -399,8 +399,22 @@ export interface WindowView {
   to: string;
 }
 
+/** A service at a glance: how it is doing in the window. */
+export interface ServiceState {
+  service: string;
+  state: 'critical' | 'warning' | 'fine';
+  /** Time its findings say it lost. */
+  lostMs: number;
+  findings: number;
+  worst: { kind: FindingKind; severity: Severity; title: string } | null;
+  /** Per step of the window, for sparklines. */
+  loopP99Ms: Array<number | null>;
+  utilization: Array<number | null>;
+}
+
 export interface OverviewPage {
   window: WindowView;
+  services: ServiceState[];
   loop: Chart;
   locks: LockRow[];
   blockingGroups: GroupRow[];

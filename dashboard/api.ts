@@ -3,7 +3,7 @@
 // from the read model; the response types are declared in common/types.ts, where the pages'
 // JSDoc types find them too.
 import express, { type Request, type Router } from 'express';
-import type { Store } from '../db/index';
+import type { Collector } from '../collector/index';
 import {
   CODE_STACKTRACE,
   KINDS,
@@ -28,6 +28,7 @@ import type {
   ProfilePage,
   RoutePage,
   RoutesPage,
+  ServiceState,
   Window,
 } from '../common/types';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
@@ -35,6 +36,7 @@ import { flameTree, stackFrames } from '../collector/loop-profile';
 import { encodeProfile } from '../collector/profiles';
 
 const DEFAULT_WINDOW_MS = 3_600_000;
+const STATE_ORDER: Record<ServiceState['state'], number> = { critical: 0, warning: 1, fine: 2 };
 /** Blocking episodes read for the blocked-time flame graph. */
 const BLOCKED_STACKS = 2000;
 
@@ -59,9 +61,9 @@ const text = (v: unknown) => (typeof v === 'string' ? v : String(v ?? ''));
 /** How a pool is labelled in charts: its name and type. */
 const poolLabel = (a: Attributes) => `${text(a[POOL_NAME])} (${text(a[POOL_TYPE])})`;
 
-export function dashboardApi(store: Store): Router {
+export function dashboardApi(collector: Collector): Router {
   const api = express.Router();
-  const read = store.read;
+  const read = collector.store.read;
 
   /** Loop lag (p99, max) and utilization over time, per service; several instances: the worst delay, the mean utilization. */
   async function loopChart(w: Window): Promise<Chart> {
@@ -87,17 +89,39 @@ export function dashboardApi(store: Store): Router {
     '/overview',
     handler(async (req): Promise<OverviewPage> => {
       const w = window(req);
-      const [loop, locks, blockingGroups, latestEpisodes, syncCalls, canary, poolWait] = await Promise.all([
-        loopChart(w),
-        read.locks(w),
-        read.groups(KINDS.loopBlock, w, 5),
-        read.latest(KINDS.loopBlock, w, 10),
-        read.groups(KINDS.syncCall, w, 5),
-        read.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
-        read.meanChart(POOL_METRICS.queueWait, w, poolLabel),
-      ]);
+      const [loop, locks, blockingGroups, latestEpisodes, syncCalls, canary, poolWait, findings, known] =
+        await Promise.all([
+          loopChart(w),
+          read.locks(w),
+          read.groups(KINDS.loopBlock, w, 5),
+          read.latest(KINDS.loopBlock, w, 10),
+          read.groups(KINDS.syncCall, w, 5),
+          read.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
+          read.meanChart(POOL_METRICS.queueWait, w, poolLabel),
+          collector.findings(w),
+          read.services(),
+        ]);
+      const seenSince = nsToIso(w.fromNs);
+      const services: ServiceState[] = known
+        .filter((s) => (w.service ? s.service === w.service : s.lastSeen >= seenSince))
+        .map((s): ServiceState => {
+          const mine = findings.filter((f) => f.service === s.service);
+          const line = (name: string) =>
+            loop.series.find((x) => x.service === s.service && x.name === name)?.values ?? [];
+          return {
+            service: s.service,
+            state: mine.some((f) => f.severity === 'critical') ? 'critical' : mine.length ? 'warning' : 'fine',
+            lostMs: mine.reduce((a, f) => a + f.impactMs, 0),
+            findings: mine.length,
+            worst: mine[0] ? { kind: mine[0].kind, severity: mine[0].severity, title: mine[0].title } : null,
+            loopP99Ms: line(`${METRICS.loopDelayPrefix}p99`),
+            utilization: line(METRICS.loopUtilization),
+          };
+        })
+        .sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || b.lostMs - a.lostMs);
       return {
         window: { from: nsToIso(w.fromNs), to: nsToIso(w.toNs) },
+        services,
         loop,
         locks: locks.slice(0, 5),
         blockingGroups,

@@ -95,7 +95,7 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
   });
   if (options.token) app.use(requireToken(options.token));
   else app.use(loopbackHostOnly);
-  app.use('/api/dash', dashboardApi(collector.store));
+  app.use('/api/dash', dashboardApi(collector));
   app.use('/api', queryApi(collector));
   app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));
   for (const [path, module] of Object.entries(PAGES))

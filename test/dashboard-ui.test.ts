@@ -160,9 +160,14 @@ async function drawn(page: Page, selector: string): Promise<boolean> {
 const legendOf = (page: Page) => page.$$eval('.legend li', (items) => items.map((i) => i.textContent ?? ''));
 
 describe('dashboard pages in Chromium', () => {
-  it('overview: loop delay charted per service, top locks, latest episodes', async () => {
+  it('overview: services at a glance, loop delay charted per service, top locks, latest episodes', async () => {
     const page = await open('/?since=15m', 'overview');
-    assert.ok(await drawn(page, 'canvas'), 'the loop-delay chart is drawn');
+    // The service table first: each service's state, and its loop delay as a sparkline.
+    const shop = page.locator('#services tbody tr', { hasText: 'shop' });
+    assert.match((await shop.textContent())!, /critical|warning/);
+    assert.match((await shop.textContent())!, /Event loop blocked in spinFor/);
+    assert.ok(await drawn(page, '#services canvas.spark'), 'a sparkline is drawn');
+    assert.ok(await drawn(page, '.chart canvas'), 'the loop-delay chart is drawn');
     const legend = await legendOf(page);
     assert.ok(legend.includes('shop p99'), legend.join(' | '));
     assert.ok((await page.textContent('#locks'))!.includes('account:7'));
@@ -349,6 +354,7 @@ describe('dashboard pages in Chromium', () => {
       (await blocked.textContent())!,
       /Event loop blocked in spinFor.*blocking-app\.js:\d+.*Move the CPU work off the main thread/s,
     );
+    await blocked.locator('summary').click(); // one line each until opened
     await blocked.locator('a.trace-link').first().click();
     await overview.waitForSelector('body[data-ready="true"] .wf-row.kind-loop-block');
     await overview.close();

@@ -473,40 +473,131 @@ const LOCK_FINDINGS = ['lock-contention', 'shared-lock', 'lock-held'];
 const FINDING_PAGES = {
   'loop-blocked': '/blocking',
   'sync-call': '/blocking',
+  'loop-saturated': '/profile',
   'threadpool-saturated': '/offload',
   'pool-queueing': '/offload',
 };
 
+/** Milliseconds in the page's window, for bars of time lost against it. */
+function windowMs() {
+  const p = params();
+  const to = p.get('to') ? Date.parse(p.get('to')) : Date.now();
+  const from = p.get('from') ? Date.parse(p.get('from')) : to - (parseSince(p.get('since')) ?? 3_600_000);
+  return Math.max(1, to - from);
+}
+
+function parseSince(text) {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text ?? '');
+  return m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2]] : undefined;
+}
+
+/** A tiny line of a series (null gaps skipped), for tables. */
+export function sparkline(values, { max, title } = {}) {
+  const canvas = el('canvas', { class: 'spark', width: 120, height: 24, role: 'img', title });
+  const points = values.map((v, i) => [i, v]).filter(([, v]) => v !== null && v !== undefined);
+  if (!points.length) return el('span', { class: 'spark-empty' }, '–');
+  const top = max ?? Math.max(...points.map(([, v]) => v), 1e-9);
+  requestAnimationFrame(() => {
+    const ctx = canvas.getContext('2d');
+    ctx.strokeStyle = '#2563eb';
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    points.forEach(([i, v], n) => {
+      const x = values.length > 1 ? (i / (values.length - 1)) * 118 + 1 : 60;
+      const y = 23 - (Math.min(v, top) / top) * 21;
+      if (n === 0) ctx.moveTo(x, y);
+      else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+    // Too few points for a line: dots.
+    if (points.length < 3) {
+      ctx.fillStyle = '#2563eb';
+      for (const [i, v] of points) {
+        const x = values.length > 1 ? (i / (values.length - 1)) * 118 + 1 : 60;
+        ctx.fillRect(x - 1.5, 23 - (Math.min(v, top) / top) * 21 - 1.5, 3, 3);
+      }
+    }
+  });
+  return canvas;
+}
+
+/** A bar of `ms` against the window, with the figure beside it. */
+export function lostBar(ms) {
+  const share = Math.min(1, ms / windowMs());
+  const fill = el('span', { class: 'bar-fill' });
+  fill.style.width = `${Math.max(1, Math.round(share * 100))}%`;
+  return el(
+    'span',
+    { class: 'lost', title: `${fmtMs(ms)} lost in a ${fmtMs(windowMs())} window` },
+    el('span', { class: 'bar' }, fill),
+    fmtMs(ms),
+  );
+}
+
 /** The findings for the page's window and service, of some kinds (all when none given). */
 export const getFindings = (kinds, extra = {}) => api('/api/findings', { kind: kinds?.join(','), ...extra });
+
+/** Where a finding's evidence is: the lock's page, the route's, or the page of its kind. */
+function findingHref(f) {
+  if (LOCK_FINDINGS.includes(f.kind)) return link('/lock', { name: f.resource, service: f.service });
+  if (f.kind === 'slowed-by-others') return link('/routes', { route: f.resource, service: f.service });
+  return link(FINDING_PAGES[f.kind], { service: f.service });
+}
+
+/** An alert rule that would catch this finding again, a little under what it cost now. */
+function ruleFor(f) {
+  const name = `${f.kind} in ${f.service}`.replace(/[^\w .:/-]+/g, ' ').slice(0, 80);
+  const resource =
+    f.resource ?? (f.location ? `${f.location.function} (${f.location.file}:${f.location.line})` : undefined);
+  return [
+    `  - name: ${JSON.stringify(name)}`,
+    '    signal: finding',
+    `    kind: ${f.kind}`,
+    `    service: ${JSON.stringify(f.service)}`,
+    resource ? `    resource: ${JSON.stringify(resource)}` : null,
+    `    above: ${Math.max(1, Math.floor(f.impactMs * 0.9))}ms`,
+    '    window: 5m',
+    '    for: 1m',
+    `    severity: ${f.severity}`,
+  ]
+    .filter(Boolean)
+    .join('\n');
+}
+
+/** A link to the Alerts page with a rule drafted in its editor. */
+export const alertOn = (rule) =>
+  el('a', { href: link('/alerts', { draft: rule }), class: 'alert-on' }, 'Alert on this');
 
 function findingItem(f) {
   const where = f.location
     ? `${f.location.function ? `${f.location.function} ` : ''}${f.location.file}:${f.location.line}`
     : null;
-  const href = LOCK_FINDINGS.includes(f.kind)
-    ? link('/lock', { name: f.resource, service: f.service })
-    : link(FINDING_PAGES[f.kind], { service: f.service });
   return el(
     'li',
     { class: `finding ${f.severity}`, dataset: { kind: f.kind, service: f.service } },
     el(
-      'div',
-      { class: 'finding-head' },
-      el('span', { class: `severity ${f.severity}` }, f.severity),
-      el('a', { href, class: 'finding-title' }, cut(f.title)),
-      el('span', { class: 'finding-meta' }, `${f.service} · ${fmtMs(f.impactMs)} lost · ${f.kind}`),
+      'details',
+      {},
+      el(
+        'summary',
+        { class: 'finding-head' },
+        el('span', { class: `severity ${f.severity}` }, f.severity),
+        el('span', { class: 'finding-title' }, cut(f.title)),
+        el('span', { class: 'finding-meta' }, f.service),
+        lostBar(f.impactMs),
+        where ? el('code', { class: 'finding-where' }, cut(where)) : null,
+      ),
+      el('p', { class: 'finding-detail' }, f.detail),
+      el(
+        'div',
+        { class: 'finding-traces' },
+        el('a', { href: findingHref(f) }, 'Evidence'),
+        f.traceIds.length ? ' · Examples: ' : '',
+        f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`)),
+        ' · ',
+        alertOn(ruleFor(f)),
+      ),
     ),
-    where ? el('div', { class: 'finding-where' }, el('code', {}, where)) : null,
-    el('p', { class: 'finding-detail' }, f.detail),
-    f.traceIds.length
-      ? el(
-          'div',
-          { class: 'finding-traces' },
-          'Examples: ',
-          f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`)),
-        )
-      : null,
   );
 }
 
