@@ -1,20 +1,14 @@
-// The one way the agent patches other people's code. Every instrumentation (the lock libraries,
-// the worker pools, the threadpool request prototypes, the sync builtins, Web Locks) goes
-// through here, so each patch behaves the same:
-// - a wrapper keeps the `name` and `length` of the function it stands for (async-lock reads a
-//   task's length to choose between callback and promise; other code prints names), and carries
-//   that function under the one shared ORIGINAL symbol;
-// - patching what is already patched does nothing, so an instrumentation enabled twice, or a
-//   prototype shared by two request types, is not wrapped twice;
-// - a component undoes exactly what it patched (on stop or disable), and only where its patch is
-//   still in place: a patch someone laid over ours is left alone;
-// - a property that cannot be replaced (frozen, read-only, a getter) is reported through
-//   safety.ts and left as it was: the host never sees an exception from here.
-// This is shimmer's model (InstrumentationBase._wrap: a wrapper factory given the original,
-// undone only if still in place), which stallscope's instrumentations do not call: shimmer keeps
-// neither name nor length, wraps a wrapper again, logs to console.error, and throws when a
-// property cannot be redefined. Assignment, not defineProperty, installs a function: it keeps
-// the property's attributes and goes through the setters of import-in-the-middle's namespaces.
+// The one way the agent patches other people's code (lock libraries, worker pools, Node's
+// request prototypes, the sync builtins, Web Locks). A wrapper keeps the `name` and `length` of
+// what it replaces (async-lock reads a task's length to tell callbacks from promises) and carries
+// it under the one ORIGINAL symbol; patching what is patched does nothing; each component undoes
+// what it patched, and only where its patch is still in place; a property that cannot be replaced
+// is reported through safety.ts and left as it was, never thrown into the host.
+// Why not InstrumentationBase._wrap (shimmer), whose model this follows (a factory given the
+// original, undone only if still in place): it keeps neither name nor length, wraps a wrapper
+// again, and throws when a property cannot be redefined. So no instrumentation here calls it.
+// Functions are installed by assignment: that keeps the property's attributes and goes through
+// the setters of import-in-the-middle's ESM namespaces.
 import { report } from './safety';
 
 /** Where a wrapper keeps the function it stands for; Symbol.for, so two copies of the agent agree. */
