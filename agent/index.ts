@@ -1,6 +1,8 @@
 // The stallscope agent. `start()` sets up the OpenTelemetry Node SDK (unless the app already
-// registered its own tracer provider, in which case stallscope adds to that one) and the
-// three detectors: event-loop metrics, the blocking-episode watchdog, and sync-call timing.
+// registered its own tracer provider, in which case stallscope adds to that one), the library
+// instrumentations (HTTP, express, the lock libraries, the worker pools) and the seven
+// detectors: event-loop metrics, the blocking-episode watchdog, worker-pool tracking, lock tracking and
+// Web Locks, the libuv threadpool monitor, and sync-call timing. Each can be switched off.
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
