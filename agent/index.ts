@@ -6,10 +6,11 @@
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
-import { METRICS } from '../common/conventions';
+import { LOCK_METRICS, METRICS, POOL_METRICS, THREADPOOL_METRICS } from '../common/conventions';
 import { resolveConfig, type AgentConfig, type InstrumentationName } from './config';
 import { LoopMetrics } from './loop-metrics';
 import { SyncCallWatcher } from './sync-calls';
@@ -68,6 +69,23 @@ function hasOwnTracerProvider(): boolean {
 }
 
 /** Starts the agent once per process; later calls return the running instance. */
+/**
+ * Waits, holds, queue waits and run times as base-2 exponential histograms: their percentiles are
+ * within a few percent of exact at any range, where fixed buckets only give their edges. (An app
+ * with its own SDK keeps the explicit buckets the instruments advise.)
+ */
+const DURATION_VIEWS: ViewOptions[] = [
+  LOCK_METRICS.waitTime,
+  LOCK_METRICS.holdTime,
+  THREADPOOL_METRICS.queueWait,
+  THREADPOOL_METRICS.canaryWait,
+  POOL_METRICS.queueWait,
+  POOL_METRICS.runTime,
+].map((instrumentName) => ({
+  instrumentName,
+  aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: 160 } },
+}));
+
 export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
   const g = globalThis as Global;
   if (g[INSTANCE]) return g[INSTANCE];
@@ -105,7 +123,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
   } else {
-    sdk = new NodeSDK({ instrumentations });
+    sdk = new NodeSDK({ instrumentations, views: DURATION_VIEWS });
     sdk.start();
   }
   const tracer: Tracer = trace.getTracer('stallscope', VERSION);

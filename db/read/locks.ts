@@ -9,6 +9,7 @@ import { big, type Params, type SqlReader } from '../sql';
 import { groups } from './agent-spans';
 import { minuteRanges, rangeClause, rollupRanges } from './ranges';
 import { quantile, type Histogram } from './histogram';
+import { expBars, expQuantile, type ExpHistogram } from '../exp-histogram';
 
 /** The lock rollup over a window, merged per lock. */
 async function lockBuckets(
@@ -47,6 +48,16 @@ const holdHistogram = (b: LockBucket): Histogram => ({
   counts: b.holdCounts,
 });
 
+/**
+ * Percentiles of a lock's waits or holds: from the exponential histogram where its streams sent
+ * one (within a few percent), else from the explicit buckets (linear within a bucket).
+ */
+function percentiles(explicit: Histogram, exp: ExpHistogram | undefined, zeros: number): (q: number) => number | null {
+  const expCount = exp ? exp.zeroCount + exp.counts.reduce((a, c) => a + c, 0) : 0;
+  const explicitCount = explicit.counts.reduce((a, c) => a + c, 0);
+  return exp && expCount >= explicitCount ? (q) => expQuantile(exp, q, zeros) : (q) => quantile(explicit, q, zeros);
+}
+
 /** Every lock resource seen in the window, most waiting first. */
 export async function locks(db: SqlReader, w: Window, lock?: string): Promise<LockRow[]> {
   const [buckets, waitGroups] = await Promise.all([lockBuckets(db, w, lock), groups(db, KINDS.lockWait, w, 1000)]);
@@ -57,7 +68,8 @@ export async function locks(db: SqlReader, w: Window, lock?: string): Promise<Lo
     // Uncontended acquisitions waited 0: they are not in the wait histogram, and count here.
     const zeros = Math.max(0, b.acquisitions - b.contended);
     const msOf = (v: number | null) => (v === null ? null : v * 1000);
-    const max = waitMax.get(key(service, name)) ?? (wait.count ? quantile(wait, 1)! * 1000 : 0);
+    const waitQ = percentiles(wait, b.waitExp, zeros);
+    const max = waitMax.get(key(service, name)) ?? (b.waitCount ? waitQ(1)! * 1000 : 0);
     // A percentile read off bucket bounds can exceed the longest wait the spans measured.
     const ms = (v: number | null) => (v === null ? null : Math.min(v * 1000, max));
     out.push({
@@ -68,11 +80,11 @@ export async function locks(db: SqlReader, w: Window, lock?: string): Promise<Lo
       contended: b.contended,
       contendedPct: b.acquisitions ? (100 * b.contended) / b.acquisitions : 0,
       totalWaitMs: b.waitSum * 1000,
-      waitP50Ms: ms(quantile(wait, 0.5, zeros)),
-      waitP95Ms: ms(quantile(wait, 0.95, zeros)),
-      waitP99Ms: ms(quantile(wait, 0.99, zeros)),
+      waitP50Ms: ms(waitQ(0.5)),
+      waitP95Ms: ms(waitQ(0.95)),
+      waitP99Ms: ms(waitQ(0.99)),
       waitMaxMs: max,
-      holdP95Ms: msOf(quantile(holdHistogram(b), 0.95)),
+      holdP95Ms: msOf(percentiles(holdHistogram(b), b.holdExp, 0)(0.95)),
       maxQueue: b.maxPending,
       timeouts: b.timeouts,
     });
@@ -88,13 +100,17 @@ export async function lockHistograms(
 ): Promise<{ wait: HistogramView; hold: HistogramView }> {
   const b = emptyBucket();
   for (const e of (await lockBuckets(db, w, name)).values()) mergeBucket(b, e.b);
-  const view = (h: Histogram): HistogramView => ({
-    count: h.count,
-    sumMs: h.sum * 1000,
-    boundsMs: h.bounds.map((x) => x * 1000),
-    counts: h.counts,
-  });
-  return { wait: view(waitHistogram(b)), hold: view(holdHistogram(b)) };
+  const view = (h: Histogram, exp: ExpHistogram | undefined): HistogramView => {
+    // Exponential buckets are drawn as a few bars (their upper bounds), with no open top bar.
+    const bars = exp && exp.counts.some((c) => c > 0) ? expBars(exp) : undefined;
+    return {
+      count: h.count,
+      sumMs: h.sum * 1000,
+      boundsMs: (bars?.bounds ?? h.bounds).map((x) => x * 1000),
+      counts: bars ? [...bars.counts, 0] : h.counts,
+    };
+  };
+  return { wait: view(waitHistogram(b), b.waitExp), hold: view(holdHistogram(b), b.holdExp) };
 }
 
 /**
