@@ -145,6 +145,9 @@ export const LOCK_METRICS = {
   pending: 'stallscope.lock.pending_requests',
   /** Wait charged to the holds that caused it, by holder site and waiter site (seconds). */
   waitCaused: 'stallscope.lock.wait_caused',
+  /** Requests waiting now (at the export), and how long the oldest of them has waited (s). */
+  waiting: 'stallscope.lock.waiting',
+  oldestWait: 'stallscope.lock.oldest_wait',
 } as const;
 
 // libuv threadpool (spans of kind threadpool-wait).

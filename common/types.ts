@@ -332,6 +332,9 @@ export interface LockRow {
   holdP95Ms: number | null;
   maxQueue: number;
   timeouts: number;
+  /** Requests waiting at the window's end, and how long the oldest of them had waited. */
+  waitingNow: number;
+  oldestWaitMs: number | null;
 }
 
 /** Wait at one lock charged to a holder site, by the waiter's acquire site (see lock blame). */

@@ -1,9 +1,9 @@
 // Lock statistics over a window, from the lock rollup (db/lock-rollup.ts): the one source for
 // the Locks page, a lock's page, findings and lock alerts, so that they never disagree.
-import { KINDS } from '../../common/conventions';
+import { KINDS, LOCK_METRICS, LOCK_NAME } from '../../common/conventions';
 import type { HistogramView, LockPair, LockRow, Window } from '../../common/types';
 import { key } from '../../common/keys';
-import { nsToMs } from '../../common/time';
+import { NS_PER_MINUTE, nsToMs } from '../../common/time';
 import { emptyBucket, mergeBucket, type LockBucket } from '../lock-rollup';
 import { big, type Params, type SqlReader } from '../sql';
 import { groups } from './agent-spans';
@@ -58,9 +58,59 @@ function percentiles(explicit: Histogram, exp: ExpHistogram | undefined, zeros: 
   return exp && expCount >= explicitCount ? (q) => expQuantile(exp, q, zeros) : (q) => quantile(explicit, q, zeros);
 }
 
+/** How far back from a window's end the last export of a process is looked for. */
+const LAST_EXPORT_NS = 2n * NS_PER_MINUTE;
+
+/**
+ * What waited at each lock at the window's end: from each process's last export of the waiting
+ * gauges, added up over processes (the oldest wait: the longest).
+ */
+async function waitingAtEnd(
+  db: SqlReader,
+  w: Window,
+  lock?: string,
+): Promise<Map<string, { count: number; oldestMs: number }>> {
+  const rows = await db.all<{
+    service: string;
+    name: string;
+    resource_id: unknown;
+    attributes: string;
+    value: unknown;
+  }>(
+    `SELECT service, name, resource_id, attributes, value FROM (
+       SELECT service, name, resource_id, attributes, value,
+         row_number() OVER (PARTITION BY name, resource_id, attributes ORDER BY time_ns DESC) AS rn
+       FROM metric_points WHERE name IN (@waiting, @oldest) AND time_ns >= @from AND time_ns < @to
+         ${w.service ? 'AND service = @service' : ''}
+     ) AS latest WHERE rn = 1`,
+    {
+      waiting: LOCK_METRICS.waiting,
+      oldest: LOCK_METRICS.oldestWait,
+      from: w.toNs - LAST_EXPORT_NS > w.fromNs ? w.toNs - LAST_EXPORT_NS : w.fromNs,
+      to: w.toNs,
+      service: w.service ?? null,
+    },
+  );
+  const out = new Map<string, { count: number; oldestMs: number }>();
+  for (const r of rows) {
+    const name = String((JSON.parse(r.attributes) as Record<string, unknown>)[LOCK_NAME] ?? '');
+    if (lock !== undefined && name !== lock) continue;
+    const id = key(r.service, name);
+    const e = out.get(id) ?? { count: 0, oldestMs: 0 };
+    if (r.name === LOCK_METRICS.waiting) e.count += Number(r.value);
+    else e.oldestMs = Math.max(e.oldestMs, Number(r.value) * 1000);
+    out.set(id, e);
+  }
+  return out;
+}
+
 /** Every lock resource seen in the window, most waiting first. */
 export async function locks(db: SqlReader, w: Window, lock?: string): Promise<LockRow[]> {
-  const [buckets, waitGroups] = await Promise.all([lockBuckets(db, w, lock), groups(db, KINDS.lockWait, w, 1000)]);
+  const [buckets, waitGroups, waitingNow] = await Promise.all([
+    lockBuckets(db, w, lock),
+    groups(db, KINDS.lockWait, w, 1000),
+    waitingAtEnd(db, w, lock),
+  ]);
   const waitMax = new Map(waitGroups.map((g) => [key(g.service, g.key), g.maxMs]));
   const out: LockRow[] = [];
   for (const { service, lock: name, type, b } of buckets.values()) {
@@ -87,9 +137,13 @@ export async function locks(db: SqlReader, w: Window, lock?: string): Promise<Lo
       holdP95Ms: msOf(percentiles(holdHistogram(b), b.holdExp, 0)(0.95)),
       maxQueue: b.maxPending,
       timeouts: b.timeouts,
+      waitingNow: waitingNow.get(key(service, name))?.count ?? 0,
+      oldestWaitMs: waitingNow.get(key(service, name))?.oldestMs ?? null,
     });
   }
-  return out.sort((a, b) => b.totalWaitMs - a.totalWaitMs);
+  // A lock that is stuck now ranks by what its waiters have already waited.
+  const weight = (r: LockRow) => r.totalWaitMs + r.waitingNow * (r.oldestWaitMs ?? 0);
+  return out.sort((a, b) => weight(b) - weight(a));
 }
 
 /** One lock's wait and hold histograms over the window (all services, or the window's). */
