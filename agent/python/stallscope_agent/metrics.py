@@ -34,10 +34,12 @@ class Histogram:
 
 
 class Counter:
+    """A count, or a sum of seconds when it starts as 0.0 (exported as a double then)."""
+
     __slots__ = ("n",)
 
-    def __init__(self):
-        self.n = 0
+    def __init__(self, n=0):
+        self.n = n
 
 
 class Registry:
@@ -57,11 +59,11 @@ class Registry:
             h = self.histograms[key] = (unit, Histogram(bounds))
         return h[1]
 
-    def counter(self, name, attrs=(), unit="1"):
+    def counter(self, name, attrs=(), unit="1", double=False):
         key = (name, attrs)
         c = self.counters.get(key)
         if c is None:
-            c = self.counters[key] = (unit, Counter())
+            c = self.counters[key] = (unit, Counter(0.0 if double else 0))
         return c[1]
 
     def add(self, name, attrs=(), n=1, unit="1"):

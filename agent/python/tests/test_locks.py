@@ -35,7 +35,7 @@ def test_waits_on_an_asyncio_lock_name_the_lock_the_waiter_and_the_holder(sink, 
     assert r.returncode == 0, r.stderr
     waits = kind(sink, "lock-wait")
     ledger = f"app.py:{line_of(tmp_path, 'ledger')}"
-    site = f"app.py:{line_of(tmp_path, 'acquire')}"
+    site = f"hold (app.py:{line_of(tmp_path, 'acquire')})"
     on_ledger = [w for w in waits if w["attrs"]["stallscope.lock.name"] == ledger]
     # 3 then 2 concurrent holders: 2 + 1 waits.
     assert len(on_ledger) == 3, [w["attrs"] for w in waits]
