@@ -6,6 +6,7 @@ never corrupt one.
 """
 
 import bisect
+import math
 import time
 
 # Seconds, as OpenTelemetry recommends for durations; fine at the low end for lock waits.
@@ -20,16 +21,17 @@ class Histogram:
         self.counts = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
-        self.min = None
-        self.max = None
+        # Infinite until the first value, which spares a None check on every record.
+        self.min = math.inf
+        self.max = -math.inf
 
     def record(self, v):
         self.counts[bisect.bisect_left(self.bounds, v)] += 1
         self.count += 1
         self.sum += v
-        if self.min is None or v < self.min:
+        if v < self.min:
             self.min = v
-        if self.max is None or v > self.max:
+        if v > self.max:
             self.max = v
 
 

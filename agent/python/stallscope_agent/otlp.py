@@ -68,7 +68,7 @@ def metrics_json(reg, now_ns):
             "bucketCounts": [str(c) for c in list(h.counts)],
             "explicitBounds": h.bounds,
         }
-        if h.min is not None:
+        if h.min <= h.max:  # both set (infinite before the first value, never exported)
             point["min"] = h.min
             point["max"] = h.max
         by_name[(name, unit, "histogram")].append(point)
