@@ -1,6 +1,6 @@
 """The Python agent's cost: 200k awaits, uncontended asyncio.Lock acquire+release, and contended
 waits (4 tasks taking turns on one lock, each holding it across a loop turn, so every acquisition
-waits, each wait behind 3 holds and under the span threshold), each timed in a fresh process
+but the first waits, each behind 3 holds), each timed in a fresh process
 without and with the agent, interleaved over several rounds; prints the medians and the cost
 against the baseline measured in the same run. Targets: under 3% on the awaits, under 1 us added
 per uncontended acquisition.
@@ -72,6 +72,9 @@ def run(agent):
             # Nothing listens there: the exporter's failures are counted, as when a collector is down.
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_SERVICE_NAME": "bench",
+            # Contended waits stay under the span threshold even on a busy machine: the figure is
+            # the bookkeeping every wait pays (a wait over the threshold also makes a span).
+            "STALLSCOPE_LOCK_WAIT_THRESHOLD_MS": "1000",
         }
     )
     path = os.path.join(ROOT, "bench", ".python-workload.py")

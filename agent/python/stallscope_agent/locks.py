@@ -1,6 +1,6 @@
 """asyncio.Lock, Semaphore, BoundedSemaphore and Condition: wait and hold times per lock resource,
-with the waiting site, the holder it queued behind, the queue depth, and locks held too long while
-others wait. And threading.Lock taken on a loop's thread while another thread holds it, which
+with the waiting site, the holds each wait was charged to, the queue depth, and locks held too
+long while others wait. And threading.Lock taken on a loop's thread while another thread holds it, which
 stops the whole loop.
 
 A resource is named by name_lock(lock, "orders"), else by the file:line that created it. Locks
@@ -99,11 +99,13 @@ class LockStats:
 
     def wait_caused(self, holder_site, acquire_site):
         """The counter of wait charged to holder_site while acquire_site waited."""
-        key = (_bounded(self.holder_sites, holder_site), _bounded(self.acquire_sites, acquire_site))
-        c = self.caused.get(key)
+        c = self.caused.get((holder_site, acquire_site))
         if c is None:
-            attrs = ((LOCK_NAME, self.name), (LOCK_TYPE, self.type), (LOCK_HOLDER_SITE, key[0]), (LOCK_ACQUIRE_SITE, key[1]))
-            c = self.caused[key] = self.registry.counter(LOCK_METRICS_WAIT_CAUSED, attrs, unit="s", double=True)
+            key = (_bounded(self.holder_sites, holder_site), _bounded(self.acquire_sites, acquire_site))
+            c = self.caused.get(key)
+            if c is None:
+                attrs = ((LOCK_NAME, self.name), (LOCK_TYPE, self.type), (LOCK_HOLDER_SITE, key[0]), (LOCK_ACQUIRE_SITE, key[1]))
+                c = self.caused[key] = self.registry.counter(LOCK_METRICS_WAIT_CAUSED, attrs, unit="s", double=True)
         return c
 
 
@@ -160,8 +162,40 @@ def charges(grants, start, end):
         if r <= lo:
             break  # released in order: all older ones ended before the wait too
         holds.append((a if a > lo else lo, r, site, span))
+    holds.reverse()
     for g in grants:
         holds.append((g[0] if g[0] > lo else lo, end, g[1], g[2]))
+    charged = None
+    if grants.slots == 1:
+        # A mutex's holds follow one another: each is charged its own length.
+        charged = []
+        prev = lo
+        for h in holds:
+            if h[0] < prev:
+                charged = None  # they overlap after all (a lock used oddly): the general way
+                break
+            charged.append(h[1] - h[0])
+            prev = h[1]
+    if charged is None:
+        charged, handoff = _sweep(holds, lo, end, grants.slots)
+    else:
+        handoff = end - lo - sum(charged)
+    for h, ns in zip(holds, charged):
+        if ns:
+            site = h[2] or LOCK_SITES_UNKNOWN
+            entry = by_site.get(site)
+            if entry is None:
+                by_site[site] = [ns, ns, h[3]]
+            else:
+                entry[0] += ns
+                if ns > entry[1]:
+                    entry[1], entry[2] = ns, h[3]
+    return by_site, handoff
+
+
+def _sweep(holds, lo, end, slots):
+    """Charges of overlapping holds: each stretch between two of their ends split evenly among
+    the holds of that stretch when they fill every slot, else handoff."""
     events = []
     for i, h in enumerate(holds):
         if h[1] > h[0]:
@@ -171,7 +205,6 @@ def charges(grants, start, end):
     events.sort()
     charged = [0.0] * len(holds)
     active = set()
-    slots = grants.slots
     handoff = 0
     t = lo
     for at, step, i in events:
@@ -188,18 +221,7 @@ def charges(grants, start, end):
             active.add(i)
         else:
             active.discard(i)
-    handoff += end - t
-    for h, ns in zip(holds, charged):
-        if ns:
-            site = h[2] or LOCK_SITES_UNKNOWN
-            entry = by_site.get(site)
-            if entry is None:
-                by_site[site] = [ns, ns, h[3]]
-            else:
-                entry[0] += ns
-                if ns > entry[1]:
-                    entry[1], entry[2] = ns, h[3]
-    return by_site, handoff
+    return charged, handoff + end - t
 
 
 def _holder_attributes(attrs, by_site, handoff):
