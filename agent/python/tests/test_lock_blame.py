@@ -209,6 +209,48 @@ def test_a_semaphore_splits_each_instant_among_the_holders_of_its_slots(sink, tm
     assert abs(got[(q, d)] * 1e3 - second[q]) < 0.001
 
 
+def test_a_condition_is_blamed_through_its_lock(sink, tmp_path):
+    r = run_program(
+        tmp_path,
+        """
+        import asyncio
+
+        async def warm_up(cond):
+            async with cond:  # MARK:warm
+                await asyncio.sleep(0.005)
+
+        async def consumer(cond):
+            async with cond:
+                await cond.wait()  # MARK:wait
+
+        async def producer(cond):
+            async with cond:  # MARK:producer
+                cond.notify()
+                await asyncio.sleep(0.03)  # still holding the lock the consumer needs back
+
+        async def main():
+            cond = asyncio.Condition()  # MARK:cond
+            await asyncio.gather(warm_up(cond), warm_up(cond))  # hot from now on
+            task = asyncio.create_task(consumer(cond))
+            await asyncio.sleep(0.005)
+            await asyncio.gather(task, producer(cond))
+
+        asyncio.run(main())
+        """,
+        sink.endpoint,
+    )
+    assert r.returncode == 0, r.stderr
+    lock = f"app.py:{line_of(tmp_path, 'cond')}"
+    wait = f"consumer (app.py:{line_of(tmp_path, 'wait')})"
+    producer = f"producer (app.py:{line_of(tmp_path, 'producer')})"
+    waits = {w["stallscope.lock.acquire_site"]: w for w in waits_on(sink, lock)}
+    # Taking the lock back after wait() is a wait on it, charged to the notifier still holding it.
+    w = waits[wait]
+    assert w["stallscope.lock.type"] == "asyncio.Condition"
+    assert w["sites"] == [producer] and w["charged"][producer] >= 25, w["charged"]
+    assert_adds_up(w)
+
+
 SERVICE = """
 import asyncio, json
 
