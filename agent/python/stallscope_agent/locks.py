@@ -1,7 +1,7 @@
 """asyncio.Lock, Semaphore, BoundedSemaphore and Condition: wait and hold times per lock resource,
 with the waiting site, the holds each wait was charged to, the queue depth, and locks held too
-long while others wait. And threading.Lock taken on a loop's thread while another thread holds it, which
-stops the whole loop.
+long while others wait. And threading.Lock taken on a loop's thread while another thread holds
+it, which stops the whole loop.
 
 A resource is named by name_lock(lock, "orders"), else by the file:line that created it. Locks
 sharing a name share their statistics. The uncontended path does no more than count and time:
