@@ -467,6 +467,56 @@ describe('dashboard pages in Chromium', () => {
     await page.close();
   });
 
+  it('fits every page to 1280 px without scrolling sideways, and shoots it at 1280×800 and 1920×1080', async () => {
+    const pages = [
+      '/',
+      '/routes',
+      '/locks',
+      '/lock?name=account%3A7',
+      '/blocking',
+      '/profile',
+      '/offload',
+      '/traces',
+      '/alerts',
+    ];
+    for (const [width, height] of [
+      [1280, 800],
+      [1920, 1080],
+    ]) {
+      for (const path of pages) {
+        const page = await browser.newPage({ viewport: { width, height } });
+        await page.goto(`${server.api}${path}${path.includes('?') ? '&' : '?'}since=15m`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+        const name = `${width}x${height}-${path.replace(/[^a-z]+/g, '-').replace(/^-|-$/g, '') || 'overview'}`;
+        await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+        // Runs in the page: the test's own TypeScript has no DOM types.
+        const over = await page.evaluate(() => {
+          const d = (
+            globalThis as unknown as {
+              document: {
+                documentElement: { scrollWidth: number; clientWidth: number };
+                querySelectorAll(
+                  s: string,
+                ): ArrayLike<{
+                  scrollWidth: number;
+                  clientWidth: number;
+                  querySelector(s: string): { textContent: string } | null;
+                }>;
+              };
+            }
+          ).document;
+          const cards = Array.from(d.querySelectorAll('.card'))
+            .filter((c) => c.scrollWidth > c.clientWidth + 1)
+            .map((c) => `${c.querySelector('h2')?.textContent}: ${c.scrollWidth} > ${c.clientWidth}`);
+          return { page: d.documentElement.scrollWidth - d.documentElement.clientWidth, cards };
+        });
+        assert.ok(over.page <= 0, `${path} at ${width} px scrolls sideways by ${over.page} px`);
+        if (width === 1280) assert.deepEqual(over.cards, [], `${path}: cards wider than the page`);
+        await page.close();
+      }
+    }
+  });
+
   it('says so when a window has no data', async () => {
     const page = await open('/locks?from=2020-01-01T00:00:00.000Z&to=2020-01-01T01:00:00.000Z', 'empty');
     assert.match((await page.textContent('main'))!, /No lock costs time over the thresholds in this window/);
