@@ -495,9 +495,7 @@ describe('dashboard pages in Chromium', () => {
             globalThis as unknown as {
               document: {
                 documentElement: { scrollWidth: number; clientWidth: number };
-                querySelectorAll(
-                  s: string,
-                ): ArrayLike<{
+                querySelectorAll(s: string): ArrayLike<{
                   scrollWidth: number;
                   clientWidth: number;
                   querySelector(s: string): { textContent: string } | null;
@@ -515,6 +513,30 @@ describe('dashboard pages in Chromium', () => {
         await page.close();
       }
     }
+  });
+
+  it('alert on this: a lock row drafts a rule in the editor that saves as it is; an empty file opens with an example', async () => {
+    const empty = await open('/alerts', 'alerts-empty');
+    assert.match(await empty.inputValue('#rules-text'), /^# No rules yet\. An example/);
+    await empty.close();
+
+    const locks = await open('/locks?since=15m&service=worker', 'locks-alert-on');
+    const row = locks.locator('#locks tbody tr', { hasText: 'account:7' });
+    await row.locator('a.alert-on').click();
+    await locks.waitForSelector('body[data-ready="true"] #rules-text');
+    const text = await locks.inputValue('#rules-text');
+    assert.match(text, /signal: lock-wait-p95\n\s+service: "worker"\n\s+resource: "account:7"\n\s+above: \d+ms/);
+    await locks.click('#rules-save');
+    await locks.waitForSelector('#rules-message.ok');
+    const { body } = await getJson(`${server.api}/api/alerts`);
+    assert.ok(
+      body.rules.some(
+        (r: { name: string; resource: string }) => r.name === 'slow lock account:7' && r.resource === 'account:7',
+      ),
+      JSON.stringify(body.rules),
+    );
+    await locks.close();
+    assert.equal((await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: '' })).status, 200);
   });
 
   it('says so when a window has no data', async () => {

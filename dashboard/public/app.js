@@ -604,6 +604,21 @@ function ruleFor(f) {
     .join('\n');
 }
 
+/** A rule on a lock's p95 wait, a little under what it is now. */
+export function lockRule(l) {
+  return [
+    `  - name: ${JSON.stringify(`slow lock ${l.lock}`.slice(0, 80))}`,
+    '    signal: lock-wait-p95',
+    `    service: ${JSON.stringify(l.service)}`,
+    `    resource: ${JSON.stringify(l.lock)}`,
+    `    above: ${Math.max(1, Math.floor((l.waitP95Ms ?? 1) * 0.9))}ms`,
+    '    window: 5m',
+    '    for: 1m',
+    '    severity: warning',
+    '    annotations: { summary: "{{resource}} on {{service}}: wait p95 {{value}}" }',
+  ].join('\n');
+}
+
 /** A link to the Alerts page with a rule drafted in its editor. */
 export const alertOn = (rule) =>
   el('a', { href: link('/alerts', { draft: rule }), class: 'alert-on' }, 'Alert on this');
