@@ -259,6 +259,26 @@ describe('dashboard pages in Chromium', () => {
     await page.close();
   });
 
+  it('traces: a scatter of duration over time marks stalled traces, and a point opens its trace', async () => {
+    const page = await open('/traces?since=15m&service=worker', 'traces-scatter');
+    assert.ok(await drawn(page, '#trace-scatter'), 'the scatter is drawn');
+    // Chart.js knows where it drew each point: click the first of the stalled ones.
+    const at = await page.evaluate(() => {
+      const g = globalThis as unknown as {
+        Chart: { getChart(id: string): { getDatasetMeta(i: number): { data: Array<{ x: number; y: number }> } } };
+      };
+      const p = g.Chart.getChart('trace-scatter').getDatasetMeta(0).data[0];
+      return { x: p.x, y: p.y };
+    });
+    const box = (await page.$('#trace-scatter'))!;
+    const b = (await box.boundingBox())!;
+    await page.mouse.click(b.x + at.x, b.y + at.y);
+    await page.waitForURL(/\/trace\?.*\bid=[0-9a-f]{32}/);
+    await page.waitForSelector('body[data-ready="true"] .wf-row');
+    assert.ok((await page.locator('.wf-row[class*="kind-"]').count()) > 0, 'the trace holds an agent span');
+    await page.close();
+  });
+
   it('shows hostile names as text, never as markup', async () => {
     for (const path of [
       '/traces?since=15m',

@@ -212,6 +212,8 @@ function legend(names) {
 }
 
 const charts = new Set();
+/** A chart made by a page itself, destroyed with the others when the page is drawn again. */
+export const registerChart = (chart) => charts.add(chart);
 
 /** Series drawn in one chart at most; the rest are summed up in the note under it. */
 const MAX_SERIES = 8;
