@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import childProcess from 'node:child_process';
 import zlib from 'node:zlib';
 import crypto from 'node:crypto';
-import { syncBuiltinESMExports } from 'node:module';
+import Module, { syncBuiltinESMExports } from 'node:module';
 import { context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import { isTracingSuppressed } from '@opentelemetry/core';
 import { KINDS, METRICS, SYNC_API, SYNC_BYTES } from '../common/conventions';
@@ -66,6 +66,7 @@ export class SyncCallWatcher {
     // A sync wait on the main thread (the wrong kind of lock between callbacks).
     this.wrapTimed(Atomics, 'wait', 'Atomics.wait');
     this.wrapJson();
+    this.wrapRequire();
     // ESM named imports of builtins (import { readFileSync } from 'node:fs') see the wrappers too.
     syncBuiltinESMExports();
     whenStarted(() => {
@@ -98,6 +99,28 @@ export class SyncCallWatcher {
           }
         },
       { copyProperties: true },
+    );
+  }
+
+  /**
+   * Loading code does its sync I/O by nature, also when it runs late (a require() in a handler,
+   * a library loading a part on first use): the reads and the module's own top-level calls are
+   * the loading's, as at start-up, and a long one still shows as a blocked loop.
+   */
+  private wrapRequire(): void {
+    const self = this;
+    this.patches.wrap(
+      Module.prototype,
+      'require',
+      (original: AnyFn) =>
+        function (this: unknown, ...args: unknown[]): unknown {
+          self.depth++;
+          try {
+            return Reflect.apply(original, this, args);
+          } finally {
+            self.depth--;
+          }
+        },
     );
   }
 

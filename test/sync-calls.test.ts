@@ -4,6 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import crypto from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { context, metrics, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -101,6 +103,29 @@ describe('sync-call wrappers', () => {
     const span = exporter.getFinishedSpans().find((s) => s.name === 'JSON.parse');
     assert.ok(span, 'parsing 14 MB takes well over the 5 ms threshold');
     assert.equal(span.attributes[SYNC_BYTES], big.length);
+  });
+
+  it('leave a late require() alone: its reads and its top-level calls are loading code', () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'stallscope-lazy-'));
+    const file = join(dir, 'lazy.js');
+    // A module that derives a key at load time, well over the 5 ms threshold.
+    fs.writeFileSync(file, "module.exports = require('node:crypto').pbkdf2Sync('a', 'b', 200000, 32, 'sha256');");
+    exporter.reset();
+    try {
+      require(file);
+      assert.deepEqual(
+        exporter.getFinishedSpans().map((s) => s.attributes[SYNC_API]),
+        [],
+      );
+      // The same call made by the app, not while loading, is one.
+      crypto.pbkdf2Sync('a', 'b', 200000, 32, 'sha256');
+      assert.deepEqual(
+        exporter.getFinishedSpans().map((s) => s.attributes[SYNC_API]),
+        ['crypto.pbkdf2Sync'],
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('time only the outermost call when one watched call makes others', async () => {
