@@ -1,3 +1,4 @@
+// @ts-check
 // Alerts: what is firing or pending now, the rules (and their file, edited here with the same
 // validation as at start-up), and the history of state changes.
 import { el, empty, fmtCount, fmtMs, fmtTime, page, params, section, table, withParams } from './app.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // Shared by every page: the header (navigation, time range, service, auto-refresh), the page's
 // state in its query string, JSON fetching, and builders for tables, charts and empty states.
 // Every value shown comes from other programs: it only ever enters the page as text (el() never
@@ -127,8 +128,11 @@ export function section(title, ...children) {
 }
 
 /**
- * A table sortable by every column. columns: [{ key, label, format?, value?, link?, numeric? }];
+ * A table sortable by every column. columns: [{ key, label, format?, value?, link?, numeric?, nowrap? }];
  * the sort column and direction live in the URL (sort=key, dir=asc|desc).
+ * @param {any[]} columns
+ * @param {any[]} rows
+ * @param {{ id?: string, emptyText?: string, sortable?: boolean, defaultSort?: { key: string, dir: 'asc' | 'desc' } }} [options]
  */
 export function table(
   columns,
@@ -181,7 +185,8 @@ export function table(
         const raw = c.format ? c.format(value(c, r), r) : value(c, r);
         const shown = typeof raw === 'string' ? cut(raw) : raw;
         const content = c.link ? el('a', { href: c.link(r) }, shown ?? '') : (shown ?? '');
-        return el('td', { class: c.numeric ? 'num' : undefined, title: c.title ? c.title(r) : undefined }, content);
+        const cls = [c.numeric && 'num', c.nowrap && 'nowrap'].filter(Boolean).join(' ') || undefined;
+        return el('td', { class: cls, title: c.title ? c.title(r) : undefined }, content);
       }),
     ),
   );
@@ -236,6 +241,8 @@ function durationTicks(max) {
  * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state. The
  * x axis starts at the first data point when the window starts long before it (and says so);
  * at most MAX_SERIES series are drawn, the biggest.
+ * @param {any} data
+ * @param {{ kind?: string, unit?: string, label?: (s: any) => string, emptyText?: string, yMax?: number }} [options]
  */
 export function timeChart(
   data,
@@ -533,7 +540,11 @@ function parseSince(text) {
   return m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2]] : undefined;
 }
 
-/** A tiny line of a series (null gaps skipped), for tables. */
+/**
+ * A tiny line of a series (null gaps skipped), for tables.
+ * @param {(number | null)[]} values
+ * @param {{ max?: number, title?: string }} [options]
+ */
 export function sparkline(values, { max, title } = {}) {
   const canvas = el('canvas', { class: 'spark', width: 120, height: 24, role: 'img', title });
   const points = values.map((v, i) => [i, v]).filter(([, v]) => v !== null && v !== undefined);

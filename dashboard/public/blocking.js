@@ -1,3 +1,4 @@
+// @ts-check
 // Blocking: episodes of a blocked event loop grouped by the function that blocked, and slow
 // synchronous calls grouped by API and call site. Each group opens its stack and its episodes.
 import {

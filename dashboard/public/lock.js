@@ -1,3 +1,4 @@
+// @ts-check
 // One lock: its wait and hold histograms, who made others wait and who waited (each wait charged
 // to the holds that ran during it), and the slowest waits, each linking to its trace.
 import {

@@ -1,3 +1,4 @@
+// @ts-check
 // Locks: every lock resource, sortable, and the wait time of the top ones over time.
 import {
   alertOn,

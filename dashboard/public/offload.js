@@ -1,3 +1,4 @@
+// @ts-check
 // Offload: the libuv threadpool (canary wait, in-flight work against its size, operations that
 // queued) and worker pools (queue wait against run time).
 import { api, el, findingsSection, fmtCount, fmtMs, getFindings, page, section, table, timeChart } from './app.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // Overview: where each service loses time, at a glance.
 import {
   api,
@@ -43,10 +44,16 @@ page('Overview', async (main) => {
           {
             key: 'state',
             label: 'State',
+            nowrap: true,
             value: (r) => ['critical', 'warning', 'fine'].indexOf(r.state),
             format: (_, r) => el('span', { class: `state state-${r.state}` }, r.state),
           },
-          { key: 'service', label: 'Service', link: (r) => link(location.pathname, { service: r.service }) },
+          {
+            key: 'service',
+            label: 'Service',
+            nowrap: true,
+            link: (r) => link(location.pathname, { service: r.service }),
+          },
           { key: 'lostMs', label: 'Time lost', numeric: true, format: (v) => lostBar(v) },
           {
             key: 'worst',

@@ -1,3 +1,4 @@
+// @ts-check
 // Profile: what kept the event loop busy, as flame graphs (icicles: callers on top, callees below,
 // width = time). One for the loop's sampled CPU, one for the stacks of blocking episodes weighted
 // by how long they blocked. A click on a frame zooms into it and shows its file and line; the

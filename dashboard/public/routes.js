@@ -1,3 +1,4 @@
+// @ts-check
 // Routes: for each route, where its requests' time went, including the time other requests took
 // from it (the loop blocked or busy with their work, a lock they held). One stacked bar per route
 // by kind of cause, the causes in a table; a route opens its slowest requests, each broken down.

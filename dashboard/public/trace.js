@@ -1,3 +1,4 @@
+// @ts-check
 // One trace as a waterfall. The agent's spans are marked (lock waits, blocking episodes, sync
 // calls, offload waits); clicking a span shows its attributes and its stack.
 import { el, empty, fmtMs, page, params, section, traceLink, withParams } from './app.js';

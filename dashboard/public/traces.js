@@ -1,3 +1,4 @@
+// @ts-check
 // Traces: search by service, name, duration, what happened in them (a blocking episode, a lock
 // wait...) and an attribute; each result opens its waterfall.
 import {
