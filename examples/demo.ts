@@ -2,7 +2,8 @@
 // examples/services, each with the agent attached and each making one or two of the mistakes
 // stallscope finds, and one healthy service as the control. A load generator drives them at a
 // bounded rate; within a minute every pitfall shows up as a finding, and the demo's alert rules
-// fire into a webhook receiver of its own that prints what it is told.
+// fire (and, as the catalog's load pauses, resolve) into a webhook receiver of its own that
+// prints what it is told.
 // Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -26,6 +27,8 @@ interface Load {
   /** Requests in flight at once; each client waits `thinkMs` between its requests (0: closed loop). */
   clients: number;
   thinkMs: number;
+  /** Load in bursts: on for `onMs`, then off for `offMs`. */
+  burst?: { onMs: number; offMs: number };
 }
 
 export interface ExampleService {
@@ -46,7 +49,8 @@ export const SERVICES: ExampleService[] = [
     pitfalls: 'a CPU loop in a request handler; crypto.pbkdf2Sync on every login (express)',
     expected: ['loop-blocked', 'sync-call'],
     load: [
-      { method: 'GET', path: '/search?q=shoes', clients: 1, thinkMs: 1000 },
+      // Paused now and then (after the first 90 s), so that its alert resolves and fires again.
+      { method: 'GET', path: '/search?q=shoes', clients: 1, thinkMs: 1000, burst: { onMs: 90_000, offMs: 60_000 } },
       { method: 'POST', path: '/login', clients: 1, thinkMs: 400 },
       { method: 'GET', path: '/product/{n}', clients: 1, thinkMs: 100 },
     ],
@@ -192,8 +196,17 @@ function startService(
 /** Clients that each send a request, wait for it (5 s at most), think, and go again. */
 function drive(port: number, load: Load, stopped: AbortSignal, counts: Demo['requests']): Promise<void>[] {
   const paths = typeof load.path === 'string' ? [load.path] : load.path;
+  const began = Date.now();
   return Array.from({ length: load.clients }, async (_, client) => {
     for (let turn = client; !stopped.aborted; turn++) {
+      if (load.burst) {
+        const period = load.burst.onMs + load.burst.offMs;
+        const into = (Date.now() - began) % period;
+        if (into >= load.burst.onMs) {
+          await new Promise((r) => setTimeout(r, Math.min(1000, period - into)));
+          continue;
+        }
+      }
       counts.sent++;
       try {
         const path = paths[turn % paths.length].replace('{n}', String(Math.floor(Math.random() * 1000)));
@@ -259,7 +272,7 @@ async function startReceiver(log: (line: string) => void, received: Demo['alerts
   return server;
 }
 
-/** The demo's rules: a contended lock that stays slow, and a loop that blocks. */
+/** The demo's rules: a contended lock that stays slow, and a loop that blocks while its load is on. */
 function demoRules(receiverPort: number): string {
   return `interval: 5s
 receivers:
