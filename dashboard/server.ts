@@ -3,7 +3,7 @@
 // programs, so the pages only ever insert it as text, and the Content-Security-Policy forbids any
 // script or style that is not one of our files.
 import http from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import express from 'express';
 import { queryApi } from '../collector/query-api';
 import { dashboardApi } from './api';
@@ -25,7 +25,8 @@ export interface DashboardOptions {
 }
 
 const PUBLIC = join(packageRoot(), 'dashboard', 'public');
-const CHART_JS = join(packageRoot(), 'node_modules', 'chart.js', 'dist', 'chart.umd.js');
+// Wherever npm put chart.js (hoisted into the app's node_modules when stallscope is a dependency).
+const CHART_JS = join(dirname(require.resolve('chart.js')), 'chart.umd.js');
 
 /** Each page: its path and the module that renders it (all share one HTML shell). */
 const PAGES: Record<string, string> = {
