@@ -8,7 +8,7 @@ import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
 import { LockTracker, captureLockStack, codeSiteOf, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
-import { chargeWait } from '../agent/locks/blame';
+import { BlameLedger } from '../agent/locks/blame';
 import type { GaugeMetricData, SumMetricData } from '@opentelemetry/sdk-metrics';
 import { AsyncLockInstrumentation, MAX_KEYS } from '../agent/locks/async-lock';
 import { fullGc } from './gc';
@@ -511,20 +511,44 @@ describe('async-lock tracking', () => {
 // Last in this file: it replaces the running tracker.
 describe('lock blame', () => {
   it('splits a wait exactly among the holds it overlapped, the rest as handoff', () => {
-    // Holds: X [0, 50), Y [50, 80); two slots: Y and Z together over [50, 70). A wait [10, 100).
-    const holds = [
-      { from: 0, to: 50, weight: 1, site: 'X' },
-      { from: 50, to: 80, weight: 1, site: 'Y' },
-      { from: 50, to: 70, weight: 1, site: 'Z' },
-    ];
-    const c = chargeWait(10, 100, holds, -Infinity, LOCK_SITES.other);
+    // Holds: X [0, 50), Y [50, 80); two slots: Y and Z together over [50, 70). A wait [10, 100),
+    // and one [60, 75) queued behind it.
+    const ledger = new BlameLedger<string>(0);
+    const x = ledger.hold('X', 1, 'x', 0);
+    const wait = ledger.waitStarts(10);
+    ledger.release(x, 50);
+    const y = ledger.hold('Y', 1, 'y', 50);
+    const z = ledger.hold('Z', 1, 'z', 50);
+    const later = ledger.waitStarts(60);
+    ledger.release(z, 70);
+    const second = ledger.waitEnds(later, 75);
+    ledger.release(y, 80);
+    const c = ledger.waitEnds(wait, 100);
     assert.deepEqual(Object.fromEntries(c.bySite), { X: 40, Y: 20, Z: 10 });
     assert.equal(c.handoffMs, 20);
-    assert.equal(c.top?.site, 'X');
-    // Holds that fell out of the ring up to t=30: their part is (other), not handoff.
-    const lost = chargeWait(0, 100, holds.slice(1), 30, LOCK_SITES.other);
-    assert.equal(lost.bySite.get(LOCK_SITES.other), 30);
-    assert.equal(lost.handoffMs, 40);
+    assert.equal(c.top, 'x');
+    assert.deepEqual(Object.fromEntries(second.bySite), { Y: 10, Z: 5 });
+    assert.equal(second.handoffMs, 0);
+    assert.equal(ledger.waiters, 0);
+  });
+
+  it('charges 2,000 queued waits exactly, each adding up to its wait', () => {
+    // A mutex held 1 ms at a time by alternating sites, every waiter queued at t=0.
+    const ledger = new BlameLedger<number>(0);
+    const starts = Array.from({ length: 2000 }, () => ledger.waitStarts(0));
+    let t = 0;
+    for (let i = 0; i < 2000; i++) {
+      const hold = ledger.hold(i % 2 ? 'odd' : 'even', 1, i, t + 0.25); // a quarter ms of handoff each
+      t += 1.25;
+      ledger.release(hold, t);
+      const c = ledger.waitEnds(starts[i], t);
+      const sum = [...c.bySite.values()].reduce((a, b) => a + b, 0) + c.handoffMs;
+      assert.ok(Math.abs(sum - t) < 1e-6, `wait ${i}: ${sum} of ${t}`);
+      if (i === 1999) {
+        assert.ok(Math.abs(c.bySite.get('even')! - 1000) < 1e-6 && Math.abs(c.bySite.get('odd')! - 1000) < 1e-6);
+        assert.ok(Math.abs(c.handoffMs - 500) < 1e-6);
+      }
+    }
   });
 
   async function debit(mutex: InstanceType<typeof Mutex>, ms: number) {

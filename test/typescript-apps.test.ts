@@ -126,9 +126,11 @@ describe('agent on a TypeScript service', { timeout: 240_000 }, () => {
       try {
         await drive(app);
         const wanted = ['loop-blocked', 'sync-call', 'lock-contention'];
+        let seen = '';
         const findings = await eventually(
           async () => {
             const { body } = await getJson<Finding[]>(`${server.api}/api/findings?service=${c.service}`);
+            seen = body.map((f) => `${f.kind} ${f.location?.file ?? f.resource ?? ''}`).join('; ');
             const blocked = body.filter((f) => f.kind === 'loop-blocked').map((f) => f.location?.file);
             return wanted.every((k) => body.some((f) => f.kind === k)) &&
               blocked.includes(SLOW_DEPENDENCY) &&
@@ -138,7 +140,7 @@ describe('agent on a TypeScript service', { timeout: 240_000 }, () => {
           },
           30_000,
           `the findings of ${c.service}`,
-        );
+        ).catch((err: Error) => Promise.reject(new Error(`${err.message}; seen: ${seen}`)));
         const one = (kind: string, file: string) => {
           const f = findings.find((x) => x.kind === kind && x.location?.file === file);
           assert.ok(f, `${kind} in ${file}: ${JSON.stringify(findings, null, 1)}`);

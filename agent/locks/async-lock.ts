@@ -124,8 +124,8 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
         const queue = this.queues[key as string];
         const available = queue === undefined;
         const resource = self.resourceOf(this, tracker, k, !available);
-        acq = tracker.request(resource, available, acquireTracked, 1);
-        acq.lockKey = k; // keys sharing one resource do not wait for each other
+        // Keys sharing one resource do not wait for each other.
+        acq = tracker.request(resource, available, acquireTracked, 1, k);
         const state = this[STATE]!;
         wrapped = self.wrap(fn as AnyFn, acq, tracker, state, k, timers);
         if (!available) {

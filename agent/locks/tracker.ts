@@ -35,7 +35,7 @@ import {
   SPAN_NAMES,
 } from '../../common/conventions';
 import { captureStack, framesOf, siteName, topUserFrame } from '../stack';
-import { chargeWait, type Charges, type HoldSpan } from './blame';
+import { BlameLedger, type Charges, type HoldToken, type WaitStart } from './blame';
 import { recordSpan, type SiteAttribute } from '../spans';
 import { activeSourceMapper } from '../source-mapper';
 import { report } from '../safety';
@@ -68,10 +68,8 @@ export interface LockResource {
   attrs: { base: Record<string, string>; granted: Record<string, string> };
   /** Acquisition counts, shared by the resources of one name. */
   counts: AcquisitionCounts;
-  /** Holds released while someone waited, oldest first: the holds a wait can overlap. */
-  kept: Acquisition[];
-  /** Release time of the newest hold that fell out of `kept` (-Infinity: none did). */
-  keptDroppedAt: number;
+  /** Blame ledgers by lock key ('' for a lock without keys), open while someone waits. */
+  ledgers: Map<string, BlameLedger<Acquisition>>;
   /** Requests that had to wait, in request order; those before `waitHead`, or ended, are done. */
   waitQueue: Acquisition[];
   waitHead: number;
@@ -101,9 +99,6 @@ const MAX_COUNTED_NAMES = 10_000;
 /** Holds tracked per lock at most: a semaphore used as a token bucket never gives slots back. */
 const MAX_HOLDERS = 1000;
 
-/** Released holds kept per lock for blame (only those released while someone waited). */
-const KEPT_HOLDS = 256;
-
 /** Holder and acquire sites counted per lock name in wait_caused; the rest are `(other)`. */
 const MAX_BLAME_SITES = 20;
 
@@ -122,8 +117,10 @@ export interface Acquisition {
   ctx: Context;
   /** Its site as `fn (file:line)`, worked out the first time a charge needs it. */
   site?: string;
-  /** When the hold ended (for holds kept for blame). */
-  releasedAt?: number;
+  /** Its place in the lock's blame ledger while it holds (only while someone waits). */
+  token?: HoldToken<Acquisition>;
+  /** The ledger's integrals when it began to wait. */
+  waitStart?: WaitStart;
   /** The key within a keyed lock, where several keys share one resource: only its holds block it. */
   lockKey?: string;
   /** Age (ms) at which a hold still going on is reported (again). */
@@ -311,7 +308,7 @@ export class LockTracker {
         const by = new Map<string, { r: LockResource; count: number; since: number }>();
         for (const r of this.resources) {
           if (r.waiting <= 0) continue;
-          this.pruneKept(r); // moves the queue's head past the requests already served
+          this.advanceWaitHead(r);
           const since = r.waitHead < r.waitQueue.length ? r.waitQueue[r.waitHead].requestedAt : now;
           const id = key(r.name, r.type);
           const e = by.get(id);
@@ -357,8 +354,7 @@ export class LockTracker {
       lastRequested: 0,
       attrs: { base, granted: { ...base, [LOCK_OUTCOME]: 'granted' } },
       counts: this.countsFor(name, type),
-      kept: [],
-      keptDroppedAt: -Infinity,
+      ledgers: new Map(),
       waitQueue: [],
       waitHead: 0,
     };
@@ -398,10 +394,17 @@ export class LockTracker {
     from.holders.splice(i, 1);
     acq.resource = to;
     to.holders.push(acq);
+    const now = performance.now();
+    this.endToken(acq, now);
+    const ledger = to.ledgers.get(acq.lockKey ?? '');
+    if (ledger) acq.token = ledger.hold(siteOfAcquisition(acq), acq.weight, acq, now);
   }
 
-  /** `available`: whether the library will grant at once. */
-  request(resource: LockResource, available: boolean, skip: Function, weight = 1): Acquisition {
+  /**
+   * `available`: whether the library will grant at once. `lockKey`: the key within a keyed lock,
+   * where several keys share one resource (only its own holds block it).
+   */
+  request(resource: LockResource, available: boolean, skip: Function, weight = 1, lockKey?: string): Acquisition {
     const now = performance.now();
     resource.lastRequested = now;
     if (!available) resource.lastContended = now;
@@ -416,8 +419,10 @@ export class LockTracker {
           ? captureStack(skip, LOCK_STACK_FRAMES)
           : undefined,
       ctx: context.active(),
+      lockKey,
     };
     if (!available) {
+      acq.waitStart = this.ledgerFor(resource, lockKey ?? '', now).waitStarts(now);
       resource.waitQueue.push(acq);
       resource.waiting++;
       if (resource.waiting > resource.maxQueue) resource.maxQueue = resource.waiting;
@@ -431,44 +436,57 @@ export class LockTracker {
     acq.detach = undefined;
   }
 
-  /**
-   * Drops the kept holds that no waiting request can overlap: those released before the oldest
-   * still waiting asked (a later request cannot overlap a hold released before it came).
-   */
-  private pruneKept(r: LockResource): void {
+  /** Moves the wait queue's head past the requests already served, and trims them off. */
+  private advanceWaitHead(r: LockResource): void {
     const q = r.waitQueue;
     while (r.waitHead < q.length && (q[r.waitHead].grantedAt !== undefined || q[r.waitHead].settled)) r.waitHead++;
     if (r.waitHead > 64 && r.waitHead * 2 > q.length) {
       q.splice(0, r.waitHead);
       r.waitHead = 0;
     }
-    const oldest = r.waitHead < q.length ? q[r.waitHead].requestedAt : Infinity;
-    let drop = 0;
-    while (drop < r.kept.length && r.kept[drop].releasedAt! <= oldest) drop++;
-    if (drop > 0) r.kept.splice(0, drop);
+  }
+
+  /** The lock key's ledger, opened on its first waiter with the holds then in progress. */
+  private ledgerFor(r: LockResource, lockKey: string, now: number): BlameLedger<Acquisition> {
+    let ledger = r.ledgers.get(lockKey);
+    if (!ledger) {
+      ledger = new BlameLedger<Acquisition>(now);
+      for (const h of r.holders)
+        if ((h.lockKey ?? '') === lockKey) h.token = ledger.hold(siteOfAcquisition(h), h.weight, h, now);
+      r.ledgers.set(lockKey, ledger);
+    }
+    return ledger;
+  }
+
+  private endToken(acq: Acquisition, now: number): void {
+    acq.token?.ledger.release(acq.token, now);
+    acq.token = undefined;
   }
 
   /**
    * Charges a wait that ends now to the holds that overlapped it (see blame.ts), adds the
    * charges to wait_caused, and returns them for the wait's span.
    */
-  private blame(acq: Acquisition, end: number) {
+  private blame(acq: Acquisition, end: number): Charges<Acquisition> {
     const r = acq.resource;
-    const holds: Array<HoldSpan<Acquisition>> = [];
-    for (let i = r.kept.length - 1; i >= 0; i--) {
-      const h = r.kept[i];
-      if (h.releasedAt! <= acq.requestedAt) break; // kept in release order: the rest ended earlier
-      if (h.lockKey !== acq.lockKey) continue;
-      holds.push({ from: h.grantedAt!, to: h.releasedAt, weight: h.weight, site: siteOfAcquisition(h), ref: h });
-    }
-    for (const h of r.holders)
-      if (h !== acq && h.lockKey === acq.lockKey)
-        holds.push({ from: h.grantedAt!, weight: h.weight, site: siteOfAcquisition(h), ref: h });
-    const charges = chargeWait(acq.requestedAt, end, holds, r.keptDroppedAt, LOCK_SITES.other);
+    const charges = this.closeWait(acq, end);
     const waiter = siteOfAcquisition(acq);
     for (const [site, ms] of charges.bySite) this.waitCaused.add(ms / 1000, this.blameAttrs(r, site, waiter));
     if (charges.handoffMs > 0)
       this.waitCaused.add(charges.handoffMs / 1000, this.blameAttrs(r, LOCK_SITES.handoff, waiter));
+    return charges;
+  }
+
+  /** The wait's charges from its ledger, which closes with its last waiter. */
+  private closeWait(acq: Acquisition, end: number): Charges<Acquisition> {
+    const r = acq.resource;
+    const lockKey = acq.lockKey ?? '';
+    const ledger = r.ledgers.get(lockKey);
+    const start = acq.waitStart;
+    acq.waitStart = undefined;
+    if (!ledger || !start) return { bySite: new Map(), handoffMs: end - acq.requestedAt };
+    const charges = ledger.waitEnds(start, end);
+    if (ledger.waiters <= 0) r.ledgers.delete(lockKey);
     return charges;
   }
 
@@ -514,9 +532,12 @@ export class LockTracker {
       acq.grantedAt = acq.contended ? performance.now() : acq.requestedAt;
       if (acq.contended) r.waiting--;
       const charges = acq.contended ? this.blame(acq, acq.grantedAt) : undefined;
-      if (acq.contended) this.pruneKept(r);
+      if (acq.contended) this.advanceWaitHead(r);
       r.holders.push(acq);
-      if (r.holders.length > MAX_HOLDERS) r.holders.shift(); // slots taken and never given back
+      // While others wait, the hold is on the ledger their waits are charged from.
+      const ledger = r.ledgers.get(acq.lockKey ?? '');
+      if (ledger) acq.token = ledger.hold(siteOfAcquisition(acq), acq.weight, acq, acq.grantedAt);
+      if (r.holders.length > MAX_HOLDERS) this.endToken(r.holders.shift()!, acq.grantedAt); // slots never given back
       if (acq.contended) r.counts.contended++;
       else r.counts.uncontended++;
       // An uncontended acquisition waited 0: acquisitions{contended=false} counts those zeros,
@@ -544,7 +565,7 @@ export class LockTracker {
       const now = performance.now();
       if (acq.contended) r.waiting--;
       const charges = this.blame(acq, now);
-      this.pruneKept(r);
+      this.advanceWaitHead(r);
       this.waitTime.record((now - acq.requestedAt) / 1000, { ...r.attrs.base, [LOCK_OUTCOME]: outcome });
       if (now - acq.requestedAt >= this.options.waitThresholdMs) this.waitSpan(acq, now, outcome, charges);
       this.endWait(acq);
@@ -555,6 +576,8 @@ export class LockTracker {
 
   /** The lock's count was set anew: current holds are no longer tracked as holds. */
   forgetHolders(resource: LockResource): void {
+    const now = performance.now();
+    for (const h of resource.holders) this.endToken(h, now);
     resource.holders.length = 0;
   }
 
@@ -565,7 +588,8 @@ export class LockTracker {
     this.endWait(acq);
     if (acq.contended) {
       acq.resource.waiting--;
-      this.pruneKept(acq.resource);
+      this.closeWait(acq, performance.now());
+      this.advanceWaitHead(acq.resource);
     }
   }
 
@@ -594,11 +618,7 @@ export class LockTracker {
 
   private endHold(resource: LockResource, held: Acquisition, now: number): void {
     this.holdTime.record((now - held.grantedAt!) / 1000, resource.attrs.base);
-    // Only a hold released while someone waits can overlap a wait still to be charged.
-    if (resource.waiting > 0) {
-      held.releasedAt = now;
-      if (resource.kept.push(held) > KEPT_HOLDS) resource.keptDroppedAt = resource.kept.shift()!.releasedAt!;
-    }
+    this.endToken(held, now);
   }
 
   private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
@@ -665,9 +685,9 @@ export class LockTracker {
         [LOCK_HOLDER_SITES]: shown.map(([site]) => site),
         [LOCK_HOLDER_MS]: shown.map(([, ms]) => ms),
         [LOCK_HANDOFF_MS]: charges.handoffMs,
-        ...this.holderAttributes(charges.top?.ref),
+        ...this.holderAttributes(charges.top),
       },
-      this.generatedSites(acq, charges.top?.ref),
+      this.generatedSites(acq, charges.top),
     );
   }
 
