@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { startServer } from './helpers';
 import { migrate } from '../db/schema';
-import { LockRollup } from '../db/lock-rollup';
+import { SqliteLockRollup } from '../db/lock-rollup-sqlite';
+import type { LockPoint } from '../db/lock-rollup';
 import { NS_PER_MINUTE } from '../common/time';
 
 const NOW = BigInt(Date.now()) * 1_000_000n;
@@ -202,7 +203,7 @@ describe('dashboard rollups', () => {
       // The same database as an older stallscope left it: no agent columns, no rollups.
       await server.running.close();
       const db = new Database(server.dbPath);
-      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE profiles; DROP TABLE profile_stacks; DROP TABLE profile_samples; DROP TABLE profile_rollup; DROP TABLE request_breakdown; DROP TABLE route_rollup; DROP INDEX spans_server_end; DROP TABLE alert_instances; DROP TABLE alert_history; DROP INDEX spans_agent_service;
+      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE profiles; DROP TABLE profile_stacks; DROP TABLE profile_samples; DROP TABLE profile_rollup; DROP TABLE request_breakdown; DROP TABLE route_rollup; DROP INDEX spans_server_end; DROP TABLE alert_instances; DROP TABLE alert_history; DROP TABLE settings; DROP TABLE lock_streams; DROP INDEX spans_agent_service;
         DROP INDEX spans_agent; DROP INDEX spans_agent_key; DROP INDEX spans_agent_slow; DROP INDEX metric_points_name_time;
         ALTER TABLE spans DROP COLUMN agent_kind; ALTER TABLE spans DROP COLUMN agent_key; PRAGMA user_version = 1;`);
       db.close();
@@ -225,6 +226,8 @@ describe('dashboard rollups', () => {
 });
 
 describe('lock rollup arithmetic', () => {
+  // Minutes counted from a recent base: streams silent for a day are forgotten by the wall clock.
+  const BASE = NOW / NS_PER_MINUTE - 200n;
   const point = (timeMin: number, value: number, startMin: number) => ({
     name: 'stallscope.lock.acquisitions',
     description: null,
@@ -232,8 +235,8 @@ describe('lock rollup arithmetic', () => {
     type: 'sum' as const,
     temporality: 2,
     monotonic: true,
-    startNs: BigInt(startMin) * NS_PER_MINUTE,
-    timeNs: BigInt(timeMin) * NS_PER_MINUTE,
+    startNs: (BASE + BigInt(startMin)) * NS_PER_MINUTE,
+    timeNs: (BASE + BigInt(timeMin)) * NS_PER_MINUTE,
     value,
     count: null,
     sum: null,
@@ -257,7 +260,7 @@ describe('lock rollup arithmetic', () => {
   it('counts late and repeated points once, a restart in full, and a stream born after the writer from zero', () => {
     const db = new Database(':memory:');
     migrate(db);
-    const rollup = new LockRollup(db, 100n * NS_PER_MINUTE);
+    const points: LockPoint[] = [];
     // Began before the writer: its first point is a baseline.
     for (const [t, v] of [
       [101, 100],
@@ -266,10 +269,12 @@ describe('lock rollup arithmetic', () => {
       [102, 200], // lower within the same life: late, ignored
       [103, 350],
     ] as const)
-      rollup.add(point(t, v, 50), 'svc', 1);
-    rollup.add(point(104, 40, 104), 'svc', 1); // restarted: all of it is new
-    rollup.add(point(105, 7, 105), 'svc', 2); // another instance, born after the writer started
-    rollup.flush();
+      points.push({ point: point(t, v, 50), service: 'svc', resourceId: 1 });
+    points.push({ point: point(104, 40, 104), service: 'svc', resourceId: 1 }); // restarted: all of it is new
+    points.push({ point: point(105, 7, 105), service: 'svc', resourceId: 2 }); // another instance, born after the writer started
+    // Two writes, as two collectors (or two transactions) would: the streams' last points are stored between them.
+    new SqliteLockRollup(db, (BASE + 100n) * NS_PER_MINUTE, 'stored').write(points.slice(0, 3));
+    new SqliteLockRollup(db, (BASE + 100n) * NS_PER_MINUTE, 'stored').write(points.slice(3));
     assert.equal(total(db), 250 + 40 + 7);
     db.close();
   });
