@@ -31,6 +31,7 @@ async function closedLoop(port: number, paths: string[], clients: number, ms: nu
 }
 
 const LOAD_MS = 5000;
+const ROUTES_LAG_MS = 4000;
 
 const span = (id: string, parent: string | null, start: number, end: number) => ({
   spanId: id,
@@ -92,7 +93,7 @@ describe('routes under concurrent load', { timeout: 180_000 }, () => {
   const route = (service: string, name: string) => routes.find((r) => r.service === service && r.route === name)!;
 
   before(async () => {
-    server = await startServer({ routes: { intervalMs: 500, lagMs: 4000 } });
+    server = await startServer({ routes: { intervalMs: 500, lagMs: ROUTES_LAG_MS } });
     // Two processes of the same app: one where a route blocks the loop, one with a shared mutex.
     apps = await Promise.all([
       startApp(['--require', REGISTER, 'routes-app.js'], agentEnv(server, 'reports')),
@@ -107,6 +108,8 @@ describe('routes under concurrent load', { timeout: 180_000 }, () => {
       closedLoop(ledger.port, ['/fan-out'], 1, LOAD_MS),
     ]);
     await Promise.all(apps.map(stop));
+    // The job breaks a request down once it ended ROUTES_LAG_MS ago: read after it has taken the last.
+    const doneAt = Date.now() + ROUTES_LAG_MS + 1500;
     let seen: string[] = [];
     const wanted = [
       ['reports', 'GET /report'],
@@ -119,7 +122,8 @@ describe('routes under concurrent load', { timeout: 180_000 }, () => {
       async () => {
         const { body } = await getJson<RoutesPage>(`${server.api}/api/dash/routes?since=15m`);
         seen = body.routes.map((r) => `${r.service} ${r.route} (${r.requests})`);
-        return wanted.every(([svc, name]) => body.routes.some((r) => r.service === svc && r.route === name))
+        return Date.now() > doneAt &&
+          wanted.every(([svc, name]) => body.routes.some((r) => r.service === svc && r.route === name))
           ? body.routes
           : undefined;
       },
