@@ -48,5 +48,6 @@ function redactUrl(url: URL): string {
 
 /** A string that may hold a URL with a password, with the password removed. */
 export function redact(text: string): string {
-  return text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*):[^@\s]*@/gi, '$1@');
+  // Up to the last @ of the line, as URL parsers read it: a password may hold spaces and colons.
+  return text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*):[^\n]*@/gi, '$1@');
 }
