@@ -188,7 +188,7 @@ function rawInsertRate(dbPath: string, requests: Record<string, unknown>[]): num
 async function rawPgRate(url: string, requests: Record<string, unknown>[]): Promise<number> {
   const location = parseLocation(url);
   if (location.engine !== 'postgres') throw new Error(`not a PostgreSQL URL: ${url}`);
-  const engine = await openPgEngine(location, {}, 0);
+  const engine = await openPgEngine(location, 0);
   const batches = requests.map((r) => normalizeTraces(r, 'json').batch);
   let rows = 0;
   const start = process.hrtime.bigint();

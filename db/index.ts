@@ -5,7 +5,7 @@ import { openReadConnection } from './connection';
 import { ReadModel } from './read-model';
 import { SqliteReader } from './sql';
 import { WriterClient, type WriterHealth } from './writer-client';
-import { describeLocation, parseLocation } from './location';
+import { describeLocation, parseLocation, type DatabaseLocation } from './location';
 import { PgReader } from './pg/reader';
 import { Lease } from './pg/lease';
 import { DEFAULT_LEASE_INTERVAL_MS, DEFAULT_READ_POOL_SIZE, type PgOptions } from './pg/options';
@@ -30,7 +30,7 @@ export interface StoreOptions {
 
 export interface Store {
   /** 'sqlite' or 'postgres'. */
-  readonly engine: string;
+  readonly engine: DatabaseLocation['engine'];
   /** Where the data is, fit to print (a URL without its password). */
   readonly description: string;
   /** Resolves once the batch is committed to disk. */
@@ -61,7 +61,6 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       retentionMs: options.retentionMs,
       retentionIntervalMs: options.retentionIntervalMs ?? 60_000,
       retentionBatchSize: options.retentionBatchSize ?? 2_000,
-      pg: options.pg ?? {},
     },
     options.maxQueuedRows ?? 200_000,
   );

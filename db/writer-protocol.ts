@@ -1,7 +1,6 @@
 // Messages between the collector's main thread and the writer thread.
 import type { FailureKind, RetentionResult } from './engine';
 import type { DatabaseLocation } from './location';
-import type { PgOptions } from './pg/options';
 import type { AlertWrite, WriteBatch } from '../common/types';
 
 export interface WriterOptions {
@@ -10,7 +9,6 @@ export interface WriterOptions {
   retentionMs: number;
   retentionIntervalMs: number;
   retentionBatchSize: number;
-  pg: PgOptions;
 }
 
 export type ToWriter =

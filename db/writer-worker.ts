@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     engine =
       options.location.engine === 'sqlite'
         ? new SqliteEngine(options.location.path)
-        : await openPgEngine(options.location, options.pg, options.retentionMs);
+        : await openPgEngine(options.location, options.retentionMs);
   } catch (err) {
     send({ type: 'fatal', error: (err as Error).message });
     process.exit(1);

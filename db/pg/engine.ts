@@ -6,7 +6,6 @@ import { NS_PER_HOUR, NS_PER_MINUTE, NS_PER_MS } from '../../common/time';
 import { noneRetained, type FailureKind, type RetentionResult, type WriteEngine } from '../engine';
 import type { DatabaseLocation } from '../location';
 import { classifyPg, connect, isConnectionError, type PgLocation } from './connect';
-import type { PgOptions } from './options';
 import { DAY_NS, PARTITIONED, Partitions } from './partitions';
 import { migratePg, streamsSincePg } from './schema';
 import { PgBatchWriter, writeAlertsPg } from './writer';
@@ -24,7 +23,6 @@ const isConflict = (err: unknown) => ['40P01', '40001'].includes(String((err as 
 
 export async function openPgEngine(
   location: Extract<DatabaseLocation, { engine: 'postgres' }>,
-  _options: PgOptions,
   retentionMs: number,
 ): Promise<PgEngine> {
   const engine = new PgEngine(location, new Partitions(retentionMs));
