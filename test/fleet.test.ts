@@ -1,13 +1,14 @@
-// Two collectors on one PostgreSQL database, as behind a load balancer: what one receives the
+// Collectors on one PostgreSQL database, as behind a load balancer: what one receives the
 // other reads exactly; ingesting at once through both loses and duplicates nothing and finds what
 // one collector finds from the same data; alerting runs on one of them at a time, and is handed
-// over without a second webhook when that one stops.
+// over without a second webhook when that one is killed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { eventually, getJson, queryDb, startServer, tempDir, type TestServer } from './helpers';
+import { eventually, getJson, queryDb, startServer, tempDir, waitForOutput, type TestServer } from './helpers';
 import { sharedPostgres } from './postgres';
 import type { AlertInstance, Finding, SpanView } from '../common/types';
 
@@ -23,6 +24,7 @@ const attr = (key: string, value: string | number | boolean): Attr => ({
 });
 const hex = (n: number, len: number) => n.toString(16).padStart(len, '0');
 const NS_PER_MS = 1_000_000n;
+const CLI = join(__dirname, '..', 'cli', 'main.js');
 
 const post = (server: TestServer, path: string, body: unknown) =>
   fetch(`${server.otlp}${path}`, {
@@ -54,13 +56,15 @@ async function startReceiver() {
   };
 }
 
-describe('two collectors on one PostgreSQL database', { timeout: 180_000 }, () => {
+describe('collectors sharing one PostgreSQL database', { timeout: 180_000 }, () => {
   const dir = tempDir();
   const rulesFile = join(dir, 'rules.yaml');
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let url: string;
   let a: TestServer;
   let b: TestServer;
+  /** The first collector, in a process of its own (to be killed): it takes the lease. */
+  let first: ChildProcess;
   const open: TestServer[] = [];
   const collector = async (dbPath: string, rules = rulesFile) => {
     const s = await startServer({
@@ -92,11 +96,20 @@ rules:
 `,
     );
     url = await (await sharedPostgres()).createDatabase();
+    first = spawn(
+      process.execPath,
+      [CLI, 'serve', '--db', url, '--rules', rulesFile, '--otlp-port', '0', '--port', '0'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await waitForOutput(first, /collecting OTLP/);
     // Started together, as a fleet's are: the schema is made once.
     [a, b] = await Promise.all([collector(url), collector(url)]);
   });
 
   after(async () => {
+    if (first.exitCode === null && first.signalCode === null) first.kill('SIGKILL');
     for (const s of open) await s.close().catch(() => undefined);
     await receiver?.close();
   });
@@ -255,44 +268,43 @@ rules:
     assert.deepEqual(fromA, alone);
   });
 
-  it('alerting runs on one collector at a time, and passes to the other without a second webhook', async () => {
-    const leaders = await Promise.all([a, b].map((s) => s.running.collector.store.leader()));
-    assert.deepEqual(
-      leaders.filter((l) => l),
-      [true],
-      'exactly one leader',
-    );
+  it('alerting runs on one collector at a time, and passes on without a second webhook when it is killed', async () => {
+    // The first collector holds the lease: neither of the others leads.
+    assert.deepEqual(await Promise.all([a, b].map((s) => s.running.collector.store.leader())), [false, false]);
     const firing = await eventually(
       async () => receiver.received.find((r) => r.status === 'firing'),
       20_000,
       'a firing notification',
     );
     assert.equal(firing.alerts.length, 1);
-    const [leader, follower] = leaders[0] ? [a, b] : [b, a];
-    // The follower shows the leader's state.
-    const state = await eventually(
-      async () =>
-        (await getJson<{ alerts: AlertInstance[] }>(`${follower.api}/api/alerts`)).body.alerts.find(
-          (x) => x.rule === 'ledger-waits' && x.state === 'firing',
-        ),
-      10_000,
-      'the follower to show the firing alert',
-    );
-    assert.equal(state.notifiedState, 'firing');
+    // The others show the leader's state.
+    for (const s of [a, b]) {
+      const state = await eventually(
+        async () =>
+          (await getJson<{ alerts: AlertInstance[] }>(`${s.api}/api/alerts`)).body.alerts.find(
+            (x) => x.rule === 'ledger-waits' && x.state === 'firing',
+          ),
+        10_000,
+        'a follower to show the firing alert',
+      );
+      assert.equal(state.notifiedState, 'firing');
+    }
 
-    await leader.close();
-    open.splice(open.indexOf(leader), 1);
-    await eventually(
-      async () => ((await follower.running.collector.store.leader()) ? true : undefined),
+    first.kill('SIGKILL');
+    const leader = await eventually(
+      async () => {
+        const leads = await Promise.all([a, b].map((s) => s.running.collector.store.leader()));
+        return leads.filter((l) => l).length === 1 ? [a, b][leads.indexOf(true)] : undefined;
+      },
       10_000,
-      'the other collector to take the lease',
+      'one of the others to take the lease',
     );
     // Several evaluations on the new leader: the alert is still firing, and nobody is told twice.
     const evaluated = Date.now();
     await eventually(
       async () => {
-        const { body } = await getJson<{ alerts: AlertInstance[] }>(`${follower.api}/api/alerts`);
-        const x = body.alerts.find((i) => i.rule === 'ledger-waits');
+        const { body } = await getJson<{ alerts: AlertInstance[] }>(`${leader.api}/api/alerts`);
+        const x = body.alerts.find((i) => i.rule === 'ledger-waits' && i.state === 'firing');
         return x && x.lastEvalMs > evaluated + 2000 ? x : undefined;
       },
       15_000,
