@@ -1,11 +1,12 @@
 // What is PostgreSQL's own: a URL that is wrong or a server that cannot be reached stops `serve`
-// with one line (never the password); a database lost mid-run answers OTLP with 503 and
-// Retry-After, health says so, and both recover; retention drops whole days of partitions.
+// with one line (never the password, nor at start); collectors starting together migrate once; a
+// database lost mid-run answers OTLP with 503 and Retry-After, health says so, and both recover;
+// retention drops whole days of partitions.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { eventually, getJson, queryDb, startServer, type TestServer } from './helpers';
+import { eventually, getJson, queryDb, startServer, waitForOutput, type TestServer } from './helpers';
 import { startPostgres, type PgServer } from './postgres';
 import { partitionName } from '../db/pg/partitions';
 
@@ -85,6 +86,48 @@ describe('serve on a database it cannot use', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /is not a valid PostgreSQL URL/);
     for (const out of [none, bad]) assert.doesNotMatch(out.stderr, /pw with space/);
+  });
+});
+
+describe('serve on PostgreSQL', () => {
+  it('prints the database without its password when it starts', async () => {
+    const db = await pg.createDatabase();
+    const withPassword = db.replace('postgres@', 'postgres:t0psecret@');
+    const child = spawn(process.execPath, [CLI, 'serve', '--db', withPassword, '--otlp-port', '0', '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    try {
+      const [line] = await waitForOutput(child, /collecting OTLP.*\n/);
+      assert.ok(line.includes(`database ${db},`), line);
+      assert.doesNotMatch(line + stderr, /t0psecret/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+
+  it('migrates once when several collectors start together on a new database', async () => {
+    const dbPath = await pg.createDatabase();
+    const servers = await Promise.all([1, 2, 3].map(() => startServer({ dbPath, engine: 'postgres' })));
+    try {
+      const versions = await queryDb<{ version: number }>(
+        dbPath,
+        'SELECT version FROM stallscope_schema ORDER BY version',
+      );
+      assert.deepEqual(
+        versions.map((v) => v.version),
+        [1],
+      );
+      // And all three write to it.
+      for (const [i, s] of servers.entries())
+        assert.equal((await post(s, spans('together', [{ id: 50 + i, startNs: nowNs() }]))).status, 200);
+      const [n] = await queryDb<{ n: string }>(dbPath, "SELECT count(*) AS n FROM spans WHERE service = 'together'");
+      assert.equal(Number(n.n), 3);
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+    }
   });
 });
 
