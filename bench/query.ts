@@ -2,14 +2,21 @@
 // BENCH_SPANS spans (5 million by default) over the last 24 hours, through the collector's own
 // writer (so the rollups are what ingest makes), with the agent's metrics for two services, then
 // serves it and times every dashboard call for 15 minutes, 1 hour and 24 hours, against the
-// health check (the HTTP round trip alone) measured in the same run.
+// health check (the HTTP round trip alone) measured in the same run. `--engine postgres` does the
+// same on PostgreSQL: on `--db postgres://...` (a database of its own, empty), or on a throwaway
+// server started as the tests do (test/postgres.ts), generated through the PostgreSQL writer.
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { openWriteConnection } from '../db/connection';
 import { migrate } from '../db/schema';
 import { BatchWriter } from '../db/writer';
 import { serve } from '../cli/serve';
+import { parseLocation } from '../db/location';
+import { openPgEngine } from '../db/pg/engine';
+import { startPostgres } from '../test/postgres';
 import type { MetricPointRow, SpanRow, WriteBatch } from '../common/types';
 import { agentSpan } from '../common/agent-spans';
 
@@ -235,11 +242,46 @@ function minutePoints(minute: number, resource: number, nowNs: bigint): MetricPo
   return points;
 }
 
-function generate(path: string): { seconds: number; bytes: number } {
-  const t0 = performance.now();
+/** Writes groups of batches in one transaction each, as the collector's writer thread does. */
+interface Sink {
+  write(batch: WriteBatch): Promise<void>;
+  /** Closes it; the size of what was written, in bytes. */
+  close(): Promise<number>;
+}
+
+function sqliteSink(path: string): Sink {
   const db = openWriteConnection(path);
   migrate(db);
   const writer = new BatchWriter(db);
+  return {
+    write: async (b) => writer.write([b]),
+    async close() {
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      db.close();
+      return statSync(path).size;
+    },
+  };
+}
+
+async function pgSink(url: string): Promise<Sink> {
+  const location = parseLocation(url);
+  if (location.engine !== 'postgres') throw new Error(`not a PostgreSQL URL: ${url}`);
+  const engine = await openPgEngine(location, 0);
+  return {
+    write: (b) => engine.write([b]),
+    async close() {
+      await engine.close();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      const { rows } = await c.query<{ n: string }>('SELECT pg_database_size(current_database()) AS n');
+      await c.end();
+      return Number(rows[0].n);
+    },
+  };
+}
+
+async function generate(sink: Sink): Promise<{ seconds: number; bytes: number }> {
+  const t0 = performance.now();
   const nowNs = BigInt(Date.now()) * 1_000_000n;
   const traces = Math.ceil(SPANS / 3);
   const resources = SERVICES.map((service) => ({ service, attributes: JSON.stringify({ 'service.name': service }) }));
@@ -248,16 +290,15 @@ function generate(path: string): { seconds: number; bytes: number } {
     const start = nowNs - DAY_NS + (DAY_NS * BigInt(t)) / BigInt(traces);
     batch.spans.push(...traceSpans(t, start, t % SERVICES.length));
     if (batch.spans.length >= BATCH) {
-      writer.write([batch]);
+      await sink.write(batch);
       batch = { resources, spans: [], points: [], logs: [] };
     }
   }
   for (let m = 0; m < 1440; m++)
     for (let r = 0; r < SERVICES.length; r++) batch.points.push(...minutePoints(m, r, nowNs));
-  writer.write([batch]);
-  db.pragma('wal_checkpoint(TRUNCATE)');
-  db.close();
-  return { seconds: (performance.now() - t0) / 1000, bytes: statSync(path).size };
+  await sink.write(batch);
+  const bytes = await sink.close();
+  return { seconds: (performance.now() - t0) / 1000, bytes };
 }
 
 async function time(url: string): Promise<number[]> {
@@ -275,12 +316,15 @@ async function time(url: string): Promise<number[]> {
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 
 async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { engine: { type: 'string', default: 'sqlite' }, db: { type: 'string' } } });
+  if (values.engine !== 'sqlite' && values.engine !== 'postgres') throw new Error('--engine: sqlite or postgres');
   const dir = mkdtempSync(join(tmpdir(), 'stallscope-bench-query-'));
-  const path = join(dir, 'bench.db');
+  const server = values.engine === 'postgres' && !values.db ? await startPostgres({ durable: true }) : undefined;
+  const path = values.engine === 'sqlite' ? join(dir, 'bench.db') : (values.db ?? (await server!.createDatabase()));
   try {
-    const g = generate(path);
+    const g = await generate(values.engine === 'sqlite' ? sqliteSink(path) : await pgSink(path));
     process.stdout.write(
-      `bench/query: ${SPANS.toLocaleString()} spans over 24 h and the agent's metrics for ${SERVICES.length} services (${LOCKS.length} locks); generated through the collector's writer in ${g.seconds.toFixed(0)} s, ${(g.bytes / 2 ** 20).toFixed(0)} MiB\n`,
+      `bench/query on ${values.engine}: ${SPANS.toLocaleString()} spans over 24 h and the agent's metrics for ${SERVICES.length} services (${LOCKS.length} locks); generated through the collector's writer in ${g.seconds.toFixed(0)} s, ${(g.bytes / 2 ** 20).toFixed(0)} MiB\n`,
     );
     const running = await serve({ store: { path, retentionMs: 0 }, host: '127.0.0.1', otlpPort: 0, port: 0 });
     const api = `http://127.0.0.1:${running.dashboard.port}`;
@@ -316,6 +360,7 @@ async function main(): Promise<void> {
       await running.close();
     }
   } finally {
+    server?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

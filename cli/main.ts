@@ -14,6 +14,7 @@ import { formatSize, parseSize } from '../common/size';
 import { DEFAULT_MEMORY_BUDGET, DEFAULT_REQUEST_TIMEOUT_MS } from '../collector/index';
 import { packageRoot } from '../common/package-root';
 import { isLoopbackHost } from '../common/listen';
+import { describeLocation, parseLocation, redact, type DatabaseLocation } from '../db/index';
 
 class Usage extends Error {}
 
@@ -25,7 +26,7 @@ const MAIN_HELP = `stallscope: find the time your Node.js services lose to block
 Usage: stallscope <command> [options]
 
 Commands:
-  serve     run the OTLP collector and the dashboard on one SQLite file
+  serve     run the OTLP collector and the dashboard (on a SQLite file or PostgreSQL)
   findings  print what costs your services time, with the fix (from a running dashboard)
   alerts    print the alert rules, the alerts pending and firing, and recent state changes
 
@@ -37,7 +38,9 @@ const SERVE_HELP = `Usage: stallscope serve [options]
 Runs the OTLP/HTTP collector and the dashboard in one process.
 
 Options:
-  --db FILE           SQLite database file, created if missing (default ./stallscope.db)
+  --db FILE|URL       a SQLite database file, created if missing (default ./stallscope.db), or a
+                      PostgreSQL URL, postgres://user[:password]@host:port/database, which
+                      several serve processes may share (see README: Deployment)
   --otlp-port PORT    OTLP/HTTP port for agents and OpenTelemetry SDKs (default 4318)
   --port PORT         dashboard and query API port (default 7318)
   --host HOST         address both servers bind (default 127.0.0.1); any other than loopback
@@ -54,7 +57,8 @@ Options:
                       <db without .db>.rules.yaml, read if it exists (the dashboard saves there)
   -h, --help          show this help
 
-Environment: STALLSCOPE_TOKEN  a shared secret for the dashboard, its APIs and (--otlp-auth) OTLP`;
+Environment: STALLSCOPE_TOKEN  a shared secret for the dashboard, its APIs and (--otlp-auth) OTLP
+             STALLSCOPE_DB     the database when --db is not given (a path or a PostgreSQL URL)`;
 
 const FINDINGS_HELP = `Usage: stallscope findings [options]
 
@@ -87,7 +91,8 @@ Environment: STALLSCOPE_TOKEN  sent as a bearer token when the dashboard require
 function fail(err: unknown): never {
   const usage = err instanceof Usage || String((err as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS');
   const hint = usage ? "; run 'stallscope --help'" : '';
-  process.stderr.write(`stallscope: ${(err as Error).message}${hint}\n`);
+  // A message may quote the database URL: never with its password.
+  process.stderr.write(`stallscope: ${redact((err as Error).message)}${hint}\n`);
   process.exit(usage || err instanceof ConfigError ? 2 : 1);
 }
 
@@ -103,7 +108,7 @@ async function runServe(args: string[]): Promise<void> {
     strict: true,
     allowPositionals: false,
     options: {
-      db: { type: 'string', default: './stallscope.db' },
+      db: { type: 'string' },
       'otlp-port': { type: 'string', default: '4318' },
       port: { type: 'string', default: '7318' },
       host: { type: 'string', default: '127.0.0.1' },
@@ -119,6 +124,13 @@ async function runServe(args: string[]): Promise<void> {
   if (values.help) {
     process.stdout.write(`${SERVE_HELP}\n`);
     return;
+  }
+  const db = values.db ?? (process.env.STALLSCOPE_DB?.trim() || './stallscope.db');
+  let location: DatabaseLocation;
+  try {
+    location = parseLocation(db);
+  } catch (err) {
+    throw new Usage(`--db: ${(err as Error).message}`);
   }
   const retentionMs = values.retention === '0' ? 0 : parseDuration(values.retention!);
   if (retentionMs instanceof Error) throw new Usage(`--retention: ${retentionMs.message}`);
@@ -142,7 +154,7 @@ async function runServe(args: string[]): Promise<void> {
   if (requestTimeoutMs instanceof Error) throw new Usage(`--request-timeout: ${requestTimeoutMs.message}`);
   if (requestTimeoutMs < 1000) throw new Usage('--request-timeout: at least 1s');
   const options = {
-    store: { path: values.db!, retentionMs },
+    store: { path: db, retentionMs },
     host: values.host!,
     otlpPort: port(values['otlp-port']!, '--otlp-port'),
     port: port(values.port!, '--port'),
@@ -163,7 +175,7 @@ async function runServe(args: string[]): Promise<void> {
   }
   process.stdout.write(
     `stallscope: collecting OTLP on http://${options.host}:${otlpPort}, ` +
-      `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.store.path}, ` +
+      `dashboard on http://${options.host}:${running.dashboard.port}, database ${describeLocation(location)}, ` +
       `retention ${retentionMs ? values.retention : 'off'}, memory budget ${formatSize(memoryBudgetBytes)}\n`,
   );
   let stopping = false;

@@ -1,9 +1,11 @@
-// `stallscope serve`: the collector and the dashboard in one process on one SQLite file.
+// `stallscope serve`: the collector and the dashboard in one process, on a SQLite file or a
+// PostgreSQL database (which several `serve` processes may share).
 import { startCollector, type Collector, type CollectorOptions } from '../collector/index';
 import { existsSync } from 'node:fs';
 import { parseAlertRules } from '../collector/alert-rules';
 import { readConfigText } from '../collector/config-file';
 import { startDashboard, type Dashboard } from '../dashboard/server';
+import { parseLocation } from '../db/index';
 
 /** The collector's options, and the dashboard's: its port and token. */
 export interface ServeOptions extends Omit<CollectorOptions, 'alerts' | 'log' | 'otlpToken'> {
@@ -17,8 +19,12 @@ export interface ServeOptions extends Omit<CollectorOptions, 'alerts' | 'log' | 
   log?: (line: string) => void;
 }
 
-/** Where the dashboard keeps rules when no --rules file is given: beside the database. */
-export const defaultRulesFile = (dbPath: string) => `${dbPath.replace(/\.db$/, '')}.rules.yaml`;
+/**
+ * Where the dashboard keeps rules when no --rules file is given: beside a SQLite file, in the
+ * working folder for a PostgreSQL URL.
+ */
+export const defaultRulesFile = (db: string) =>
+  parseLocation(db).engine === 'postgres' ? 'stallscope.rules.yaml' : `${db.replace(/\.db$/, '')}.rules.yaml`;
 
 /** The rules to start with; a bad file throws a ConfigError naming its line. */
 function loadRules(o: ServeOptions) {

@@ -1,8 +1,10 @@
 // The alert evaluator: every interval, off the ingest path, each rule's signal is read over its
 // window and each alert (a rule and a label set) moves as in Prometheus: inactive -> pending
 // (the condition holds) -> firing (it held for `for`) -> resolved (the first evaluation where it
-// no longer holds). State and history are kept in SQLite, and each alert remembers what its
-// receivers were last told, so a restart neither loses state nor notifies twice.
+// no longer holds). State and history are kept in the store, and each alert remembers what its
+// receivers were last told, so a restart neither loses state nor notifies twice. With several
+// collectors on one database, only the leader (store.leader()) evaluates and notifies; the others
+// follow the stored state, and one that becomes leader starts from it.
 import { createHash } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import type {
@@ -92,6 +94,8 @@ export class AlertEngine {
   private lastEvalMs: number | null = null;
   private lastError: string | null = null;
   private closed = false;
+  /** Whether the last evaluation ran here as the leader. */
+  private leading = false;
   /** The dashboard's alerts page, for the links in notifications (known once it listens). */
   externalUrl = '';
 
@@ -105,11 +109,17 @@ export class AlertEngine {
     });
   }
 
-  /** Loads the state kept by the last run, forgets rules that are gone, and starts the timer. */
+  /** Loads the state kept by the last run and starts the timer. */
   async start(): Promise<void> {
-    for (const i of await this.o.store.read.alertInstances()) this.instances.set(key(i.rule, i.fingerprint), i);
-    await this.forgetRemovedRules();
+    await this.load();
     this.schedule();
+  }
+
+  /** The stored state, as the leader left it. */
+  private async load(): Promise<void> {
+    const stored = await this.o.store.read.alertInstances();
+    this.instances.clear();
+    for (const i of stored) this.instances.set(key(i.rule, i.fingerprint), i);
   }
 
   private schedule(): void {
@@ -118,7 +128,9 @@ export class AlertEngine {
     this.timer.unref();
   }
 
+  /** Drops the state of rules that are gone (the leader's rules are the ones evaluated). */
   private async forgetRemovedRules(): Promise<void> {
+    if (!this.leading) return;
     const names = new Set(this.rules.rules.map((r) => r.name));
     for (const [k, i] of this.instances) if (!names.has(i.rule)) this.instances.delete(k);
     await this.o.store.writeAlerts({ upsert: [], remove: [], history: [], keepRules: [...names] });
@@ -161,6 +173,20 @@ export class AlertEngine {
 
   private async evaluateOnce(nowMs: number): Promise<void> {
     if (this.closed) return;
+    const leading = await this.o.store.leader().catch(() => false);
+    if (!leading) {
+      // Another collector evaluates: show what it stored.
+      this.leading = false;
+      await this.load().catch(() => undefined);
+      for (const i of this.instances.values()) this.lastEvalMs = Math.max(this.lastEvalMs ?? 0, i.lastEvalMs);
+      return;
+    }
+    if (!this.leading) {
+      // Just became the leader: go on from the state the last one left, told receivers included.
+      await this.load();
+      this.leading = true;
+      await this.forgetRemovedRules();
+    }
     const write: AlertWrite = { upsert: [], remove: [], history: [] };
     const errors: string[] = [];
     // Rules on findings over the same window share one derivation per evaluation.

@@ -3,9 +3,11 @@
 // stream, and any window, however short, is read exactly from the same folded changes.
 // The agent's lock metrics are cumulative per process: each point's increase over the previous
 // point of the same stream is what the rollup adds (a changed start time or a drop is a restart,
-// and then the point is all increase; a stream's first point after the writer starts has no
-// previous one in memory and only sets the baseline).
-import type Database from 'better-sqlite3';
+// and then the point is all increase). The previous point of each stream is kept in the database
+// (lock_streams), written in the same transaction as the rollup rows, because consecutive exports
+// of one process may reach different collectors writing one database. This module is the
+// arithmetic; each engine's writer reads the previous points and the rollup rows it changes, and
+// writes them back.
 import {
   LOCK_ACQUIRE_SITE,
   LOCK_CONTENDED,
@@ -15,6 +17,7 @@ import {
   LOCK_OUTCOME,
   LOCK_TYPE,
 } from '../common/conventions';
+import { createHash } from 'node:crypto';
 import type { MetricPointRow } from '../common/types';
 import { emptyExp, expOf, mergeExp, subtractExp, type ExpHistogram } from './exp-histogram';
 import { NS_PER_HOUR, NS_PER_MINUTE, nowNs } from '../common/time';
@@ -33,8 +36,8 @@ export const ROLLUP_SIZES = [
 /** How long single exports are kept: windows reaching further back are exact to the minute. */
 export const EXACT_HORIZON_NS = 2n * NS_PER_HOUR;
 
-/** Streams remembered at most; past this the memory starts over (one export is lost per stream). */
-const MAX_STREAMS = 100_000;
+/** A stream silent this long is forgotten (its process is gone: SDKs export every stream each time). */
+export const STREAM_HORIZON_NS = 24n * NS_PER_HOUR;
 
 const LOCK_METRIC_NAMES = new Set<string>([
   LOCK_METRICS.acquisitions,
@@ -44,7 +47,8 @@ const LOCK_METRIC_NAMES = new Set<string>([
   LOCK_METRICS.waitCaused,
 ]);
 
-interface Previous {
+/** A stream's last point, as the next one is differenced against. */
+export interface StreamState {
   startNs: bigint | null;
   timeNs: bigint;
   value: number;
@@ -91,79 +95,79 @@ export function emptyBucket(): LockBucket {
 
 const add = (into: number[], from: number[]) => from.forEach((c, i) => (into[i] = (into[i] ?? 0) + c));
 
-export class LockRollup {
-  private readonly previous = new Map<string, Previous>();
-  /** Changes not yet written, by bucket: a batch holds several points per lock and minute. */
-  private readonly pending = new Map<
-    string,
-    { service: string; lock: string; type: string; size: number; bucket: bigint; b: LockBucket }
-  >();
-  /**
-   * A stream that started after this saw its whole life go through this writer: its first point
-   * is all increase. One that started before has its first point as a baseline only.
-   */
-  private readonly since: bigint;
-  /** Charged wait (ns) not yet written, per bucket, lock, waiter site and holder site. */
-  private readonly pendingBlame = new Map<
-    string,
-    { size: number; bucket: bigint; service: string; lock: string; waiter: string; holder: string; ns: bigint }
-  >();
-  private readonly read: Database.Statement;
-  private readonly upsert: Database.Statement;
-  private readonly upsertBlame: Database.Statement;
-  private readonly prune: Database.Statement;
-  private prunedAtNs = 0n;
+/** A lock metric point and where it came from. */
+export interface LockPoint {
+  point: MetricPointRow;
+  service: string;
+  resourceId: number;
+}
 
-  constructor(db: Database.Database, sinceNs = nowNs()) {
-    this.since = sinceNs;
-    this.read = db.prepare(
-      'SELECT data FROM lock_rollup WHERE service = ? AND lock = ? AND type = ? AND size = ? AND bucket = ?',
-    );
-    this.upsert = db.prepare(
-      `INSERT INTO lock_rollup (service, lock, type, size, bucket, data) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT DO UPDATE SET data = excluded.data`,
-    );
-    this.prune = db.prepare('DELETE FROM lock_rollup WHERE size = 0 AND bucket < ?');
-    this.upsertBlame = db.prepare(
-      `INSERT INTO lock_blame_rollup (size, bucket, service, lock, waiter_site, holder_site, charged_ns) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT DO UPDATE SET charged_ns = charged_ns + excluded.charged_ns`,
-    );
-  }
+/** What a group of lock points changes: rollup increments, blame increments, streams' last points. */
+export interface LockChanges {
+  /** Increments per (size, bucket, service, lock, type), to merge into the stored rows. */
+  buckets: Array<{ service: string; lock: string; type: string; size: number; bucket: bigint; b: LockBucket }>;
+  /** Charged wait (ns) per (size, bucket, service, lock, waiter site, holder site), to add. */
+  blame: Array<{
+    size: number;
+    bucket: bigint;
+    service: string;
+    lock: string;
+    waiter: string;
+    holder: string;
+    ns: bigint;
+  }>;
+  /** The new last point of every stream that moved, by stream id. */
+  streams: Map<string, StreamState>;
+}
 
-  /** Forgets the previous points and pending changes: a rolled-back write stored neither. */
-  reset(): void {
-    this.previous.clear();
-    this.pending.clear();
-    this.pendingBlame.clear();
-  }
+/** Whether a point is one of the lock metrics folded here. */
+export function isLockPoint(p: MetricPointRow): boolean {
+  return LOCK_METRIC_NAMES.has(p.name);
+}
 
-  /** Writes the pending changes: one read and one write per lock and bucket. */
-  flush(): void {
-    for (const { service, lock, type, size, bucket, b } of this.pending.values()) {
-      const row = this.read.get(service, lock, type, size, bucket) as { data: string } | undefined;
-      const merged = row ? (JSON.parse(row.data) as LockBucket) : emptyBucket();
-      mergeBucket(merged, b);
-      this.upsert.run(service, lock, type, size, bucket, JSON.stringify(merged));
-    }
-    this.pending.clear();
-    for (const b of this.pendingBlame.values())
-      this.upsertBlame.run(b.size, b.bucket, b.service, b.lock, b.waiter, b.holder, b.ns);
-    this.pendingBlame.clear();
-    // Single exports age out here, whatever the retention: a range at the start of the key.
-    const now = nowNs();
-    if (now - this.prunedAtNs >= NS_PER_MINUTE) {
-      this.prune.run(now - EXACT_HORIZON_NS);
-      this.prunedAtNs = now;
-    }
-  }
+/** The lock a point is about: every stream and rollup row belongs to one (service, lock, type). */
+export function lockOf(p: LockPoint): { lock: string; type: string } {
+  const attrs = JSON.parse(p.point.attributes) as Record<string, unknown>;
+  return { lock: String(attrs[LOCK_NAME] ?? ''), type: String(attrs[LOCK_TYPE] ?? '') };
+}
 
-  /** Whether a point is one of the lock metrics this folds. */
-  static wants(p: MetricPointRow): boolean {
-    return LOCK_METRIC_NAMES.has(p.name);
-  }
+/** The id of a cumulative point's stream (a process, a metric, an attribute set); null for others. */
+export function streamOf(p: LockPoint): string | null {
+  if (p.point.temporality !== 2 || p.point.name === LOCK_METRICS.pending) return null;
+  return createHash('sha1')
+    .update(key(p.resourceId, p.point.name, p.point.attributes))
+    .digest('hex');
+}
 
-  /** Folds one point of a lock metric, written by `service` from resource `resourceId`. */
-  add(p: MetricPointRow, service: string, resourceId: number): void {
+/** A stream state as stored (JSON; times as decimal strings). */
+export function encodeStream(s: StreamState): string {
+  return JSON.stringify({ ...s, startNs: s.startNs?.toString() ?? null, timeNs: s.timeNs.toString() });
+}
+
+export function decodeStream(text: string): StreamState {
+  const s = JSON.parse(text) as Omit<StreamState, 'startNs' | 'timeNs'> & { startNs: string | null; timeNs: string };
+  return { ...s, startNs: s.startNs === null ? null : BigInt(s.startNs), timeNs: BigInt(s.timeNs) };
+}
+
+/**
+ * Folds lock points, in the order they were received, against their streams' stored last points
+ * (`previous`, by stream id). A stream with no stored point that started after `sinceNs` (when the
+ * database began keeping streams) had its whole life stored: its first point is all increase. One
+ * that started before has its first point as a baseline only.
+ */
+export function foldLockPoints(
+  points: LockPoint[],
+  previous: ReadonlyMap<string, StreamState>,
+  sinceNs: bigint,
+  now = nowNs(),
+): LockChanges {
+  const last = new Map(previous);
+  const streams = new Map<string, StreamState>();
+  const buckets = new Map<string, LockChanges['buckets'][number]>();
+  const blame = new Map<string, LockChanges['blame'][number]>();
+  const exactSince = now - EXACT_HORIZON_NS;
+  for (const lp of points) {
+    const p = lp.point;
     const attrs = JSON.parse(p.attributes) as Record<string, unknown>;
     const lock = String(attrs[LOCK_NAME] ?? '');
     const type = String(attrs[LOCK_TYPE] ?? '');
@@ -171,13 +175,12 @@ export class LockRollup {
     if (p.name === LOCK_METRICS.pending) {
       change.maxPending = Number(p.value ?? 0);
     } else {
-      const stream = key(resourceId, p.name, p.attributes);
       const exponential = p.type === 'exponential_histogram' && p.buckets !== null;
       const counts =
         p.buckets && !exponential
           ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] })
           : { bounds: [], counts: [] };
-      const now: Previous = {
+      const current: StreamState = {
         startNs: p.startNs,
         timeNs: p.timeNs,
         value: Number(p.value ?? 0),
@@ -186,37 +189,39 @@ export class LockRollup {
         counts: counts.counts,
         exp: exponential ? expOf(JSON.parse(p.buckets!) as Parameters<typeof expOf>[0]) : undefined,
       };
-      const cumulative = p.temporality === 2;
-      const before = cumulative ? this.previous.get(stream) : undefined;
-      let base: Previous | undefined;
-      if (cumulative) {
+      const stream = streamOf(lp);
+      let base: StreamState | undefined;
+      if (stream !== null) {
+        const before = last.get(stream);
         if (before) {
-          const sameLife = before.startNs === now.startNs;
+          const sameLife = before.startNs === current.startNs;
           // Late or duplicated (an exporter retry): the stream has already moved past it.
-          if (now.timeNs <= before.timeNs || (sameLife && (now.value < before.value || now.count < before.count)))
-            return;
+          if (
+            current.timeNs <= before.timeNs ||
+            (sameLife && (current.value < before.value || current.count < before.count))
+          )
+            continue;
           // A new start time is a restarted process: then all of its value is increase.
           if (sameLife) base = before;
         }
-        if (this.previous.size >= MAX_STREAMS) this.previous.delete(this.previous.keys().next().value!); // the oldest
-        this.previous.delete(stream);
-        this.previous.set(stream, now);
-        if (!before && p.startNs !== null && p.startNs < this.since) return; // began before us: a baseline only
+        last.set(stream, current);
+        streams.set(stream, current);
+        if (!before && p.startNs !== null && p.startNs < sinceNs) continue; // began before: a baseline only
       }
       if (p.name === LOCK_METRICS.waitCaused) {
-        const ns = BigInt(Math.round((now.value - (base?.value ?? 0)) * 1e9));
-        if (ns > 0n) this.addBlame(p, service, lock, attrs, ns);
-        return;
+        const ns = BigInt(Math.round((current.value - (base?.value ?? 0)) * 1e9));
+        if (ns > 0n) addBlame(blame, p, lp.service, lock, attrs, ns);
+        continue;
       }
       if (p.name === LOCK_METRICS.acquisitions) {
-        const n = now.value - (base?.value ?? 0);
+        const n = current.value - (base?.value ?? 0);
         change.acquisitions = n;
         if (attrs[LOCK_CONTENDED] === true) change.contended = n;
       } else {
-        const dCount = now.count - (base?.count ?? 0);
-        const dSum = now.sum - (base?.sum ?? 0);
-        const dCounts = now.counts.map((c, i) => c - (base?.counts[i] ?? 0));
-        const dExp = now.exp && (base?.exp ? subtractExp(now.exp, base.exp) : now.exp);
+        const dCount = current.count - (base?.count ?? 0);
+        const dSum = current.sum - (base?.sum ?? 0);
+        const dCounts = current.counts.map((c, i) => c - (base?.counts[i] ?? 0));
+        const dExp = current.exp && (base?.exp ? subtractExp(current.exp, base.exp) : current.exp);
         change.bounds = counts.bounds;
         if (p.name === LOCK_METRICS.waitTime) {
           change.waitCount = dCount;
@@ -232,29 +237,36 @@ export class LockRollup {
         }
       }
     }
-    const exactSince = nowNs() - EXACT_HORIZON_NS;
     for (const [size, ns] of ROLLUP_SIZES) {
       if (size === 0 && p.timeNs < exactSince) continue; // past the horizon (an upgrade's backfill)
       const bucket = p.timeNs / ns;
-      const id = key(size, bucket, service, lock, type);
-      let e = this.pending.get(id);
-      if (!e) this.pending.set(id, (e = { service, lock, type, size, bucket, b: emptyBucket() }));
+      const id = key(size, bucket, lp.service, lock, type);
+      let e = buckets.get(id);
+      if (!e) buckets.set(id, (e = { service: lp.service, lock, type, size, bucket, b: emptyBucket() }));
       mergeBucket(e.b, change);
     }
   }
+  return { buckets: [...buckets.values()], blame: [...blame.values()], streams };
+}
 
-  /** Who made whom wait: a wait_caused increase, per minute and per hour. */
-  private addBlame(p: MetricPointRow, service: string, lock: string, attrs: Record<string, unknown>, ns: bigint): void {
-    const waiter = String(attrs[LOCK_ACQUIRE_SITE] ?? '');
-    const holder = String(attrs[LOCK_HOLDER_SITE] ?? '');
-    for (const [size, width] of ROLLUP_SIZES) {
-      if (size === 0) continue; // pairs are read per minute
-      const bucket = p.timeNs / width;
-      const id = key(size, bucket, service, lock, waiter, holder);
-      const e = this.pendingBlame.get(id);
-      if (e) e.ns += ns;
-      else this.pendingBlame.set(id, { size, bucket, service, lock, waiter, holder, ns });
-    }
+/** Who made whom wait: a wait_caused increase, per minute and per hour. */
+function addBlame(
+  into: Map<string, LockChanges['blame'][number]>,
+  p: MetricPointRow,
+  service: string,
+  lock: string,
+  attrs: Record<string, unknown>,
+  ns: bigint,
+): void {
+  const waiter = String(attrs[LOCK_ACQUIRE_SITE] ?? '');
+  const holder = String(attrs[LOCK_HOLDER_SITE] ?? '');
+  for (const [size, width] of ROLLUP_SIZES) {
+    if (size === 0) continue; // pairs are read per minute
+    const bucket = p.timeNs / width;
+    const id = key(size, bucket, service, lock, waiter, holder);
+    const e = into.get(id);
+    if (e) e.ns += ns;
+    else into.set(id, { size, bucket, service, lock, waiter, holder, ns });
   }
 }
 

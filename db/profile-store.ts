@@ -13,6 +13,49 @@ export const SAMPLE_HORIZON_NS = 2n * NS_PER_HOUR;
 /** Stack ids remembered by hash; past this the memory starts over. */
 const MAX_CACHED_STACKS = 50_000;
 
+/** One stack's weight within a minute (size 1) or an hour (size 60). */
+export interface ProfileRollupRow {
+  size: number;
+  bucket: bigint;
+  stack: number;
+  samples: number;
+  ns: bigint;
+}
+
+/**
+ * What a profile adds: its samples within the horizon, with their stack ids (`ids[i]` for
+ * `p.stacks[i]`), and the weight per stack per minute and per hour.
+ */
+export function foldProfile(
+  p: ProfileWrite,
+  ids: number[],
+  now = nowNs(),
+): { samples: Array<{ timeNs: bigint; stack: number; weightNs: bigint }>; rollup: ProfileRollupRow[] } {
+  const exactSince = now - SAMPLE_HORIZON_NS;
+  const samples: Array<{ timeNs: bigint; stack: number; weightNs: bigint }> = [];
+  const rollup = new Map<string, ProfileRollupRow>();
+  for (const s of p.samples) {
+    const stack = ids[s.stack];
+    if (s.timeNs >= exactSince) samples.push({ timeNs: s.timeNs, stack, weightNs: s.weightNs });
+    for (const [size, width] of [
+      [1, NS_PER_MINUTE],
+      [60, NS_PER_HOUR],
+    ] as const) {
+      const bucket = s.timeNs / width;
+      const id = key(size, bucket, stack);
+      const e = rollup.get(id);
+      if (e) {
+        e.samples++;
+        e.ns += s.weightNs;
+      } else rollup.set(id, { size, bucket, stack, samples: 1, ns: s.weightNs });
+    }
+  }
+  return { samples, rollup: [...rollup.values()] };
+}
+
+/** A stack's identity: the hash of its frames as JSON. */
+export const stackHash = (frames: string): string => createHash('sha1').update(frames).digest('hex');
+
 export class ProfileStore {
   private readonly stackIds = new Map<string, number>();
   private readonly insertStack: Database.Statement;
@@ -57,25 +100,9 @@ export class ProfileStore {
       p.requestedHz,
       JSON.stringify(p.resource),
     );
-    const exactSince = nowNs() - SAMPLE_HORIZON_NS;
-    const rollup = new Map<string, { size: number; bucket: bigint; stack: number; samples: number; ns: bigint }>();
-    for (const s of p.samples) {
-      const stack = ids[s.stack];
-      if (s.timeNs >= exactSince) this.insertSample.run(p.service, p.instance, s.timeNs, stack, s.weightNs);
-      for (const [size, width] of [
-        [1, NS_PER_MINUTE],
-        [60, NS_PER_HOUR],
-      ] as const) {
-        const bucket = s.timeNs / width;
-        const id = key(size, bucket, stack);
-        const e = rollup.get(id);
-        if (e) {
-          e.samples++;
-          e.ns += s.weightNs;
-        } else rollup.set(id, { size, bucket, stack, samples: 1, ns: s.weightNs });
-      }
-    }
-    for (const r of rollup.values()) this.upsertRollup.run(r.size, r.bucket, p.service, r.stack, r.samples, r.ns);
+    const { samples, rollup } = foldProfile(p, ids);
+    for (const s of samples) this.insertSample.run(p.service, p.instance, s.timeNs, s.stack, s.weightNs);
+    for (const r of rollup) this.upsertRollup.run(r.size, r.bucket, p.service, r.stack, r.samples, r.ns);
     const now = nowNs();
     if (now - this.prunedAtNs >= NS_PER_MINUTE) {
       this.prune.run(now - SAMPLE_HORIZON_NS);
@@ -84,7 +111,7 @@ export class ProfileStore {
   }
 
   private stackId(frames: string): number {
-    const hash = createHash('sha1').update(frames).digest('hex');
+    const hash = stackHash(frames);
     let id = this.stackIds.get(hash);
     if (id === undefined) {
       this.insertStack.run(hash, frames);

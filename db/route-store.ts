@@ -7,6 +7,37 @@ import { key } from '../common/keys';
 import { NS_PER_HOUR, NS_PER_MINUTE } from '../common/time';
 import { durationBucket, emptyRouteBucket, mergeRouteBucket, type RouteBucket } from './route-bucket';
 
+export interface RouteIncrement {
+  size: number;
+  bucket: bigint;
+  service: string;
+  route: string;
+  b: RouteBucket;
+}
+
+/** What newly stored breakdowns add per route per minute and per hour. */
+export function foldRequests(requests: RequestBreakdown[]): RouteIncrement[] {
+  const pending = new Map<string, RouteIncrement>();
+  for (const r of requests) {
+    const one = emptyRouteBucket();
+    one.requests = 1;
+    one.totalMs = Number(r.durationNs) / 1e6;
+    one.durations[durationBucket(one.totalMs)] = 1;
+    for (const c of r.causes) one.causes[key(c.kind, c.what)] = c.ms;
+    for (const [size, width] of [
+      [1, NS_PER_MINUTE],
+      [60, NS_PER_HOUR],
+    ] as const) {
+      const bucket = r.startNs / width;
+      const id = key(size, bucket, r.service, r.route);
+      let e = pending.get(id);
+      if (!e) pending.set(id, (e = { size, bucket, service: r.service, route: r.route, b: emptyRouteBucket() }));
+      mergeRouteBucket(e.b, one);
+    }
+  }
+  return [...pending.values()];
+}
+
 export class RouteStore {
   private readonly insert: Database.Statement;
   private readonly read: Database.Statement;
@@ -26,36 +57,20 @@ export class RouteStore {
 
   /** Stores the breakdowns not stored yet (the job may offer one twice) and folds them in. */
   write(requests: RequestBreakdown[]): void {
-    const pending = new Map<string, { size: number; bucket: bigint; service: string; route: string; b: RouteBucket }>();
-    for (const r of requests) {
-      const added = this.insert.run(
-        r.traceId,
-        r.spanId,
-        r.service,
-        r.instance,
-        r.route,
-        r.startNs,
-        r.durationNs,
-        JSON.stringify(r.causes),
-      ).changes;
-      if (!added) continue;
-      const one = emptyRouteBucket();
-      one.requests = 1;
-      one.totalMs = Number(r.durationNs) / 1e6;
-      one.durations[durationBucket(one.totalMs)] = 1;
-      for (const c of r.causes) one.causes[key(c.kind, c.what)] = c.ms;
-      for (const [size, width] of [
-        [1, NS_PER_MINUTE],
-        [60, NS_PER_HOUR],
-      ] as const) {
-        const bucket = r.startNs / width;
-        const id = key(size, bucket, r.service, r.route);
-        let e = pending.get(id);
-        if (!e) pending.set(id, (e = { size, bucket, service: r.service, route: r.route, b: emptyRouteBucket() }));
-        mergeRouteBucket(e.b, one);
-      }
-    }
-    for (const e of pending.values()) {
+    const added = requests.filter(
+      (r) =>
+        this.insert.run(
+          r.traceId,
+          r.spanId,
+          r.service,
+          r.instance,
+          r.route,
+          r.startNs,
+          r.durationNs,
+          JSON.stringify(r.causes),
+        ).changes > 0,
+    );
+    for (const e of foldRequests(added)) {
       const row = this.read.get(e.size, e.bucket, e.service, e.route) as { data: string } | undefined;
       const merged = row ? (JSON.parse(row.data) as RouteBucket) : emptyRouteBucket();
       mergeRouteBucket(merged, e.b);

@@ -3,8 +3,9 @@
 import type Database from 'better-sqlite3';
 import { agentSpan } from '../common/agent-spans';
 import type { Attributes, MetricPointRow } from '../common/types';
-import { LockRollup } from './lock-rollup';
-import { NS_PER_MINUTE } from '../common/time';
+import { isLockPoint, type LockPoint, type StreamState } from './lock-rollup';
+import { SqliteLockRollup } from './lock-rollup-sqlite';
+import { NS_PER_MINUTE, nowNs } from '../common/time';
 
 interface Migration {
   version: number;
@@ -292,14 +293,42 @@ const MIGRATIONS: Migration[] = [
       CREATE INDEX spans_server_end ON spans (end_ns) WHERE kind = 2;
     `,
   },
+  {
+    version: 8,
+    description: "lock streams' last points kept in the database",
+    sql: `
+      -- Settings of the database itself: streams_since_ns, when it began keeping lock streams.
+      CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) WITHOUT ROWID;
+      -- The last point of each cumulative lock metric stream (stream: a hash of resource, metric
+      -- and attributes; data: a StreamState as JSON), which the next point is differenced against.
+      CREATE TABLE lock_streams (
+        stream TEXT PRIMARY KEY,
+        time_ns INTEGER NOT NULL,
+        data TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX lock_streams_time ON lock_streams (time_ns);
+    `,
+    then: (db) => {
+      db.prepare("INSERT INTO settings (name, value) VALUES ('streams_since_ns', ?)").run(String(nowNs()));
+    },
+  },
 ];
+
+/** When the database began keeping lock streams (a stream that started later is whole in it). */
+export function streamsSince(db: Database.Database): bigint {
+  const v = db.prepare("SELECT value FROM settings WHERE name = 'streams_since_ns'").pluck().get() as string;
+  return BigInt(v);
+}
 
 /** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */
 function backfillLockRollup(db: Database.Database): void {
   // As at ingest: a stream that began after the database's first point is whole in it (its
   // first point counts in full); one that began before has only a baseline there.
   const first = db.prepare('SELECT min(time_ns) FROM metric_points').pluck().safeIntegers(true).get() as bigint | null;
-  const rollup = new LockRollup(db, first ?? 0n);
+  const rollup = new SqliteLockRollup(db, first ?? 0n, new Map<string, StreamState>());
   // In pages (time, rowid): a statement being read cannot share its connection with writes,
   // and a large database must not be loaded at once.
   const page = db
@@ -312,6 +341,7 @@ function backfillLockRollup(db: Database.Database): void {
   for (;;) {
     const rows = page.all(time, time, rowid) as Array<Record<string, unknown>>;
     if (rows.length === 0) break;
+    const points: LockPoint[] = [];
     for (const r of rows) {
       const num = (v: unknown) => (v === null ? null : Number(v));
       const point: MetricPointRow = {
@@ -333,9 +363,9 @@ function backfillLockRollup(db: Database.Database): void {
         resource: 0,
         scopeName: null,
       };
-      if (LockRollup.wants(point)) rollup.add(point, r.service as string, Number(r.resource_id));
+      if (isLockPoint(point)) points.push({ point, service: r.service as string, resourceId: Number(r.resource_id) });
     }
-    rollup.flush();
+    rollup.write(points);
     const last = rows[rows.length - 1];
     [time, rowid] = [last.time_ns as bigint, last.rowid as bigint];
   }

@@ -3,12 +3,12 @@ import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import type { AlertWrite, WriteBatch } from '../common/types';
 import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
-import type { RetentionResult } from './writer';
+import type { RetentionResult } from './engine';
 
 /** The write queue is full: the caller should answer 503 with Retry-After. */
 export class QueueFull extends Error {}
 
-/** The write failed (disk full, database locked for too long); retrying later may succeed. */
+/** The write failed (disk full, database locked for too long or unreachable); retrying later may succeed. */
 export class WriteFailed extends Error {}
 
 /** The data could not be stored and retrying the same request will not help. */
@@ -17,9 +17,9 @@ export class WriteRejected extends Error {}
 /** Whether the writer can store data now, and if not, why. */
 export interface WriterHealth {
   state: 'ok' | 'degraded';
-  /** Short and stable: 'disk full', 'database locked', 'backlog over the limit'... */
+  /** Short and stable: 'disk full', 'database locked', 'database unreachable', 'backlog over the limit'... */
   reason?: string;
-  /** The error as SQLite or the queue put it. */
+  /** The error as the engine or the queue put it. */
   error?: string;
   /** When writes started failing (ISO 8601). */
   since?: string;
@@ -29,15 +29,6 @@ export interface WriterHealth {
 
 /** A refusal for a full queue keeps the health degraded this long (exporters retry sooner). */
 const QUEUE_FULL_WINDOW_MS = 5000;
-
-function reasonFor(code: string): string {
-  if (code.startsWith('SQLITE_FULL')) return 'disk full';
-  if (/^SQLITE_(BUSY|LOCKED|PROTOCOL)/.test(code)) return 'database locked';
-  if (code.startsWith('SQLITE_IOERR')) return 'disk I/O error';
-  if (code.startsWith('SQLITE_NOMEM')) return 'out of memory';
-  if (code.startsWith('SQLITE_CANTOPEN')) return 'cannot open the database file';
-  return 'write failed';
-}
 
 export interface RetentionEvent {
   deleted: RetentionResult;
@@ -169,8 +160,7 @@ export class WriterClient {
       this.failing = undefined;
       for (const w of this.settle(m.ids)) w.resolve();
     } else if (m.type === 'failed') {
-      if (m.transient)
-        this.failing = { reason: reasonFor(m.code), error: m.error, since: this.failing?.since ?? Date.now() };
+      if (m.transient) this.failing = { reason: m.reason, error: m.error, since: this.failing?.since ?? Date.now() };
       for (const w of this.settle(m.ids))
         w.reject(
           m.transient

@@ -1,9 +1,10 @@
 // Messages between the collector's main thread and the writer thread.
-import type { RetentionResult } from './writer';
+import type { FailureKind, RetentionResult } from './engine';
+import type { DatabaseLocation } from './location';
 import type { AlertWrite, WriteBatch } from '../common/types';
 
 export interface WriterOptions {
-  path: string;
+  location: DatabaseLocation;
   /** Data older than this is deleted; 0 keeps everything. */
   retentionMs: number;
   retentionIntervalMs: number;
@@ -20,8 +21,8 @@ export type FromWriter =
   | { type: 'ready' }
   | { type: 'fatal'; error: string }
   | { type: 'committed'; ids: number[] }
-  /** Not stored; `transient`: for a passing reason (busy, disk full), worth retrying. */
-  | { type: 'failed'; ids: number[]; error: string; transient: boolean; code: string }
+  /** Not stored; `transient`: for a passing reason (busy, disk full, unreachable), worth retrying. */
+  | ({ type: 'failed'; ids: number[]; error: string } & FailureKind)
   /** After a failure that goes away by itself: the database can be written again. */
   | { type: 'writable' }
   | { type: 'retention'; deleted: RetentionResult; cutoffNs: bigint }

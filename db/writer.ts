@@ -3,19 +3,13 @@
 import type Database from 'better-sqlite3';
 import type { WriteBatch } from '../common/types';
 import { NS_PER_HOUR, NS_PER_MINUTE } from '../common/time';
-import { LockRollup } from './lock-rollup';
+import { isLockPoint, type LockPoint } from './lock-rollup';
+import { SqliteLockRollup } from './lock-rollup-sqlite';
+import { streamsSince } from './schema';
 import { ProfileStore } from './profile-store';
 import { RouteStore } from './route-store';
 import { key } from '../common/keys';
-
-export interface RetentionResult {
-  spans: number;
-  points: number;
-  logs: number;
-  services: number;
-  rollups: number;
-  alertHistory: number;
-}
+import type { RetentionResult } from './engine';
 
 export class BatchWriter {
   private readonly resourceIds = new Map<string, number>();
@@ -36,7 +30,7 @@ export class BatchWriter {
   private readonly deleteRequests: Database.Statement;
   private readonly deleteRouteRollup: Database.Statement;
   private readonly deleteLockRollup: Database.Statement;
-  private readonly lockRollup: LockRollup;
+  private readonly lockRollup: SqliteLockRollup;
   private readonly deleteSpans: Database.Statement;
   private readonly deletePoints: Database.Statement;
   private readonly deleteLogs: Database.Statement;
@@ -104,9 +98,11 @@ export class BatchWriter {
     this.deleteLockRollup = db.prepare(
       'DELETE FROM lock_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
     );
-    this.lockRollup = new LockRollup(db);
+    this.lockRollup = new SqliteLockRollup(db, streamsSince(db), 'stored');
     this.writeMany = db.transaction((batches: WriteBatch[]) => {
-      for (const b of batches) this.writeOne(b);
+      const lockPoints: LockPoint[] = [];
+      for (const b of batches) this.writeOne(b, lockPoints);
+      this.lockRollup.write(lockPoints);
     });
   }
 
@@ -115,9 +111,8 @@ export class BatchWriter {
     try {
       this.writeMany.immediate(batches);
     } catch (err) {
-      // Resources first seen in the rolled-back transaction are gone again, and so are its points.
+      // Resources and stacks first seen in the rolled-back transaction are gone again.
       this.resourceIds.clear();
-      this.lockRollup.reset();
       this.profiles.reset();
       throw err;
     }
@@ -136,7 +131,7 @@ export class BatchWriter {
     return id;
   }
 
-  private writeOne(batch: WriteBatch): void {
+  private writeOne(batch: WriteBatch, lockPoints: LockPoint[]): void {
     const ids = batch.resources.map((r) => this.resourceId(r.service, r.attributes));
     const seen = new Map<string, { first: bigint; last: bigint; count: number }>();
     for (const s of batch.spans) {
@@ -200,7 +195,7 @@ export class BatchWriter {
         ids[p.resource],
         p.scopeName,
       );
-      if (LockRollup.wants(p)) this.lockRollup.add(p, service, ids[p.resource]);
+      if (isLockPoint(p)) lockPoints.push({ point: p, service, resourceId: ids[p.resource] });
       if (!seen.has(service)) seen.set(service, { first: p.timeNs, last: p.timeNs, count: 0 });
     }
     for (const l of batch.logs) {
@@ -221,7 +216,6 @@ export class BatchWriter {
       );
       if (!seen.has(service)) seen.set(service, { first: l.timeNs, last: l.timeNs, count: 0 });
     }
-    this.lockRollup.flush();
     for (const p of batch.profiles ?? []) this.profiles.write(p);
     if (batch.requests?.length) this.routes.write(batch.requests);
     for (const [service, agg] of seen) this.upsertService.run(service, agg.first, agg.last, agg.count);
@@ -246,6 +240,8 @@ export class BatchWriter {
 
   /** Deletes the rollup rows older than the cutoff (a row per minute and key: one statement each). */
   deleteRollupsOlderThan(cutoffNs: bigint): number {
+    // Stacks no longer referenced are deleted: their cached ids must not be handed out again.
+    this.profiles.reset();
     return this.db
       .transaction(
         () =>

@@ -25,6 +25,14 @@ const prerequisites = [
     fix: 'apt-get install -y python3-pytest   (or: python3 -m pip install pytest)',
   },
   {
+    what: "PostgreSQL's server binaries, initdb and pg_ctl (the suites that also run on PostgreSQL)",
+    ok: () =>
+      Boolean(process.env.STALLSCOPE_PG_BIN) ||
+      (existsSync('/usr/lib/postgresql') &&
+        readdirSync('/usr/lib/postgresql').some((v) => existsSync(join('/usr/lib/postgresql', v, 'bin', 'initdb')))),
+    fix: 'apt-get install -y postgresql   (or set STALLSCOPE_PG_BIN to the folder holding initdb and pg_ctl)',
+  },
+  {
     what: 'mkfifo (the blocked-read test)',
     ok: () => run('sh', ['-c', 'command -v mkfifo'], { quiet: true }) === 0,
     fix: 'apt-get install -y coreutils',

@@ -13,7 +13,16 @@ import { ConfigError } from '../collector/config-file';
 import type { AlertInstance, AlertTransition } from '../common/types';
 import { packageRoot } from '../common/package-root';
 import { REGISTER, agentEnv, startApp, stop, type App } from './agent-apps';
-import { eventually, getJson, startServer, tempDir, type TestServer } from './helpers';
+import {
+  ENGINES,
+  eventually,
+  getJson,
+  newDatabase,
+  startServer,
+  tempDir,
+  type Engine,
+  type TestServer,
+} from './helpers';
 
 const CLI = join(packageRoot(), 'dist', 'cli', 'main.js');
 
@@ -194,12 +203,15 @@ rules:
   });
 });
 
-describe('alerts on a real lock', { timeout: 180_000 }, () => {
+for (const engine of ENGINES)
+  describe(`alerts on a real lock (${engine})`, { timeout: 180_000 }, () => realLock(engine));
+
+function realLock(engine: Engine): void {
   let server: TestServer;
   let app: App;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   const dir = tempDir();
-  const dbPath = join(dir, 'alerts.db');
+  let dbPath: string;
   const rulesFile = join(dir, 'rules.yaml');
   const log: string[] = [];
   let load: { stop: () => Promise<void> } | undefined;
@@ -221,9 +233,10 @@ describe('alerts on a real lock', { timeout: 180_000 }, () => {
     };
   };
 
-  const serverAt = (otlpPort: number) => startServer({ dbPath, rulesFile, otlpPort, log: (l) => log.push(l) });
+  const serverAt = (otlpPort: number) => startServer({ dbPath, engine, rulesFile, otlpPort, log: (l) => log.push(l) });
 
   before(async () => {
+    dbPath = await newDatabase(engine, dir);
     receiver = await startReceiver();
     writeFileSync(
       rulesFile,
@@ -358,7 +371,7 @@ rules:
     assert.match(out, /^RESOLVED +ledger-slow +critical .*service=ledger resource=lock-app\.mjs:\d+ team=payments/m);
     assert.match(out, /ledger-slow .*pending -> firing/);
   });
-});
+}
 
 describe('alert receivers that fail or hang', { timeout: 60_000 }, () => {
   it('retries a failing receiver, and a hanging one delays neither evaluation, ingest nor the others', async () => {

@@ -12,7 +12,7 @@ import { defaultThresholds, loadFindingsConfig, parseFindingsConfig } from '../c
 import { ConfigError } from '../collector/config-file';
 import type { Finding } from '../common/types';
 import { packageRoot } from '../common/package-root';
-import { eventually, getJson, startServer, tempDir } from './helpers';
+import { ENGINES, eventually, getJson, startServer, tempDir } from './helpers';
 import { markLine } from './agent-apps';
 
 const EXAMPLES = join(packageRoot(), 'examples', 'services');
@@ -91,82 +91,83 @@ describe('findings thresholds file', () => {
   });
 });
 
-describe('findings from odd agent data', () => {
-  it('survive missing attributes, and leave out starved and runtime episodes', async () => {
-    const server = await startServer();
-    try {
-      const now = BigInt(Date.now()) * 1_000_000n;
-      const attr = (key: string, value: string | number | boolean) => ({
-        key,
-        value:
-          typeof value === 'string'
-            ? { stringValue: value }
-            : typeof value === 'boolean'
-              ? { boolValue: value }
-              : { intValue: String(value) },
-      });
-      let id = 0;
-      const span = (ms: number, attributes: unknown[]) => {
-        id++;
-        return {
-          traceId: id.toString(16).padStart(32, '0'),
-          spanId: id.toString(16).padStart(16, '0'),
-          name: 'x',
-          kind: 1,
-          startTimeUnixNano: String(now - BigInt(id) * 2_000_000_000n),
-          endTimeUnixNano: String(now - BigInt(id) * 2_000_000_000n + BigInt(ms) * 1_000_000n),
-          attributes,
+for (const engine of ENGINES)
+  describe(`findings from odd agent data (${engine})`, () => {
+    it('survive missing attributes, and leave out starved and runtime episodes', async () => {
+      const server = await startServer({ engine });
+      try {
+        const now = BigInt(Date.now()) * 1_000_000n;
+        const attr = (key: string, value: string | number | boolean) => ({
+          key,
+          value:
+            typeof value === 'string'
+              ? { stringValue: value }
+              : typeof value === 'boolean'
+                ? { boolValue: value }
+                : { intValue: String(value) },
+        });
+        let id = 0;
+        const span = (ms: number, attributes: unknown[]) => {
+          id++;
+          return {
+            traceId: id.toString(16).padStart(32, '0'),
+            spanId: id.toString(16).padStart(16, '0'),
+            name: 'x',
+            kind: 1,
+            startTimeUnixNano: String(now - BigInt(id) * 2_000_000_000n),
+            endTimeUnixNano: String(now - BigInt(id) * 2_000_000_000n + BigInt(ms) * 1_000_000n),
+            attributes,
+          };
         };
-      };
-      const at = (fn: string, line: number) => [
-        attr('code.function.name', fn),
-        attr('code.file.path', '/srv/app.js'),
-        attr('code.line.number', line),
-      ];
-      const spans = [
-        // A sync call whose API is missing (an older or foreign agent).
-        ...[1, 2, 3].map(() => span(300, [attr('stallscope.kind', 'sync-call'), ...at('load', 5)])),
-        // Episodes while the process was starved of CPU, and ones in Node's internals only.
-        ...[1, 2, 3].map(() =>
-          span(600, [
-            attr('stallscope.kind', 'loop-block'),
-            attr('stallscope.block.starved', true),
-            attr('stallscope.block.origin', 'app'),
-            ...at('handler', 9),
-          ]),
-        ),
-        ...[1, 2, 3].map(() =>
-          span(600, [
-            attr('stallscope.kind', 'loop-block'),
-            attr('stallscope.block.origin', 'runtime'),
-            ...at('processTimers', 1),
-          ]),
-        ),
-        // Episodes with no stack at all.
-        ...[1, 2, 3].map(() =>
-          span(600, [attr('stallscope.kind', 'loop-block'), attr('stallscope.block.stack_captured', false)]),
-        ),
-      ];
-      const res = await fetch(`${server.otlp}/v1/traces`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          resourceSpans: [{ resource: { attributes: [attr('service.name', 'odd')] }, scopeSpans: [{ spans }] }],
-        }),
-      });
-      assert.equal(res.status, 200);
-      const { status, body } = await getJson<Finding[]>(`${server.api}/api/findings?service=odd&since=1h`);
-      assert.equal(status, 200, JSON.stringify(body));
-      assert.deepEqual(
-        body.map((f) => `${f.kind} ${f.location?.function}`),
-        ['sync-call load'],
-      );
-      assert.match(body[0].detail, /^a blocking call at load \(\/srv\/app\.js:5\) ran 3 times/);
-    } finally {
-      await server.close();
-    }
+        const at = (fn: string, line: number) => [
+          attr('code.function.name', fn),
+          attr('code.file.path', '/srv/app.js'),
+          attr('code.line.number', line),
+        ];
+        const spans = [
+          // A sync call whose API is missing (an older or foreign agent).
+          ...[1, 2, 3].map(() => span(300, [attr('stallscope.kind', 'sync-call'), ...at('load', 5)])),
+          // Episodes while the process was starved of CPU, and ones in Node's internals only.
+          ...[1, 2, 3].map(() =>
+            span(600, [
+              attr('stallscope.kind', 'loop-block'),
+              attr('stallscope.block.starved', true),
+              attr('stallscope.block.origin', 'app'),
+              ...at('handler', 9),
+            ]),
+          ),
+          ...[1, 2, 3].map(() =>
+            span(600, [
+              attr('stallscope.kind', 'loop-block'),
+              attr('stallscope.block.origin', 'runtime'),
+              ...at('processTimers', 1),
+            ]),
+          ),
+          // Episodes with no stack at all.
+          ...[1, 2, 3].map(() =>
+            span(600, [attr('stallscope.kind', 'loop-block'), attr('stallscope.block.stack_captured', false)]),
+          ),
+        ];
+        const res = await fetch(`${server.otlp}/v1/traces`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            resourceSpans: [{ resource: { attributes: [attr('service.name', 'odd')] }, scopeSpans: [{ spans }] }],
+          }),
+        });
+        assert.equal(res.status, 200);
+        const { status, body } = await getJson<Finding[]>(`${server.api}/api/findings?service=odd&since=1h`);
+        assert.equal(status, 200, JSON.stringify(body));
+        assert.deepEqual(
+          body.map((f) => `${f.kind} ${f.location?.function}`),
+          ['sync-call load'],
+        );
+        assert.match(body[0].detail, /^a blocking call at load \(\/srv\/app\.js:5\) ran 3 times/);
+      } finally {
+        await server.close();
+      }
+    });
   });
-});
 
 describe('findings from the example services', { timeout: 240_000 }, () => {
   let demo: Demo;

@@ -2,7 +2,7 @@
 // lock alert read the same numbers for the same window.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually, getJson, startServer } from './helpers';
+import { ENGINES, eventually, getJson, startServer, type Engine } from './helpers';
 import { REGISTER, agentEnv, startApp, stop } from './agent-apps';
 import { SPAN_NAMES } from '../common/conventions';
 import { rollupRanges } from '../db/read/ranges';
@@ -49,135 +49,139 @@ describe('lock windows', () => {
   });
 });
 
-describe('lock statistics over a short window', () => {
-  it('count exactly the exports inside it, the same on the Locks page and in an alert', async () => {
-    const server = await startServer();
-    try {
-      const nowMs = Date.now();
-      const NOW = BigInt(nowMs) * 1_000_000n;
-      // Eighteen exports 10 s apart of a stream that began before the collector: the first is a
-      // baseline, each later one adds 10 acquisitions (2 contended) and 2 waits of 3 ms.
-      const times = Array.from({ length: 18 }, (_, i) => NOW - BigInt(17 - i) * 10n * NS_PER_SECOND);
-      const start = String(NOW - 10n * NS_PER_MINUTE);
-      const lock = [attr('stallscope.lock.name', 'ledger'), attr('stallscope.lock.type', 'async-mutex.Mutex')];
-      const sum = (contended: boolean, per: number) => ({
-        aggregationTemporality: 2,
-        isMonotonic: true,
-        dataPoints: times.map((t, i) => ({
-          startTimeUnixNano: start,
-          timeUnixNano: String(t),
-          asInt: String(per * (i + 1)),
-          attributes: [...lock, attr('stallscope.lock.contended', contended)],
-        })),
-      });
-      const body = {
-        resourceMetrics: [
-          {
-            resource: { attributes: [attr('service.name', 'shop')] },
-            scopeMetrics: [
-              {
-                metrics: [
-                  { name: 'stallscope.lock.acquisitions', sum: sum(false, 8) },
-                  { name: 'stallscope.lock.acquisitions', sum: sum(true, 2) },
-                  {
-                    name: 'stallscope.lock.wait_time',
-                    histogram: {
-                      aggregationTemporality: 2,
-                      dataPoints: times.map((t, i) => ({
-                        startTimeUnixNano: start,
-                        timeUnixNano: String(t),
-                        count: String(2 * (i + 1)),
-                        sum: 0.006 * (i + 1),
-                        explicitBounds: [0.001, 0.005, 0.01],
-                        bucketCounts: ['0', String(2 * (i + 1)), '0', '0'],
-                        attributes: [...lock, attr('stallscope.lock.outcome', 'granted')],
-                      })),
-                    },
-                  },
-                ],
-              },
-            ],
-          },
-        ],
-      };
-      const res = await fetch(`${server.otlp}/v1/metrics`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      assert.equal(res.status, 200);
+for (const engine of ENGINES) describe(`reads (${engine})`, () => reads(engine));
 
-      // 53 s holding the exports at -95 s ... -45 s: five of them, whatever minute they fall in.
-      const fromMs = nowMs - 95_500;
-      const toMs = nowMs - 42_500;
-      const page = await getJson<LocksPage>(`${server.api}/api/dash/locks?from=${fromMs}&to=${toMs}&service=shop`);
-      assert.equal(page.status, 200);
-      const row = page.body.locks.find((l) => l.lock === 'ledger')!;
-      assert.equal(row.acquisitions, 50);
-      assert.equal(row.contended, 10);
-      assert.ok(Math.abs(row.totalWaitMs - 30) < 1e-6, `total wait ${row.totalWaitMs}`);
-
-      const rule = (signal: AlertRule['signal']) =>
-        ({ name: signal, signal, op: '>', threshold: 0, windowMs: toMs - fromMs }) as AlertRule;
-      const read = server.running.collector.store.read;
-      const noFindings = async () => [];
-      const [total] = await signalValues(rule('lock-wait-total'), read, noFindings, toMs);
-      const [p95] = await signalValues(rule('lock-wait-p95'), read, noFindings, toMs);
-      assert.equal(total.resource, 'ledger');
-      assert.equal(total.value, row.totalWaitMs);
-      assert.equal(p95.value, row.waitP95Ms);
-    } finally {
-      await server.close();
-    }
-  });
-});
-
-describe('lock percentiles from exponential histograms', () => {
-  it('give a p95 within a few percent of the exact p95 of the same waits', async () => {
-    const server = await startServer();
-    try {
-      const app = await startApp(
-        ['--import', REGISTER, 'ledger-app.mjs'],
-        agentEnv(server, 'p95', { LOCK_LIB: 'async-mutex' }),
-      );
+function reads(engine: Engine): void {
+  describe('lock statistics over a short window', () => {
+    it('count exactly the exports inside it, the same on the Locks page and in an alert', async () => {
+      const server = await startServer({ engine });
       try {
-        // Closed-loop clients on one mutex: waits from nothing to some tens of ms.
-        const end = Date.now() + 2500;
-        await Promise.all(
-          Array.from({ length: 8 }, async (_, c) => {
-            for (let i = c; Date.now() < end; i++)
-              await fetch(`http://127.0.0.1:${app.port}/${i % 2 ? 'pay' : 'order'}`);
-          }),
-        );
+        const nowMs = Date.now();
+        const NOW = BigInt(nowMs) * 1_000_000n;
+        // Eighteen exports 10 s apart of a stream that began before the collector: the first is a
+        // baseline, each later one adds 10 acquisitions (2 contended) and 2 waits of 3 ms.
+        const times = Array.from({ length: 18 }, (_, i) => NOW - BigInt(17 - i) * 10n * NS_PER_SECOND);
+        const start = String(NOW - 10n * NS_PER_MINUTE);
+        const lock = [attr('stallscope.lock.name', 'ledger'), attr('stallscope.lock.type', 'async-mutex.Mutex')];
+        const sum = (contended: boolean, per: number) => ({
+          aggregationTemporality: 2,
+          isMonotonic: true,
+          dataPoints: times.map((t, i) => ({
+            startTimeUnixNano: start,
+            timeUnixNano: String(t),
+            asInt: String(per * (i + 1)),
+            attributes: [...lock, attr('stallscope.lock.contended', contended)],
+          })),
+        });
+        const body = {
+          resourceMetrics: [
+            {
+              resource: { attributes: [attr('service.name', 'shop')] },
+              scopeMetrics: [
+                {
+                  metrics: [
+                    { name: 'stallscope.lock.acquisitions', sum: sum(false, 8) },
+                    { name: 'stallscope.lock.acquisitions', sum: sum(true, 2) },
+                    {
+                      name: 'stallscope.lock.wait_time',
+                      histogram: {
+                        aggregationTemporality: 2,
+                        dataPoints: times.map((t, i) => ({
+                          startTimeUnixNano: start,
+                          timeUnixNano: String(t),
+                          count: String(2 * (i + 1)),
+                          sum: 0.006 * (i + 1),
+                          explicitBounds: [0.001, 0.005, 0.01],
+                          bucketCounts: ['0', String(2 * (i + 1)), '0', '0'],
+                          attributes: [...lock, attr('stallscope.lock.outcome', 'granted')],
+                        })),
+                      },
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        };
+        const res = await fetch(`${server.otlp}/v1/metrics`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        assert.equal(res.status, 200);
+
+        // 53 s holding the exports at -95 s ... -45 s: five of them, whatever minute they fall in.
+        const fromMs = nowMs - 95_500;
+        const toMs = nowMs - 42_500;
+        const page = await getJson<LocksPage>(`${server.api}/api/dash/locks?from=${fromMs}&to=${toMs}&service=shop`);
+        assert.equal(page.status, 200);
+        const row = page.body.locks.find((l) => l.lock === 'ledger')!;
+        assert.equal(row.acquisitions, 50);
+        assert.equal(row.contended, 10);
+        assert.ok(Math.abs(row.totalWaitMs - 30) < 1e-6, `total wait ${row.totalWaitMs}`);
+
+        const rule = (signal: AlertRule['signal']) =>
+          ({ name: signal, signal, op: '>', threshold: 0, windowMs: toMs - fromMs }) as AlertRule;
+        const read = server.running.collector.store.read;
+        const noFindings = async () => [];
+        const [total] = await signalValues(rule('lock-wait-total'), read, noFindings, toMs);
+        const [p95] = await signalValues(rule('lock-wait-p95'), read, noFindings, toMs);
+        assert.equal(total.resource, 'ledger');
+        assert.equal(total.value, row.totalWaitMs);
+        assert.equal(p95.value, row.waitP95Ms);
       } finally {
-        await stop(app);
+        await server.close();
       }
-      const row = await eventually(
-        async () =>
-          (await getJson<LocksPage>(`${server.api}/api/dash/locks?service=p95&since=15m`)).body.locks.find(
-            (l) => l.acquisitions > 100,
-          ),
-        10_000,
-        'the lock in the locks table',
-      );
-      // Every wait over the span threshold (1 ms) is a span with its exact length; the shorter
-      // contended ones and the uncontended acquisitions count as waits of (about) zero.
-      const traces = await getJson<TraceSummary[]>(
-        `${server.api}/api/traces?service=p95&kind=lock-wait&limit=1000&since=15m`,
-      );
-      const waits: number[] = [];
-      for (const t of traces.body) {
-        const { body } = await getJson<{ spans: SpanView[] }>(`${server.api}/api/traces/${t.traceId}`);
-        for (const s of body.spans) if (s.name === SPAN_NAMES.lockWait) waits.push(s.durationMs);
-      }
-      assert.ok(waits.length > 50, `${waits.length} waits`);
-      const all = [...waits, ...new Array<number>(Math.max(0, row.acquisitions - waits.length)).fill(0)].sort(
-        (a, b) => a - b,
-      );
-      const exact = all[Math.ceil(0.95 * all.length) - 1];
-      assert.ok(Math.abs(row.waitP95Ms! - exact) <= 0.06 * exact, `p95 ${row.waitP95Ms} ms, exact ${exact} ms`);
-    } finally {
-      await server.close();
-    }
+    });
   });
-});
+
+  describe('lock percentiles from exponential histograms', () => {
+    it('give a p95 within a few percent of the exact p95 of the same waits', async () => {
+      const server = await startServer({ engine });
+      try {
+        const app = await startApp(
+          ['--import', REGISTER, 'ledger-app.mjs'],
+          agentEnv(server, 'p95', { LOCK_LIB: 'async-mutex' }),
+        );
+        try {
+          // Closed-loop clients on one mutex: waits from nothing to some tens of ms.
+          const end = Date.now() + 2500;
+          await Promise.all(
+            Array.from({ length: 8 }, async (_, c) => {
+              for (let i = c; Date.now() < end; i++)
+                await fetch(`http://127.0.0.1:${app.port}/${i % 2 ? 'pay' : 'order'}`);
+            }),
+          );
+        } finally {
+          await stop(app);
+        }
+        const row = await eventually(
+          async () =>
+            (await getJson<LocksPage>(`${server.api}/api/dash/locks?service=p95&since=15m`)).body.locks.find(
+              (l) => l.acquisitions > 100,
+            ),
+          10_000,
+          'the lock in the locks table',
+        );
+        // Every wait over the span threshold (1 ms) is a span with its exact length; the shorter
+        // contended ones and the uncontended acquisitions count as waits of (about) zero.
+        const traces = await getJson<TraceSummary[]>(
+          `${server.api}/api/traces?service=p95&kind=lock-wait&limit=1000&since=15m`,
+        );
+        const waits: number[] = [];
+        for (const t of traces.body) {
+          const { body } = await getJson<{ spans: SpanView[] }>(`${server.api}/api/traces/${t.traceId}`);
+          for (const s of body.spans) if (s.name === SPAN_NAMES.lockWait) waits.push(s.durationMs);
+        }
+        assert.ok(waits.length > 50, `${waits.length} waits`);
+        const all = [...waits, ...new Array<number>(Math.max(0, row.acquisitions - waits.length)).fill(0)].sort(
+          (a, b) => a - b,
+        );
+        const exact = all[Math.ceil(0.95 * all.length) - 1];
+        assert.ok(Math.abs(row.waitP95Ms! - exact) <= 0.06 * exact, `p95 ${row.waitP95Ms} ms, exact ${exact} ms`);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+}

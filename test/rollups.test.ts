@@ -3,9 +3,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { startServer } from './helpers';
+import { ENGINES, startServer } from './helpers';
 import { migrate } from '../db/schema';
-import { LockRollup } from '../db/lock-rollup';
+import { SqliteLockRollup } from '../db/lock-rollup-sqlite';
+import type { LockPoint } from '../db/lock-rollup';
 import { NS_PER_MINUTE } from '../common/time';
 
 const NOW = BigInt(Date.now()) * 1_000_000n;
@@ -166,65 +167,71 @@ const WINDOW = `from=${new Date(Number(NOW / 1_000_000n) - 3_600_000).toISOStrin
 const post = (url: string, body: string) =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
-describe('dashboard rollups', () => {
-  it('are kept at ingest, and rebuilt the same from the data when an older database is upgraded', async () => {
-    const server = await startServer();
-    let ingested: unknown;
-    try {
-      assert.equal((await post(`${server.otlp}/v1/traces`, spansBody())).status, 200);
-      assert.equal((await post(`${server.otlp}/v1/metrics`, metricsBody())).status, 200);
-      const get = async (path: string) => (await fetch(`${server.api}${path}`)).json();
-      const snapshot = async () => ({
-        lock: await get(`/api/dash/lock?name=orders&${WINDOW}`),
-        locks: await get(`/api/dash/locks?${WINDOW}`),
-        blocking: await get(`/api/dash/blocking?${WINDOW}`),
-      });
-      ingested = await snapshot();
-      const s = ingested as {
-        lock: { pairs: Array<{ waiterSite: string; holderSite: string; totalMs: number }>; acquireSites: unknown[] };
-        locks: { locks: Array<{ lock: string; acquisitions: number; contended: number }> };
-        blocking: { episodes: Array<{ key: string; count: number; maxMs: number }> };
-      };
-      // The first export of each stream is its baseline: two exports' increase each.
-      assert.deepEqual(
-        s.lock.pairs.map((p) => `${p.waiterSite} on ${p.holderSite}: ${Math.round(p.totalMs)}`),
-        ['a (a.js:1) on b (b.js:2): 20', 'c (c.js:3) on b (b.js:2): 10'],
-      );
-      assert.deepEqual(
-        s.blocking.episodes.map((e) => [e.key, e.count, Math.round(e.maxMs)]),
-        [['render (/app/x.js:7)', 2, 120]],
-      );
-      // The first export only sets each stream's baseline (the process had started before).
-      const orders = s.locks.locks.find((l) => l.lock === 'orders')!;
-      assert.equal(orders.acquisitions, 220);
-      assert.equal(orders.contended, 20);
+for (const engine of ENGINES)
+  describe(`dashboard rollups (${engine})`, () => {
+    // Upgrading is SQLite's: a PostgreSQL database starts at the current schema.
+    const what = engine === 'sqlite' ? ', and rebuilt the same from the data when an older database is upgraded' : '';
+    it(`are kept at ingest${what}`, async () => {
+      const server = await startServer({ engine });
+      let ingested: unknown;
+      try {
+        assert.equal((await post(`${server.otlp}/v1/traces`, spansBody())).status, 200);
+        assert.equal((await post(`${server.otlp}/v1/metrics`, metricsBody())).status, 200);
+        const get = async (path: string) => (await fetch(`${server.api}${path}`)).json();
+        const snapshot = async () => ({
+          lock: await get(`/api/dash/lock?name=orders&${WINDOW}`),
+          locks: await get(`/api/dash/locks?${WINDOW}`),
+          blocking: await get(`/api/dash/blocking?${WINDOW}`),
+        });
+        ingested = await snapshot();
+        const s = ingested as {
+          lock: { pairs: Array<{ waiterSite: string; holderSite: string; totalMs: number }>; acquireSites: unknown[] };
+          locks: { locks: Array<{ lock: string; acquisitions: number; contended: number }> };
+          blocking: { episodes: Array<{ key: string; count: number; maxMs: number }> };
+        };
+        // The first export of each stream is its baseline: two exports' increase each.
+        assert.deepEqual(
+          s.lock.pairs.map((p) => `${p.waiterSite} on ${p.holderSite}: ${Math.round(p.totalMs)}`),
+          ['a (a.js:1) on b (b.js:2): 20', 'c (c.js:3) on b (b.js:2): 10'],
+        );
+        assert.deepEqual(
+          s.blocking.episodes.map((e) => [e.key, e.count, Math.round(e.maxMs)]),
+          [['render (/app/x.js:7)', 2, 120]],
+        );
+        // The first export only sets each stream's baseline (the process had started before).
+        const orders = s.locks.locks.find((l) => l.lock === 'orders')!;
+        assert.equal(orders.acquisitions, 220);
+        assert.equal(orders.contended, 20);
 
-      // The same database as an older stallscope left it: no agent columns, no rollups.
-      await server.running.close();
-      const db = new Database(server.dbPath);
-      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE profiles; DROP TABLE profile_stacks; DROP TABLE profile_samples; DROP TABLE profile_rollup; DROP TABLE request_breakdown; DROP TABLE route_rollup; DROP INDEX spans_server_end; DROP TABLE alert_instances; DROP TABLE alert_history; DROP INDEX spans_agent_service;
+        if (engine !== 'sqlite') return;
+        // The same database as an older stallscope left it: no agent columns, no rollups.
+        await server.running.close();
+        const db = new Database(server.dbPath);
+        db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE profiles; DROP TABLE profile_stacks; DROP TABLE profile_samples; DROP TABLE profile_rollup; DROP TABLE request_breakdown; DROP TABLE route_rollup; DROP INDEX spans_server_end; DROP TABLE alert_instances; DROP TABLE alert_history; DROP TABLE settings; DROP TABLE lock_streams; DROP INDEX spans_agent_service;
         DROP INDEX spans_agent; DROP INDEX spans_agent_key; DROP INDEX spans_agent_slow; DROP INDEX metric_points_name_time;
         ALTER TABLE spans DROP COLUMN agent_kind; ALTER TABLE spans DROP COLUMN agent_key; PRAGMA user_version = 1;`);
-      db.close();
-      const again = await startServer({ dbPath: server.dbPath });
-      try {
-        const get2 = async (path: string) => (await fetch(`${again.api}${path}`)).json();
-        const upgraded = {
-          lock: await get2(`/api/dash/lock?name=orders&${WINDOW}`),
-          locks: await get2(`/api/dash/locks?${WINDOW}`),
-          blocking: await get2(`/api/dash/blocking?${WINDOW}`),
-        };
-        assert.deepEqual(upgraded, ingested);
+        db.close();
+        const again = await startServer({ dbPath: server.dbPath });
+        try {
+          const get2 = async (path: string) => (await fetch(`${again.api}${path}`)).json();
+          const upgraded = {
+            lock: await get2(`/api/dash/lock?name=orders&${WINDOW}`),
+            locks: await get2(`/api/dash/locks?${WINDOW}`),
+            blocking: await get2(`/api/dash/blocking?${WINDOW}`),
+          };
+          assert.deepEqual(upgraded, ingested);
+        } finally {
+          await again.close();
+        }
       } finally {
-        await again.close();
+        await server.close().catch(() => undefined);
       }
-    } finally {
-      await server.close().catch(() => undefined);
-    }
+    });
   });
-});
 
 describe('lock rollup arithmetic', () => {
+  // Minutes counted from a recent base: streams silent for a day are forgotten by the wall clock.
+  const BASE = NOW / NS_PER_MINUTE - 200n;
   const point = (timeMin: number, value: number, startMin: number) => ({
     name: 'stallscope.lock.acquisitions',
     description: null,
@@ -232,8 +239,8 @@ describe('lock rollup arithmetic', () => {
     type: 'sum' as const,
     temporality: 2,
     monotonic: true,
-    startNs: BigInt(startMin) * NS_PER_MINUTE,
-    timeNs: BigInt(timeMin) * NS_PER_MINUTE,
+    startNs: (BASE + BigInt(startMin)) * NS_PER_MINUTE,
+    timeNs: (BASE + BigInt(timeMin)) * NS_PER_MINUTE,
     value,
     count: null,
     sum: null,
@@ -257,7 +264,7 @@ describe('lock rollup arithmetic', () => {
   it('counts late and repeated points once, a restart in full, and a stream born after the writer from zero', () => {
     const db = new Database(':memory:');
     migrate(db);
-    const rollup = new LockRollup(db, 100n * NS_PER_MINUTE);
+    const points: LockPoint[] = [];
     // Began before the writer: its first point is a baseline.
     for (const [t, v] of [
       [101, 100],
@@ -266,10 +273,12 @@ describe('lock rollup arithmetic', () => {
       [102, 200], // lower within the same life: late, ignored
       [103, 350],
     ] as const)
-      rollup.add(point(t, v, 50), 'svc', 1);
-    rollup.add(point(104, 40, 104), 'svc', 1); // restarted: all of it is new
-    rollup.add(point(105, 7, 105), 'svc', 2); // another instance, born after the writer started
-    rollup.flush();
+      points.push({ point: point(t, v, 50), service: 'svc', resourceId: 1 });
+    points.push({ point: point(104, 40, 104), service: 'svc', resourceId: 1 }); // restarted: all of it is new
+    points.push({ point: point(105, 7, 105), service: 'svc', resourceId: 2 }); // another instance, born after the writer started
+    // Two writes, as two collectors (or two transactions) would: the streams' last points are stored between them.
+    new SqliteLockRollup(db, (BASE + 100n) * NS_PER_MINUTE, 'stored').write(points.slice(0, 3));
+    new SqliteLockRollup(db, (BASE + 100n) * NS_PER_MINUTE, 'stored').write(points.slice(3));
     assert.equal(total(db), 250 + 40 + 7);
     db.close();
   });

@@ -1,6 +1,7 @@
 // The routes job: every interval, the HTTP server spans that ended a while ago (long enough for
 // their traces, the other requests' episodes and the loop's CPU profile windows to have arrived)
-// are broken down (breakdown.ts) and stored through the writer thread, off the ingest path.
+// are broken down (breakdown.ts) and stored through the writer thread, off the ingest path. With
+// several collectors on one database it runs on the leader only (store.leader()).
 import { codeKey } from '../../common/agent-spans';
 import { BLOCK_CAPTURED, BLOCK_ORIGIN, BLOCK_ORIGINS, BLOCK_STARVED } from '../../common/conventions';
 import type { JobSpan, RequestBreakdown, TimedSample } from '../../common/types';
@@ -54,6 +55,11 @@ export class RoutesJob {
 
   private async runOnce(now: bigint): Promise<void> {
     if (this.closed) return;
+    if (!(await this.o.store.leader())) {
+      // Another collector breaks requests down; if this one leads again, it starts where that one stopped.
+      this.cursor = undefined;
+      return;
+    }
     const read = this.o.store.read;
     const until = now - BigInt(this.o.lagMs ?? 60_000) * 1_000_000n;
     // From where the last run (of this process, or the stored breakdowns) stopped.
