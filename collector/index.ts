@@ -1,7 +1,7 @@
 // The collector: an OTLP/HTTP receiver writing into the store.
-import { OtlpReceiver, type ReceiverStats } from './receiver';
+import { OtlpReceiver } from './receiver';
 import { openStore, type Store, type StoreOptions } from '../db/index';
-import type { Finding, Window } from '../common/types';
+import type { CollectorHealth, Finding, ReceiverStats, Window } from '../common/types';
 import { deriveFindings } from './findings';
 import { defaultThresholds, type FindingThresholds } from './findings-config';
 import { AlertEngine } from './alerts';
@@ -9,7 +9,6 @@ import { RoutesJob } from './routes/job';
 import type { AlertRules } from '../common/types';
 import { closeServer, isLoopbackHost, listen } from '../common/listen';
 import { MemoryBudget } from './memory-budget';
-import type { WriterHealth } from '../db/index';
 
 /** What every OTLP request in flight may hold together unless told otherwise. */
 export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024;
@@ -45,16 +44,6 @@ export interface CollectorOptions {
   routes?: { intervalMs: number; lagMs: number };
   /** Receiver retry policy (tests shorten it). */
   alertRetry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
-}
-
-/** What /healthz answers: degraded whenever ingest is being refused. */
-export interface CollectorHealth {
-  status: 'ok' | 'degraded';
-  /** One line per cause, e.g. "disk full: database or disk is full (since ...)". */
-  reasons: string[];
-  writer: WriterHealth;
-  /** The memory budget: bytes held now and at most, refusals, and collections asked for. */
-  memory: { budgetBytes: number; inUseBytes: number; peakBytes: number; refused: number; collections: number };
 }
 
 export interface Collector {

@@ -20,6 +20,7 @@ import {
 } from './otlp/normalize';
 import { QueueFull, WriteFailed, WriteRejected, type Store } from '../db/index';
 import { PROFILE_PATH } from '../common/conventions';
+import type { ReceiverStats } from '../common/types';
 import { BadProfile, decodeProfile } from './profiles';
 import { BodyTooLarge, BodyUnreadable, gunzipBody, readBody } from './body';
 import { MemoryBudget, OverBudget } from './memory-budget';
@@ -70,15 +71,6 @@ export interface ReceiverOptions {
   token?: string;
   /** Only requests whose Host header names this machine (bound to loopback without a token). */
   loopbackHostsOnly: boolean;
-}
-
-export interface ReceiverStats {
-  requests: number;
-  accepted: { spans: number; points: number; logs: number; profileSamples: number };
-  rejectedItems: number;
-  refused: Record<string, number>;
-  /** Internal errors (500s), each one also a rate-limited line on stderr. */
-  internalErrors: number;
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {

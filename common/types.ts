@@ -612,3 +612,37 @@ export interface AlertWrite {
   keepRules?: string[];
   history: AlertTransition[];
 }
+
+// What /healthz answers: the writer, the receiver and the collector as a whole.
+
+/** Whether the writer can store data now, and if not, why. */
+export interface WriterHealth {
+  state: 'ok' | 'degraded';
+  /** Short and stable: 'disk full', 'database locked', 'database unreachable', 'backlog over the limit'... */
+  reason?: string;
+  /** The error as the engine or the queue put it. */
+  error?: string;
+  /** When writes started failing (ISO 8601). */
+  since?: string;
+  backlogRows: number;
+  maxBacklogRows: number;
+}
+
+export interface ReceiverStats {
+  requests: number;
+  accepted: { spans: number; points: number; logs: number; profileSamples: number };
+  rejectedItems: number;
+  refused: Record<string, number>;
+  /** Internal errors (500s), each one also a rate-limited line on stderr. */
+  internalErrors: number;
+}
+
+/** What /healthz answers: degraded whenever ingest is being refused. */
+export interface CollectorHealth {
+  status: 'ok' | 'degraded';
+  /** One line per cause, e.g. "disk full: database or disk is full (since ...)". */
+  reasons: string[];
+  writer: WriterHealth;
+  /** The memory budget: bytes held now and at most, refusals, and collections asked for. */
+  memory: { budgetBytes: number; inUseBytes: number; peakBytes: number; refused: number; collections: number };
+}

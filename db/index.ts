@@ -4,14 +4,15 @@
 import { openReadConnection } from './connection';
 import { ReadModel } from './read-model';
 import { SqliteReader } from './sql';
-import { WriterClient, type WriterHealth } from './writer-client';
+import { WriterClient } from './writer-client';
+import type { WriterHealth } from '../common/types';
 import { describeLocation, parseLocation, type DatabaseLocation } from './location';
 import { PgReader } from './pg/reader';
 import { Lease } from './pg/lease';
 import { DEFAULT_LEASE_INTERVAL_MS, DEFAULT_READ_POOL_SIZE, type PgOptions } from './pg/options';
 import type { AlertWrite, WriteBatch } from '../common/types';
 
-export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent, type WriterHealth } from './writer-client';
+export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
 export type { ReadModel } from './read-model';
 export type { PgOptions } from './pg/options';
 export { describeLocation, parseLocation, redact, type DatabaseLocation } from './location';

@@ -1,7 +1,7 @@
 // Main-thread side of the writer thread: hands batches over and resolves once they are committed.
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import type { AlertWrite, WriteBatch } from '../common/types';
+import type { AlertWrite, WriteBatch, WriterHealth } from '../common/types';
 import type { FromWriter, ToWriter, WriterOptions } from './writer-protocol';
 import type { RetentionResult } from './engine';
 
@@ -13,19 +13,6 @@ export class WriteFailed extends Error {}
 
 /** The data could not be stored and retrying the same request will not help. */
 export class WriteRejected extends Error {}
-
-/** Whether the writer can store data now, and if not, why. */
-export interface WriterHealth {
-  state: 'ok' | 'degraded';
-  /** Short and stable: 'disk full', 'database locked', 'database unreachable', 'backlog over the limit'... */
-  reason?: string;
-  /** The error as the engine or the queue put it. */
-  error?: string;
-  /** When writes started failing (ISO 8601). */
-  since?: string;
-  backlogRows: number;
-  maxBacklogRows: number;
-}
 
 /** A refusal for a full queue keeps the health degraded this long (exporters retry sooner). */
 const QUEUE_FULL_WINDOW_MS = 5000;
