@@ -11,11 +11,11 @@ import {
 import {
   activeTracker,
   captureLockStack,
-  siteOf,
   type Acquisition,
   type LockResource,
   type LockTracker,
 } from './tracker';
+import { siteOf } from '../sites';
 import { framesOf } from '../stack';
 import { report } from '../safety';
 import { Patches, shaped, type AnyFn } from '../patch';

@@ -4,11 +4,11 @@
 import {
   activeTracker,
   captureLockStack,
-  siteOf,
   type Acquisition,
   type LockResource,
   type LockTracker,
 } from './tracker';
+import { siteOf } from '../sites';
 import { report } from '../safety';
 
 export type Release = () => void;

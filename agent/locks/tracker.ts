@@ -34,7 +34,8 @@ import {
   LOCK_WAITERS,
   SPAN_NAMES,
 } from '../../common/conventions';
-import { captureStack, framesOf, siteName, topUserFrame } from '../stack';
+import { captureStack } from '../stack';
+import { codeSiteOf } from '../sites';
 import { chargeWait, type Charges, type HoldSpan } from './blame';
 import { recordSpan, type SiteAttribute } from '../spans';
 import { activeSourceMapper } from '../source-mapper';
@@ -139,35 +140,11 @@ const HELD_REPORT_MAX_GAP_MS = 60_000;
 /** Frames kept for a lock site: enough to climb out of the library into the caller. */
 const LOCK_STACK_FRAMES = 12;
 
-/** The caller's stack above `skip`, where a lock is created: its name when it has none (see siteOf). */
+/** The caller's stack above `skip`, where a lock is created: its name when it has none (see sites.ts). */
 export function captureLockStack(skip: Function): { stack?: string } {
   const holder = captureStack(skip, LOCK_STACK_FRAMES);
   activeSourceMapper()?.prefetch(holder);
   return holder;
-}
-
-/** The first user frame of a captured stack, in the source when its file's map is known by now. */
-function userFrame(holder: { stack?: string }) {
-  const frames = framesOf(holder);
-  return topUserFrame(activeSourceMapper()?.map(frames) ?? frames);
-}
-
-/**
- * The file:line of the first user frame in a captured stack (the creation site's file is looked
- * at ahead, see captureLockStack): a lock's name when it has none.
- */
-export function siteOf(holder: { stack?: string }): string {
-  const f = userFrame(holder);
-  return f ? siteName(f) : 'unknown';
-}
-
-/**
- * The first user frame as `fn (file:line)`: how acquire and holder sites are named. Worked out
- * when a charge first needs it, in the source if the file's map has been read by then.
- */
-export function codeSiteOf(holder: { stack?: string }): string {
-  const f = userFrame(holder);
-  return f ? `${f.function || '<anonymous>'} (${siteName(f)})` : LOCK_SITES.unknown;
 }
 
 const siteOfAcquisition = (acq: Acquisition) => (acq.site ??= acq.stack ? codeSiteOf(acq.stack) : LOCK_SITES.unknown);
