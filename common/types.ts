@@ -230,6 +230,8 @@ export interface TraceSummary {
   durationMs: number;
   spanCount: number;
   errorCount: number;
+  /** Spans the stallscope agent made in it (a blocked loop, a lock wait...). */
+  agentSpanCount: number;
   services: string[];
   /** The newest span in the trace that matched the search filters. */
   matched: { spanId: string; name: string; service: string; durationMs: number };

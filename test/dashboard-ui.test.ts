@@ -259,6 +259,26 @@ describe('dashboard pages in Chromium', () => {
     await page.close();
   });
 
+  it('traces: a scatter of duration over time marks stalled traces, and a point opens its trace', async () => {
+    const page = await open('/traces?since=15m&service=worker', 'traces-scatter');
+    assert.ok(await drawn(page, '#trace-scatter'), 'the scatter is drawn');
+    // Chart.js knows where it drew each point: click the first of the stalled ones.
+    const at = await page.evaluate(() => {
+      const g = globalThis as unknown as {
+        Chart: { getChart(id: string): { getDatasetMeta(i: number): { data: Array<{ x: number; y: number }> } } };
+      };
+      const p = g.Chart.getChart('trace-scatter').getDatasetMeta(0).data[0];
+      return { x: p.x, y: p.y };
+    });
+    const box = (await page.$('#trace-scatter'))!;
+    const b = (await box.boundingBox())!;
+    await page.mouse.click(b.x + at.x, b.y + at.y);
+    await page.waitForURL(/\/trace\?.*\bid=[0-9a-f]{32}/);
+    await page.waitForSelector('body[data-ready="true"] .wf-row');
+    assert.ok((await page.locator('.wf-row[class*="kind-"]').count()) > 0, 'the trace holds an agent span');
+    await page.close();
+  });
+
   it('shows hostile names as text, never as markup', async () => {
     for (const path of [
       '/traces?since=15m',
@@ -465,6 +485,78 @@ describe('dashboard pages in Chromium', () => {
     );
     assert.match((await page.getAttribute('a[download]', 'href'))!, /\/api\/dash\/profile\.pb\.gz\?/);
     await page.close();
+  });
+
+  it('fits every page to 1280 px without scrolling sideways, and shoots it at 1280×800 and 1920×1080', async () => {
+    const pages = [
+      '/',
+      '/routes',
+      '/locks',
+      '/lock?name=account%3A7',
+      '/blocking',
+      '/profile',
+      '/offload',
+      '/traces',
+      '/alerts',
+    ];
+    for (const [width, height] of [
+      [1280, 800],
+      [1920, 1080],
+    ]) {
+      for (const path of pages) {
+        const page = await browser.newPage({ viewport: { width, height } });
+        await page.goto(`${server.api}${path}${path.includes('?') ? '&' : '?'}since=15m`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+        const name = `${width}x${height}-${path.replace(/[^a-z]+/g, '-').replace(/^-|-$/g, '') || 'overview'}`;
+        await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+        // Runs in the page: the test's own TypeScript has no DOM types.
+        const over = await page.evaluate(() => {
+          const d = (
+            globalThis as unknown as {
+              document: {
+                documentElement: { scrollWidth: number; clientWidth: number };
+                querySelectorAll(s: string): ArrayLike<{
+                  scrollWidth: number;
+                  clientWidth: number;
+                  querySelector(s: string): { textContent: string } | null;
+                }>;
+              };
+            }
+          ).document;
+          const cards = Array.from(d.querySelectorAll('.card'))
+            .filter((c) => c.scrollWidth > c.clientWidth + 1)
+            .map((c) => `${c.querySelector('h2')?.textContent}: ${c.scrollWidth} > ${c.clientWidth}`);
+          return { page: d.documentElement.scrollWidth - d.documentElement.clientWidth, cards };
+        });
+        assert.ok(over.page <= 0, `${path} at ${width} px scrolls sideways by ${over.page} px`);
+        if (width === 1280) assert.deepEqual(over.cards, [], `${path}: cards wider than the page`);
+        await page.close();
+      }
+    }
+  });
+
+  it('alert on this: a lock row drafts a rule in the editor that saves as it is; an empty file opens with an example', async () => {
+    const empty = await open('/alerts', 'alerts-empty');
+    assert.match(await empty.inputValue('#rules-text'), /^# No rules yet\. An example/);
+    await empty.close();
+
+    const locks = await open('/locks?since=15m&service=worker', 'locks-alert-on');
+    const row = locks.locator('#locks tbody tr', { hasText: 'account:7' });
+    await row.locator('a.alert-on').click();
+    await locks.waitForSelector('body[data-ready="true"] #rules-text');
+    const text = await locks.inputValue('#rules-text');
+    assert.match(text, /signal: lock-wait-p95\n\s+service: "worker"\n\s+resource: "account:7"\n\s+above: \d+ms/);
+    await locks.click('#rules-save');
+    await locks.waitForSelector('#rules-message.ok');
+    const { body } = await getJson(`${server.api}/api/alerts`);
+    assert.ok(
+      body.rules.some(
+        (r: { name: string; resource: string }) => r.name === 'slow lock account:7' && r.resource === 'account:7',
+      ),
+      JSON.stringify(body.rules),
+    );
+    await locks.close();
+    assert.equal((await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: '' })).status, 200);
   });
 
   it('says so when a window has no data', async () => {

@@ -212,10 +212,30 @@ function legend(names) {
 }
 
 const charts = new Set();
+/** A chart made by a page itself, destroyed with the others when the page is drawn again. */
+export const registerChart = (chart) => charts.add(chart);
+
+/** Series drawn in one chart at most; the rest are summed up in the note under it. */
+const MAX_SERIES = 8;
+
+/** The top series by their total, and how many more there were. */
+function topSeries(series) {
+  const total = (s) => s.values.reduce((a, v) => a + (v ?? 0), 0);
+  const ranked = [...series].sort((a, b) => total(b) - total(a));
+  return { shown: ranked.slice(0, MAX_SERIES), hidden: ranked.length - MAX_SERIES };
+}
+
+/** A duration axis in the unit that reads best at its scale. */
+function durationTicks(max) {
+  const [div, unit] = max >= 120_000 ? [60_000, 'min'] : max >= 2000 ? [1000, 's'] : [1, 'ms'];
+  return { callback: (v) => `${+(v / div).toFixed(div === 1 ? 0 : 1)} ${unit}` };
+}
 
 /**
  * A chart over time: data { times, series: [{ name, service, values }] }. kind 'line' or
- * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state.
+ * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state. The
+ * x axis starts at the first data point when the window starts long before it (and says so);
+ * at most MAX_SERIES series are drawn, the biggest.
  */
 export function timeChart(
   data,
@@ -223,18 +243,32 @@ export function timeChart(
 ) {
   if (!data || !data.series.length || data.series.every((s) => s.values.every((v) => v === null || v === 0)))
     return empty(emptyText);
-  const canvas = el('canvas', { role: 'img', 'aria-label': data.series.map(label).join(', ') });
+  const { shown, hidden } = topSeries(data.series);
+  // Steps before the first value: drop them, so the data is not squeezed against the right edge.
+  const first = Math.min(...shown.map((s) => s.values.findIndex((v) => v !== null && v !== 0)).filter((i) => i >= 0));
+  const from = first > 2 ? first - 1 : 0;
+  const times = data.times.slice(from);
+  const series = shown.map((s) => ({ ...s, values: s.values.slice(from) }));
+  const notes = [];
+  if (from > 0)
+    notes.push(
+      `Data from ${new Date(times[0]).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}: nothing earlier in the window.`,
+    );
+  if (hidden > 0) notes.push(`${hidden} smaller series not drawn: pick a service above to see its own.`);
+  const canvas = el('canvas', { role: 'img', 'aria-label': series.map(label).join(', ') });
   const wrap = el(
     'div',
     { class: 'chart' },
     el('div', { class: 'canvas-box' }, canvas),
-    legend(data.series.map(label)),
+    legend(series.map(label)),
+    notes.length ? el('p', { class: 'chart-note' }, notes.join(' ')) : null,
   );
+  const max = Math.max(0, ...series.flatMap((s) => s.values.filter((v) => v !== null)));
   const chart = new window.Chart(canvas, {
     type: 'line',
     data: {
-      labels: data.times.map((t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
-      datasets: data.series.map((s, i) => ({
+      labels: times.map((t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+      datasets: series.map((s, i) => ({
         label: label(s),
         data: s.values,
         borderColor: color(i),
@@ -254,11 +288,19 @@ export function timeChart(
       plugins: {
         legend: { display: false },
         tooltip: {
-          callbacks: { label: (c) => `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : c.parsed.y}` },
+          callbacks: {
+            label: (c) =>
+              `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : `${c.parsed.y.toFixed(1)} ${unit}`}`,
+          },
         },
       },
       scales: {
-        y: { stacked: kind === 'stacked', beginAtZero: true, max: yMax, title: { display: true, text: unit } },
+        y: {
+          stacked: kind === 'stacked',
+          beginAtZero: true,
+          max: yMax,
+          ticks: unit === 'ms' ? durationTicks(max) : { callback: (v) => `${v} ${unit}` },
+        },
         x: { ticks: { maxTicksLimit: 8 } },
       },
     },
@@ -562,6 +604,21 @@ function ruleFor(f) {
   ]
     .filter(Boolean)
     .join('\n');
+}
+
+/** A rule on a lock's p95 wait, a little under what it is now. */
+export function lockRule(l) {
+  return [
+    `  - name: ${JSON.stringify(`slow lock ${l.lock}`.slice(0, 80))}`,
+    '    signal: lock-wait-p95',
+    `    service: ${JSON.stringify(l.service)}`,
+    `    resource: ${JSON.stringify(l.lock)}`,
+    `    above: ${Math.max(1, Math.floor((l.waitP95Ms ?? 1) * 0.9))}ms`,
+    '    window: 5m',
+    '    for: 1m',
+    '    severity: warning',
+    '    annotations: { summary: "{{resource}} on {{service}}: wait p95 {{value}}" }',
+  ].join('\n');
 }
 
 /** A link to the Alerts page with a rule drafted in its editor. */

@@ -1,5 +1,6 @@
 // Locks: every lock resource, sortable, and the wait time of the top ones over time.
 import {
+  alertOn,
   api,
   el,
   findingsSection,
@@ -8,6 +9,7 @@ import {
   fmtPct,
   getFindings,
   link,
+  lockRule,
   page,
   section,
   table,
@@ -73,6 +75,7 @@ page('Locks', async (main) => {
           { key: 'holdP95Ms', label: 'Hold p95', numeric: true, format: fmtMs },
           { key: 'maxQueue', label: 'Max queue', numeric: true, format: fmtCount },
           { key: 'timeouts', label: 'Timeouts', numeric: true, format: fmtCount },
+          { key: 'alert', label: '', value: () => '', format: (_, r) => alertOn(lockRule(r)) },
         ],
         locks,
         {

@@ -13,6 +13,7 @@ import {
   link,
   page,
   params,
+  registerChart,
   section,
   table,
   traceLink,
@@ -46,31 +47,33 @@ function stackedBars(routes) {
   const box = el('div', { class: 'canvas-box bars' }, canvas);
   box.style.height = `${Math.max(160, 34 * shown.length + 60)}px`;
   const sums = shown.map(byKind);
-  new window.Chart(canvas, {
-    type: 'bar',
-    data: {
-      labels: shown.map((r) => r.route),
-      datasets: KINDS.filter(([k]) => sums.some((s) => s[k] > 0)).map(([k, words, colour]) => ({
-        label: words,
-        data: sums.map((s) => s[k]),
-        backgroundColor: colour,
-      })),
-    },
-    options: {
-      indexAxis: 'y',
-      animation: false,
-      maintainAspectRatio: false,
-      plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtMs(c.parsed.x)}` } } },
-      scales: {
-        x: {
-          stacked: true,
-          title: { display: true, text: 'time over the window' },
-          ticks: { callback: (v) => fmtMs(v) },
-        },
-        y: { stacked: true },
+  registerChart(
+    new window.Chart(canvas, {
+      type: 'bar',
+      data: {
+        labels: shown.map((r) => r.route),
+        datasets: KINDS.filter(([k]) => sums.some((s) => s[k] > 0)).map(([k, words, colour]) => ({
+          label: words,
+          data: sums.map((s) => s[k]),
+          backgroundColor: colour,
+        })),
       },
-    },
-  });
+      options: {
+        indexAxis: 'y',
+        animation: false,
+        maintainAspectRatio: false,
+        plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtMs(c.parsed.x)}` } } },
+        scales: {
+          x: {
+            stacked: true,
+            title: { display: true, text: 'time over the window' },
+            ticks: { callback: (v) => fmtMs(v) },
+          },
+          y: { stacked: true },
+        },
+      },
+    }),
+  );
   return el('div', { class: 'chart' }, box);
 }
 
