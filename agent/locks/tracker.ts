@@ -3,15 +3,7 @@
 // into metrics per resource, charges every wait to the holds that caused it (blame.ts), makes a
 // span for each wait over the threshold (naming those holds), and one for a lock held too long
 // while others wait.
-import {
-  context,
-  trace,
-  type Context,
-  type Counter,
-  type Histogram,
-  type Meter,
-  type Tracer,
-} from '@opentelemetry/api';
+import { context, type Context, type Counter, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
   KINDS,
   LOCK_ACQUIRE_GENERATED_SITE,
@@ -32,8 +24,10 @@ import {
   LOCK_SITES,
   LOCK_TYPE,
   LOCK_WAITERS,
+  REQUEST_EXPORT_REASONS,
   SPAN_NAMES,
 } from '../../common/conventions';
+import { spanContextOf } from '../requests/lean-request';
 import { captureStack } from '../stack';
 import { codeSiteOf } from '../sites';
 import { chargeWait, type Charges, type HoldSpan } from './blame';
@@ -581,7 +575,7 @@ export class LockTracker {
   private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
     if (!holder) return {};
     const attrs: Record<string, string> = { [LOCK_HOLDER_SITE]: siteOfAcquisition(holder) };
-    const sc = trace.getSpan(holder.ctx)?.spanContext();
+    const sc = spanContextOf(holder.ctx, REQUEST_EXPORT_REASONS.lockHolder);
     if (sc) {
       attrs[LOCK_HOLDER_TRACE] = sc.traceId;
       attrs[LOCK_HOLDER_SPAN] = sc.spanId;
