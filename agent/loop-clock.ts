@@ -1,7 +1,8 @@
 // What the main thread knows of its own loop's turns, from the watchdog's heartbeat (stamped every
 // few ms once the app has started): when the loop last turned, and the latest stretches without a
-// turn as long as the blocking threshold, each with the request whose code blocked it when the
-// watchdog caught it (the watchdog's capture notes it while the loop is paused). Lean request
+// turn as long as the blocking threshold, each with who blocked it: a request whose handler took
+// that long before it first yielded, or the one the watchdog caught (its capture notes it while the
+// loop is paused), or the machine when the process hardly used the CPU meanwhile. Lean request
 // tracing asks it, at each request's end, how long the loop was blocked while the request was in
 // flight, and by whom: a few comparisons, no timer of its own.
 
@@ -9,43 +10,63 @@
 export interface Stretch {
   fromMs: number;
   toMs: number;
-  /** The request (a lean request record) whose code was running, if the watchdog caught one. */
+  /** A lean request record, STARVED, or undefined when nobody is known. */
   by: object | undefined;
 }
 
 /** Stretches kept: a request in flight over more blocks than this is told of the latest ones. */
 const KEPT = 32;
+/** Below this share of one CPU over a stretch, the process was not running: the machine blocked it. */
+const STARVED_CPU_RATIO = 0.25;
+/** Who blocked a stretch in which the process hardly ran. */
+export const STARVED = Object.freeze({ starved: true });
 
 export const loopClock = {
   /** performance.now() of the latest heartbeat; 0 until the watchdog is armed. */
   lastTurnMs: 0,
+  /** CPU time of the process (µs) at the latest heartbeat. */
+  lastTurnCpuUs: 0,
   /** A stretch without a turn at least this long is a blocked loop. */
   thresholdMs: Infinity,
-  /** The request caught blocking the loop since the latest turn. */
+  /** Who blocked the loop since the latest turn, when known. */
   blocker: undefined as object | undefined,
   /** The latest stretches, newest last. */
   stretches: [] as Stretch[],
 };
 
+const cpuUs = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+/** Whether the process used under STARVED_CPU_RATIO of a CPU since the latest turn. */
+const starvedSinceTurn = (now: number) =>
+  cpuUs() - loopClock.lastTurnCpuUs < STARVED_CPU_RATIO * (now - loopClock.lastTurnMs) * 1000;
+
 /** A heartbeat: notes a blocked stretch if the loop did not turn for the threshold or longer. */
 export function turned(now: number): void {
   const c = loopClock;
   if (c.lastTurnMs > 0 && now - c.lastTurnMs >= c.thresholdMs) {
-    if (c.stretches.push({ fromMs: c.lastTurnMs, toMs: now, by: c.blocker }) > KEPT) c.stretches.shift();
+    const by = starvedSinceTurn(now) ? STARVED : c.blocker;
+    if (c.stretches.push({ fromMs: c.lastTurnMs, toMs: now, by }) > KEPT) c.stretches.shift();
   }
   c.blocker = undefined;
   c.lastTurnMs = now;
+  c.lastTurnCpuUs = cpuUs();
 }
 
-/** The watchdog caught `by` blocking the loop (called on the main thread while it is paused). */
+/**
+ * `by` blocked the loop: the watchdog caught it (called on the main thread while it is paused),
+ * or its handler ran for the threshold or longer before it first yielded.
+ */
 export function caughtBlocking(by: object | undefined): void {
   if (by) loopClock.blocker = by;
 }
 
 /**
  * Calls `visit` with each stretch of blocked loop in [sinceMs, now]: those ended, and the one
- * still open (the blocking code has just returned and the heartbeat has not run yet), whose
- * blocker is the watchdog's catch if any. Newest first; the common case (none) is two comparisons.
+ * still open (the blocking code has just returned and the heartbeat has not run yet). Newest
+ * first; the common case (none) is two comparisons.
  */
 export function blockedSince(sinceMs: number, now: number, visit: (ms: number, by: object | undefined) => void): void {
   const c = loopClock;

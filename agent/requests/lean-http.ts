@@ -9,7 +9,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InstrumentationBase, InstrumentationNodeModuleDefinition } from '@opentelemetry/instrumentation';
-import { SpanStatusCode, context, type Attributes, type Counter, type Histogram } from '@opentelemetry/api';
+import { SpanStatusCode, context, type Attributes, type Histogram } from '@opentelemetry/api';
 import {
   CAUSE_KIND,
   CAUSE_WHAT,
@@ -27,7 +27,7 @@ import {
 import { HTTP_DURATION_BUCKETS_S } from '../../common/buckets';
 import { foldPath, routeName } from '../../common/routes';
 import type { RouteCauseKind } from '../../common/types';
-import { blockedSince } from '../loop-clock';
+import { STARVED, blockedSince, caughtBlocking, loopClock } from '../loop-clock';
 import { Patches, type AnyFn } from '../patch';
 import { report } from '../safety';
 import { LeanRequest } from './lean-request';
@@ -39,6 +39,8 @@ const KOA_CONTEXT = Symbol('stallscope.koaContext');
 const FASTIFY_HANDLER_START = 'tracing:fastify.request.handler:start';
 /** Attribute sets kept per route, status and cause; past this they are built per request. */
 const MAX_ATTRIBUTE_SETS = 2000;
+/** Where the routes past MAX_ATTRIBUTE_SETS are counted. */
+const OTHER_ROUTE = '(other)';
 /** Folded paths kept per raw path (plain node:http); past this they are folded per request. */
 const MAX_FOLDED = 2000;
 
@@ -72,9 +74,9 @@ export class LeanHttpInstrumentation extends InstrumentationBase {
   private readonly patches = new Patches('lean HTTP instrumentation');
   // Made by the base class's constructor (through _updateMetricInstruments) before fields are set.
   declare private duration: Histogram;
-  declare private time: Counter;
   private readonly durationAttrs = new Map<string, Attributes>();
-  private readonly timeAttrs = new Map<string, Attributes>();
+  /** Seconds by route and cause, in plain numbers behind an observable counter (no SDK call per request). */
+  private readonly times = new Map<string, { attributes: Attributes; seconds: number }>();
   private readonly folded = new Map<string, string>();
 
   constructor(private readonly options: LeanHttpOptions) {
@@ -147,10 +149,14 @@ export class LeanHttpInstrumentation extends InstrumentationBase {
       unit: 's',
       advice: { explicitBucketBoundaries: HTTP_DURATION_BUCKETS_S },
     });
-    this.time = this.meter.createCounter(REQUEST_METRICS.time, {
-      description: 'HTTP server request time by cause: the stalls inside requests, the rest unattributed',
-      unit: 's',
-    });
+    this.meter
+      .createObservableCounter(REQUEST_METRICS.time, {
+        description: 'HTTP server request time by cause: the stalls inside requests, the rest unattributed',
+        unit: 's',
+      })
+      .addCallback((result) => {
+        for (const t of this.times.values()) result.observe(t.seconds, t.attributes);
+      });
   }
 
   /** Server#emit: each 'request' runs its listeners in a context that carries its record. */
@@ -166,7 +172,10 @@ export class LeanHttpInstrumentation extends InstrumentationBase {
         report('lean HTTP instrumentation', err);
         return original.apply(this, arguments as unknown as unknown[]);
       }
-      return context.with(rec.ctx, original, this, event, req, res);
+      const out = context.with(rec.ctx, original, this, event, req, res);
+      // Listeners that ran this long before they first yielded blocked the loop themselves.
+      if (performance.now() - rec.startMs >= loopClock.thresholdMs) caughtBlocking(rec);
+      return out;
     };
   }
 
@@ -218,6 +227,14 @@ export class LeanHttpInstrumentation extends InstrumentationBase {
     return a;
   }
 
+  /** Who held the loop while a request waited, as its loop-wait cause says it. */
+  private blockerName(by: object | undefined): string {
+    if (by === STARVED) return 'the machine (the process hardly ran: CPU starvation)';
+    if (!(by instanceof LeanRequest)) return 'the loop blocked (by no request seen)';
+    const r = this.routeOf(by.req);
+    return `the loop blocked, in ${routeName(r.method, r.path)}`;
+  }
+
   private finish(rec: LeanRequest, res: Res): void {
     const now = performance.now();
     const ms = now - rec.startMs;
@@ -239,12 +256,22 @@ export class LeanHttpInstrumentation extends InstrumentationBase {
       const v = Math.min(x, left);
       if (v <= 0) return;
       left -= v;
-      const a = this.cached(this.timeAttrs, `${kind}\u0000${what}\u0000${routeId}`, () => ({
-        ...this.routeAttributes(route),
-        [CAUSE_KIND]: kind,
-        [CAUSE_WHAT]: what,
-      }));
-      this.time.add(v / 1000, a);
+      const id = `${kind}\u0000${what}\u0000${routeId}`;
+      let t = this.times.get(id);
+      if (t === undefined) {
+        // Past the bound, one line per cause for every further route.
+        const full = this.times.size >= MAX_ATTRIBUTE_SETS;
+        const other = `${kind}\u0000${what}\u0000${OTHER_ROUTE}`;
+        t = full ? this.times.get(other) : undefined;
+        if (t === undefined) {
+          const where = full
+            ? { [HTTP_METHOD]: route.method, [HTTP_PATH_ROUTE]: OTHER_ROUTE }
+            : this.routeAttributes(route);
+          t = { attributes: { ...where, [CAUSE_KIND]: kind, [CAUSE_WHAT]: what }, seconds: 0 };
+          this.times.set(full ? other : id, t);
+        }
+      }
+      t.seconds += v / 1000;
     };
     let ownSyncMs = 0;
     if (rec.charges) {
@@ -258,16 +285,7 @@ export class LeanHttpInstrumentation extends InstrumentationBase {
     blockedSince(rec.startMs, now, (x, by) => {
       blocked = true;
       if (by === rec) ownBlockedMs += x;
-      else {
-        const blocker = by instanceof LeanRequest ? this.routeOf(by.req) : undefined;
-        add(
-          'loop-wait',
-          blocker
-            ? `the loop blocked, in ${routeName(blocker.method, blocker.path)}`
-            : 'the loop blocked (by no request caught)',
-          x,
-        );
-      }
+      else add('loop-wait', this.blockerName(by), x);
     });
     // A blocking sync call is both a sync call and a blocked loop: counted once, as the call.
     add('own-blocking', 'the loop blocked by this request', ownBlockedMs - ownSyncMs);
