@@ -34,25 +34,26 @@ export const loopClock = {
   stretches: [] as Stretch[],
 };
 
-const cpuUs = () => {
+/** CPU time the process has used (µs). */
+export function cpuUs(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
-};
+}
 
-/** Whether the process used under STARVED_CPU_RATIO of a CPU since the latest turn. */
-const starvedSinceTurn = (now: number) =>
-  cpuUs() - loopClock.lastTurnCpuUs < STARVED_CPU_RATIO * (now - loopClock.lastTurnMs) * 1000;
-
-/** A heartbeat: notes a blocked stretch if the loop did not turn for the threshold or longer. */
-export function turned(now: number): void {
+/**
+ * A heartbeat at `now`, with the process's CPU time then: notes a blocked stretch if the loop did
+ * not turn for the threshold or longer (the machine's doing if the process hardly ran meanwhile).
+ */
+export function turned(now: number, cpuNowUs: number): void {
   const c = loopClock;
   if (c.lastTurnMs > 0 && now - c.lastTurnMs >= c.thresholdMs) {
-    const by = starvedSinceTurn(now) ? STARVED : c.blocker;
-    if (c.stretches.push({ fromMs: c.lastTurnMs, toMs: now, by }) > KEPT) c.stretches.shift();
+    const starved = cpuNowUs - c.lastTurnCpuUs < STARVED_CPU_RATIO * (now - c.lastTurnMs) * 1000;
+    if (c.stretches.push({ fromMs: c.lastTurnMs, toMs: now, by: starved ? STARVED : c.blocker }) > KEPT)
+      c.stretches.shift();
   }
   c.blocker = undefined;
   c.lastTurnMs = now;
-  c.lastTurnCpuUs = cpuUs();
+  c.lastTurnCpuUs = cpuNowUs;
 }
 
 /**

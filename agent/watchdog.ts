@@ -24,7 +24,7 @@ import { codeAttributes, originOf, isMappable } from './stack';
 import { SourceMapper, setActiveSourceMapper, activeSourceMapper } from './source-mapper';
 import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
-import { caughtBlocking, loopClock, resetLoopClock, turned } from './loop-clock';
+import { caughtBlocking, cpuUs, loopClock, resetLoopClock, turned } from './loop-clock';
 import { leanRequestOf, spanContextOf } from './requests/lean-request';
 import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
 import { BLOCK_BUCKETS_S } from '../common/buckets';
@@ -150,7 +150,7 @@ export class Watchdog {
   private stamp(): void {
     Atomics.store(this.beat, 0, process.hrtime.bigint());
     Atomics.add(this.beat, 1, 1n);
-    turned(performance.now());
+    turned(performance.now(), cpuUs());
   }
 
   private onEpisode(

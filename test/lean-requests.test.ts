@@ -12,6 +12,8 @@ import { spawn } from 'node:child_process';
 import { REGISTER, agentEnv, startApp, stop, type App, type SpanJson } from './agent-apps';
 import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
 import type { Finding, RouteRow, RoutesPage, TraceSummary } from '../common/types';
+import { resolveConfig } from '../agent/config';
+import { STARVED, blockedSince, caughtBlocking, loopClock, resetLoopClock, turned } from '../agent/loop-clock';
 
 const FRAMEWORKS = ['express', 'fastify', 'koa', 'http'] as const;
 const LOAD_MS = 5000;
@@ -251,4 +253,57 @@ describe('lean request mode leaves the app as it is', { timeout: 60_000 }, () =>
       assert.deepEqual(lean, without);
     });
   }
+});
+
+describe('lean request settings and the loop clock', () => {
+  it('reads STALLSCOPE_REQUESTS and STALLSCOPE_SLOW_REQUEST_MS, naming a bad value', () => {
+    const warnings: string[] = [];
+    const lean = resolveConfig({ STALLSCOPE_REQUESTS: ' Lean ', STALLSCOPE_SLOW_REQUEST_MS: '250' }, {}, (m) =>
+      warnings.push(m),
+    );
+    assert.equal(lean.requests, 'lean');
+    assert.equal(lean.slowRequestMs, 250);
+    const bad = resolveConfig({ STALLSCOPE_REQUESTS: 'thin' }, { requests: 'sparse' as 'lean' }, (m) =>
+      warnings.push(m),
+    );
+    assert.equal(bad.requests, 'full');
+    assert.deepEqual(warnings, [
+      'STALLSCOPE_REQUESTS="thin" is not full or lean; using full',
+      'start(): requests=sparse is not full or lean; using full',
+    ]);
+  });
+
+  it('tells a request the blocked stretches it overlapped, and who blocked them', () => {
+    resetLoopClock();
+    loopClock.thresholdMs = 50;
+    const report = {};
+    const seen: Array<[number, object | undefined]> = [];
+    const visit = (ms: number, by: object | undefined) => seen.push([ms, by]);
+    // The process busy all along (1 ms of CPU per ms) but from 1200 to 1300, when it hardly ran.
+    turned(1000, 1_000_000);
+    turned(1010, 1_010_000);
+    caughtBlocking(report);
+    // 1010 → 1090: blocked by report; 1090 → 1100 a turn; 1100 → 1200 blocked by nobody known.
+    turned(1090, 1_090_000);
+    turned(1100, 1_100_000);
+    blockedSince(1050, 1150, visit); // the open stretch, and the end of report's
+    assert.equal(seen.length, 2);
+    assert.deepEqual(seen[0], [50, undefined]);
+    assert.equal(seen[1][0], 40);
+    assert.equal(seen[1][1], report);
+    turned(1200, 1_200_000);
+    seen.length = 0;
+    blockedSince(1095, 1210, visit);
+    assert.deepEqual(seen, [[100, undefined]]);
+    seen.length = 0;
+    blockedSince(1200, 1210, visit);
+    assert.deepEqual(seen, []);
+    turned(1300, 1_210_000);
+    seen.length = 0;
+    blockedSince(1250, 1300, visit);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0][0], 50);
+    assert.equal(seen[0][1], STARVED);
+    resetLoopClock();
+  });
 });
