@@ -7,6 +7,7 @@
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { AlwaysOnSampler } from '@opentelemetry/sdk-trace-base';
 import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
@@ -131,7 +132,9 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
   } else {
-    sdk = new NodeSDK({ instrumentations, views: DURATION_VIEWS });
+    // Lean: the agent decides which requests are exported (those that stalled), so a ratio
+    // sampler would only drop stalls; its spans are always sampled.
+    sdk = new NodeSDK({ instrumentations, views: DURATION_VIEWS, ...(lean ? { sampler: new AlwaysOnSampler() } : {}) });
     sdk.start();
   }
   const tracer: Tracer = trace.getTracer('stallscope', VERSION);

@@ -64,6 +64,8 @@ describe('lean request mode under concurrent load', { timeout: 240_000 }, () => 
         STALLSCOPE_REQUESTS: 'lean',
         STALLSCOPE_THREADPOOL_WAIT_THRESHOLD_MS: '1',
         UV_THREADPOOL_SIZE: '1',
+        // The agent decides what lean mode exports: a ratio sampler changes nothing.
+        ...(fw === 'koa' ? { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' } : {}),
       });
       apps.set(fw, await startApp(['--require', REGISTER, 'lean-app.js', fw], env));
     }
