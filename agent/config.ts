@@ -15,6 +15,10 @@ export const INSTRUMENTATION_NAMES = [
 ] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
+/** How HTTP server requests are traced (STALLSCOPE_REQUESTS). */
+export const REQUEST_MODES = ['full', 'lean'] as const;
+export type RequestMode = (typeof REQUEST_MODES)[number];
+
 export interface AgentConfig {
   /** OTEL_SDK_DISABLED=true or STALLSCOPE_DISABLED=true: the agent does nothing. */
   disabled: boolean;
@@ -45,6 +49,14 @@ export interface AgentConfig {
   lockKeyNames: boolean;
   /** Whether reported code positions are mapped through the app's source maps. */
   sourceMaps: boolean;
+  /**
+   * `full`: OpenTelemetry's HTTP and express instrumentations (a span per request, as sampled);
+   * `lean`: stallscope's own, which exports a server span only for requests that stalled or were
+   * slow and counts every request in the `http.server.request.duration` histogram.
+   */
+  requests: RequestMode;
+  /** Lean mode: a request that took this long is exported even if nothing stalled it. */
+  slowRequestMs: number;
   /** The library instrumentations to load (all unless the environment narrows them). */
   instrumentations: InstrumentationName[];
 }
@@ -67,6 +79,8 @@ export const DEFAULTS: AgentConfig = {
   pools: true,
   lockKeyNames: true,
   sourceMaps: true,
+  requests: 'full',
+  slowRequestMs: 1000,
   instrumentations: [...INSTRUMENTATION_NAMES],
 };
 
@@ -79,6 +93,7 @@ const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
   ['lockHeldThresholdMs', 'STALLSCOPE_LOCK_HELD_THRESHOLD_MS', 10],
   ['threadpoolWaitThresholdMs', 'STALLSCOPE_THREADPOOL_WAIT_THRESHOLD_MS', 0],
   ['threadpoolCanaryMs', 'STALLSCOPE_THREADPOOL_CANARY_MS', 0],
+  ['slowRequestMs', 'STALLSCOPE_SLOW_REQUEST_MS', 0],
 ];
 
 const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
@@ -125,6 +140,14 @@ export function resolveConfig(
     if (b === undefined) warn(`${name}="${raw}" is not true or false; using ${cfg[key]}`);
     else (cfg[key] as boolean) = b;
   }
+  const mode = env.STALLSCOPE_REQUESTS?.trim().toLowerCase();
+  if (mode) {
+    if ((REQUEST_MODES as readonly string[]).includes(mode)) cfg.requests = mode as RequestMode;
+    else
+      warn(
+        `STALLSCOPE_REQUESTS="${env.STALLSCOPE_REQUESTS}" is not ${REQUEST_MODES.join(' or ')}; using ${cfg.requests}`,
+      );
+  }
   // The OpenTelemetry Node convention: comma-separated names, enabled first, then disabled.
   const names = (name: string): InstrumentationName[] | undefined => {
     const raw = env[name];
@@ -155,6 +178,11 @@ export function resolveConfig(
     if (v === undefined) continue;
     if (typeof v !== 'boolean') warn(`start(): ${key}=${String(v)} is not true or false; using ${cfg[key]}`);
     else (cfg[key] as boolean) = v;
+  }
+  if (options.requests !== undefined) {
+    if ((REQUEST_MODES as readonly unknown[]).includes(options.requests)) cfg.requests = options.requests;
+    else
+      warn(`start(): requests=${String(options.requests)} is not ${REQUEST_MODES.join(' or ')}; using ${cfg.requests}`);
   }
   if (options.instrumentations !== undefined) {
     const list = options.instrumentations as unknown;

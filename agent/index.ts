@@ -1,11 +1,13 @@
 // The stallscope agent. `start()` sets up the OpenTelemetry Node SDK (unless the app already
 // registered its own tracer provider, in which case stallscope adds to that one), the library
-// instrumentations (HTTP, express, the lock libraries, the worker pools) and the seven
+// instrumentations (HTTP and express, or in lean request mode stallscope's own HTTP server
+// instrumentation; the lock libraries, the worker pools) and the seven
 // detectors: event-loop metrics, the blocking-episode watchdog, worker-pool tracking, lock tracking and
 // Web Locks, the libuv threadpool monitor, and sync-call timing. Each can be switched off.
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { AlwaysOnSampler } from '@opentelemetry/sdk-trace-base';
 import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
@@ -25,6 +27,7 @@ import { ThreadpoolMonitor } from './offload/threadpool';
 import { PoolTracker } from './offload/pool-tracker';
 import { PiscinaInstrumentation } from './offload/piscina';
 import { WorkerpoolInstrumentation } from './offload/workerpool';
+import { LeanHttpInstrumentation } from './requests/lean-http';
 import { report, setErrorCounter, warnOnce } from './safety';
 
 export type { AgentConfig } from './config';
@@ -108,9 +111,15 @@ export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
 
 function startDetectors(config: AgentConfig): StallscopeAgent {
   const wanted = (name: InstrumentationName) => config.instrumentations.includes(name);
+  const lean = config.requests === 'lean';
   const libraries: Array<[InstrumentationName, boolean, () => Instrumentation]> = [
-    ['http', true, () => new HttpInstrumentation()],
-    ['express', true, () => new ExpressInstrumentation()],
+    // Lean: stallscope's own server instrumentation (a span only for a request that stalled).
+    [
+      'http',
+      true,
+      () => (lean ? new LeanHttpInstrumentation({ slowRequestMs: config.slowRequestMs }) : new HttpInstrumentation()),
+    ],
+    ['express', !lean, () => new ExpressInstrumentation()],
     ['async-mutex', config.locks, () => new AsyncMutexInstrumentation()],
     ['async-lock', config.locks, () => new AsyncLockInstrumentation()],
     ['p-limit', config.locks, () => new PLimitInstrumentation()],
@@ -123,7 +132,9 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
   } else {
-    sdk = new NodeSDK({ instrumentations, views: DURATION_VIEWS });
+    // Lean: the agent decides which requests are exported (those that stalled), so a ratio
+    // sampler would only drop stalls; its spans are always sampled.
+    sdk = new NodeSDK({ instrumentations, views: DURATION_VIEWS, ...(lean ? { sampler: new AlwaysOnSampler() } : {}) });
     sdk.start();
   }
   const tracer: Tracer = trace.getTracer('stallscope', VERSION);

@@ -7,6 +7,7 @@ import { KIND } from '../common/conventions';
 import { codeAttributes, framesOf, siteName, topUserFrame, type Frame } from './stack';
 import { activeSourceMapper } from './source-mapper';
 import { report } from './safety';
+import { chargeSpan } from './requests/lean-request';
 
 /** An attribute naming a code site (`file:line`), from a captured stack. */
 export interface SiteAttribute {
@@ -35,7 +36,8 @@ export interface PastSpan {
 }
 
 export function recordSpan(tracer: Tracer, s: PastSpan): void {
-  const ctx = s.ctx ?? context.active();
+  // Inside a lean request, the span's time is charged to it and its server span is the parent.
+  const ctx = chargeSpan(s.ctx ?? context.active(), s.kind, s.attributes, s.to - s.from);
   const frames = s.stack ? framesOf(s.stack) : [];
   const sites = (s.sites ?? []).map((site) => ({ site, frames: framesOf(site.stack) }));
   const mapper = activeSourceMapper();

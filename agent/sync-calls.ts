@@ -1,8 +1,9 @@
 // Blocking synchronous calls: fs.*Sync, child_process.*Sync, zlib.*Sync, the crypto key
 // derivations and generators, and JSON.parse/stringify of large payloads. Each is wrapped so
-// that a call made while the loop serves work is timed; a slow one becomes a span (child of
-// the active span) with its call site. Wrappers keep the original's behaviour exactly: same
-// `this`, arguments, return value, exception, `length` and `name`.
+// that a call made while the loop serves work is timed and counted per API and call site (every
+// call: many short calls add up); a slow one also becomes a span (child of the active span) with
+// its call site. Wrappers keep the original's behaviour exactly: same `this`, arguments, return
+// value, exception, `length` and `name`.
 import fs from 'node:fs';
 import childProcess from 'node:child_process';
 import zlib from 'node:zlib';
@@ -10,8 +11,9 @@ import crypto from 'node:crypto';
 import Module, { syncBuiltinESMExports } from 'node:module';
 import { context, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import { isTracingSuppressed } from '@opentelemetry/core';
-import { KINDS, METRICS, SYNC_API, SYNC_BYTES } from '../common/conventions';
+import { KINDS, METRICS, SYNC_API, SYNC_BYTES, SYNC_SITE, SYNC_SITES } from '../common/conventions';
 import { captureStack } from './stack';
+import { codeSiteOf } from './sites';
 import { recordSpan } from './spans';
 import { report } from './safety';
 import { whenStarted } from './startup';
@@ -19,6 +21,12 @@ import { Patches, type AnyFn } from './patch';
 import { SYNC_BUCKETS_S } from '../common/buckets';
 
 const STACK_FRAMES = 30;
+/** Enough frames to climb out of Node's own into the caller, for a site alone. */
+const SITE_FRAMES = 12;
+/** Calls shorter than this are counted together: a stack (several us) would cost more than they do. */
+const FAST_MS = 1;
+/** Call sites counted at most (over all APIs); later ones are `(other)`. */
+const MAX_SITES = 200;
 
 export interface SyncCallOptions {
   thresholdMs: number;
@@ -46,6 +54,9 @@ export class SyncCallWatcher {
    */
   private depth = 0;
   private histogram!: Histogram;
+  /** Sites counted so far, over all APIs (bounded by MAX_SITES). */
+  private siteCount = 0;
+  private readonly apis: WatchedApi[] = [];
 
   constructor(
     private readonly options: SyncCallOptions,
@@ -59,6 +70,25 @@ export class SyncCallWatcher {
       unit: 's',
       advice: { explicitBucketBoundaries: SYNC_BUCKETS_S },
     });
+    // Totals kept in plain numbers and read at each export: a metrics-SDK add() per call costs more.
+    const time = this.meter.createObservableCounter(METRICS.syncTime, {
+      description: 'Time in watched synchronous calls made while serving, per API and call site',
+      unit: 's',
+    });
+    const calls = this.meter.createObservableCounter(METRICS.syncCalls, {
+      description: 'Watched synchronous calls made while serving, per API and call site',
+      unit: '{call}',
+    });
+    this.meter.addBatchObservableCallback(
+      (result) => {
+        for (const api of this.apis)
+          for (const t of api.sites.values()) {
+            result.observe(time, t.ms / 1000, t.attributes);
+            result.observe(calls, t.calls, t.attributes);
+          }
+      },
+      [time, calls],
+    );
     for (const key of Object.keys(fs)) if (key.endsWith('Sync')) this.wrapTimed(fs, key, `fs.${key}`);
     for (const key of Object.keys(zlib)) if (key.endsWith('Sync')) this.wrapTimed(zlib, key, `zlib.${key}`);
     for (const key of CHILD_PROCESS_SYNC) this.wrapTimed(childProcess, key, `child_process.${key}`);
@@ -81,7 +111,7 @@ export class SyncCallWatcher {
 
   private wrapTimed(target: object, key: string, name: string): void {
     const self = this;
-    const api = watched(name);
+    const api = this.watched(name);
     // Properties hung on the function (fs.realpathSync.native) stay reachable.
     this.patches.wrap(
       target,
@@ -127,8 +157,8 @@ export class SyncCallWatcher {
   private wrapJson(): void {
     const self = this;
     const size = this.options.jsonSizeThreshold;
-    const parseApi = watched('JSON.parse');
-    const stringifyApi = watched('JSON.stringify');
+    const parseApi = this.watched('JSON.parse');
+    const stringifyApi = this.watched('JSON.stringify');
     // JSON.parse and JSON.stringify ignore `this` and read exactly their declared parameters,
     // so fixed parameters call them identically, without the cost of rest arguments.
     this.patches.wrap(
@@ -179,32 +209,49 @@ export class SyncCallWatcher {
     try {
       const ms = end - start;
       this.histogram.record(ms / 1000, api.attributes);
-      if (ms < this.options.thresholdMs) return;
-      // The stack is taken only for slow calls: it names the call site in the user's code.
+      const slow = ms >= this.options.thresholdMs;
+      // The stack names the call site in the user's code; taken after the call, still in its wrapper.
+      const stack = slow || ms >= FAST_MS ? captureStack(this.record, slow ? STACK_FRAMES : SITE_FRAMES) : undefined;
+      const total = this.siteTotal(api, stack ? codeSiteOf(stack) : SYNC_SITES.fast);
+      total.ms += ms;
+      total.calls++;
+      if (!slow) return;
       const attributes: Record<string, string | number> = { ...api.attributes };
       if (bytes !== undefined) attributes[SYNC_BYTES] = bytes;
-      recordSpan(this.tracer, {
-        name: api.name,
-        kind: KINDS.syncCall,
-        from: start,
-        to: end,
-        stack: captureStack(this.record, STACK_FRAMES),
-        attributes,
-      });
+      recordSpan(this.tracer, { name: api.name, kind: KINDS.syncCall, from: start, to: end, stack, attributes });
     } catch (err) {
       report('sync-call recording', err);
     } finally {
       this.depth--;
     }
   }
+
+  private siteTotal(api: WatchedApi, site: string): SiteTotal {
+    let t = api.sites.get(site);
+    if (t) return t;
+    if (site !== SYNC_SITES.fast && this.siteCount >= MAX_SITES) return this.siteTotal(api, SYNC_SITES.other);
+    if (site !== SYNC_SITES.fast && site !== SYNC_SITES.other) this.siteCount++;
+    api.sites.set(site, (t = { ms: 0, calls: 0, attributes: { ...api.attributes, [SYNC_SITE]: site } }));
+    return t;
+  }
+
+  /** A watched API with its metric attributes built once: a fresh object per call costs ~0.5 us. */
+  private watched(name: string): WatchedApi {
+    const api: WatchedApi = { name, attributes: { [SYNC_API]: name }, sites: new Map() };
+    this.apis.push(api);
+    return api;
+  }
 }
 
-/** A watched API with its metric attributes built once: a fresh object per call costs ~0.5 us. */
 interface WatchedApi {
   name: string;
   attributes: Record<string, string>;
+  /** Time and calls per call site (`fn (file:line)`, or one of SYNC_SITES). */
+  sites: Map<string, SiteTotal>;
 }
 
-function watched(name: string): WatchedApi {
-  return { name, attributes: { [SYNC_API]: name } };
+interface SiteTotal {
+  ms: number;
+  calls: number;
+  attributes: Record<string, string>;
 }

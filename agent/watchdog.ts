@@ -16,6 +16,7 @@ import {
   KIND,
   KINDS,
   METRICS,
+  REQUEST_EXPORT_REASONS,
   SOURCEMAP_PROBLEM,
   SPAN_NAMES,
 } from '../common/conventions';
@@ -23,6 +24,8 @@ import { codeAttributes, originOf, isMappable } from './stack';
 import { SourceMapper, setActiveSourceMapper, activeSourceMapper } from './source-mapper';
 import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
+import { caughtBlocking, cpuUs, loopClock, resetLoopClock, turned } from './loop-clock';
+import { leanRequestOf, spanContextOf } from './requests/lean-request';
 import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
 import { BLOCK_BUCKETS_S } from '../common/buckets';
 
@@ -65,7 +68,9 @@ export class Watchdog {
     // A getter the watchdog evaluates while the main thread is paused inside the blocking code.
     Object.defineProperty(globalThis, Symbol.for(ACTIVE_SPAN_KEY), {
       value: () => {
-        const sc = trace.getSpan(context.active())?.spanContext();
+        const ctx = context.active();
+        caughtBlocking(leanRequestOf(ctx));
+        const sc = spanContextOf(ctx, REQUEST_EXPORT_REASONS.stalled);
         return sc ? `${sc.traceId}:${sc.spanId}:${sc.traceFlags}` : '';
       },
       configurable: true,
@@ -112,6 +117,7 @@ export class Watchdog {
     // Armed only once the app has started, so that loading it is never reported as blocking.
     whenStarted(() => {
       if (this.stopped || !this.options.watch) return;
+      loopClock.thresholdMs = this.options.thresholdMs;
       this.stamp();
       this.timer = setInterval(() => this.stamp(), pollMs);
       this.timer.unref();
@@ -144,6 +150,7 @@ export class Watchdog {
   private stamp(): void {
     Atomics.store(this.beat, 0, process.hrtime.bigint());
     Atomics.add(this.beat, 1, 1n);
+    turned(performance.now(), cpuUs());
   }
 
   private onEpisode(
@@ -200,6 +207,7 @@ export class Watchdog {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    resetLoopClock();
     if (this.mapper && activeSourceMapper() === this.mapper) setActiveSourceMapper(undefined);
     void this.worker?.terminate();
   }

@@ -6,19 +6,18 @@
 // Then 1M awaits with and without the agent. Then source maps: the same kind of service bundled
 // with its packages (a 5 MB map), a span with a stack on every request, with the map and without;
 // and what loading that map costs the thread that does it, against Node's own SourceMap.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import autocannon from 'autocannon';
 import { buildSync } from 'esbuild';
 import { tableBytes, type MapTable } from '../agent/source-maps';
 import { SourceMapper } from '../agent/source-mapper';
 import { captureStack, framesOf, type Frame } from '../agent/stack';
 import { serve } from '../cli/serve';
 import { packageRoot } from '../common/package-root';
+import { firstLine, loadService, median, startService, type LoadResult } from './load';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -76,54 +75,18 @@ const variants: Variant[] = [
   },
 ];
 
-function start(v: Variant, script: string, env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [...v.args, script], {
-    env: { ...env, ...v.env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+function loadOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<LoadResult> {
+  return loadService(v.name, v, [v.script?.() ?? SERVICE], env, {
+    path: '/items/7',
+    connections: CONNECTIONS,
+    seconds: SECONDS,
   });
-}
-
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('\n')) resolve(out.split('\n')[0]);
-    });
-    child.once('exit', (code) => reject(new Error(`exited with ${code} before printing`)));
-  });
-}
-
-/** CPU seconds (user + system) the process has used so far, from /proc (clock ticks of 10 ms). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function loadOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<{ rps: number; p99: number; cpuUs: number }> {
-  const child = start(v, v.script?.() ?? SERVICE, env);
-  try {
-    const { port } = JSON.parse(await firstLine(child)) as { port: number };
-    const url = `http://127.0.0.1:${port}/items/7`;
-    await autocannon({ url, connections: CONNECTIONS, duration: 1 }); // warm-up: JIT, lazy paths
-    const cpuBefore = cpuSeconds(child.pid!);
-    const r = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS });
-    const cpu = cpuSeconds(child.pid!) - cpuBefore;
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${v.name}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
-    // CPU per request is steadier than throughput on a 2-core machine shared with the load generator.
-    return { rps: r.requests.average, p99: r.latency.p99, cpuUs: (cpu / r.requests.total) * 1e6 };
-  } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
 }
 
 async function awaitsOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<number> {
-  const child = start(v, AWAITS, env);
+  const child = startService(v, [AWAITS], env);
   return Number(await firstLine(child));
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function buildBundles(dir: string): void {
   const entry = join(root, 'bench', 'fixtures', 'bundled-service.js');

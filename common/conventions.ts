@@ -180,6 +180,49 @@ export const POOL_METRICS = {
   maxThreads: 'stallscope.pool.max_threads',
 } as const;
 
+// HTTP server requests (OpenTelemetry semantic conventions, and the older names the HTTP
+// instrumentation still emits by default).
+export const HTTP_METHOD = 'http.request.method';
+export const HTTP_ROUTE = 'http.route';
+export const HTTP_STATUS = 'http.response.status_code';
+export const URL_PATH = 'url.path';
+export const URL_SCHEME = 'url.scheme';
+export const ERROR_TYPE = 'error.type';
+export const HTTP_METHOD_OLD = 'http.method';
+export const HTTP_TARGET_OLD = 'http.target';
+/**
+ * Lean request mode, for a server that gives no route template (plain node:http): the path with
+ * its ids folded (`/orders/:id`), on the request metrics and the exported server spans.
+ */
+export const HTTP_PATH_ROUTE = 'stallscope.http.path_route';
+export const HTTP_METRICS = {
+  /** Semantic conventions: every request's duration (s), by method, route and status. */
+  serverDuration: 'http.server.request.duration',
+} as const;
+/**
+ * Lean request mode: every request's time by cause (s), per method and route: the stalls the
+ * agent saw inside it (`stallscope.cause.kind` one of the routes breakdown's kinds, with
+ * `stallscope.cause.what`), the rest as `unattributed`; the causes add up to the durations.
+ */
+export const REQUEST_METRICS = {
+  time: 'stallscope.request.time',
+} as const;
+export const CAUSE_KIND = 'stallscope.cause.kind';
+export const CAUSE_WHAT = 'stallscope.cause.what';
+/** Lean request mode: why a request's server span was exported (only stalled or slow ones are). */
+export const REQUEST_EXPORTED = 'stallscope.request.exported';
+export const REQUEST_EXPORT_REASONS = {
+  /** An agent span over its threshold inside it (a blocking episode, a lock wait, a queue). */
+  stalled: 'stalled',
+  /** In flight while the event loop was blocked (by another request's code, or by none). */
+  loopBlocked: 'loop-blocked',
+  /** It held a lock that made another request wait. */
+  lockHolder: 'lock-holder',
+  /** Slower than STALLSCOPE_SLOW_REQUEST_MS. */
+  slow: 'slow',
+} as const;
+export type RequestExportReason = (typeof REQUEST_EXPORT_REASONS)[keyof typeof REQUEST_EXPORT_REASONS];
+
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
 export const FINDING_KINDS = [
   'loop-blocked',

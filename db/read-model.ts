@@ -64,6 +64,10 @@ export class ReadModel {
   histogramTotals(name: string, w: Window): Promise<HistogramTotal[]> {
     return metrics.histogramTotals(this.db, name, w);
   }
+  /** A monotonic counter's increase over the window, per service and attribute set. */
+  counterTotals(name: string, w: Window): Promise<Array<{ service: string; attributes: Attributes; value: number }>> {
+    return metrics.counterTotals(this.db, name, w);
+  }
   gaugeSteps(
     name: string,
     fold: 'max' | 'avg',

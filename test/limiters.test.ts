@@ -8,7 +8,8 @@ import { getEventListeners } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
-import { LockTracker, captureLockStack, siteOf } from '../agent/locks/tracker';
+import { LockTracker, captureLockStack } from '../agent/locks/tracker';
+import { siteOf } from '../agent/sites';
 import { PLimitInstrumentation, PQueueInstrumentation } from '../agent/locks/limiters';
 import { nameLock } from '../agent/index';
 import {

@@ -12,7 +12,12 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { SyncCallWatcher } from '../agent/sync-calls';
 import { whenStarted } from '../agent/startup';
 import { resolveConfig, DEFAULTS } from '../agent/config';
-import { CODE_FILE, CODE_FUNCTION, KIND, SYNC_API, SYNC_BYTES } from '../common/conventions';
+import type { SumMetricData } from '@opentelemetry/sdk-metrics';
+import { CODE_FILE, CODE_FUNCTION, KIND, METRICS, SYNC_API, SYNC_BYTES, SYNC_SITE } from '../common/conventions';
+import type { Finding } from '../common/types';
+import { inMemoryTelemetry } from './telemetry';
+import { REGISTER, agentEnv, markLine, startApp, stop } from './agent-apps';
+import { eventually, getJson, startServer } from './helpers';
 
 const originals = {
   readFileSync: fs.readFileSync,
@@ -149,6 +154,34 @@ describe('sync-call wrappers', () => {
     }
   });
 
+  it('count every call per API and call site, fast ones together without a stack', async () => {
+    watcher.stop();
+    const t = inMemoryTelemetry('sync-totals');
+    const counting = new SyncCallWatcher({ thresholdMs: 50, jsonSizeThreshold: 1000 }, t.tracer, t.meter);
+    counting.start();
+    await started();
+    try {
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      const waitBriefly = () => Atomics.wait(pause, 0, 0, 3);
+      for (let i = 0; i < 5; i++) waitBriefly();
+      for (let i = 0; i < 20; i++) fs.statSync(__filename);
+      const [time, calls] = await t.metrics<SumMetricData>(METRICS.syncTime, METRICS.syncCalls);
+      const point = (m: SumMetricData | undefined, api: string, site: RegExp) =>
+        m?.dataPoints.filter((p) => p.attributes[SYNC_API] === api && site.test(String(p.attributes[SYNC_SITE])));
+      const here = /^waitBriefly \((dist\/)?test\/sync-calls\.test\.[jt]s:\d+\)$/;
+      const waited = point(time, 'Atomics.wait', here);
+      assert.equal(waited?.length, 1, JSON.stringify(time?.dataPoints.map((p) => p.attributes)));
+      assert.ok(waited[0].value >= 0.015 && waited[0].value < 0.1, `5 waits of 3 ms took ${waited[0].value} s`);
+      assert.equal(point(calls, 'Atomics.wait', here)?.[0].value, 5);
+      // No span: every call was under the span threshold.
+      assert.deepEqual(t.spans('Atomics.wait'), []);
+      const fast = point(calls, 'fs.statSync', /^\(fast calls\)$/);
+      assert.ok(fast?.length === 1 && fast[0].value >= 18, JSON.stringify(calls?.dataPoints));
+    } finally {
+      counting.stop();
+    }
+  });
+
   it('restore the originals on stop', () => {
     watcher.stop();
     assert.equal(fs.readFileSync, originals.readFileSync);
@@ -208,5 +241,46 @@ describe('agent settings', () => {
         () => undefined,
       ).instrumentations.includes('web-locks'),
     );
+  });
+});
+
+describe('sync calls under the span threshold, end to end', () => {
+  it('add up: 300 calls of 8 ms are a sync-call finding of about 2.4 s at their site', async () => {
+    const server = await startServer();
+    try {
+      const app = await startApp(
+        ['--require', REGISTER, 'blocking-app.js'],
+        agentEnv(server, 'short-calls', { STALLSCOPE_SYNC_THRESHOLD_MS: '10' }),
+      );
+      try {
+        for (let i = 0; i < 300; i++) await fetch(`http://127.0.0.1:${app.port}/pause?ms=8`).then((r) => r.text());
+        const sync = await eventually(
+          async () => {
+            const { body } = await getJson<Finding[]>(`${server.api}/api/findings?service=short-calls&since=10m`);
+            const f = body.find((x) => x.kind === 'sync-call');
+            return f && f.count >= 300 ? f : undefined;
+          },
+          15_000,
+          'a sync-call finding counting the 300 calls',
+        );
+        assert.equal(sync.count, 300);
+        assert.ok(sync.impactMs >= 2300 && sync.impactMs < 3000, `300 calls of 8 ms: ${sync.impactMs} ms`);
+        assert.equal(sync.location?.function, 'pauseFor');
+        assert.equal(sync.location?.line, markLine('blocking-app.js', 'short-wait'));
+        assert.match(sync.title, /^Atomics\.wait /);
+        // Without a call over the threshold (a busy machine can stretch one) there is no span, and the
+        // finding says what each took instead of the longest.
+        if (sync.figures.maxMs !== undefined) assert.ok(sync.figures.maxMs >= 10, JSON.stringify(sync.figures));
+        else
+          assert.match(
+            sync.detail,
+            /ran 300 times while serving, blocking the event loop for 2\.\d+ s in all \(8(\.\d+)? ms each on average\)/,
+          );
+      } finally {
+        await stop(app);
+      }
+    } finally {
+      await server.close();
+    }
   });
 });

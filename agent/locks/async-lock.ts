@@ -8,11 +8,11 @@ import {
   activeTracker,
   callHeld,
   captureLockStack,
-  siteOf,
   type Acquisition,
   type LockResource,
   type LockTracker,
 } from './tracker';
+import { siteOf } from '../sites';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report } from '../safety';
 import { Patches, type AnyFn } from '../patch';

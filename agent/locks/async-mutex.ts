@@ -8,14 +8,8 @@ import {
   InstrumentationNodeModuleDefinition,
   InstrumentationNodeModuleFile,
 } from '@opentelemetry/instrumentation';
-import {
-  activeTracker,
-  captureLockStack,
-  siteOf,
-  type Acquisition,
-  type LockResource,
-  type LockTracker,
-} from './tracker';
+import { activeTracker, captureLockStack, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { siteOf } from '../sites';
 import { framesOf } from '../stack';
 import { report } from '../safety';
 import { Patches, shaped, type AnyFn } from '../patch';

@@ -9,11 +9,11 @@ import {
   callHeld,
   cancelOnAbort,
   captureLockStack,
-  siteOf,
   type Acquisition,
   type LockResource,
   type LockTracker,
 } from './tracker';
+import { siteOf } from '../sites';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report, warnOnce } from '../safety';
 import { originalOf, Patches, shaped, type AnyFn } from '../patch';

@@ -1,14 +1,8 @@
 // stallscope's own lock: a fair (first come, first served) async semaphore, and a mutex as a
 // semaphore of one, for code that has no lock library or wants a named one. It works the same
 // whether or not the agent runs; when it runs, every acquisition is tracked like a library's.
-import {
-  activeTracker,
-  captureLockStack,
-  siteOf,
-  type Acquisition,
-  type LockResource,
-  type LockTracker,
-} from './tracker';
+import { activeTracker, captureLockStack, type Acquisition, type LockResource, type LockTracker } from './tracker';
+import { siteOf } from '../sites';
 import { report } from '../safety';
 
 export type Release = () => void;

@@ -3,15 +3,7 @@
 // into metrics per resource, charges every wait to the holds that caused it (blame.ts), makes a
 // span for each wait over the threshold (naming those holds), and one for a lock held too long
 // while others wait.
-import {
-  context,
-  trace,
-  type Context,
-  type Counter,
-  type Histogram,
-  type Meter,
-  type Tracer,
-} from '@opentelemetry/api';
+import { context, type Context, type Counter, type Histogram, type Meter, type Tracer } from '@opentelemetry/api';
 import {
   KINDS,
   LOCK_ACQUIRE_GENERATED_SITE,
@@ -32,9 +24,12 @@ import {
   LOCK_SITES,
   LOCK_TYPE,
   LOCK_WAITERS,
+  REQUEST_EXPORT_REASONS,
   SPAN_NAMES,
 } from '../../common/conventions';
-import { captureStack, framesOf, siteName, topUserFrame } from '../stack';
+import { spanContextOf } from '../requests/lean-request';
+import { captureStack } from '../stack';
+import { codeSiteOf } from '../sites';
 import { BlameLedger, type Charges, type HoldToken, type WaitStart } from './blame';
 import { recordSpan, type SiteAttribute } from '../spans';
 import { activeSourceMapper } from '../source-mapper';
@@ -136,35 +131,11 @@ const HELD_REPORT_MAX_GAP_MS = 60_000;
 /** Frames kept for a lock site: enough to climb out of the library into the caller. */
 const LOCK_STACK_FRAMES = 12;
 
-/** The caller's stack above `skip`, where a lock is created: its name when it has none (see siteOf). */
+/** The caller's stack above `skip`, where a lock is created: its name when it has none (see sites.ts). */
 export function captureLockStack(skip: Function): { stack?: string } {
   const holder = captureStack(skip, LOCK_STACK_FRAMES);
   activeSourceMapper()?.prefetch(holder);
   return holder;
-}
-
-/** The first user frame of a captured stack, in the source when its file's map is known by now. */
-function userFrame(holder: { stack?: string }) {
-  const frames = framesOf(holder);
-  return topUserFrame(activeSourceMapper()?.map(frames) ?? frames);
-}
-
-/**
- * The file:line of the first user frame in a captured stack (the creation site's file is looked
- * at ahead, see captureLockStack): a lock's name when it has none.
- */
-export function siteOf(holder: { stack?: string }): string {
-  const f = userFrame(holder);
-  return f ? siteName(f) : 'unknown';
-}
-
-/**
- * The first user frame as `fn (file:line)`: how acquire and holder sites are named. Worked out
- * when a charge first needs it, in the source if the file's map has been read by then.
- */
-export function codeSiteOf(holder: { stack?: string }): string {
-  const f = userFrame(holder);
-  return f ? `${f.function || '<anonymous>'} (${siteName(f)})` : LOCK_SITES.unknown;
 }
 
 const siteOfAcquisition = (acq: Acquisition) => (acq.site ??= acq.stack ? codeSiteOf(acq.stack) : LOCK_SITES.unknown);
@@ -624,7 +595,7 @@ export class LockTracker {
   private holderAttributes(holder: Acquisition | undefined): Record<string, string> {
     if (!holder) return {};
     const attrs: Record<string, string> = { [LOCK_HOLDER_SITE]: siteOfAcquisition(holder) };
-    const sc = trace.getSpan(holder.ctx)?.spanContext();
+    const sc = spanContextOf(holder.ctx, REQUEST_EXPORT_REASONS.lockHolder);
     if (sc) {
       attrs[LOCK_HOLDER_TRACE] = sc.traceId;
       attrs[LOCK_HOLDER_SPAN] = sc.spanId;

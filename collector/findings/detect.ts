@@ -24,6 +24,8 @@ import {
   POOL_NAME,
   POOL_TYPE,
   SYNC_API,
+  SYNC_SITE,
+  SYNC_SITES,
   THREADPOOL_AHEAD,
   THREADPOOL_METRICS,
   THREADPOOL_OP,
@@ -96,14 +98,27 @@ export function locationOf(a: Attributes | undefined): CodeLocation | undefined 
 }
 
 const traceIds = (spans: AgentSpanRow[]) => [...new Set(spans.map((s) => s.traceId))].slice(0, EXAMPLES);
-const sameSite = (service: string, l: CodeLocation) => key(service, `${l.file}:${l.line}`);
 const severity = (critical: boolean): Severity => (critical ? 'critical' : 'warning');
 
-/** Blocking sync calls, then blocked loops not explained by one of them. */
+/** One file named two ways: a path as the agent saw it, and one relative to the agent's working directory. */
+const sameFile = (a: string, b: string) => a === b || a.endsWith(`/${b}`) || b.endsWith(`/${a}`);
+const sameCode = (a: CodeLocation, b: CodeLocation) => a.line === b.line && sameFile(a.file, b.file);
+/** Sites of the sync-call totals that are not code. */
+const NOT_CODE = new Set<string>([SYNC_SITES.fast, SYNC_SITES.other, LOCK_SITES.unknown]);
+
+/**
+ * Blocking sync calls, then blocked loops not explained by one of them. The agent counts every
+ * sync call per API and site (stallscope.sync.time and .calls), so a site's figures come from
+ * those totals, whatever the sampling and however short each call; its spans (the calls over the
+ * span threshold) give its full location and example traces. A service that sends no totals (an
+ * older agent) is judged from its spans alone.
+ */
 async function blocking(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
-  const [syncGroups, blockGroups] = await Promise.all([
+  const [syncGroups, blockGroups, syncTime, syncCalls] = await Promise.all([
     read.groups(KINDS.syncCall, w, GROUPS),
     read.groups(KINDS.loopBlock, w, GROUPS),
+    read.counterTotals(METRICS.syncTime, w),
+    read.counterTotals(METRICS.syncCalls, w),
   ]);
   const [syncSamples, blockSamples] = await Promise.all([
     read.samples(KINDS.syncCall, syncGroups, w, EXAMPLES, 'slowest'),
@@ -117,26 +132,65 @@ async function blocking(read: ReadModel, w: Window, th: FindingThresholds): Prom
     episodes: number;
     blockMaxMs: number;
   };
-  const sites = new Map<string, SyncSite>();
-  for (const g of syncGroups) {
+  /** Span groups with their location and API, by service. */
+  const spanned = syncGroups.flatMap((g) => {
     const examples = syncSamples.get(key(g.service, g.key)) ?? [];
     const location = locationOf(examples[0]?.attributes);
-    if (!location) continue;
-    const d: SyncSite['d'] = {
-      kind: 'sync-call',
-      severity: 'warning',
-      service: g.service,
-      impactMs: g.totalMs,
-      count: g.count,
-      location,
-      traceIds: traceIds(examples),
-      figures: { totalMs: g.totalMs, maxMs: g.maxMs, calls: g.count },
-      facts: { api: str(examples[0].attributes[SYNC_API]) || 'a blocking call' },
-    };
-    const site = sameSite(g.service, location);
+    return location ? [{ g, examples, location, api: str(examples[0].attributes[SYNC_API]) }] : [];
+  });
+  const counted = new Map<string, { service: string; api: string; site: string; ms: number; calls: number }>();
+  const totalOf = (service: string, a: Attributes) => {
+    const id = key(service, str(a[SYNC_API]), str(a[SYNC_SITE]));
+    let e = counted.get(id);
+    if (!e) counted.set(id, (e = { service, api: str(a[SYNC_API]), site: str(a[SYNC_SITE]), ms: 0, calls: 0 }));
+    return e;
+  };
+  for (const r of syncTime) totalOf(r.service, r.attributes).ms += 1000 * r.value;
+  for (const r of syncCalls) totalOf(r.service, r.attributes).calls += r.value;
+
+  const found: Array<SyncSite['d']> = [];
+  const used = new Set<(typeof spanned)[number]>();
+  const finding = (
+    service: string,
+    api: string,
+    location: CodeLocation,
+    totalMs: number,
+    calls: number,
+    spans: (typeof spanned)[number] | undefined,
+  ): SyncSite['d'] => ({
+    kind: 'sync-call',
+    severity: 'warning',
+    service,
+    impactMs: totalMs,
+    count: calls,
+    location,
+    traceIds: spans ? traceIds(spans.examples) : [],
+    figures: { totalMs, ...(spans ? { maxMs: spans.g.maxMs } : {}), calls, meanMs: calls ? totalMs / calls : 0 },
+    facts: { api: api || 'a blocking call' },
+  });
+  for (const c of counted.values()) {
+    if (NOT_CODE.has(c.site)) continue;
+    const at = siteLocation(c.site);
+    if (!at) continue;
+    const spans = spanned.find(
+      (x) =>
+        x.g.service === c.service && x.api === c.api && x.location.function === at.function && sameCode(x.location, at),
+    );
+    if (spans) used.add(spans);
+    found.push(finding(c.service, c.api, spans?.location ?? at, c.ms, c.calls, spans));
+  }
+  // Services without totals, and spans no total matched (a site first counted before its map was read).
+  for (const x of spanned)
+    if (!used.has(x)) found.push(finding(x.g.service, x.api, x.location, x.g.totalMs, x.g.count, x));
+
+  const sites: SyncSite[] = [];
+  for (const d of found) {
+    const same = sites.find((x) => x.d.service === d.service && sameCode(x.d.location!, d.location!));
     // Two slow APIs on one line: the costlier one names the finding.
-    if ((sites.get(site)?.totalMs ?? -1) < g.totalMs)
-      sites.set(site, { d, totalMs: g.totalMs, maxMs: g.maxMs, episodes: 0, blockMaxMs: 0 });
+    if (same && same.totalMs >= d.impactMs) continue;
+    const site = { d, totalMs: d.impactMs, maxMs: d.figures.maxMs ?? 0, episodes: 0, blockMaxMs: 0 };
+    if (same) sites[sites.indexOf(same)] = site;
+    else sites.push(site);
   }
 
   const out: Detected[] = [];
@@ -148,7 +202,7 @@ async function blocking(read: ReadModel, w: Window, th: FindingThresholds): Prom
     // No stack: nothing to name. The telemetry's own work and Node's alone are not the app's doing.
     const origin = str(a?.[BLOCK_ORIGIN]) || BLOCK_ORIGINS.app;
     if (!location || origin === BLOCK_ORIGINS.telemetry || origin === BLOCK_ORIGINS.runtime) continue;
-    const sync = sites.get(sameSite(g.service, location));
+    const sync = sites.find((x) => x.d.service === g.service && sameCode(x.d.location!, location));
     // A loop held up by CPU starvation (the process hardly ran) is not this code's doing; the
     // sample decides for the group, and a sync call on the line still explains its episodes.
     if (!sync && examples.every((e) => e.attributes[BLOCK_STARVED] === true)) continue;
@@ -176,13 +230,13 @@ async function blocking(read: ReadModel, w: Window, th: FindingThresholds): Prom
   }
 
   const s = th['sync-call'];
-  for (const site of sites.values()) {
+  for (const site of sites) {
     const d = site.d;
     d.count = Math.max(d.count, site.episodes);
     if (site.totalMs < s['min-total'] || d.count < s['min-count']) continue;
     d.severity = severity(site.totalMs >= s['critical-total'] || site.blockMaxMs >= t['critical-max']);
     d.impactMs = site.totalMs;
-    d.figures = { ...d.figures, totalMs: site.totalMs, maxMs: site.maxMs };
+    d.figures = { ...d.figures, totalMs: site.totalMs, ...(site.maxMs ? { maxMs: site.maxMs } : {}) };
     out.push(d);
   }
   return out;

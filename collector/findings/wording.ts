@@ -88,7 +88,7 @@ function words(d: Detected): { title: string; detail: string } {
         title: `${api} blocks the event loop in ${d.location!.function}`,
         detail:
           `${api} at ${showLocation(d.location!)} ran ${plural(d.count, 'time')} while serving, blocking the event loop for ` +
-          `${formatMs(f.totalMs)} in all (the longest ${formatMs(f.maxMs)}). A synchronous call holds the only JavaScript thread until it returns. ` +
+          `${formatMs(f.totalMs)} in all (${f.maxMs !== undefined ? `the longest ${formatMs(f.maxMs)}` : `${formatMs(f.meanMs)} each on average`}). A synchronous call holds the only JavaScript thread until it returns. ` +
           `Use ${alternative(api)}.`,
       };
     }

@@ -5,6 +5,11 @@
 // with another route's code (from the loop's CPU samples), it was waiting for the loop; samples of
 // its own route's code are its own CPU; what remains is said as unattributed, never hidden.
 import {
+  HTTP_METHOD,
+  HTTP_METHOD_OLD,
+  HTTP_PATH_ROUTE,
+  HTTP_ROUTE,
+  HTTP_TARGET_OLD,
   KIND,
   KINDS,
   LOCK_HANDOFF_MS,
@@ -16,8 +21,10 @@ import {
   POOL_RUN_MS,
   SYNC_API,
   THREADPOOL_OP,
+  URL_PATH,
 } from '../../common/conventions';
 import { codeKey } from '../../common/agent-spans';
+import { foldPath, routeName } from '../../common/routes';
 import type { Attributes, RouteCause, RouteCauseKind } from '../../common/types';
 import { key } from '../../common/keys';
 import { criticalPath, type PathSpan } from './critical-path';
@@ -62,22 +69,10 @@ const NS_PER_MS = 1_000_000;
  */
 export function routeOf(server: { name: string; attributes: Attributes }): string {
   const a = server.attributes;
-  const method = str(a['http.request.method'] ?? a['http.method']);
-  const route = str(a['http.route']) || foldPath(str(a['url.path'] ?? a['http.target']));
-  if (route) return method ? `${method} ${route}` : route;
+  const method = str(a[HTTP_METHOD] ?? a[HTTP_METHOD_OLD]);
+  const route = str(a[HTTP_ROUTE]) || str(a[HTTP_PATH_ROUTE]) || foldPath(str(a[URL_PATH] ?? a[HTTP_TARGET_OLD]));
+  if (route) return routeName(method, route);
   return server.name;
-}
-
-const ID_SEGMENT = /^(\d+|[0-9a-f]{8,}|[0-9a-f-]{36}|(?=.*\d)[A-Za-z0-9_-]{16,})$/i;
-
-/** A URL path without its query, each segment that looks like an id as `:id`. */
-function foldPath(target: string): string {
-  const path = target.split('?')[0];
-  if (!path.startsWith('/')) return '';
-  return path
-    .split('/')
-    .map((seg) => (ID_SEGMENT.test(seg) ? ':id' : seg))
-    .join('/');
 }
 
 class Tally {

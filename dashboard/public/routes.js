@@ -113,6 +113,11 @@ async function routePage(main, service, route) {
     section(
       'Slowest requests',
       el(
+        'p',
+        { class: 'lead' },
+        'The slowest requests traced (in lean request mode: those that stalled or were slow).',
+      ),
+      el(
         'div',
         { class: 'requests' },
         r.slowest.map((q) =>
@@ -150,7 +155,7 @@ page('Routes', async (main) => {
       el(
         'p',
         { class: 'lead' },
-        'Every request broken down along its critical path: what it waited for (locks, pools, calls), what it did itself, and the time other requests took from it by holding the event loop. Computed from the requests traced (with a sampler, the sampled ones), about a minute after they end.',
+        'Every request broken down along its critical path: what it waited for (locks, pools, calls), what it did itself, and the time other requests took from it by holding the event loop. Computed from the requests traced (with a sampler, the sampled ones), about a minute after they end. A service in lean request mode (STALLSCOPE_REQUESTS=lean) counts every request in per-route metrics instead: its stalls (the loop blocked, lock, threadpool and pool waits, its own sync calls) by cause, the rest unattributed; only its stalled or slow requests are traced.',
       ),
       routes.length ? stackedBars(routes) : empty('No request was broken down in this window.'),
     ),

@@ -181,6 +181,36 @@ export function histogramTotals(db: SqlReader, name: string, w: Window): Promise
   return histogramSteps(db, name, { ...w, stepNs: w.toNs - w.fromNs + 1n });
 }
 
+/**
+ * A monotonic counter's increase over the window, per service and attributes, differenced per
+ * stream in SQL as histogramSteps does (a cumulative stream's first point is a baseline unless it
+ * started inside the window; a drop or a new start time is a restart).
+ */
+export async function counterTotals(
+  db: SqlReader,
+  name: string,
+  w: Window,
+): Promise<Array<{ service: string; attributes: Attributes; value: number }>> {
+  const rows = await db.all<{ service: string; attributes: string; value: unknown }>(
+    `SELECT service, attributes, sum(CASE WHEN temporality != 2 THEN value
+         WHEN prev IS NULL THEN (CASE WHEN start_ns >= @from THEN value ELSE 0 END)
+         WHEN value < prev OR start_ns IS DISTINCT FROM prev_start THEN value
+         ELSE value - prev END) AS value
+     FROM (
+       SELECT service, attributes, temporality, start_ns, value,
+         lag(value) OVER w AS prev, lag(start_ns) OVER w AS prev_start
+       FROM metric_points WHERE name = @name ${w.service ? 'AND service = @service' : ''} AND time_ns >= @from AND time_ns < @to
+       WINDOW w AS (PARTITION BY resource_id, attributes ORDER BY time_ns, ${db.dialect.rowId})) AS d
+     GROUP BY service, attributes`,
+    { name, from: w.fromNs, to: w.toNs, service: w.service ?? null },
+  );
+  return rows.map((r) => ({
+    service: r.service,
+    attributes: JSON.parse(r.attributes) as Attributes,
+    value: num(r.value),
+  }));
+}
+
 /** A gauge folded per step and service in SQL (a day of exports is thousands of points per series). */
 export async function gaugeSteps(
   db: SqlReader,

@@ -1,12 +1,24 @@
 // Requests: the server spans and traces the routes job breaks down, and the breakdowns and route
-// rollups the Routes page reads.
-import { KINDS } from '../../common/conventions';
+// rollups the Routes page reads (for services in lean request mode, their per-route metrics).
+import {
+  CAUSE_KIND,
+  CAUSE_WHAT,
+  HTTP_METHOD,
+  HTTP_METRICS,
+  HTTP_PATH_ROUTE,
+  HTTP_ROUTE,
+  KINDS,
+  REQUEST_METRICS,
+} from '../../common/conventions';
+import { routeName } from '../../common/routes';
 import type { Attributes, JobSpan, RequestView, RouteCause, RouteRow, Window } from '../../common/types';
 import { key, splitKey } from '../../common/keys';
 import { nsToIso, nsToMs } from '../../common/time';
 import { durationQuantile, emptyRouteBucket, mergeRouteBucket, type RouteBucket } from '../route-bucket';
 import { big, int, inList, type Params, type SqlReader } from '../sql';
 import { minuteRanges, rangeClause } from './ranges';
+import { quantile, type Histogram } from './histogram';
+import { counterTotals, windowTotals } from './metrics';
 
 interface SpanDbRow {
   trace_id: string;
@@ -103,11 +115,14 @@ export async function routes(db: SqlReader, w: Window, route?: string): Promise<
   const params: Params = { service: w.service ?? null, route: route ?? null };
   const where = rangeClause(minuteRanges(w), params);
   if (!where) return [];
-  const rows = await db.all<{ service: string; route: string; data: string }>(
-    `SELECT service, route, data FROM route_rollup WHERE ${where}
+  const [rows, lean] = await Promise.all([
+    db.all<{ service: string; route: string; data: string }>(
+      `SELECT service, route, data FROM route_rollup WHERE ${where}
        ${w.service ? 'AND service = @service' : ''} ${route !== undefined ? 'AND route = @route' : ''}`,
-    params,
-  );
+      params,
+    ),
+    leanRoutes(db, w, route),
+  ]);
   const merged = new Map<string, { service: string; route: string; b: RouteBucket }>();
   for (const r of rows) {
     const id = key(r.service, r.route);
@@ -115,8 +130,9 @@ export async function routes(db: SqlReader, w: Window, route?: string): Promise<
     if (!e) merged.set(id, (e = { service: r.service, route: r.route, b: emptyRouteBucket() }));
     mergeRouteBucket(e.b, JSON.parse(r.data) as RouteBucket);
   }
-  return [...merged.values()]
-    .map(({ service, route: name, b }) => ({
+  const traced = [...merged]
+    .filter(([id]) => !lean.has(id))
+    .map(([, { service, route: name, b }]) => ({
       service,
       route: name,
       requests: b.requests,
@@ -124,14 +140,81 @@ export async function routes(db: SqlReader, w: Window, route?: string): Promise<
       p50Ms: durationQuantile(b, 0.5),
       p95Ms: durationQuantile(b, 0.95),
       p99Ms: durationQuantile(b, 0.99),
-      causes: Object.entries(b.causes)
-        .map(([k, ms]) => {
-          const [kind, what] = splitKey(k);
-          return { kind: kind as RouteCause['kind'], what, ms, share: b.totalMs ? ms / b.totalMs : 0 };
-        })
-        .sort((a, x) => x.ms - a.ms),
-    }))
-    .sort((a, b) => b.totalMs - a.totalMs);
+      causes: causeRows(b.causes, b.totalMs),
+    }));
+  return [...traced, ...lean.values()].sort((a, b) => b.totalMs - a.totalMs);
+}
+
+function causeRows(causes: Record<string, number>, totalMs: number): RouteRow['causes'] {
+  return Object.entries(causes)
+    .map(([k, ms]) => {
+      const [kind, what] = splitKey(k);
+      return { kind: kind as RouteCause['kind'], what, ms, share: totalMs ? ms / totalMs : 0 };
+    })
+    .sort((a, x) => x.ms - a.ms);
+}
+
+const str = (v: unknown) => (typeof v === 'string' ? v : '');
+const routeOfPoint = (a: Attributes) => routeName(str(a[HTTP_METHOD]), str(a[HTTP_ROUTE]) || str(a[HTTP_PATH_ROUTE]));
+
+/**
+ * Routes of services in lean request mode, from the agent's per-route metrics (every request,
+ * traced or not): the time by cause from `stallscope.request.time`, the count and percentiles from
+ * `http.server.request.duration`. A route counted so is not read from the breakdowns, which
+ * there cover only the requests that stalled.
+ */
+async function leanRoutes(db: SqlReader, w: Window, route?: string): Promise<Map<string, RouteRow>> {
+  const [times, durations] = await Promise.all([
+    counterTotals(db, REQUEST_METRICS.time, w),
+    windowTotals(db, HTTP_METRICS.serverDuration, w),
+  ]);
+  const out = new Map<string, RouteRow & { byCause: Record<string, number>; histogram: Histogram }>();
+  for (const t of times) {
+    const name = routeOfPoint(t.attributes);
+    if (route !== undefined && name !== route) continue;
+    const id = key(t.service, name);
+    let r = out.get(id);
+    if (!r)
+      out.set(
+        id,
+        (r = {
+          service: t.service,
+          route: name,
+          requests: 0,
+          totalMs: 0,
+          p50Ms: null,
+          p95Ms: null,
+          p99Ms: null,
+          causes: [],
+          byCause: {},
+          histogram: { count: 0, sum: 0, bounds: [], counts: [] },
+        }),
+      );
+    const cause = key(str(t.attributes[CAUSE_KIND]), str(t.attributes[CAUSE_WHAT]));
+    r.byCause[cause] = (r.byCause[cause] ?? 0) + t.value * 1000;
+  }
+  for (const d of durations) {
+    const r = out.get(key(d.service, routeOfPoint(d.attributes)));
+    if (!r || !d.step.count) continue;
+    const h = r.histogram;
+    h.count += d.step.count;
+    h.sum += d.step.sum ?? 0;
+    h.bounds = d.step.bounds ?? h.bounds;
+    (d.step.bucketCounts ?? []).forEach((c, i) => (h.counts[i] = (h.counts[i] ?? 0) + c));
+  }
+  const rows = new Map<string, RouteRow>();
+  for (const [id, { byCause, histogram, ...r }] of out) {
+    r.totalMs = Object.values(byCause).reduce((a, x) => a + x, 0);
+    r.causes = causeRows(byCause, r.totalMs);
+    r.requests = histogram.count;
+    const ms = (q: number) => {
+      const s = quantile(histogram, q);
+      return s === null ? null : s * 1000;
+    };
+    [r.p50Ms, r.p95Ms, r.p99Ms] = [ms(0.5), ms(0.95), ms(0.99)];
+    if (r.totalMs > 0) rows.set(id, r);
+  }
+  return rows;
 }
 
 /** One route's slowest requests in the window, each with its breakdown. */
