@@ -1,14 +1,22 @@
 // The stallscope agent. `start()` sets up the OpenTelemetry Node SDK (unless the app already
 // registered its own tracer provider, in which case stallscope adds to that one) and the
 // three detectors: event-loop metrics, the blocking-episode watchdog, and sync-call timing.
+import { randomUUID } from 'node:crypto';
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
+import {
+  defaultResource,
+  detectResources,
+  envDetector,
+  resourceFromAttributes,
+  type Resource,
+} from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
-import { METRICS } from '../common/conventions';
-import { resolveConfig, type AgentConfig, type InstrumentationName } from './config';
+import { METRICS, PROFILE_PATH, SERVICE_INSTANCE_ID } from '../common/conventions';
+import { otlpTarget, resolveConfig, type AgentConfig, type InstrumentationName } from './config';
 import { LoopMetrics } from './loop-metrics';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
@@ -57,10 +65,32 @@ const FLUSH_ON_EXIT_MS = 2000;
 
 type Global = typeof globalThis & { [INSTANCE]?: StallscopeAgent };
 
-function hasOwnTracerProvider(): boolean {
+function registeredTracerProvider(): object {
   const provider = trace.getTracerProvider() as { getDelegate?: () => object };
-  const delegate = provider.getDelegate?.() ?? provider;
-  return delegate.constructor.name !== 'NoopTracerProvider';
+  return provider.getDelegate?.() ?? provider;
+}
+
+function hasOwnTracerProvider(): boolean {
+  return registeredTracerProvider().constructor.name !== 'NoopTracerProvider';
+}
+
+/**
+ * The resource the SDK puts on everything, as `key=value` text for the loop profiles. The SDK
+ * has no public getter: its tracer provider keeps it in `_resource`; failing that, what the
+ * environment says (service name and OTEL_RESOURCE_ATTRIBUTES, through the default resource).
+ */
+async function sdkResourceAttributes(): Promise<Record<string, string>> {
+  const held = (registeredTracerProvider() as { _resource?: Resource })._resource;
+  const resource =
+    held && typeof held.merge === 'function'
+      ? held
+      : defaultResource().merge(detectResources({ detectors: [envDetector] }));
+  await resource.waitForAsyncAttributes?.();
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(resource.attributes)) {
+    if (v !== undefined && v !== null) out[k] = Array.isArray(v) ? v.join(',') : String(v);
+  }
+  return out;
 }
 
 /** Starts the agent once per process; later calls return the running instance. */
@@ -101,7 +131,10 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
   } else {
-    sdk = new NodeSDK({ instrumentations });
+    // service.instance.id tells this process's profiles, spans and metrics from its replicas'
+    // (OTEL_RESOURCE_ATTRIBUTES still wins: detected attributes are merged over this one).
+    const resource = defaultResource().merge(resourceFromAttributes({ [SERVICE_INSTANCE_ID]: randomUUID() }));
+    sdk = new NodeSDK({ instrumentations, resource });
     sdk.start();
   }
   const tracer: Tracer = trace.getTracer('stallscope', VERSION);
@@ -120,16 +153,22 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     }
   };
   if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter));
-  if (config.watchdog)
-    run(
-      'watchdog',
-      () =>
-        new Watchdog(
-          { thresholdMs: config.blockThresholdMs, maxPerMinute: config.maxBlockSpansPerMinute },
-          tracer,
-          meter,
-        ),
-    );
+  const target = config.profileHz > 0 ? otlpTarget(process.env, PROFILE_PATH, warnOnce) : undefined;
+  if (config.watchdog || target)
+    run('watchdog', () => {
+      const profile = target && { hz: config.profileHz, windowMs: config.profileWindowMs, target };
+      return new Watchdog(
+        {
+          watch: config.watchdog,
+          thresholdMs: config.blockThresholdMs,
+          maxPerMinute: config.maxBlockSpansPerMinute,
+          profile,
+          resource: profile && sdkResourceAttributes(),
+        },
+        tracer,
+        meter,
+      );
+    });
   if (config.pools) run('pool tracking', () => new PoolTracker(tracer, meter));
   if (config.locks) {
     run(

@@ -1,14 +1,37 @@
 // Messages between the agent's main-thread side and the watchdog thread.
+import type { ProfilerCommand, ProfilerOutcome, ProfilerReason, ProfilerState } from '../common/conventions';
+import type { OtlpTarget } from './config';
 import type { Frame } from './stack';
 
+/** Slots of the shared heartbeat (a BigInt64Array). */
+export const BEAT = {
+  /** process.hrtime.bigint() of the last heartbeat (0 until the app has started). */
+  time: 0,
+  /** Heartbeats so far. */
+  count: 1,
+  /** The loop's active time (event-loop utilization), in microseconds, at the last heartbeat; profiling only. */
+  active: 2,
+  /** 1 while the profiler's inspector session is connected to the main thread. */
+  profilerConnected: 3,
+} as const;
+export const BEAT_SLOTS = 4;
+
+export interface ProfilerSettings {
+  hz: number;
+  windowMs: number;
+  target: OtlpTarget;
+}
+
 export interface WatchdogData {
-  /** BigInt64Array[2]: [0] hrtime (ns) of the last heartbeat, [1] heartbeat count. */
   heartbeat: SharedArrayBuffer;
+  /** false: the thread only profiles (blocking episodes are not watched). */
+  watch: boolean;
   thresholdMs: number;
   pollMs: number;
   maxPerMinute: number;
   /** Evaluated on the paused main thread; returns "traceId:spanId:flags" of the active span, or ''. */
   activeSpanExpression: string;
+  profile?: ProfilerSettings;
 }
 
 export interface EpisodeMessage {
@@ -29,4 +52,37 @@ export interface EpisodeMessage {
   cpuRatio?: number;
 }
 
-export type FromWatchdog = EpisodeMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };
+/** The profiler asks the main thread to start and/or end profiles (by title), in that order. */
+export interface ProfilerCommandMessage {
+  type: 'profiler-command';
+  id: number;
+  command: ProfilerCommand;
+  start?: string;
+  end?: string;
+}
+
+/** The main thread's answer: how long the command held it. */
+export interface ProfilerDone {
+  type: 'profiler-done';
+  id: number;
+  ms: number;
+  error?: string;
+}
+
+/** What the profiler says: its commands, its state, its back-offs, its profiles, its failures. */
+export type ProfilerMessage =
+  | ProfilerCommandMessage
+  | { type: 'profiler-state'; state: ProfilerState; hz: number; reason?: ProfilerReason }
+  | { type: 'profiler-backoff'; reason: ProfilerReason }
+  | { type: 'profile'; outcome: ProfilerOutcome; error?: string }
+  | { type: 'profiler-error'; error: string };
+
+export type FromWatchdog =
+  EpisodeMessage | ProfilerMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };
+
+export type ToWatchdog =
+  | ProfilerDone
+  /** The resource the profiles describe, once the SDK has it. */
+  | { type: 'resource'; attributes: Record<string, string> }
+  /** The main thread is exiting (or the agent stopping): let go of the main thread now. */
+  | { type: 'release' };
