@@ -39,8 +39,9 @@ import {
   type ProfilerSettings,
 } from './watchdog-protocol';
 
-/** Start sampling once the loop is at least this busy over a tick. */
+/** Start sampling once the loop is at least this busy over a second. */
 const BUSY_ELU = 0.1;
+const BUSY_SPAN_NS = 1_000_000_000n;
 /** A window this idle ends the sampling until the loop is busy again. */
 const IDLE_ELU = 0.02;
 /**
@@ -56,7 +57,7 @@ const REDUCE_BY = 4;
 const COST_SHARE = 0.01;
 /** After a back-off to a stop, the windows waited before trying again (doubling up to the last). */
 const MAX_PAUSED_WINDOWS = 16;
-/** Commands are sent only to a main thread that stamped its heartbeat this recently. */
+/** A main thread that stamped its heartbeat this recently is turning. */
 const RESPONSIVE_NS = 50_000_000n;
 /** Inspector calls (enable, sampling interval) are served at once by a main thread that turns. */
 const CALL_TIMEOUT_MS = 2000;
@@ -83,6 +84,71 @@ function utilization(a: Reading, b: Reading): number {
   return wallUs > 0 ? Math.min(1, Number(b.active - a.active) / wallUs) : 0;
 }
 
+export interface Policy {
+  requestedHz: number;
+  reducedHz: number;
+  /** The longest a relay may hold the main thread. */
+  costBudgetMs: number;
+  /** A loop held up this long (in a busy window) has no headroom. */
+  saturatedGapMs: number;
+}
+
+export function policyFor(settings: { hz: number; windowMs: number }, thresholdMs: number): Policy {
+  return {
+    requestedHz: settings.hz,
+    reducedHz: Math.max(1, Math.round(settings.hz / REDUCE_BY)),
+    costBudgetMs: Math.min(thresholdMs / 2, settings.windowMs * COST_SHARE),
+    saturatedGapMs: thresholdMs / 2,
+  };
+}
+
+/** What was measured over the window that just ended, and the rate it was sampled at. */
+export interface WindowFacts {
+  hz: number;
+  state: ProfilerState;
+  reason?: ProfilerReason;
+  /** The loop's utilization. */
+  elu: number;
+  /** The longest the loop went without a heartbeat. */
+  maxGapMs: number;
+  /** Main-thread time of the relay that opened the window (0 after a start). */
+  relayMs: number;
+}
+
+export interface NextWindow {
+  /** 0: stop sampling. */
+  hz: number;
+  state: ProfilerState;
+  reason?: ProfilerReason;
+  /** Set when this decision is a back-off. */
+  backoff?: ProfilerReason;
+}
+
+/**
+ * The next window's rate. A loop with no headroom is sampled at a quarter of the rate (sampling
+ * costs in proportion to it; a quarter still ranks the hot functions), never left unprofiled for
+ * that alone; a relay that held the main thread too long lowers the rate, then stops sampling
+ * for a while. A calm window brings the full rate back; an idle one stops until the loop is busy.
+ */
+export function nextWindow(policy: Policy, w: WindowFacts): NextWindow {
+  const full = w.hz === policy.requestedHz;
+  const canReduce = full && policy.reducedHz < w.hz;
+  if (w.relayMs >= policy.costBudgetMs) {
+    const reason = PROFILER_REASONS.cost;
+    return canReduce
+      ? { hz: policy.reducedHz, state: PROFILER_STATES.reduced, reason, backoff: reason }
+      : { hz: 0, state: PROFILER_STATES.paused, reason, backoff: reason };
+  }
+  if (w.elu >= SATURATED_ELU && w.maxGapMs >= policy.saturatedGapMs) {
+    const reason = PROFILER_REASONS.saturated;
+    if (canReduce) return { hz: policy.reducedHz, state: PROFILER_STATES.reduced, reason, backoff: reason };
+    return { hz: w.hz, state: w.state, reason: w.reason };
+  }
+  if (w.elu < IDLE_ELU) return { hz: 0, state: PROFILER_STATES.idle };
+  if (!full && w.elu < CALM_ELU) return { hz: policy.requestedHz, state: PROFILER_STATES.sampling };
+  return { hz: w.hz, state: w.state, reason: w.reason };
+}
+
 export class LoopProfiler {
   private session: Session | undefined;
   private recording: Title | undefined;
@@ -93,7 +159,9 @@ export class LoopProfiler {
   private reason: ProfilerReason | undefined;
   private pending = false;
   private window = { startHr: 0n, reading: { stampHr: 0n, active: 0n }, maxGapNs: 0n };
+  /** The reading `recent` was measured from, and the loop's utilization over the second before it. */
   private last: Reading | undefined;
+  private recent = 0;
   /** Main-thread time of the last relay (0 right after a start). */
   private boundaryMs = 0;
   private pausedWindows = 0;
@@ -103,12 +171,12 @@ export class LoopProfiler {
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private commands = 0;
+  /** Who waits for a profile V8 is handing over (a stop waits for it before letting go of the session). */
+  private readonly finishing = new Map<Title, () => void>();
   private waiting:
     { id: number; resolve: (ms: number) => void; reject: (err: Error) => void; timer: NodeJS.Timeout } | undefined;
   private readonly windowNs: bigint;
-  private readonly costBudgetMs: number;
-  private readonly saturatedGapMs: number;
-  private readonly reducedHz: number;
+  private readonly policy: Policy;
 
   constructor(
     private readonly settings: ProfilerSettings,
@@ -118,9 +186,7 @@ export class LoopProfiler {
     private readonly post: (m: ProfilerMessage) => void,
   ) {
     this.windowNs = BigInt(Math.round(settings.windowMs * 1e6));
-    this.costBudgetMs = Math.min(thresholdMs / 2, settings.windowMs * COST_SHARE);
-    this.saturatedGapMs = thresholdMs / 2;
-    this.reducedHz = Math.max(1, Math.round(settings.hz / REDUCE_BY));
+    this.policy = policyFor(settings, thresholdMs);
   }
 
   start(): void {
@@ -166,19 +232,23 @@ export class LoopProfiler {
       active: Atomics.load(this.beat, BEAT.active),
     };
     if (reading.stampHr === 0n) return; // the app has not started yet
-    const recent = this.last ? utilization(this.last, reading) : 0;
-    this.last = reading;
-    // A loop that does not turn would leave the command waiting: better to ask later.
-    if (now - reading.stampHr > RESPONSIVE_NS) return;
+    if (!this.last || reading.stampHr - this.last.stampHr >= BUSY_SPAN_NS) {
+      this.recent = this.last ? utilization(this.last, reading) : 0;
+      this.last = reading;
+    }
+    const recent = this.recent;
     if (this.recording) {
+      // The main thread ends the window when it next turns, however long that takes.
       if (now - this.window.startHr >= this.windowNs) this.run(() => this.endWindow(reading));
-    } else if (now < this.notBeforeHr) {
+      // Starting calls the inspector, served at once only by a loop that turns: ask later.
+    } else if (now < this.notBeforeHr || now - reading.stampHr > RESPONSIVE_NS) {
       return;
     } else if (this.state === PROFILER_STATES.idle && recent >= BUSY_ELU) {
       this.run(() => this.begin(this.settings.hz, PROFILER_STATES.sampling));
     } else if (this.state === PROFILER_STATES.paused) {
       if (recent < BUSY_ELU) this.setState(PROFILER_STATES.idle, 0);
-      else if (recent < CALM_ELU) this.run(() => this.begin(this.reducedHz, PROFILER_STATES.reduced, this.reason));
+      else if (recent < CALM_ELU)
+        this.run(() => this.begin(this.policy.reducedHz, PROFILER_STATES.reduced, this.reason));
     }
   }
 
@@ -284,7 +354,19 @@ export class LoopProfiler {
 
   private async endWindow(reading: Reading): Promise<void> {
     const current = this.recording!;
-    const next = this.decide(utilization(this.window.reading, reading), Number(this.window.maxGapNs) / 1e6);
+    const next = nextWindow(this.policy, {
+      hz: this.hz,
+      state: this.state,
+      reason: this.reason,
+      elu: utilization(this.window.reading, reading),
+      maxGapMs: Number(this.window.maxGapNs) / 1e6,
+      relayMs: this.boundaryMs,
+    });
+    if (next.backoff) this.post({ type: 'profiler-backoff', reason: next.backoff });
+    if (next.state === PROFILER_STATES.paused) {
+      this.pausedWindows = Math.min(MAX_PAUSED_WINDOWS, Math.max(1, this.pausedWindows * 2));
+      this.notBeforeHr = process.hrtime.bigint() + this.windowNs * BigInt(this.pausedWindows);
+    } else if (next.state === PROFILER_STATES.sampling) this.pausedWindows = 0;
     if (next.hz === this.hz) {
       const other = TITLES[1 - TITLES.indexOf(current)];
       this.rates.set(other, this.hz);
@@ -294,7 +376,9 @@ export class LoopProfiler {
       if (next.state !== this.state || next.reason !== this.reason) this.setState(next.state, this.hz, next.reason);
       return;
     }
+    const handedOver = this.handedOver(current);
     await this.command(PROFILER_COMMANDS.stop, undefined, current);
+    await handedOver;
     this.recording = undefined;
     if (next.hz > 0) await this.begin(next.hz, next.state, next.reason);
     else {
@@ -304,32 +388,18 @@ export class LoopProfiler {
     }
   }
 
-  /**
-   * The next window's rate, from the one that just ended. A loop with no headroom is sampled at a
-   * quarter of the rate (sampling's cost grows with it; a quarter still ranks the hot functions),
-   * never left unprofiled for that alone; a relay that held the main thread too long lowers the
-   * rate, then stops the profiler for a while.
-   */
-  private decide(elu: number, maxGapMs: number): { hz: number; state: ProfilerState; reason?: ProfilerReason } {
-    const full = this.hz === this.settings.hz;
-    const saturated = elu >= SATURATED_ELU && maxGapMs >= this.saturatedGapMs;
-    if (this.boundaryMs >= this.costBudgetMs) {
-      this.post({ type: 'profiler-backoff', reason: PROFILER_REASONS.cost });
-      if (full && this.reducedHz < this.hz)
-        return { hz: this.reducedHz, state: PROFILER_STATES.reduced, reason: PROFILER_REASONS.cost };
-      this.pausedWindows = Math.min(MAX_PAUSED_WINDOWS, Math.max(1, this.pausedWindows * 2));
-      this.notBeforeHr = process.hrtime.bigint() + this.windowNs * BigInt(this.pausedWindows);
-      return { hz: 0, state: PROFILER_STATES.paused, reason: PROFILER_REASONS.cost };
-    }
-    if (saturated) {
-      if (!full || this.reducedHz >= this.hz) return { hz: this.hz, state: this.state, reason: this.reason };
-      this.post({ type: 'profiler-backoff', reason: PROFILER_REASONS.saturated });
-      return { hz: this.reducedHz, state: PROFILER_STATES.reduced, reason: PROFILER_REASONS.saturated };
-    }
-    if (elu < IDLE_ELU) return { hz: 0, state: PROFILER_STATES.idle };
-    if (!full && elu < CALM_ELU) return { hz: this.settings.hz, state: PROFILER_STATES.sampling };
-    if (full) this.pausedWindows = 0;
-    return { hz: this.hz, state: this.state, reason: this.reason };
+  /** Resolves once V8 has handed over the profile `title` (or a while later, if it never does). */
+  private handedOver(title: Title): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, CALL_TIMEOUT_MS);
+      const finishing = this.finishing;
+      function done() {
+        clearTimeout(timer);
+        finishing.delete(title);
+        resolve();
+      }
+      finishing.set(title, done);
+    });
   }
 
   private setState(state: ProfilerState, hz: number, reason?: ProfilerReason): void {
@@ -344,6 +414,7 @@ export class LoopProfiler {
     if (!TITLES.includes(title)) return; // someone else's console.profile()
     const hz = this.rates.get(title) ?? this.hz;
     this.rates.delete(title);
+    this.finishing.get(title)?.();
     try {
       // One profile in flight at most: a collector that is slow costs this window, not memory.
       if (this.exporting) {
