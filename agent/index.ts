@@ -18,6 +18,7 @@ import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
 import { METRICS, PROFILE_PATH, SERVICE_INSTANCE_ID } from '../common/conventions';
 import { otlpTarget, resolveConfig, type AgentConfig, type InstrumentationName } from './config';
 import { LoopMetrics } from './loop-metrics';
+import { SampledUtilization } from './profiler-host';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
 import { LockTracker } from './locks/tracker';
@@ -152,8 +153,9 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
       report(name, err);
     }
   };
-  if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter));
   const target = config.profileHz > 0 ? otlpTarget(process.env, PROFILE_PATH, warnOnce) : undefined;
+  const sampled = target ? new SampledUtilization() : undefined;
+  if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter, sampled));
   if (config.watchdog || target)
     run('watchdog', () => {
       const profile = target && { hz: config.profileHz, windowMs: config.profileWindowMs, target };
@@ -164,6 +166,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
           maxPerMinute: config.maxBlockSpansPerMinute,
           profile,
           resource: profile && sdkResourceAttributes(),
+          sampled,
         },
         tracer,
         meter,

@@ -43,7 +43,7 @@ import {
 const BUSY_ELU = 0.1;
 const BUSY_SPAN_NS = 1_000_000_000n;
 /** A window this idle ends the sampling until the loop is busy again. */
-const IDLE_ELU = 0.02;
+const IDLE_ELU = 0.05;
 /**
  * A window this busy, with the loop held up for half the blocking threshold at least, leaves no
  * headroom: the profiler samples less.
@@ -149,6 +149,14 @@ export function nextWindow(policy: Policy, w: WindowFacts): NextWindow {
   return { hz: w.hz, state: w.state, reason: w.reason };
 }
 
+/** Samples V8 took while the loop waited in its poll. */
+function idleSamples(profile: V8Profile): number {
+  const idle = new Set(profile.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
+  let n = 0;
+  for (const id of profile.samples ?? []) if (idle.has(id)) n++;
+  return n;
+}
+
 export class LoopProfiler {
   private session: Session | undefined;
   private recording: Title | undefined;
@@ -171,8 +179,8 @@ export class LoopProfiler {
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private commands = 0;
-  /** Who waits for a profile V8 is handing over (a stop waits for it before letting go of the session). */
-  private readonly finishing = new Map<Title, () => void>();
+  /** Who waits for a profile V8 is handing over, and its share of busy samples. */
+  private readonly finishing = new Map<Title, (busy?: number) => void>();
   private waiting:
     { id: number; resolve: (ms: number) => void; reject: (err: Error) => void; timer: NodeJS.Timeout } | undefined;
   private readonly windowNs: bigint;
@@ -352,14 +360,29 @@ export class LoopProfiler {
     };
   }
 
+  /**
+   * Relays to the next window, then judges the one that ended from its own profile: while V8
+   * samples, its signals interrupt the loop's poll and libuv loses the idle time (utilization
+   * reads 0.5 for a loop 10% busy), but the profile's (idle) samples count it faithfully. A change
+   * of rate then rebuilds the profiler, and stopping ends the window just begun.
+   */
   private async endWindow(reading: Reading): Promise<void> {
     const current = this.recording!;
+    const other = TITLES[1 - TITLES.indexOf(current)];
+    const maxGapMs = Number(this.window.maxGapNs) / 1e6;
+    const heartbeatElu = utilization(this.window.reading, reading);
+    const handedOver = this.handedOver(current);
+    this.rates.set(other, this.hz);
+    this.boundaryMs = await this.command(PROFILER_COMMANDS.boundary, other, current);
+    this.recording = other;
+    this.openWindow();
+    const sampled = await handedOver;
     const next = nextWindow(this.policy, {
       hz: this.hz,
       state: this.state,
       reason: this.reason,
-      elu: utilization(this.window.reading, reading),
-      maxGapMs: Number(this.window.maxGapNs) / 1e6,
+      elu: sampled ?? heartbeatElu,
+      maxGapMs,
       relayMs: this.boundaryMs,
     });
     if (next.backoff) this.post({ type: 'profiler-backoff', reason: next.backoff });
@@ -368,17 +391,12 @@ export class LoopProfiler {
       this.notBeforeHr = process.hrtime.bigint() + this.windowNs * BigInt(this.pausedWindows);
     } else if (next.state === PROFILER_STATES.sampling) this.pausedWindows = 0;
     if (next.hz === this.hz) {
-      const other = TITLES[1 - TITLES.indexOf(current)];
-      this.rates.set(other, this.hz);
-      this.boundaryMs = await this.command(PROFILER_COMMANDS.boundary, other, current);
-      this.recording = other;
-      this.openWindow();
       if (next.state !== this.state || next.reason !== this.reason) this.setState(next.state, this.hz, next.reason);
       return;
     }
-    const handedOver = this.handedOver(current);
-    await this.command(PROFILER_COMMANDS.stop, undefined, current);
-    await handedOver;
+    const stopped = this.handedOver(other);
+    await this.command(PROFILER_COMMANDS.stop, undefined, other);
+    await stopped;
     this.recording = undefined;
     if (next.hz > 0) await this.begin(next.hz, next.state, next.reason);
     else {
@@ -388,16 +406,19 @@ export class LoopProfiler {
     }
   }
 
-  /** Resolves once V8 has handed over the profile `title` (or a while later, if it never does). */
-  private handedOver(title: Title): Promise<void> {
+  /**
+   * Resolves with the loop's sampled utilization once V8 has handed over the profile `title`
+   * (undefined if it never does, or it holds no samples).
+   */
+  private handedOver(title: Title): Promise<number | undefined> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, CALL_TIMEOUT_MS);
       const finishing = this.finishing;
-      function done() {
+      const done = (busy?: number) => {
         clearTimeout(timer);
         finishing.delete(title);
-        resolve();
-      }
+        resolve(busy);
+      };
+      const timer = setTimeout(done, CALL_TIMEOUT_MS);
       finishing.set(title, done);
     });
   }
@@ -414,7 +435,15 @@ export class LoopProfiler {
     if (!TITLES.includes(title)) return; // someone else's console.profile()
     const hz = this.rates.get(title) ?? this.hz;
     this.rates.delete(title);
-    this.finishing.get(title)?.();
+    const all = params.profile.samples?.length ?? 0;
+    const busy = all ? 1 - idleSamples(params.profile) / all : undefined;
+    this.finishing.get(title)?.(busy);
+    if (busy !== undefined)
+      this.post({
+        type: 'profile-utilization',
+        busy,
+        seconds: (params.profile.endTime - params.profile.startTime) / 1e6,
+      });
     try {
       // One profile in flight at most: a collector that is slow costs this window, not memory.
       if (this.exporting) {

@@ -75,6 +75,8 @@ export type ProfilerMessage =
   | { type: 'profiler-state'; state: ProfilerState; hz: number; reason?: ProfilerReason }
   | { type: 'profiler-backoff'; reason: ProfilerReason }
   | { type: 'profile'; outcome: ProfilerOutcome; error?: string }
+  /** A window's share of samples taken while the loop was not waiting in its poll, and its length. */
+  | { type: 'profile-utilization'; busy: number; seconds: number }
   | { type: 'profiler-error'; error: string };
 
 export type FromWatchdog =

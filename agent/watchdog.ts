@@ -22,7 +22,7 @@ import {
 import { codeAttributes, originOf } from './stack';
 import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
-import { ProfilerHost } from './profiler-host';
+import { ProfilerHost, type SampledUtilization } from './profiler-host';
 import {
   BEAT,
   BEAT_SLOTS,
@@ -49,6 +49,8 @@ export interface WatchdogOptions {
   profile?: ProfilerSettings;
   /** The resource the profiles describe (the SDK's), when known. */
   resource?: Promise<Record<string, string>>;
+  /** Where the loop's sampled utilization goes (for the event-loop metrics). */
+  sampled?: SampledUtilization;
 }
 
 /** At exit, how long the main thread waits for the profiler to let go of it. */
@@ -124,7 +126,9 @@ export class Watchdog {
       activeSpanExpression: `globalThis[Symbol.for(${JSON.stringify(ACTIVE_SPAN_KEY)})]()`,
       profile: this.options.profile,
     };
-    const profiler = this.profiling ? new ProfilerHost(this.meter, (m) => this.send(m)) : undefined;
+    const profiler = this.profiling
+      ? new ProfilerHost(this.meter, (m) => this.send(m), this.options.sampled)
+      : undefined;
     const worker = new Worker(join(__dirname, 'watchdog-worker.js'), {
       workerData: data,
       name: 'stallscope-watchdog',

@@ -86,7 +86,7 @@ export const PROFILE_ORIGINS = BLOCK_ORIGINS;
  * process's profiles, spans and metrics can be told from its replicas'.
  */
 export const SERVICE_INSTANCE_ID = 'service.instance.id';
-/** What the profiler is doing, on stallscope.profiler.rate (see docs/conventions.md, Loop CPU profiles). */
+/** What the profiler is doing, on stallscope.profiler.state (see docs/conventions.md, Loop CPU profiles). */
 export const PROFILER_STATE = 'stallscope.profiler.state';
 export const PROFILER_STATES = {
   /** At the requested rate. */
@@ -114,8 +114,10 @@ export const PROFILER_COMMAND = 'stallscope.profiler.command';
 export const PROFILER_COMMANDS = { start: 'start', boundary: 'boundary', stop: 'stop' } as const;
 export type ProfilerCommand = (typeof PROFILER_COMMANDS)[keyof typeof PROFILER_COMMANDS];
 export const PROFILER_METRICS = {
-  /** The sampling rate in force (0 when not sampling), with PROFILER_STATE and, when backed off, PROFILER_REASON. */
+  /** The sampling rate in force (0 when not sampling). */
   rate: 'stallscope.profiler.rate',
+  /** One series per PROFILER_STATES value: 1 for the state in force, 0 for the others. */
+  state: 'stallscope.profiler.state',
   backoffs: 'stallscope.profiler.backoffs',
   profiles: 'stallscope.profiler.profiles',
   /** Main-thread time a profiler command took, measured from the watchdog thread (an upper bound). */

@@ -32,7 +32,7 @@ from .conventions import (
 )
 from .stack import file_origin
 
-# The agent's own heartbeat keeps an idle loop 1-3% busy (the Node agent's threshold is 0.02).
+# Under this a window is idle (the agent's own heartbeat keeps an idle loop 1-3% busy).
 IDLE_BUSY = 0.05
 SATURATED_BUSY = 0.9
 CALM_BUSY = 0.7
