@@ -47,6 +47,8 @@ export interface AgentConfig {
   pools: boolean;
   /** Whether keys of keyed locks (async-lock keys, Web Locks names) may name lock resources. */
   lockKeyNames: boolean;
+  /** Whether reported code positions are mapped through the app's source maps. */
+  sourceMaps: boolean;
   /** The library instrumentations to load (all unless the environment narrows them). */
   instrumentations: InstrumentationName[];
 }
@@ -70,6 +72,7 @@ export const DEFAULTS: AgentConfig = {
   threadpool: true,
   pools: true,
   lockKeyNames: true,
+  sourceMaps: true,
   instrumentations: [...INSTRUMENTATION_NAMES],
 };
 
@@ -97,6 +100,7 @@ const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
   ['threadpool', 'STALLSCOPE_THREADPOOL'],
   ['pools', 'STALLSCOPE_POOLS'],
   ['lockKeyNames', 'STALLSCOPE_LOCK_KEY_NAMES'],
+  ['sourceMaps', 'STALLSCOPE_SOURCE_MAPS'],
 ];
 
 function truthy(v: string | undefined): boolean | undefined {

@@ -1,6 +1,9 @@
 // The stallscope agent. `start()` sets up the OpenTelemetry Node SDK (unless the app already
-// registered its own tracer provider, in which case stallscope adds to that one) and the
-// three detectors: event-loop metrics, the blocking-episode watchdog, and sync-call timing.
+// registered its own tracer provider, in which case stallscope adds to that one), the library
+// instrumentations (HTTP, express, the lock libraries, the worker pools) and the detectors:
+// event-loop metrics, the blocking-episode watchdog and the loop CPU profiler on its thread,
+// worker-pool tracking, lock tracking and Web Locks, the libuv threadpool monitor, and sync-call
+// timing. Each can be switched off.
 import { randomUUID } from 'node:crypto';
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
@@ -12,15 +15,24 @@ import {
   type Resource,
 } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
-import { METRICS, PROFILE_PATH, SERVICE_INSTANCE_ID } from '../common/conventions';
+import {
+  LOCK_METRICS,
+  METRICS,
+  POOL_METRICS,
+  PROFILE_PATH,
+  SERVICE_INSTANCE_ID,
+  THREADPOOL_METRICS,
+} from '../common/conventions';
 import { otlpTarget, resolveConfig, type AgentConfig, type InstrumentationName } from './config';
 import { LoopMetrics } from './loop-metrics';
 import { SampledUtilization } from './profiler-host';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
+import { activeSourceMapper } from './source-mapper';
 import { LockTracker } from './locks/tracker';
 import { AsyncMutexInstrumentation, LOCK_NAME_KEY } from './locks/async-mutex';
 import { AsyncLockInstrumentation } from './locks/async-lock';
@@ -63,6 +75,7 @@ const INSTANCE = Symbol.for('stallscope.agent');
 const VERSION = '0.1.0';
 const FLUSH_ON_SIGNAL_MS = 2000;
 const FLUSH_ON_EXIT_MS = 2000;
+const SETTLE_MAPS_MS = 500;
 
 type Global = typeof globalThis & { [INSTANCE]?: StallscopeAgent };
 
@@ -95,6 +108,23 @@ async function sdkResourceAttributes(): Promise<Record<string, string>> {
 }
 
 /** Starts the agent once per process; later calls return the running instance. */
+/**
+ * Waits, holds, queue waits and run times as base-2 exponential histograms: their percentiles are
+ * within a few percent of exact at any range, where fixed buckets only give their edges. (An app
+ * with its own SDK keeps the explicit buckets the instruments advise.)
+ */
+const DURATION_VIEWS: ViewOptions[] = [
+  LOCK_METRICS.waitTime,
+  LOCK_METRICS.holdTime,
+  THREADPOOL_METRICS.queueWait,
+  THREADPOOL_METRICS.canaryWait,
+  POOL_METRICS.queueWait,
+  POOL_METRICS.runTime,
+].map((instrumentName) => ({
+  instrumentName,
+  aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM, options: { maxSize: 160 } },
+}));
+
 export function start(options: Partial<AgentConfig> = {}): StallscopeAgent {
   const g = globalThis as Global;
   if (g[INSTANCE]) return g[INSTANCE];
@@ -135,7 +165,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     // service.instance.id tells this process's profiles, spans and metrics from its replicas'
     // (OTEL_RESOURCE_ATTRIBUTES still wins: detected attributes are merged over this one).
     const resource = defaultResource().merge(resourceFromAttributes({ [SERVICE_INSTANCE_ID]: randomUUID() }));
-    sdk = new NodeSDK({ instrumentations, resource });
+    sdk = new NodeSDK({ instrumentations, resource, views: DURATION_VIEWS });
     sdk.start();
   }
   const tracer: Tracer = trace.getTracer('stallscope', VERSION);
@@ -156,7 +186,8 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   const target = config.profileHz > 0 ? otlpTarget(process.env, PROFILE_PATH, warnOnce) : undefined;
   const sampled = target ? new SampledUtilization() : undefined;
   if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter, sampled));
-  if (config.watchdog || target)
+  // The watchdog's thread also reads source maps and runs the loop profiler, so it runs for any.
+  if (config.watchdog || config.sourceMaps || target)
     run('watchdog', () => {
       const profile = target && { hz: config.profileHz, windowMs: config.profileWindowMs, target };
       return new Watchdog(
@@ -164,6 +195,7 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
           watch: config.watchdog,
           thresholdMs: config.blockThresholdMs,
           maxPerMinute: config.maxBlockSpansPerMinute,
+          sourceMaps: config.sourceMaps,
           profile,
           resource: profile && sdkResourceAttributes(),
           sampled,
@@ -217,6 +249,10 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
     ownsSdk: sdk !== undefined,
     shutdown() {
       shutdown ??= (async () => {
+        // Spans waiting for a source map are recorded before the exporters flush.
+        await activeSourceMapper()
+          ?.settle(SETTLE_MAPS_MS)
+          .catch((err: unknown) => report('source maps', err));
         for (const stop of stops.reverse()) {
           try {
             stop();

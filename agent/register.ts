@@ -7,6 +7,8 @@ import { isMainThread } from 'node:worker_threads';
 import { start } from './index';
 import { warnOnce } from './safety';
 
+const TYPESCRIPT = /\.[cm]?tsx?(?:$|\?)/;
+
 // Worker threads inherit --require/--import: the agent belongs to the main thread only.
 if (isMainThread) attach();
 
@@ -14,7 +16,12 @@ function attach(): void {
   try {
     // module.register exists from Node 20.6; without it ESM apps get no library instrumentation.
     if (typeof nodeModule.register === 'function') {
-      nodeModule.register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename));
+      // Instrumentations patch packages, never the app's TypeScript sources, which a loader such as
+      // tsx compiles: on Node 24 import-in-the-middle's wrapper of a .ts module would hand tsx
+      // source it cannot compile (the two are known not to compose: nodejs/import-in-the-middle#58).
+      nodeModule.register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename), {
+        data: { exclude: [TYPESCRIPT] },
+      });
     }
   } catch (err) {
     warnOnce(`ESM instrumentation unavailable: ${(err as Error).message}`);

@@ -1,23 +1,34 @@
 // Stack frames: from the inspector (blocking episodes) or from V8's Error.stack (sync calls),
-// and the choice of the frame that belongs to the user's own code.
+// and the choice of the frame that belongs to the user's own code. Frames are read at their
+// generated positions and mapped to the source the user wrote by source-mapper.ts; whose code a
+// frame is (the app's, a dependency's) is decided by its original path.
 import { fileURLToPath } from 'node:url';
-import { dirname } from 'node:path';
+import { dirname, isAbsolute, relative } from 'node:path';
 import {
   BLOCK_ORIGINS,
   CODE_COLUMN,
   CODE_FILE,
   CODE_FUNCTION,
+  CODE_GENERATED_COLUMN,
+  CODE_GENERATED_FILE,
+  CODE_GENERATED_LINE,
+  CODE_GENERATED_STACKTRACE,
   CODE_LINE,
   CODE_STACKTRACE,
   type BlockOrigin,
 } from '../common/conventions';
 
-export interface Frame {
-  function: string;
+export interface Position {
   file: string;
   /** 1-based, as editors and stack traces show them. */
   line: number;
   column: number;
+}
+
+export interface Frame extends Position {
+  function: string;
+  /** Where it ran, when a source map moved `file`, `line` and `column` to the original source. */
+  generated?: Position;
 }
 
 const AGENT_DIR = dirname(__filename);
@@ -40,6 +51,15 @@ const isAgentFrame = (f: Frame) => f.file.startsWith(AGENT_DIR);
 const isTelemetryFrame = (f: Frame) => isAgentFrame(f) || /[\\/]node_modules[\\/]@opentelemetry[\\/]/.test(f.file);
 /** Used by OpenTelemetry's exporters, and on their stacks. */
 const isSerializerFrame = (f: Frame) => /[\\/]node_modules[\\/]@?protobufjs[\\/]/.test(f.file);
+
+/**
+ * Worth looking for a source map: the app's own files. Node's, the agent's, and dependencies'
+ * (their maps point into sources npm packages rarely ship) keep their positions; a bundle of the
+ * app and its dependencies is the app's file, and its map says which parts came from packages.
+ */
+export function isMappable(file: string): boolean {
+  return isAbsolute(file) && !file.startsWith(AGENT_DIR) && !/[\\/]node_modules[\\/]/.test(file);
+}
 
 /** User code: not Node's own, not a dependency, not the agent. */
 export function isUserFrame(f: Frame): boolean {
@@ -68,6 +88,28 @@ export function frameOrigin(f: Frame): BlockOrigin {
 }
 
 const V8_FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/;
+
+/** V8's own format, which Node (under --enable-source-maps) and packages such as source-map-support replace. */
+const generatedFormat = (_err: Error, sites: NodeJS.CallSite[]) => sites.map((s) => `    at ${String(s)}`).join('\n');
+
+/**
+ * The frames of a captured stack, at their generated positions whatever formats Error.stack in
+ * this process: V8 formats a captured stack when it is first read, through the
+ * Error.prepareStackTrace in place then.
+ */
+export function framesOf(holder: { stack?: string }): Frame[] {
+  const saved = Error.prepareStackTrace;
+  let stack: string | undefined;
+  try {
+    Error.prepareStackTrace = generatedFormat;
+    stack = holder.stack;
+  } catch {
+    stack = holder.stack; // an app that froze Error: its own format, parsed as far as it goes
+  } finally {
+    if (Error.prepareStackTrace !== saved) Error.prepareStackTrace = saved;
+  }
+  return parseV8Stack(stack ?? '');
+}
 
 /** Parses `err.stack` lines ("    at fn (file:line:col)"). */
 export function parseV8Stack(stack: string): Frame[] {
@@ -109,15 +151,32 @@ export function captureStack(skip: Function, limit: number): { stack?: string } 
   return holder;
 }
 
-/** code.* attributes for the top user frame (see topUserFrame). */
+/**
+ * code.* attributes for the top user frame (see topUserFrame), at its source position; where a
+ * map moved it, the generated position alongside, so that a wrong map loses nothing.
+ */
 export function codeAttributes(frames: Frame[]): Record<string, string | number> {
   const top = topUserFrame(frames);
-  const attrs: Record<string, string | number> = { [CODE_STACKTRACE]: formatStack(frames.slice(0, MAX_FRAMES)) };
+  const shown = frames.slice(0, MAX_FRAMES);
+  const attrs: Record<string, string | number> = { [CODE_STACKTRACE]: formatStack(shown) };
+  if (shown.some((f) => f.generated))
+    attrs[CODE_GENERATED_STACKTRACE] = formatStack(shown.map((f) => ({ ...f, ...f.generated })));
   if (top) {
     attrs[CODE_FUNCTION] = top.function || '<anonymous>';
     attrs[CODE_FILE] = top.file;
     attrs[CODE_LINE] = top.line;
     attrs[CODE_COLUMN] = top.column;
+    if (top.generated) {
+      attrs[CODE_GENERATED_FILE] = top.generated.file;
+      attrs[CODE_GENERATED_LINE] = top.generated.line;
+      attrs[CODE_GENERATED_COLUMN] = top.generated.column;
+    }
   }
   return attrs;
+}
+
+/** A position as `file:line`, the file relative to the working directory when inside it. */
+export function siteName(p: Position): string {
+  const file = isAbsolute(p.file) && p.file.startsWith(process.cwd()) ? relative(process.cwd(), p.file) : p.file;
+  return `${file}:${p.line}`;
 }

@@ -15,22 +15,14 @@ import { captureStack } from './stack';
 import { recordSpan } from './spans';
 import { report } from './safety';
 import { whenStarted } from './startup';
+import { Patches, type AnyFn } from './patch';
 import { SYNC_BUCKETS_S } from '../common/buckets';
 
-const ORIGINAL = Symbol.for('stallscope.original');
 const STACK_FRAMES = 30;
 
 export interface SyncCallOptions {
   thresholdMs: number;
   jsonSizeThreshold: number;
-}
-
-type AnyFn = (...args: unknown[]) => unknown;
-
-interface Patched {
-  target: Record<string, unknown>;
-  key: string;
-  original: AnyFn;
 }
 
 const CRYPTO_SYNC = [
@@ -45,7 +37,7 @@ const CRYPTO_SYNC = [
 const CHILD_PROCESS_SYNC = ['execSync', 'execFileSync', 'spawnSync'];
 
 export class SyncCallWatcher {
-  private readonly patched: Patched[] = [];
+  private readonly patches = new Patches('sync-call watcher');
   /** Off until the app has started: loading it does its sync I/O legitimately. */
   private serving = false;
   /**
@@ -67,108 +59,92 @@ export class SyncCallWatcher {
       unit: 's',
       advice: { explicitBucketBoundaries: SYNC_BUCKETS_S },
     });
-    const fsApi = fs as unknown as Record<string, unknown>;
-    for (const key of Object.keys(fsApi)) if (key.endsWith('Sync')) this.wrapTimed(fsApi, key, `fs.${key}`);
-    const zlibApi = zlib as unknown as Record<string, unknown>;
-    for (const key of Object.keys(zlibApi)) if (key.endsWith('Sync')) this.wrapTimed(zlibApi, key, `zlib.${key}`);
-    for (const key of CHILD_PROCESS_SYNC)
-      this.wrapTimed(childProcess as unknown as Record<string, unknown>, key, `child_process.${key}`);
-    for (const key of CRYPTO_SYNC) this.wrapTimed(crypto as unknown as Record<string, unknown>, key, `crypto.${key}`);
+    for (const key of Object.keys(fs)) if (key.endsWith('Sync')) this.wrapTimed(fs, key, `fs.${key}`);
+    for (const key of Object.keys(zlib)) if (key.endsWith('Sync')) this.wrapTimed(zlib, key, `zlib.${key}`);
+    for (const key of CHILD_PROCESS_SYNC) this.wrapTimed(childProcess, key, `child_process.${key}`);
+    for (const key of CRYPTO_SYNC) this.wrapTimed(crypto, key, `crypto.${key}`);
     // A sync wait on the main thread (the wrong kind of lock between callbacks).
-    this.wrapTimed(Atomics as unknown as Record<string, unknown>, 'wait', 'Atomics.wait');
+    this.wrapTimed(Atomics, 'wait', 'Atomics.wait');
     this.wrapJson();
     // ESM named imports of builtins (import { readFileSync } from 'node:fs') see the wrappers too.
     syncBuiltinESMExports();
     whenStarted(() => {
-      this.serving = this.patched.length > 0;
+      this.serving = this.patches.size > 0;
     });
   }
 
   stop(): void {
-    for (const p of this.patched.reverse()) {
-      if ((p.target[p.key] as { [ORIGINAL]?: AnyFn })?.[ORIGINAL] === p.original) p.target[p.key] = p.original;
-    }
-    this.patched.length = 0;
+    this.patches.restore();
     syncBuiltinESMExports();
   }
 
-  private install(target: Record<string, unknown>, key: string, original: AnyFn, wrapper: AnyFn): void {
-    Object.defineProperty(wrapper, 'length', { value: original.length });
-    Object.defineProperty(wrapper, 'name', { value: original.name });
-    // Properties hung on the function (fs.realpathSync.native) stay reachable.
-    for (const k of Object.keys(original))
-      (wrapper as unknown as Record<string, unknown>)[k] = (original as unknown as Record<string, unknown>)[k];
-    Object.defineProperty(wrapper, ORIGINAL, { value: original });
-    target[key] = wrapper;
-    this.patched.push({ target, key, original });
-  }
-
-  private wrapTimed(target: Record<string, unknown>, key: string, name: string): void {
-    const original = target[key];
-    if (typeof original !== 'function' || (original as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return;
+  private wrapTimed(target: object, key: string, name: string): void {
     const self = this;
     const api = watched(name);
-    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      if (!self.serving || self.depth > 0) return Reflect.apply(original as AnyFn, this, args);
-      self.depth++;
-      const start = performance.now();
-      try {
-        return Reflect.apply(original as AnyFn, this, args);
-      } finally {
-        self.depth--;
-        self.record(api, start, undefined);
-      }
-    };
-    this.install(target, key, original as AnyFn, wrapper);
+    // Properties hung on the function (fs.realpathSync.native) stay reachable.
+    this.patches.wrap(
+      target,
+      key,
+      (original: AnyFn) =>
+        function (this: unknown, ...args: unknown[]): unknown {
+          if (!self.serving || self.depth > 0) return Reflect.apply(original, this, args);
+          self.depth++;
+          const start = performance.now();
+          try {
+            return Reflect.apply(original, this, args);
+          } finally {
+            self.depth--;
+            self.record(api, start, undefined);
+          }
+        },
+      { copyProperties: true },
+    );
   }
 
   private wrapJson(): void {
-    const json = JSON as unknown as Record<string, unknown>;
-    const parse = JSON.parse;
-    const stringify = JSON.stringify;
-    if ((parse as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return;
     const self = this;
     const size = this.options.jsonSizeThreshold;
     const parseApi = watched('JSON.parse');
     const stringifyApi = watched('JSON.stringify');
     // JSON.parse and JSON.stringify ignore `this` and read exactly their declared parameters,
     // so fixed parameters call them identically, without the cost of rest arguments.
-    this.install(
-      json,
+    this.patches.wrap(
+      JSON,
       'parse',
-      parse as AnyFn,
-      function (text: unknown, reviver?: unknown): unknown {
-        if (!self.serving || self.depth > 0 || typeof text !== 'string' || text.length < size) {
-          return parse(text as string, reviver as Parameters<typeof JSON.parse>[1]);
-        }
-        self.depth++;
-        const start = performance.now();
-        try {
-          return parse(text, reviver as Parameters<typeof JSON.parse>[1]);
-        } finally {
-          self.depth--;
-          self.record(parseApi, start, text.length);
-        }
-      } as AnyFn,
+      (parse: typeof JSON.parse) =>
+        function (text: unknown, reviver?: unknown): unknown {
+          if (!self.serving || self.depth > 0 || typeof text !== 'string' || text.length < size) {
+            return parse(text as string, reviver as Parameters<typeof JSON.parse>[1]);
+          }
+          self.depth++;
+          const start = performance.now();
+          try {
+            return parse(text, reviver as Parameters<typeof JSON.parse>[1]);
+          } finally {
+            self.depth--;
+            self.record(parseApi, start, text.length);
+          }
+        },
     );
-    this.install(
-      json,
+    this.patches.wrap(
+      JSON,
       'stringify',
-      stringify as AnyFn,
-      function (value: unknown, replacer?: unknown, space?: unknown): unknown {
-        if (!self.serving || self.depth > 0) return stringify(value, replacer as (number | string)[], space as string);
-        self.depth++;
-        const start = performance.now();
-        let out: string | undefined;
-        try {
-          out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
-        } finally {
-          self.depth--;
-        }
-        // The size is known only afterwards; small results cost one clock read and a length check.
-        if (typeof out === 'string' && out.length >= size) self.record(stringifyApi, start, out.length);
-        return out;
-      } as AnyFn,
+      (stringify: typeof JSON.stringify) =>
+        function (value: unknown, replacer?: unknown, space?: unknown): unknown {
+          if (!self.serving || self.depth > 0)
+            return stringify(value, replacer as (number | string)[], space as string);
+          self.depth++;
+          const start = performance.now();
+          let out: string | undefined;
+          try {
+            out = stringify(value, replacer as (number | string)[], space as string) as string | undefined;
+          } finally {
+            self.depth--;
+          }
+          // The size is known only afterwards; small results cost one clock read and a length check.
+          if (typeof out === 'string' && out.length >= size) self.record(stringifyApi, start, out.length);
+          return out;
+        },
     );
   }
 

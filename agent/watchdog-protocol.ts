@@ -2,6 +2,7 @@
 import type { ProfilerCommand, ProfilerOutcome, ProfilerReason, ProfilerState } from '../common/conventions';
 import type { OtlpTarget } from './config';
 import type { Frame } from './stack';
+import type { MapLoad } from './source-maps';
 
 /** Slots of the shared heartbeat (a BigInt64Array). */
 export const BEAT = {
@@ -24,7 +25,7 @@ export interface ProfilerSettings {
 
 export interface WatchdogData {
   heartbeat: SharedArrayBuffer;
-  /** false: the thread only profiles (blocking episodes are not watched). */
+  /** false: blocking episodes are not watched (the thread only reads source maps, or profiles). */
   watch: boolean;
   thresholdMs: number;
   pollMs: number;
@@ -79,10 +80,24 @@ export type ProfilerMessage =
   | { type: 'profile-utilization'; busy: number; seconds: number }
   | { type: 'profiler-error'; error: string };
 
+/** The thread also reads and decodes source maps for the main thread, one file at a time. */
+export interface LoadMapMessage {
+  type: 'load-map';
+  file: string;
+}
+
+/** A decoded table's arrays arrive transferred, not copied. */
+export interface MapMessage {
+  type: 'map';
+  file: string;
+  load: MapLoad;
+}
+
 export type FromWatchdog =
-  EpisodeMessage | ProfilerMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };
+  EpisodeMessage | MapMessage | ProfilerMessage | { type: 'ready' } | { type: 'unavailable'; reason: string };
 
 export type ToWatchdog =
+  | LoadMapMessage
   | ProfilerDone
   /** The resource the profiles describe, once the SDK has it. */
   | { type: 'resource'; attributes: Record<string, string> }

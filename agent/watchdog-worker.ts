@@ -5,14 +5,20 @@
 // The loop profiler (profiler.ts) runs on this thread too, and asks nothing of the main thread
 // while a capture is in progress.
 //
-// Hazards (measured, see DESIGN.md): the Debugger domain slows await-heavy code ~10x, so it is
-// enabled only for a capture; letting go of a main thread that is still paused can abort the
-// process, so every capture waits for Debugger.resumed before its session disconnects.
+// The same thread reads and decodes the app's source maps when the main thread asks (see
+// source-maps.ts), in slices, so that polling goes on in between.
+//
+// Hazards (measured on Node 20, 2 cores): the Debugger domain left enabled made await-heavy code
+// about 9.5x slower, so it is enabled only for a capture; a worker that let go of a main thread
+// still paused (disconnecting right after Debugger.resume) aborted the process in 4 of 20 runs,
+// and none of 20 once it waited for Debugger.resumed, so every capture waits for that event
+// before its session disconnects.
 import { Session } from 'node:inspector';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LoopProfiler, type CaptureGate } from './profiler';
 import { fileOf, type Frame } from './stack';
-import { BEAT, type EpisodeMessage, type ToWatchdog, type WatchdogData } from './watchdog-protocol';
+import { loadMap, type MapLoad } from './source-maps';
+import { BEAT, type EpisodeMessage, type MapMessage, type ToWatchdog, type WatchdogData } from './watchdog-protocol';
 
 const data = workerData as WatchdogData;
 const beat = new BigInt64Array(data.heartbeat);
@@ -248,11 +254,39 @@ function poll(): void {
   );
 }
 
+const mapFiles: string[] = [];
+let loadingMaps = false;
+
+/** One map at a time: a burst of requests never holds several decoded maps in memory at once. */
+async function loadMaps(): Promise<void> {
+  loadingMaps = true;
+  while (mapFiles.length) {
+    const file = mapFiles.shift()!;
+    let load: MapLoad;
+    try {
+      load = await loadMap(file);
+    } catch (err) {
+      load = { problem: 'invalid', detail: (err as Error).message };
+    }
+    const msg: MapMessage = { type: 'map', file, load };
+    port.postMessage(
+      msg,
+      'table' in load ? [load.table.lines.buffer as ArrayBuffer, load.table.segs.buffer as ArrayBuffer] : [],
+    );
+  }
+  loadingMaps = false;
+}
+
 port.on('message', (m: ToWatchdog) => {
-  if (m.type === 'profiler-done') profiler?.onDone(m);
+  if (m.type === 'load-map') {
+    mapFiles.push(m.file);
+    if (!loadingMaps) void loadMaps();
+  } else if (m.type === 'profiler-done') profiler?.onDone(m);
   else if (m.type === 'resource') profiler?.setResource(m.attributes);
   else if (m.type === 'release') profiler?.release();
 });
-setInterval(poll, data.pollMs);
+
+// The profiler reads the loop's delays from the poll too.
+if (data.watch || profiler) setInterval(poll, data.pollMs);
 profiler?.start();
 port.postMessage({ type: 'ready' });

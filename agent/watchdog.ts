@@ -1,6 +1,7 @@
 // Main-thread side of the watchdog thread: the heartbeat it watches, the span and metrics made
 // from each blocking episode it reports, and (when the loop profiler runs there) the loop's
-// utilization in the heartbeat and the profiler's reports.
+// utilization in the heartbeat and the profiler's reports. The watchdog thread also reads the
+// app's source maps (for every position the agent reports, see source-mapper.ts).
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -17,9 +18,11 @@ import {
   KIND,
   KINDS,
   METRICS,
+  SOURCEMAP_PROBLEM,
   SPAN_NAMES,
 } from '../common/conventions';
-import { codeAttributes, originOf } from './stack';
+import { codeAttributes, originOf, isMappable } from './stack';
+import { SourceMapper, setActiveSourceMapper, activeSourceMapper } from './source-mapper';
 import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
 import { ProfilerHost, type SampledUtilization } from './profiler-host';
@@ -42,10 +45,12 @@ function hrToEpochMs(hr: bigint): number {
 }
 
 export interface WatchdogOptions {
-  /** Whether blocking episodes are watched (the thread may be there for the profiler alone). */
+  /** Whether blocking episodes are watched (the thread may be there for source maps or the profiler alone). */
   watch: boolean;
   thresholdMs: number;
   maxPerMinute: number;
+  /** Whether to map positions through source maps. */
+  sourceMaps: boolean;
   profile?: ProfilerSettings;
   /** The resource the profiles describe (the SDK's), when known. */
   resource?: Promise<Record<string, string>>;
@@ -68,6 +73,7 @@ export class Watchdog {
   private readonly heartbeat = new SharedArrayBuffer(BEAT_SLOTS * 8);
   private stopped = false;
   private readonly profiling: boolean;
+  private mapper: SourceMapper | undefined;
 
   constructor(
     private readonly options: WatchdogOptions,
@@ -136,10 +142,12 @@ export class Watchdog {
       execArgv: [],
     });
     this.worker = worker;
+    if (this.options.sourceMaps) this.startSourceMaps(worker);
     worker.on('message', (m: FromWatchdog) => {
       try {
         if (m.type === 'unavailable') warnOnce(`blocking stacks are unavailable: ${m.reason}`);
         else if (m.type === 'episode') this.onEpisode(m, blocks, durations);
+        else if (m.type === 'map') this.mapper?.loaded(m.file, m.load);
         else if (m.type !== 'ready') profiler?.onMessage(m);
       } catch (err) {
         report('watchdog', err);
@@ -157,11 +165,33 @@ export class Watchdog {
     }
     // Armed only once the app has started, so that loading it is never reported as blocking.
     whenStarted(() => {
-      if (this.stopped) return;
+      if (this.stopped || !(this.options.watch || this.profiling)) return;
       this.stamp();
       this.timer = setInterval(() => this.stamp(), pollMs);
       this.timer.unref();
     });
+  }
+
+  private startSourceMaps(worker: Worker): void {
+    const unusable = this.meter.createCounter(METRICS.sourceMapsUnusable, {
+      description: 'Generated files whose source map could not be used (their generated positions are reported)',
+      unit: '{file}',
+    });
+    const problems = new Set<string>();
+    this.mapper = new SourceMapper({
+      ask: (file) => worker.postMessage({ type: 'load-map', file }),
+      unusable: (file, problem, detail) => {
+        unusable.add(1, { [SOURCEMAP_PROBLEM]: problem });
+        // One warning per kind of problem: a broken build can break every map at once.
+        if (problems.has(problem)) return;
+        problems.add(problem);
+        warnOnce(`the source map of ${file} cannot be used (${detail}); its generated positions are reported`);
+      },
+    });
+    setActiveSourceMapper(this.mapper);
+    // The entry script is the one file sure to be on the app's stacks (a bundle: all of it).
+    const main = process.argv[1];
+    if (main && isMappable(main)) this.mapper.lookAt(main);
   }
 
   /** Time first, then the count: a reader that sees the new count also sees the new time. */
@@ -181,6 +211,19 @@ export class Watchdog {
     blocks.add(1, { [BLOCK_REPORTED]: m.reported });
     durations.record(seconds);
     if (!m.reported) return;
+    const record = () => {
+      try {
+        this.episodeSpan(m);
+      } catch (err) {
+        report('watchdog', err);
+      }
+    };
+    if (this.mapper && m.frames?.length) this.mapper.whenReady(m.frames, record);
+    else record();
+  }
+
+  private episodeSpan(m: EpisodeMessage): void {
+    const frames = m.frames && this.mapper ? this.mapper.map(m.frames) : m.frames;
     let parent = ROOT_CONTEXT;
     if (m.activeSpan) {
       const [traceId, spanId, flags] = m.activeSpan.split(':');
@@ -189,14 +232,14 @@ export class Watchdog {
     const attributes: Record<string, string | number | boolean> = {
       [KIND]: KINDS.loopBlock,
       [BLOCK_THRESHOLD_MS]: this.options.thresholdMs,
-      [BLOCK_CAPTURED]: Boolean(m.frames?.length),
+      [BLOCK_CAPTURED]: Boolean(frames?.length),
     };
-    if (m.frames?.length) Object.assign(attributes, codeAttributes(m.frames), { [BLOCK_ORIGIN]: originOf(m.frames) });
+    if (frames?.length) Object.assign(attributes, codeAttributes(frames), { [BLOCK_ORIGIN]: originOf(frames) });
     if (m.cpuRatio !== undefined) {
       attributes[BLOCK_CPU_RATIO] = m.cpuRatio;
       // Blocked in a native call (a sync read, a child process) the process waits too, but then
       // Node's own frame is innermost; JavaScript innermost with no CPU used means it never ran.
-      const inner = m.frames?.[0];
+      const inner = frames?.[0];
       attributes[BLOCK_STARVED] =
         m.cpuRatio < STARVED_CPU_RATIO && inner !== undefined && inner.file !== '' && !inner.file.startsWith('node:');
     }
@@ -217,6 +260,7 @@ export class Watchdog {
       process.off('exit', this.onExit);
       this.onExit();
     }
+    if (this.mapper && activeSourceMapper() === this.mapper) setActiveSourceMapper(undefined);
     void this.worker?.terminate();
   }
 }

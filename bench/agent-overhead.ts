@@ -5,15 +5,24 @@
 // the same agent with profiling off; the agent with only the blocking watchdog; and without lock
 // and offload tracking. Variants run interleaved, several rounds, so that drift on a 2-core
 // machine hits all of them alike; the median round counts. Then 1M awaits with and without the
-// agent, and the main-thread cost of the profiler's start, relay and stop in an app of 5,000
-// functions (and one of a single function; both also hold the SDK's own code), as the agent itself measures them (stallscope.profiler.pause).
+// agent. Then source maps: the same kind of service bundled with its packages (a 5 MB map), a
+// span with a stack on every request, with the map and without; and what loading that map costs
+// the thread that does it, against Node's own SourceMap. Last, the main-thread cost of the
+// profiler's start, relay and stop in an app of 5,000 functions against one of a single function
+// (both also hold the SDK's own code), as the agent itself measures them (stallscope.profiler.pause).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
+import { buildSync } from 'esbuild';
+import { tableBytes, type MapTable } from '../agent/source-maps';
+import { SourceMapper } from '../agent/source-mapper';
+import { captureStack, framesOf, type Frame } from '../agent/stack';
 import { serve } from '../cli/serve';
 import { MetricsRequest } from '../collector/otlp/proto';
 import { PROFILER_COMMAND, PROFILER_METRICS } from '../common/conventions';
@@ -32,7 +41,13 @@ interface Variant {
   name: string;
   args: string[];
   env: Record<string, string>;
+  /** The service to load, when not the plain one. */
+  script?: () => string;
 }
+
+/** The bundled service, built by main(): with its source map beside it, and without one. */
+const bundles = { withMap: '', withoutMap: '' };
+const BUNDLED = { MAPPED: 'agent, bundle + 5 MB map', UNMAPPED: 'agent, bundle, no map' };
 
 const variants: Variant[] = [
   { name: 'no agent', args: [], env: {} },
@@ -61,6 +76,19 @@ const variants: Variant[] = [
       STALLSCOPE_PROFILE_WINDOW_MS: '2000',
     },
   },
+  // Every request makes a sync-call span whose stack is mapped (or, without a map, not).
+  {
+    name: BUNDLED.UNMAPPED,
+    args: ['--require', AGENT],
+    env: { STALLSCOPE_SYNC_THRESHOLD_MS: '0' },
+    script: () => bundles.withoutMap,
+  },
+  {
+    name: BUNDLED.MAPPED,
+    args: ['--require', AGENT],
+    env: { STALLSCOPE_SYNC_THRESHOLD_MS: '0' },
+    script: () => bundles.withMap,
+  },
 ];
 
 function start(v: Variant, script: string, env: NodeJS.ProcessEnv): ChildProcess {
@@ -88,7 +116,7 @@ function cpuSeconds(pid: number): number {
 }
 
 async function loadOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<{ rps: number; p99: number; cpuUs: number }> {
-  const child = start(v, SERVICE, env);
+  const child = start(v, v.script?.() ?? SERVICE, env);
   try {
     const { port } = JSON.parse(await firstLine(child)) as { port: number };
     const url = `http://127.0.0.1:${port}/items/7`;
@@ -113,15 +141,117 @@ async function awaitsOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+function buildBundles(dir: string): void {
+  const entry = join(root, 'bench', 'fixtures', 'bundled-service.js');
+  bundles.withMap = join(dir, 'mapped', 'main.js');
+  bundles.withoutMap = join(dir, 'unmapped', 'main.js');
+  const options = { entryPoints: [entry], bundle: true, platform: 'node' as const, logLevel: 'silent' as const };
+  buildSync({ ...options, sourcemap: true, outfile: bundles.withMap });
+  buildSync({ ...options, sourcemap: false, outfile: bundles.withoutMap });
+}
+
+/** Looking up the frames of one stack in the bundle's table, against taking and reading a stack. */
+function mappingCost(table: MapTable | undefined): { mapUs: number; stackUs: number } {
+  if (!table) throw new Error('no table to map through');
+  const mapper = new SourceMapper({ ask: () => undefined, unusable: () => undefined });
+  mapper.lookAt(bundles.withMap);
+  mapper.loaded(bundles.withMap, { table });
+  // 30 frames at generated positions that the map covers, spread over the bundle.
+  const frames: Frame[] = [];
+  const segments = table.segs.length / 4;
+  for (let line = 0; frames.length < 30 && line + 1 < table.lines.length; line += Math.floor(table.lines.length / 31)) {
+    const seg = table.lines[line];
+    if (seg < table.lines[line + 1] && seg < segments)
+      frames.push({ function: 'f', file: bundles.withMap, line: line + 1, column: table.segs[seg * 4] + 1 });
+  }
+  const N = 20_000;
+  const time = (fn: () => unknown) => {
+    for (let i = 0; i < 2000; i++) fn();
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) fn();
+    return ((performance.now() - t0) * 1000) / N;
+  };
+  const deep = (n: number, fn: () => unknown): unknown => (n ? deep(n - 1, fn) : fn());
+  const mapUs = median([1, 2, 3].map(() => time(() => mapper.map(frames))));
+  const stackUs = median([1, 2, 3].map(() => time(() => deep(30, () => framesOf(captureStack(deep, 30))))));
+  if (mapper.map(frames).some((f) => !f.generated)) throw new Error('a frame was not mapped');
+  return { mapUs, stackUs };
+}
+
+/**
+ * Loading the bundle's map: the agent's loader on a thread of its own (as on the watchdog thread),
+ * the main thread's longest stall meanwhile, and Node's SourceMap doing the same on the thread
+ * that asks, the baseline.
+ */
+async function mapLoadCosts(): Promise<string> {
+  const mapFile = `${bundles.withMap}.map`;
+  const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+  const lines = [
+    `source maps: the bundle ${mb(statSync(bundles.withMap).size)}, its map ${mb(statSync(mapFile).size)}`,
+  ];
+  let lastTable: MapTable | undefined;
+  const ours: Array<{ ms: number; longestGapMs: number; idleGapMs: number; mainGapMs: number; bytes: number }> = [];
+  const node: Array<{ ms: number; heap: number }> = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    let mainGapMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      mainGapMs = Math.max(mainGapMs, now - last);
+      last = now;
+    }, 1);
+    const r = await new Promise<{ ms: number; longestGapMs: number; idleGapMs: number; table: MapTable }>(
+      (resolve, reject) => {
+        const w = new Worker(join(__dirname, 'map-load-worker.js'), { workerData: bundles.withMap });
+        w.once('message', (m) => {
+          resolve(m);
+          void w.terminate();
+        });
+        w.once('error', reject);
+      },
+    );
+    clearInterval(ticker);
+    lastTable = r.table;
+    ours.push({
+      ms: r.ms,
+      longestGapMs: r.longestGapMs,
+      idleGapMs: r.idleGapMs,
+      mainGapMs,
+      bytes: tableBytes(r.table),
+    });
+
+    global.gc?.();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const t0 = performance.now();
+    const map = new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8')));
+    map.findEntry(1000, 0); // built by now: the lookup structure is complete
+    const ms = performance.now() - t0;
+    node.push({ ms, heap: process.memoryUsage().heapUsed - heapBefore });
+  }
+  const m = (xs: number[]) => median(xs);
+  const perSpan = mappingCost(lastTable);
+  const oursMs = m(ours.map((x) => x.ms));
+  const nodeMs = m(node.map((x) => x.ms));
+  lines.push(
+    `  stallscope (its thread):   ${oursMs.toFixed(0).padStart(4)} ms to read and decode, that thread's longest pause ` +
+      `${m(ours.map((x) => x.longestGapMs)).toFixed(1)} ms (idle, the same thread's: ${m(ours.map((x) => x.idleGapMs)).toFixed(1)} ms), main thread's longest pause meanwhile ${m(ours.map((x) => x.mainGapMs)).toFixed(1)} ms, ` +
+      `table ${mb(m(ours.map((x) => x.bytes)))}`,
+    `  Node's SourceMap (baseline, on the thread that asks): ${nodeMs.toFixed(0)} ms blocked, heap ${mb(m(node.map((x) => x.heap)))} ` +
+      `(stallscope: x${(oursMs / nodeMs).toFixed(2)} of its time, none of it on the app's thread)`,
+    `  mapping a span's 30-frame stack through it: ${perSpan.mapUs.toFixed(1)} us, against ${perSpan.stackUs.toFixed(1)} us to take and read ` +
+      `that stack (the baseline; x${(perSpan.mapUs / perSpan.stackUs).toFixed(2)})`,
+  );
+  return lines.join('\n') + '\n';
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'stallscope-bench-agent-'));
   // The agents export to a real collector, as in production.
   const running = await serve({
-    dbPath: join(dir, 'bench.db'),
+    store: { path: join(dir, 'bench.db'), retentionMs: 0 },
     host: '127.0.0.1',
     otlpPort: 0,
     port: 0,
-    retentionMs: 0,
   });
   const env = {
     ...process.env,
@@ -129,6 +259,11 @@ async function main(): Promise<void> {
     OTEL_SERVICE_NAME: 'bench-service',
   };
   try {
+    buildBundles(dir);
+    if (process.env.BENCH_SOURCE_MAPS_ONLY) {
+      process.stdout.write(await mapLoadCosts());
+      return;
+    }
     process.stdout.write(
       `bench/agent-overhead: express service, autocannon ${CONNECTIONS} connections x ${SECONDS} s, ${ROUNDS} interleaved rounds (median)\n`,
     );
@@ -166,8 +301,10 @@ async function main(): Promise<void> {
         `  stallscope agent: ${costs('stallscope agent')}\n` +
         `  watchdog alone: ${costs('stallscope watchdog only')}\n` +
         `  lock and offload tracking, agent with vs without: ${costs('stallscope agent', 'stallscope, no lock/offload')}\n` +
-        `  loop profiling at 100 Hz, agent with vs without (target <= 2%): ${costs('stallscope agent', 'stallscope, profiling off')}\n`,
+        `  loop profiling at 100 Hz, agent with vs without (target <= 2%): ${costs('stallscope agent', 'stallscope, profiling off')}\n` +
+        `  a span per request mapped through the bundle's 5 MB map, vs the bundle without a map: ${costs(BUNDLED.MAPPED, BUNDLED.UNMAPPED)}\n`,
     );
+    process.stdout.write(await mapLoadCosts());
 
     const awaits = new Map<string, number[]>();
     for (let round = 0; round < ROUNDS; round++) {

@@ -282,7 +282,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `bench/query: ${SPANS.toLocaleString()} spans over 24 h and the agent's metrics for ${SERVICES.length} services (${LOCKS.length} locks); generated through the collector's writer in ${g.seconds.toFixed(0)} s, ${(g.bytes / 2 ** 20).toFixed(0)} MiB\n`,
     );
-    const running = await serve({ dbPath: path, host: '127.0.0.1', otlpPort: 0, port: 0, retentionMs: 0 });
+    const running = await serve({ store: { path, retentionMs: 0 }, host: '127.0.0.1', otlpPort: 0, port: 0 });
     const api = `http://127.0.0.1:${running.dashboard.port}`;
     try {
       const base = await time(`${api}/healthz`);

@@ -10,10 +10,15 @@ import { printAlerts } from './alerts';
 import { loadFindingsConfig } from '../collector/findings-config';
 import { ConfigError } from '../collector/config-file';
 import { parseDuration } from '../common/time';
+import { formatSize, parseSize } from '../common/size';
+import { DEFAULT_MEMORY_BUDGET, DEFAULT_REQUEST_TIMEOUT_MS } from '../collector/index';
 import { packageRoot } from '../common/package-root';
 import { isLoopbackHost } from '../common/listen';
 
 class Usage extends Error {}
+
+/** A body may be 1/16 of the budget: below this, under 2 MiB, which refuses ordinary batches. */
+const MIN_MEMORY_BUDGET = 32 * 1024 * 1024;
 
 const MAIN_HELP = `stallscope: find the time your Node.js services lose to blocked event loops, busy thread pools and hot locks
 
@@ -38,7 +43,12 @@ Options:
   --host HOST         address both servers bind (default 127.0.0.1); any other than loopback
                       needs STALLSCOPE_TOKEN, which the pages and APIs then require
   --retention DUR     delete data older than this, e.g. 12h, 7d, 4w; 0 keeps everything (default 7d)
-  --otlp-auth         OTLP requests need the token too (Authorization: Bearer <token>)
+  --otlp-auth         OTLP requests need the token too (Authorization: Bearer <token>); without
+                      it, OTLP beyond loopback takes data from anyone who can reach the port
+  --memory-budget SIZE  bytes all OTLP requests in flight may hold together, e.g. 512MiB; past
+                      it they get 503 with Retry-After (default 256MiB). A body may be 1/16 of
+                      it after decompression (16 MiB by default, at most 64 MiB)
+  --request-timeout DUR  time a client has to send one OTLP request, headers and body (default 30s)
   --findings FILE     thresholds for findings (YAML or JSON); see docs/findings.md
   --rules FILE        alert rules and receivers (YAML or JSON); see docs/alerts.md. Default:
                       <db without .db>.rules.yaml, read if it exists (the dashboard saves there)
@@ -99,6 +109,8 @@ async function runServe(args: string[]): Promise<void> {
       host: { type: 'string', default: '127.0.0.1' },
       retention: { type: 'string', default: '7d' },
       'otlp-auth': { type: 'boolean', default: false },
+      'memory-budget': { type: 'string' },
+      'request-timeout': { type: 'string' },
       findings: { type: 'string' },
       rules: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -119,27 +131,40 @@ async function runServe(args: string[]): Promise<void> {
     );
   }
   if (values['otlp-auth'] && !token) throw new Usage('--otlp-auth: needs STALLSCOPE_TOKEN set');
+  const memoryBudgetBytes =
+    values['memory-budget'] === undefined ? DEFAULT_MEMORY_BUDGET : parseSize(values['memory-budget']);
+  if (memoryBudgetBytes instanceof Error) throw new Usage(`--memory-budget: ${memoryBudgetBytes.message}`);
+  if (memoryBudgetBytes < MIN_MEMORY_BUDGET) {
+    throw new Usage(`--memory-budget: at least ${formatSize(MIN_MEMORY_BUDGET)}, or no request of useful size fits`);
+  }
+  const requestTimeoutMs =
+    values['request-timeout'] === undefined ? DEFAULT_REQUEST_TIMEOUT_MS : parseDuration(values['request-timeout']);
+  if (requestTimeoutMs instanceof Error) throw new Usage(`--request-timeout: ${requestTimeoutMs.message}`);
+  if (requestTimeoutMs < 1000) throw new Usage('--request-timeout: at least 1s');
   const options = {
-    dbPath: values.db!,
+    store: { path: values.db!, retentionMs },
     host: values.host!,
     otlpPort: port(values['otlp-port']!, '--otlp-port'),
     port: port(values.port!, '--port'),
-    retentionMs,
     token,
     otlpAuth: values['otlp-auth'],
+    limits: { memoryBudgetBytes, requestTimeoutMs },
     findingThresholds: values.findings === undefined ? undefined : loadFindingsConfig(values.findings),
     rulesFile: values.rules,
   };
   const running = await serve(options);
-  if (!isLoopbackHost(values.host!) && !options.otlpAuth) {
-    process.stdout.write(
-      `stallscope: note: OTLP on ${values.host} accepts data from anyone who can reach it; --otlp-auth requires the token there too\n`,
-    );
+  const otlpPort = running.collector.otlpPort;
+  if (!isLoopbackHost(values.host!)) {
+    // Beyond loopback, say exactly what anyone on the network can reach without the token.
+    const open = [`/healthz on port ${running.dashboard.port} (status and counters only)`];
+    if (!options.otlpAuth)
+      open.unshift(`OTLP on port ${otlpPort} (anyone can write data; --otlp-auth requires the token)`);
+    process.stdout.write(`stallscope: open without auth on ${values.host}: ${open.join('; ')}\n`);
   }
   process.stdout.write(
-    `stallscope: collecting OTLP on http://${options.host}:${running.collector.otlpPort}, ` +
-      `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.dbPath}, ` +
-      `retention ${retentionMs ? values.retention : 'off'}\n`,
+    `stallscope: collecting OTLP on http://${options.host}:${otlpPort}, ` +
+      `dashboard on http://${options.host}:${running.dashboard.port}, database ${options.store.path}, ` +
+      `retention ${retentionMs ? values.retention : 'off'}, memory budget ${formatSize(memoryBudgetBytes)}\n`,
   );
   let stopping = false;
   const stop = () => {

@@ -1,30 +1,20 @@
 // `stallscope serve`: the collector and the dashboard in one process on one SQLite file.
-import { startCollector, type Collector } from '../collector/index';
+import { startCollector, type Collector, type CollectorOptions } from '../collector/index';
 import { existsSync } from 'node:fs';
-import type { FindingThresholds } from '../collector/findings-config';
 import { parseAlertRules } from '../collector/alert-rules';
 import { readConfigText } from '../collector/config-file';
 import { startDashboard, type Dashboard } from '../dashboard/server';
 
-export interface ServeOptions {
-  dbPath: string;
-  host: string;
-  otlpPort: number;
+/** The collector's options, and the dashboard's: its port and token. */
+export interface ServeOptions extends Omit<CollectorOptions, 'alerts' | 'log' | 'otlpToken'> {
   port: number;
-  retentionMs: number;
-  retentionIntervalMs?: number;
-  retentionBatchSize?: number;
-  maxQueuedRows?: number;
-  maxBodyBytes?: number;
   /** STALLSCOPE_TOKEN: required by the pages and APIs, and by OTLP with otlpAuth. */
   token?: string;
   otlpAuth?: boolean;
-  findingThresholds?: FindingThresholds;
   /** The alert rules file; by default <database>.rules.yaml, read if it exists. */
   rulesFile?: string;
   /** Notification and evaluation log lines (default: stdout). */
   log?: (line: string) => void;
-  alertRetry?: { maxAttempts: number; backoffMs: number; maxBackoffMs: number };
 }
 
 /** Where the dashboard keeps rules when no --rules file is given: beside the database. */
@@ -32,7 +22,7 @@ export const defaultRulesFile = (dbPath: string) => `${dbPath.replace(/\.db$/, '
 
 /** The rules to start with; a bad file throws a ConfigError naming its line. */
 function loadRules(o: ServeOptions) {
-  const file = o.rulesFile ?? defaultRulesFile(o.dbPath);
+  const file = o.rulesFile ?? defaultRulesFile(o.store.path);
   const text = o.rulesFile !== undefined || existsSync(file) ? readConfigText(file) : '';
   return { file, text, rules: parseAlertRules(text, file) };
 }

@@ -24,6 +24,12 @@ const SPEC = {
     'critical-total': d(5000, 'blocked time that makes it critical'),
     'critical-max': d(1000, 'one episode this long makes it critical'),
   },
+  'loop-saturated': {
+    'min-utilization': { unit: 'share', value: 0.7, meaning: 'share of the window the loop was busy' },
+    'critical-utilization': { unit: 'share', value: 0.9, meaning: 'utilization that makes it critical' },
+    'min-busy': d(2000, 'sampled loop CPU time over the window'),
+    'min-share': { unit: 'share', value: 0.05, meaning: 'share of the loop time a function must take to be named' },
+  },
   'sync-call': {
     'min-total': d(200, 'time in one call site over the window'),
     'min-count': { unit: 'count', value: 2, meaning: 'calls at one site' },
@@ -53,6 +59,15 @@ const SPEC = {
   'threadpool-saturated': {
     'min-total-wait': d(1000, 'time operations waited for a libuv thread over the window'),
     'critical-total-wait': d(10_000, 'wait that makes it critical'),
+  },
+  'slowed-by-others': {
+    'min-share': {
+      unit: 'share',
+      value: 0.5,
+      meaning: "share of a route's time spent waiting for other routes' work on the loop",
+    },
+    'critical-share': { unit: 'share', value: 0.8, meaning: 'share that makes it critical' },
+    'min-total': d(1000, "a route's time over the window"),
   },
   'pool-queueing': {
     'min-total-wait': d(1000, 'time tasks waited for a worker over the window'),

@@ -1,15 +1,32 @@
 // The OTLP/HTTP receiver: POST /v1/traces, /v1/metrics and /v1/logs, protobuf or JSON, optionally
 // gzipped, answered in the request's own content type as the OTLP specification requires.
 import http from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import type protobuf from 'protobufjs';
-import { LogsRequest, MetricsRequest, TraceRequest, encodeExportResponse, encodeRpcStatus } from './otlp/proto';
-import { BadRequest, normalizeLogs, normalizeMetrics, normalizeTraces, type Normalized } from './otlp/normalize';
+import {
+  LogsRequest,
+  MetricsRequest,
+  PROTOBUF_DEPTH,
+  TraceRequest,
+  encodeExportResponse,
+  encodeRpcStatus,
+} from './otlp/proto';
+import {
+  BadRequest,
+  MAX_ANY_VALUE_DEPTH,
+  normalizeLogs,
+  normalizeMetrics,
+  normalizeTraces,
+  type Normalized,
+} from './otlp/normalize';
 import { QueueFull, WriteFailed, WriteRejected, type Store } from '../db/index';
-
-const gunzip = promisify(zlib.gunzip);
+import { PROFILE_PATH } from '../common/conventions';
+import { BadProfile, decodeProfile } from './profiles';
+import { BodyTooLarge, BodyUnreadable, gunzipBody, readBody } from './body';
+import { MemoryBudget, OverBudget } from './memory-budget';
+import { hostHeaderIsLoopback } from '../common/listen';
+import { RateLimitedLog } from '../common/rate-limited-log';
+import { sameSecret } from '../common/secret';
+import { formatSize } from '../common/size';
 
 type Format = 'json' | 'protobuf';
 
@@ -27,29 +44,46 @@ const SIGNALS: Record<string, Signal> = {
 };
 
 // gRPC status codes carried in the google.rpc.Status body of error responses.
-const GRPC_CODE: Record<number, number> = { 400: 3, 401: 16, 404: 12, 405: 12, 413: 8, 415: 3, 500: 13, 503: 14 };
+const GRPC_CODE: Record<number, number> = {
+  400: 3,
+  401: 16,
+  403: 7,
+  404: 12,
+  405: 12,
+  408: 4,
+  413: 8,
+  415: 3,
+  500: 13,
+  503: 14,
+};
 
 export interface ReceiverOptions {
   /** Largest body accepted, measured after decompression. */
   maxBodyBytes: number;
-  /** Seconds a client is told to wait when the write queue is full. */
+  /** Bytes all requests in flight may hold together (see memory-budget.ts). */
+  memoryBudgetBytes: number;
+  /** Seconds a client is told to wait when the write queue or the memory budget is full. */
   retryAfterSeconds: number;
+  /** Time a client has to send a request's headers and body; past it the connection is closed. */
+  requestTimeoutMs: number;
   /** When set, requests must carry `Authorization: Bearer <token>`. */
   token?: string;
+  /** Only requests whose Host header names this machine (bound to loopback without a token). */
+  loopbackHostsOnly: boolean;
 }
 
 export interface ReceiverStats {
   requests: number;
-  accepted: { spans: number; points: number; logs: number };
+  accepted: { spans: number; points: number; logs: number; profileSamples: number };
   rejectedItems: number;
   refused: Record<string, number>;
+  /** Internal errors (500s), each one also a rate-limited line on stderr. */
+  internalErrors: number;
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith('Bearer ')) return false;
-  const given = Buffer.from(header.slice(7).trim());
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return sameSecret(header.slice(7).trim(), token);
 }
 
 /** An error answer: the HTTP status and the message the client sees. */
@@ -63,23 +97,42 @@ class HttpError extends Error {
   }
 }
 
+/** Headers may take at most this long even when the request timeout is longer. */
+const HEADERS_TIMEOUT_MS = 10_000;
+
 export class OtlpReceiver {
   readonly stats: ReceiverStats = {
     requests: 0,
-    accepted: { spans: 0, points: 0, logs: 0 },
+    accepted: { spans: 0, points: 0, logs: 0, profileSamples: 0 },
     rejectedItems: 0,
     refused: {},
+    internalErrors: 0,
   };
   readonly server: http.Server;
+  readonly budget: MemoryBudget;
+  /** When a request was last refused because the memory budget was spent. */
+  lastBudgetRefusal = -Infinity;
+  private readonly internal: RateLimitedLog;
 
   constructor(
     private readonly store: Store,
     private readonly options: ReceiverOptions,
   ) {
-    // Errors are answered in the request's content type: `handle` throws, this catches.
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err) => this.fail(res, formatOf(req.headers['content-type']), err));
-    });
+    this.budget = new MemoryBudget(options.memoryBudgetBytes);
+    this.internal = new RateLimitedLog((line) => process.stderr.write(`${line}\n`));
+    const requestTimeout = options.requestTimeoutMs;
+    this.server = http.createServer(
+      {
+        requestTimeout,
+        headersTimeout: Math.min(HEADERS_TIMEOUT_MS, requestTimeout),
+        // How often Node looks for connections past those timeouts (its default is 30 s).
+        connectionsCheckingInterval: Math.min(1000, Math.max(100, requestTimeout / 4)),
+      },
+      (req, res) => {
+        // Errors are answered in the request's content type: `handle` throws, this catches.
+        this.handle(req, res).catch((err) => this.fail(req, res, formatOf(req.headers['content-type']), err));
+      },
+    );
     this.server.keepAliveTimeout = 65_000;
   }
 
@@ -88,14 +141,23 @@ export class OtlpReceiver {
     const path = (req.url ?? '/').split('?')[0];
     const signal = SIGNALS[path];
     const format = formatOf(req.headers['content-type']);
-    if (!signal) throw new HttpError(404, `no OTLP endpoint at ${path}; use POST /v1/traces, /v1/metrics or /v1/logs`);
+    if (!signal && path !== PROFILE_PATH)
+      throw new HttpError(404, `no OTLP endpoint at ${path}; use POST /v1/traces, /v1/metrics or /v1/logs`);
     if (req.method !== 'POST') throw new HttpError(405, `${req.method} is not allowed on ${path}; use POST`);
+    if (this.options.loopbackHostsOnly && !hostHeaderIsLoopback(req.headers.host)) {
+      throw new HttpError(
+        403,
+        `host "${req.headers.host ?? ''}" is not this machine; the OTLP port on loopback takes requests addressed to localhost, 127.0.0.1 or [::1]`,
+        true,
+      );
+    }
     if (this.options.token !== undefined && !bearerMatches(req.headers.authorization, this.options.token)) {
       throw new HttpError(
         401,
         'a token is required: send Authorization: Bearer <STALLSCOPE_TOKEN> (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)',
       );
     }
+    if (!signal) return this.profile(req, res);
     if (!format) {
       throw new HttpError(
         415,
@@ -106,9 +168,20 @@ export class OtlpReceiver {
     if (encoding !== 'gzip' && encoding !== 'identity') {
       throw new HttpError(415, `unsupported Content-Encoding "${encoding}"; use gzip or none`);
     }
+    // Everything this request holds is given back once it is answered, or its connection dies.
+    const claim = this.budget.claim();
+    res.once('close', () => claim.release());
     try {
-      const raw = await readBody(req, this.options.maxBodyBytes);
-      const body = encoding === 'gzip' ? await this.decompress(raw) : raw;
+      if (this.budget.exhausted) {
+        this.budget.refusals++;
+        throw new OverBudget(
+          `the collector's memory budget (${formatSize(this.budget.limit)}) is in use by the requests in flight; retry later`,
+        );
+      }
+      const limit = this.options.maxBodyBytes;
+      const raw = await readBody(req, limit, claim, encoding === 'identity');
+      const body = encoding === 'gzip' ? await gunzipBody(raw, limit, claim) : raw;
+      claim.reserveDecode(body.length, 'decoding it');
       const decoded = decode(body, format, signal, path);
       let normalized: Normalized;
       try {
@@ -125,35 +198,76 @@ export class OtlpReceiver {
       this.stats.rejectedItems += normalized.rejected;
       respondOk(res, format, signal, normalized);
     } catch (err) {
-      if (err instanceof QueueFull || err instanceof WriteFailed) {
-        res.setHeader('Retry-After', String(this.options.retryAfterSeconds));
-        throw new HttpError(503, err.message);
-      }
-      // Not retryable (OTLP retries 429, 502, 503 and 504 only).
-      if (err instanceof WriteRejected) throw new HttpError(500, err.message);
-      throw err;
+      throw this.answerFor(req, res, err);
     }
   }
 
-  private async decompress(raw: Buffer): Promise<Buffer> {
+  /**
+   * A loop CPU profile: a pprof file (docs/conventions.md), held to the same budget and limits as
+   * an OTLP request and stored like any batch.
+   */
+  private async profile(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const claim = this.budget.claim();
+    res.once('close', () => claim.release());
     try {
-      // maxOutputLength stops inflating as soon as the limit is passed: a gzip bomb costs at
-      // most the limit in memory, never its full expansion.
-      return await gunzip(raw, { maxOutputLength: this.options.maxBodyBytes });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-        throw new HttpError(413, `the decompressed body exceeds the limit of ${this.options.maxBodyBytes} bytes`);
+      if (this.budget.exhausted) {
+        this.budget.refusals++;
+        throw new OverBudget(
+          `the collector's memory budget (${formatSize(this.budget.limit)}) is in use by the requests in flight; retry later`,
+        );
       }
-      throw new HttpError(400, `the body is not valid gzip: ${(err as Error).message}`);
+      const limit = this.options.maxBodyBytes;
+      const raw = await readBody(req, limit, claim, false);
+      const body = raw[0] === 0x1f && raw[1] === 0x8b ? await gunzipBody(raw, limit, claim) : raw;
+      claim.reserveDecode(body.length, 'decoding it');
+      let profile;
+      try {
+        profile = decodeProfile(body);
+      } catch (err) {
+        if (err instanceof BadProfile) throw new HttpError(400, `invalid profile: ${err.message}`);
+        throw err;
+      }
+      await this.store.write({ resources: [], spans: [], points: [], logs: [], profiles: [profile] });
+      this.stats.accepted.profileSamples += profile.samples.length;
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ samples: profile.samples.length }));
+    } catch (err) {
+      throw this.answerFor(req, res, err);
     }
   }
 
-  private fail(res: http.ServerResponse, format: Format | null, err: unknown): void {
+  /** The HTTP answer for a failure while taking a request in (the error to throw). */
+  private answerFor(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): unknown {
+    if (err instanceof QueueFull || err instanceof WriteFailed) {
+      res.setHeader('Retry-After', String(this.options.retryAfterSeconds));
+      return new HttpError(503, err.message);
+    }
+    if (err instanceof OverBudget && err.alone) return new HttpError(413, err.message, !req.complete);
+    if (err instanceof OverBudget) {
+      this.lastBudgetRefusal = Date.now();
+      res.setHeader('Retry-After', String(this.options.retryAfterSeconds));
+      // The rest of the body is not read: the connection cannot be reused.
+      return new HttpError(503, err.message, !req.complete);
+    }
+    if (err instanceof BodyTooLarge) return new HttpError(413, err.message, !req.complete);
+    if (err instanceof BodyUnreadable) return new HttpError(400, err.message, !req.complete);
+    // Not retryable (OTLP retries 429, 502, 503 and 504 only).
+    if (err instanceof WriteRejected) return new HttpError(500, err.message);
+    return err;
+  }
+
+  private fail(req: http.IncomingMessage, res: http.ServerResponse, format: Format | null, err: unknown): void {
     const e =
       err instanceof HttpError ? err : new HttpError(500, `internal error: ${(err as Error)?.message ?? String(err)}`);
     this.stats.refused[e.status] = (this.stats.refused[e.status] ?? 0) + 1;
-    if (e.status === 500) process.emitWarning(`stallscope collector: ${(err as Error)?.stack ?? String(err)}`);
-    if (res.headersSent) {
+    if (e.status === 500) {
+      this.stats.internalErrors++;
+      const where = (err as Error)?.stack?.split('\n')[1]?.trim() ?? '';
+      this.internal.log(
+        `stallscope collector: ${req.method} ${req.url}: ${e.message}${where ? ` (${where})` : ''}; ${this.stats.internalErrors} internal errors so far`,
+      );
+    }
+    if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
@@ -185,37 +299,19 @@ function formatOf(contentType: string | undefined): Format | null {
   return null;
 }
 
-/** Reads the body, refusing it as soon as it passes the limit. */
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    return Promise.reject(new HttpError(413, `the body (${declared} bytes) exceeds the limit of ${limit} bytes`, true));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new HttpError(413, `the body exceeds the limit of ${limit} bytes`, true));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
-    req.on('error', (err) => reject(new HttpError(400, `could not read the body: ${err.message}`, true)));
-  });
-}
-
 function decode(body: Buffer, format: Format, signal: Signal, path: string): unknown {
   if (format === 'protobuf') {
     try {
       return signal.request.decode(body);
     } catch (err) {
-      throw new HttpError(400, `invalid protobuf ${requestName(path)}: ${(err as Error).message}`);
+      const message = (err as Error).message;
+      if (message === 'max depth exceeded') {
+        throw new HttpError(
+          400,
+          `invalid protobuf ${requestName(path)}: messages nested deeper than ${PROTOBUF_DEPTH} levels (an AnyValue more than ${MAX_ANY_VALUE_DEPTH} levels deep is rejected as an item before that)`,
+        );
+      }
+      throw new HttpError(400, `invalid protobuf ${requestName(path)}: ${message}`);
     }
   }
   if (body.length === 0) throw new HttpError(400, `the body is empty; expected a JSON ${requestName(path)}`);

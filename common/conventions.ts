@@ -41,6 +41,13 @@ export const CODE_FILE = 'code.file.path';
 export const CODE_LINE = 'code.line.number';
 export const CODE_COLUMN = 'code.column.number';
 export const CODE_STACKTRACE = 'code.stacktrace';
+// Where the code.* frame ran, when a source map moved code.* to the source the user wrote.
+export const CODE_GENERATED_FILE = 'stallscope.code.generated.file.path';
+export const CODE_GENERATED_LINE = 'stallscope.code.generated.line.number';
+export const CODE_GENERATED_COLUMN = 'stallscope.code.generated.column.number';
+export const CODE_GENERATED_STACKTRACE = 'stallscope.code.generated.stacktrace';
+/** On stallscope.sourcemap.unusable: `missing`, `invalid` or `too-large`. */
+export const SOURCEMAP_PROBLEM = 'stallscope.sourcemap.problem';
 
 // Blocking episodes.
 export const BLOCK_THRESHOLD_MS = 'stallscope.block.threshold_ms';
@@ -140,6 +147,8 @@ export const METRICS = {
   syncTime: 'stallscope.sync.time',
   syncCalls: 'stallscope.sync.calls',
   agentErrors: 'stallscope.agent.errors',
+  /** Generated files whose source map could not be used (each counted once). */
+  sourceMapsUnusable: 'stallscope.sourcemap.unusable',
 } as const;
 
 /** The delay statistics emitted as nodejs.eventloop.delay.<stat>. */
@@ -164,6 +173,9 @@ export const LOCK_HOLDER_MS = 'stallscope.lock.holder_ms';
 export const LOCK_HANDOFF_MS = 'stallscope.lock.handoff_ms';
 /** Holder sites that are not code: see docs/conventions.md (Lock blame). */
 export const LOCK_SITES = { handoff: '(handoff)', unknown: '(unknown)', other: '(other)' } as const;
+/** The generated file:line of the acquire and holder sites, where a source map moved them. */
+export const LOCK_ACQUIRE_GENERATED_SITE = 'stallscope.lock.acquire_generated_site';
+export const LOCK_HOLDER_GENERATED_SITE = 'stallscope.lock.holder_generated_site';
 export const LOCK_HOLDER_TRACE = 'stallscope.lock.holder_trace_id';
 export const LOCK_HOLDER_SPAN = 'stallscope.lock.holder_span_id';
 export const LOCK_HELD_MS = 'stallscope.lock.held_ms';
@@ -175,6 +187,9 @@ export const LOCK_METRICS = {
   pending: 'stallscope.lock.pending_requests',
   /** Wait charged to the holds that caused it, by holder site and waiter site (seconds). */
   waitCaused: 'stallscope.lock.wait_caused',
+  /** Requests waiting now (at the export), and how long the oldest of them has waited (s). */
+  waiting: 'stallscope.lock.waiting',
+  oldestWait: 'stallscope.lock.oldest_wait',
 } as const;
 
 // libuv threadpool (spans of kind threadpool-wait).
@@ -210,12 +225,14 @@ export const POOL_METRICS = {
 /** The kinds of finding the collector derives (GET /api/findings), as the dashboard and the CLI show them. */
 export const FINDING_KINDS = [
   'loop-blocked',
+  'loop-saturated',
   'sync-call',
   'lock-contention',
   'shared-lock',
   'lock-held',
   'threadpool-saturated',
   'pool-queueing',
+  'slowed-by-others',
 ] as const;
 
 /** What alert rules can measure; docs/alerts.md says how each is computed and in what unit. */

@@ -44,3 +44,10 @@ export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
+
+/** Whether a request's Host header names this machine (a page elsewhere sends its own name). */
+export function hostHeaderIsLoopback(header: string | undefined): boolean {
+  const host = (header ?? '').trim();
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d*$/, '');
+  return name !== '' && isLoopbackHost(name);
+}

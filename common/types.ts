@@ -88,12 +88,109 @@ export interface LogRow {
   scopeName: string | null;
 }
 
+/** One frame of a profiled stack. */
+export interface ProfileFrame {
+  fn: string;
+  file: string;
+  line: number;
+  /** Whose code: a PROFILE_ORIGINS value (app, dependency, telemetry, runtime). */
+  origin: string;
+}
+
+/** One posted CPU profile of a process's event loop: its stacks (root first) and timed samples. */
+export interface ProfileWrite {
+  service: string;
+  instance: string;
+  resource: Record<string, string>;
+  startNs: bigint;
+  durationNs: bigint;
+  /** The mean sampling interval measured by the agent. */
+  periodNs: bigint;
+  requestedHz: number | null;
+  stacks: ProfileFrame[][];
+  samples: Array<{ timeNs: bigint; stack: number; weightNs: bigint }>;
+}
+
+/** What a request's time went to (see collector/routes/breakdown.ts). */
+export type RouteCauseKind =
+  | 'own-cpu'
+  | 'own-blocking'
+  | 'own-sync'
+  | 'loop-wait'
+  | 'loop-busy'
+  | 'lock-wait'
+  | 'threadpool-wait'
+  | 'pool-queue'
+  | 'pool-run'
+  | 'outgoing-call'
+  | 'unattributed';
+
+export interface RouteCause {
+  kind: RouteCauseKind;
+  /** The lock and its holder, the function with file:line (and the route it ran for), the pool, the call. */
+  what: string;
+  ms: number;
+}
+
+/** One request (an HTTP server span) and where its time went; the causes add up to its duration. */
+export interface RequestBreakdown {
+  traceId: string;
+  spanId: string;
+  service: string;
+  instance: string;
+  route: string;
+  startNs: bigint;
+  durationNs: bigint;
+  causes: RouteCause[];
+}
+
+/** A span as the routes job reads it: what the critical path and the causes need. */
+export interface JobSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | null;
+  name: string;
+  kind: number;
+  service: string;
+  instance: string;
+  startNs: bigint;
+  endNs: bigint;
+  attributes: Attributes;
+}
+
+export interface RouteRow {
+  service: string;
+  route: string;
+  requests: number;
+  totalMs: number;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  p99Ms: number | null;
+  causes: Array<RouteCause & { share: number }>;
+}
+
+/** A stored request breakdown as the Routes page shows it. */
+export interface RequestView {
+  traceId: string;
+  spanId: string;
+  service: string;
+  instance: string;
+  route: string;
+  /** ISO 8601. */
+  start: string;
+  durationMs: number;
+  causes: RouteCause[];
+}
+
 /** One decoded export request, ready to be written in a single transaction. */
 export interface WriteBatch {
   resources: ResourceRow[];
   spans: SpanRow[];
   points: MetricPointRow[];
   logs: LogRow[];
+  profiles?: ProfileWrite[];
+  /** Request breakdowns computed by the collector itself (the routes job). */
+  requests?: RequestBreakdown[];
 }
 
 // ---- query API shapes (what the collector's HTTP API returns) ----
@@ -133,6 +230,8 @@ export interface TraceSummary {
   durationMs: number;
   spanCount: number;
   errorCount: number;
+  /** Spans the stallscope agent made in it (a blocked loop, a lock wait...). */
+  agentSpanCount: number;
   services: string[];
   /** The newest span in the trace that matched the search filters. */
   matched: { spanId: string; name: string; service: string; durationMs: number };
@@ -235,6 +334,9 @@ export interface LockRow {
   holdP95Ms: number | null;
   maxQueue: number;
   timeouts: number;
+  /** Requests waiting at the window's end, and how long the oldest of them had waited. */
+  waitingNow: number;
+  oldestWaitMs: number | null;
 }
 
 /** Wait at one lock charged to a holder site, by the waiter's acquire site (see lock blame). */
@@ -269,6 +371,32 @@ export interface HistogramTotal {
   sum: number;
 }
 
+/** A profiled stack's weight over a window. */
+export interface StackWeight {
+  service: string;
+  stackId: number;
+  frames: ProfileFrame[];
+  samples: number;
+  weightMs: number;
+}
+
+export interface ProfileWindows {
+  service: string;
+  instances: number;
+  windows: number;
+  samples: number;
+  /** The mean interval the agents measured. */
+  periodMs: number;
+  requestedHz: number | null;
+}
+
+export interface TimedSample {
+  instance: string;
+  timeNs: bigint;
+  weightNs: bigint;
+  frames: ProfileFrame[];
+}
+
 // ---- the dashboard's pages (GET /api/dash/...) ----
 
 export interface WindowView {
@@ -276,8 +404,22 @@ export interface WindowView {
   to: string;
 }
 
+/** A service at a glance: how it is doing in the window. */
+export interface ServiceState {
+  service: string;
+  state: 'critical' | 'warning' | 'fine';
+  /** Time its findings say it lost. */
+  lostMs: number;
+  findings: number;
+  worst: { kind: FindingKind; severity: Severity; title: string } | null;
+  /** Per step of the window, for sparklines. */
+  loopP99Ms: Array<number | null>;
+  utilization: Array<number | null>;
+}
+
 export interface OverviewPage {
   window: WindowView;
+  services: ServiceState[];
   loop: Chart;
   locks: LockRow[];
   blockingGroups: GroupRow[];
@@ -315,6 +457,36 @@ export interface BlockingGroupPage {
   key: string;
   stack: string;
   spans: AgentSpanRow[];
+}
+
+/** A flame graph node: a function (merged by name and file) and what it called. */
+export interface FlameNode {
+  name: string;
+  file: string;
+  line: number;
+  origin: string;
+  totalMs: number;
+  selfMs: number;
+  children: FlameNode[];
+}
+
+export interface ProfilePage {
+  windows: ProfileWindows[];
+  /** The loop's sampled CPU. */
+  cpu: FlameNode;
+  /** The stacks of blocking episodes, weighted by how long each blocked. */
+  blocked: FlameNode;
+  blockedEpisodes: number;
+}
+
+export interface RoutesPage {
+  routes: RouteRow[];
+}
+
+export interface RoutePage {
+  route: RouteRow | null;
+  /** Its slowest requests, each with its own breakdown. */
+  slowest: RequestView[];
 }
 
 export interface OffloadPage {
@@ -356,6 +528,8 @@ export interface Finding {
   traceIds: string[];
   /** The figures the detail quotes, by name, for the UI and for alert rules. */
   figures: Record<string, number>;
+  /** The routes whose requests this cost time, most first (from the request breakdowns). */
+  slows?: Array<{ route: string; ms: number }>;
 }
 
 /** What an alert rule measures, per service or per resource (see docs/alerts.md). */

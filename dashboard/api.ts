@@ -3,7 +3,7 @@
 // from the read model; the response types are declared in common/types.ts, where the pages'
 // JSDoc types find them too.
 import express, { type Request, type Router } from 'express';
-import type { Store } from '../db/index';
+import type { Collector } from '../collector/index';
 import {
   CODE_STACKTRACE,
   KINDS,
@@ -25,11 +25,20 @@ import type {
   LocksPage,
   OffloadPage,
   OverviewPage,
+  ProfilePage,
+  RoutePage,
+  RoutesPage,
+  ServiceState,
   Window,
 } from '../common/types';
 import { BadParam, handler, intParam, one, range, stepParam } from '../collector/params';
+import { flameTree, stackFrames } from '../collector/loop-profile';
+import { encodeProfile } from '../collector/profiles';
 
 const DEFAULT_WINDOW_MS = 3_600_000;
+const STATE_ORDER: Record<ServiceState['state'], number> = { critical: 0, warning: 1, fine: 2 };
+/** Blocking episodes read for the blocked-time flame graph. */
+const BLOCKED_STACKS = 2000;
 
 function window(req: Request): Window {
   const { fromMs, toMs } = range(req, DEFAULT_WINDOW_MS);
@@ -52,9 +61,9 @@ const text = (v: unknown) => (typeof v === 'string' ? v : String(v ?? ''));
 /** How a pool is labelled in charts: its name and type. */
 const poolLabel = (a: Attributes) => `${text(a[POOL_NAME])} (${text(a[POOL_TYPE])})`;
 
-export function dashboardApi(store: Store): Router {
+export function dashboardApi(collector: Collector): Router {
   const api = express.Router();
-  const read = store.read;
+  const read = collector.store.read;
 
   /** Loop lag (p99, max) and utilization over time, per service; several instances: the worst delay, the mean utilization. */
   async function loopChart(w: Window): Promise<Chart> {
@@ -80,17 +89,39 @@ export function dashboardApi(store: Store): Router {
     '/overview',
     handler(async (req): Promise<OverviewPage> => {
       const w = window(req);
-      const [loop, locks, blockingGroups, latestEpisodes, syncCalls, canary, poolWait] = await Promise.all([
-        loopChart(w),
-        read.locks(w),
-        read.groups(KINDS.loopBlock, w, 5),
-        read.latest(KINDS.loopBlock, w, 10),
-        read.groups(KINDS.syncCall, w, 5),
-        read.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
-        read.meanChart(POOL_METRICS.queueWait, w, poolLabel),
-      ]);
+      const [loop, locks, blockingGroups, latestEpisodes, syncCalls, canary, poolWait, findings, known] =
+        await Promise.all([
+          loopChart(w),
+          read.locks(w),
+          read.groups(KINDS.loopBlock, w, 5),
+          read.latest(KINDS.loopBlock, w, 10),
+          read.groups(KINDS.syncCall, w, 5),
+          read.meanChart(THREADPOOL_METRICS.canaryWait, w, () => 'canary wait'),
+          read.meanChart(POOL_METRICS.queueWait, w, poolLabel),
+          collector.findings(w),
+          read.services(),
+        ]);
+      const seenSince = nsToIso(w.fromNs);
+      const services: ServiceState[] = known
+        .filter((s) => (w.service ? s.service === w.service : s.lastSeen >= seenSince))
+        .map((s): ServiceState => {
+          const mine = findings.filter((f) => f.service === s.service);
+          const line = (name: string) =>
+            loop.series.find((x) => x.service === s.service && x.name === name)?.values ?? [];
+          return {
+            service: s.service,
+            state: mine.some((f) => f.severity === 'critical') ? 'critical' : mine.length ? 'warning' : 'fine',
+            lostMs: mine.reduce((a, f) => a + f.impactMs, 0),
+            findings: mine.length,
+            worst: mine[0] ? { kind: mine[0].kind, severity: mine[0].severity, title: mine[0].title } : null,
+            loopP99Ms: line(`${METRICS.loopDelayPrefix}p99`),
+            utilization: line(METRICS.loopUtilization),
+          };
+        })
+        .sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || b.lostMs - a.lostMs);
       return {
         window: { from: nsToIso(w.fromNs), to: nsToIso(w.toNs) },
+        services,
         loop,
         locks: locks.slice(0, 5),
         blockingGroups,
@@ -188,6 +219,72 @@ export function dashboardApi(store: Store): Router {
       return { canary, inFlight, size, threadpoolWaits, poolWait, poolRun, pools };
     }),
   );
+
+  api.get(
+    '/routes',
+    handler(async (req): Promise<RoutesPage> => {
+      const w = window(req);
+      return { routes: await read.routes(w) };
+    }),
+  );
+
+  api.get(
+    '/route',
+    handler(async (req): Promise<RoutePage> => {
+      const w = window(req);
+      const service = required(req, 'service', 'the service of the route');
+      const route = required(req, 'route', 'the route (method and http.route, as /api/dash/routes lists it)');
+      const [row] = await read.routes({ ...w, service }, route);
+      return { route: row ?? null, slowest: row ? await read.slowestRequests(service, route, w, 10) : [] };
+    }),
+  );
+
+  api.get(
+    '/profile',
+    handler(async (req): Promise<ProfilePage> => {
+      const w = window(req);
+      const [stacks, windows, episodes] = await Promise.all([
+        read.stackWeights(w),
+        read.profileWindows(w),
+        read.latest(KINDS.loopBlock, w, BLOCKED_STACKS),
+      ]);
+      const withStack = episodes.filter((e) => typeof e.attributes[CODE_STACKTRACE] === 'string');
+      return {
+        windows,
+        cpu: flameTree(stacks),
+        blocked: flameTree(
+          withStack.map((e) => ({
+            frames: stackFrames(String(e.attributes[CODE_STACKTRACE])),
+            weightMs: e.durationMs,
+          })),
+        ),
+        blockedEpisodes: withStack.length,
+      };
+    }),
+  );
+
+  // The loop's CPU over the window as a pprof file: go tool pprof and speedscope open it.
+  api.get('/profile.pb.gz', async (req, res) => {
+    try {
+      const w = window(req);
+      const stacks = await read.stackWeights(w);
+      const [windows] = await read.profileWindows(w);
+      const body = encodeProfile(
+        stacks.map((s) => ({ frames: s.frames, samples: s.samples, weightNs: BigInt(Math.round(s.weightMs * 1e6)) })),
+        {
+          service: w.service ?? 'all services',
+          startNs: w.fromNs,
+          durationNs: w.toNs - w.fromNs,
+          periodNs: BigInt(Math.round((windows?.periodMs ?? 10) * 1e6)),
+        },
+      );
+      const name = `${(w.service ?? 'all').replace(/[^\w.-]+/g, '_')}-loop-cpu.pb.gz`;
+      res.type('application/octet-stream').set('Content-Disposition', `attachment; filename="${name}"`).send(body);
+    } catch (err) {
+      if (err instanceof BadParam) res.status(400).json({ error: err.message });
+      else res.status(500).json({ error: `internal error: ${(err as Error).message}` });
+    }
+  });
 
   api.use((req, res) => {
     res.status(404).json({ error: `no API endpoint ${req.method} /api/dash${req.path}` });

@@ -1,14 +1,42 @@
 // A shared token for the pages and APIs when the dashboard listens beyond loopback: sent as
 // `Authorization: Bearer <token>` by programs, or kept in a cookie that /login sets for a browser.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import express, { type Request, type RequestHandler } from 'express';
+import { sameSecret as same } from '../common/secret';
 
 const COOKIE = 'stallscope_token';
 
-function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+/** Wrong tokens one address may try per window before /login refuses it for the rest of it. */
+export const LOGIN_ATTEMPTS = 5;
+export const LOGIN_WINDOW_MS = 60_000;
+/** Addresses remembered at most; past it the oldest are forgotten. */
+const MAX_TRACKED = 10_000;
+
+/** Failed sign-ins per client address in fixed windows: a token cannot be guessed at speed. */
+class LoginLimiter {
+  private readonly failures = new Map<string, { count: number; until: number }>();
+
+  /** Seconds until the address may try again, or 0 when it may now. */
+  blockedFor(address: string, now = Date.now()): number {
+    const f = this.failures.get(address);
+    if (!f || now >= f.until) return 0;
+    return f.count >= LOGIN_ATTEMPTS ? Math.ceil((f.until - now) / 1000) : 0;
+  }
+
+  fail(address: string, now = Date.now()): void {
+    let f = this.failures.get(address);
+    if (!f || now >= f.until) {
+      if (this.failures.size >= MAX_TRACKED) this.failures.delete(this.failures.keys().next().value!);
+      f = { count: 0, until: now + LOGIN_WINDOW_MS };
+      this.failures.delete(address);
+      this.failures.set(address, f);
+    }
+    f.count++;
+  }
+
+  succeed(address: string): void {
+    this.failures.delete(address);
+  }
 }
 
 /**
@@ -43,6 +71,7 @@ const LOGIN_PAGE = `<!doctype html><html lang="en"><head><meta charset="utf-8"><
 export function requireToken(token: string): RequestHandler {
   const router = express.Router();
   const sessionValue = session(token);
+  const limiter = new LoginLimiter();
   router.get('/login.css', (_req, res) =>
     res
       .type('css')
@@ -52,14 +81,27 @@ export function requireToken(token: string): RequestHandler {
   );
   router.get('/login', (_req, res) => res.type('html').send(LOGIN_PAGE));
   router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), (req, res) => {
+    const address = req.socket.remoteAddress ?? '';
+    const wait = limiter.blockedFor(address);
+    if (wait > 0) {
+      // Even the right token waits: otherwise the answer would still tell a guess apart.
+      res
+        .status(429)
+        .set('Retry-After', String(wait))
+        .type('html')
+        .send(LOGIN_PAGE.replace('<form', `<p role="alert">Too many wrong tokens; try again in ${wait} s.</p><form`));
+      return;
+    }
     const given = typeof req.body?.token === 'string' ? req.body.token : '';
     if (!same(given, token)) {
+      limiter.fail(address);
       res
         .status(401)
         .type('html')
         .send(LOGIN_PAGE.replace('<form', '<p role="alert">That token is not right.</p><form'));
       return;
     }
+    limiter.succeed(address);
     res.cookie(COOKIE, sessionValue, { httpOnly: true, sameSite: 'strict', path: '/', secure: req.secure });
     res.redirect(303, '/');
   });

@@ -9,9 +9,8 @@ import { queryApi } from '../collector/query-api';
 import { dashboardApi } from './api';
 import { requireToken } from './auth';
 import type { Collector } from '../collector/index';
-import { closeServer, listen } from '../common/listen';
+import { closeServer, hostHeaderIsLoopback, listen } from '../common/listen';
 import { packageRoot } from '../common/package-root';
-import { isLoopbackHost } from '../common/listen';
 
 export interface Dashboard {
   port: number;
@@ -31,9 +30,11 @@ const CHART_JS = join(packageRoot(), 'node_modules', 'chart.js', 'dist', 'chart.
 /** Each page: its path and the module that renders it (all share one HTML shell). */
 const PAGES: Record<string, string> = {
   '/': 'overview',
+  '/routes': 'routes',
   '/locks': 'locks',
   '/lock': 'lock',
   '/blocking': 'blocking',
+  '/profile': 'profile',
   '/offload': 'offload',
   '/traces': 'traces',
   '/trace': 'trace',
@@ -67,9 +68,11 @@ const SECURITY_HEADERS = {
  * request naming any other host is a web page elsewhere using DNS rebinding to read it.
  */
 function loopbackHostOnly(req: express.Request, res: express.Response, next: express.NextFunction): void {
-  const host = (req.get('host') ?? '').replace(/:\d+$/, '').toLowerCase();
-  if (isLoopbackHost(host)) return next();
-  res.status(403).type('text').send(`host "${host}" is not this machine; set STALLSCOPE_TOKEN to serve other hosts`);
+  if (hostHeaderIsLoopback(req.get('host'))) return next();
+  res
+    .status(403)
+    .type('text')
+    .send(`host "${req.get('host') ?? ''}" is not this machine; set STALLSCOPE_TOKEN to serve other hosts`);
 }
 
 export async function startDashboard(collector: Collector, options: DashboardOptions): Promise<Dashboard> {
@@ -79,9 +82,12 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
     res.set(SECURITY_HEADERS);
     next();
   });
+  // 503 while ingest is refused (a full disk, a locked database, a full queue or memory budget), so
+  // that an orchestrator notices; the reasons say which.
   app.get('/healthz', (_req, res) => {
-    res.json({
-      status: 'ok',
+    const health = collector.health();
+    res.status(health.status === 'ok' ? 200 : 503).json({
+      ...health,
       writeBacklog: collector.store.backlog,
       otlpPort: collector.otlpPort,
       ingest: collector.stats,
@@ -89,7 +95,7 @@ export async function startDashboard(collector: Collector, options: DashboardOpt
   });
   if (options.token) app.use(requireToken(options.token));
   else app.use(loopbackHostOnly);
-  app.use('/api/dash', dashboardApi(collector.store));
+  app.use('/api/dash', dashboardApi(collector));
   app.use('/api', queryApi(collector));
   app.get('/vendor/chart.js', (_req, res) => res.type('js').sendFile(CHART_JS));
   for (const [path, module] of Object.entries(PAGES))

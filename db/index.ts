@@ -5,10 +5,10 @@ import type Database from 'better-sqlite3';
 import { openReadConnection } from './connection';
 import { ReadModel } from './read-model';
 import { SqliteReader } from './sql';
-import { WriterClient } from './writer-client';
+import { WriterClient, type WriterHealth } from './writer-client';
 import type { AlertWrite, WriteBatch } from '../common/types';
 
-export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent } from './writer-client';
+export { QueueFull, WriteFailed, WriteRejected, type RetentionEvent, type WriterHealth } from './writer-client';
 export type { ReadModel } from './read-model';
 
 export interface StoreOptions {
@@ -30,6 +30,8 @@ export interface Store {
   writeAlerts(write: AlertWrite): Promise<void>;
   /** Rows waiting to be committed. */
   readonly backlog: number;
+  /** Whether data can be written now, and if not, why. */
+  health(): WriterHealth;
   runRetention(): void;
   onRetention: WriterClient['onRetention'];
   close(): Promise<void>;
@@ -59,6 +61,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     get backlog() {
       return writer.backlog;
     },
+    health: () => writer.health(),
     runRetention: () => writer.retainNow(),
     onRetention: (l) => writer.onRetention(l),
     async close() {

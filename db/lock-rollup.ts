@@ -16,6 +16,7 @@ import {
   LOCK_TYPE,
 } from '../common/conventions';
 import type { MetricPointRow } from '../common/types';
+import { emptyExp, expOf, mergeExp, subtractExp, type ExpHistogram } from './exp-histogram';
 import { NS_PER_HOUR, NS_PER_MINUTE, nowNs } from '../common/time';
 import { key } from '../common/keys';
 
@@ -50,6 +51,8 @@ interface Previous {
   count: number;
   sum: number;
   counts: number[];
+  /** An exponential histogram's buckets. */
+  exp?: ExpHistogram;
 }
 
 /** One lock's activity within one bucket (a minute or an hour). */
@@ -65,6 +68,9 @@ export interface LockBucket {
   bounds: number[];
   maxPending: number;
   timeouts: number;
+  /** The waits and holds of streams that send exponential histograms (the agents do, when the SDK is theirs). */
+  waitExp?: ExpHistogram;
+  holdExp?: ExpHistogram;
 }
 
 export function emptyBucket(): LockBucket {
@@ -166,9 +172,11 @@ export class LockRollup {
       change.maxPending = Number(p.value ?? 0);
     } else {
       const stream = key(resourceId, p.name, p.attributes);
-      const counts = p.buckets
-        ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] })
-        : { bounds: [], counts: [] };
+      const exponential = p.type === 'exponential_histogram' && p.buckets !== null;
+      const counts =
+        p.buckets && !exponential
+          ? (JSON.parse(p.buckets) as { bounds: number[]; counts: number[] })
+          : { bounds: [], counts: [] };
       const now: Previous = {
         startNs: p.startNs,
         timeNs: p.timeNs,
@@ -176,6 +184,7 @@ export class LockRollup {
         count: Number(p.count ?? 0),
         sum: p.sum ?? 0,
         counts: counts.counts,
+        exp: exponential ? expOf(JSON.parse(p.buckets!) as Parameters<typeof expOf>[0]) : undefined,
       };
       const cumulative = p.temporality === 2;
       const before = cumulative ? this.previous.get(stream) : undefined;
@@ -207,16 +216,19 @@ export class LockRollup {
         const dCount = now.count - (base?.count ?? 0);
         const dSum = now.sum - (base?.sum ?? 0);
         const dCounts = now.counts.map((c, i) => c - (base?.counts[i] ?? 0));
+        const dExp = now.exp && (base?.exp ? subtractExp(now.exp, base.exp) : now.exp);
         change.bounds = counts.bounds;
         if (p.name === LOCK_METRICS.waitTime) {
           change.waitCount = dCount;
           change.waitSum = dSum;
           change.waitCounts = dCounts;
+          change.waitExp = dExp;
           if (attrs[LOCK_OUTCOME] === 'timeout') change.timeouts = dCount;
         } else {
           change.holdCount = dCount;
           change.holdSum = dSum;
           change.holdCounts = dCounts;
+          change.holdExp = dExp;
         }
       }
     }
@@ -259,4 +271,6 @@ export function mergeBucket(into: LockBucket, from: LockBucket): void {
   if (from.bounds.length) into.bounds = from.bounds;
   into.maxPending = Math.max(into.maxPending, from.maxPending);
   into.timeouts += from.timeouts;
+  if (from.waitExp) into.waitExp = mergeExp(into.waitExp ?? emptyExp(), from.waitExp);
+  if (from.holdExp) into.holdExp = mergeExp(into.holdExp ?? emptyExp(), from.holdExp);
 }

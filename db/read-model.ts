@@ -18,6 +18,12 @@ import type {
   MetricResult,
   MetricSeries,
   MetricStep,
+  JobSpan,
+  ProfileWindows,
+  RequestView,
+  RouteRow,
+  StackWeight,
+  TimedSample,
   ServiceSummary,
   SpanView,
   TraceSearch,
@@ -30,6 +36,8 @@ import * as metrics from './read/metrics';
 import * as agentSpans from './read/agent-spans';
 import * as lockReads from './read/locks';
 import * as alertReads from './read/alerts';
+import * as profileReads from './read/profiles';
+import * as requestReads from './read/requests';
 
 export class ReadModel {
   constructor(private readonly db: SqlReader) {}
@@ -104,6 +112,40 @@ export class ReadModel {
   /** Who made whom wait: charged wait by waiter and holder site, for one lock or all. */
   lockPairs(w: Window, lock?: string): Promise<LockPair[]> {
     return lockReads.lockPairs(this.db, w, lock);
+  }
+
+  // Loop CPU profiles.
+  /** The weight of every profiled stack over the window, per service, heaviest first. */
+  stackWeights(w: Window): Promise<StackWeight[]> {
+    return profileReads.stackWeights(this.db, w);
+  }
+  profileWindows(w: Window): Promise<ProfileWindows[]> {
+    return profileReads.profileWindows(this.db, w);
+  }
+  /** One service's profile samples in [from, to) with their times (the last two hours). */
+  timedSamples(service: string, fromNs: bigint, toNs: bigint): Promise<TimedSample[]> {
+    return profileReads.timedSamples(this.db, service, fromNs, toNs);
+  }
+
+  // Requests and routes.
+  serverSpansEnding(fromNs: bigint, toNs: bigint, limit: number): Promise<JobSpan[]> {
+    return requestReads.serverSpansEnding(this.db, fromNs, toNs, limit);
+  }
+  spansOfTraces(traceIds: string[]): Promise<JobSpan[]> {
+    return requestReads.spansOfTraces(this.db, traceIds);
+  }
+  episodesOf(services: string[], fromNs: bigint, toNs: bigint): Promise<JobSpan[]> {
+    return requestReads.episodesOf(this.db, services, fromNs, toNs);
+  }
+  lastBreakdownEnd(): Promise<bigint | null> {
+    return requestReads.lastBreakdownEnd(this.db);
+  }
+  /** Every route in the window, most total time first, with the causes of its time. */
+  routes(w: Window, route?: string): Promise<RouteRow[]> {
+    return requestReads.routes(this.db, w, route);
+  }
+  slowestRequests(service: string, route: string, w: Window, limit: number): Promise<RequestView[]> {
+    return requestReads.slowestRequests(this.db, service, route, w, limit);
   }
 
   // Alert state.

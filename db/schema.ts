@@ -217,6 +217,81 @@ const MIGRATIONS: Migration[] = [
     `,
     then: backfillLockRollup,
   },
+  {
+    version: 6,
+    description: 'loop CPU profiles: windows, stacks, timed samples, rollup',
+    sql: `
+      -- One row per posted profile window.
+      CREATE TABLE profiles (
+        service TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        period_ns INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        requested_hz REAL,
+        resource TEXT NOT NULL
+      );
+      CREATE INDEX profiles_start ON profiles (start_ns);
+      -- Each distinct stack once: frames is a JSON array, root first, of {fn, file, line, origin}.
+      CREATE TABLE profile_stacks (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        frames TEXT NOT NULL
+      );
+      -- Every sample with its time, kept two hours.
+      CREATE TABLE profile_samples (
+        service TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        time_ns INTEGER NOT NULL,
+        stack_id INTEGER NOT NULL,
+        weight_ns INTEGER NOT NULL
+      );
+      CREATE INDEX profile_samples_time ON profile_samples (service, time_ns);
+      CREATE INDEX profile_samples_age ON profile_samples (time_ns);
+      -- Weight per stack; size 1: a minute (bucket = time_ns / 60e9), size 60: an hour.
+      CREATE TABLE profile_rollup (
+        size INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        stack_id INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        weight_ns INTEGER NOT NULL,
+        PRIMARY KEY (size, bucket, service, stack_id)
+      ) WITHOUT ROWID;
+    `,
+  },
+  {
+    version: 7,
+    description: 'request breakdowns per request and per route; server spans by end',
+    sql: `
+      -- One row per request (HTTP server span): where its time went (causes: JSON array).
+      CREATE TABLE request_breakdown (
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        service TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        route TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        causes TEXT NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX request_breakdown_route ON request_breakdown (service, route, start_ns);
+      CREATE INDEX request_breakdown_start ON request_breakdown (start_ns);
+      -- size 1: a minute (bucket = start_ns / 60e9), size 60: an hour. data: a RouteBucket (JSON).
+      CREATE TABLE route_rollup (
+        size INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        route TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (size, bucket, service, route)
+      ) WITHOUT ROWID;
+      -- The routes job reads the server spans that ended in its window.
+      CREATE INDEX spans_server_end ON spans (end_ns) WHERE kind = 2;
+    `,
+  },
 ];
 
 /** Folds the lock metrics a database already holds, oldest first (one pass, at upgrade). */

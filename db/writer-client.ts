@@ -14,6 +14,31 @@ export class WriteFailed extends Error {}
 /** The data could not be stored and retrying the same request will not help. */
 export class WriteRejected extends Error {}
 
+/** Whether the writer can store data now, and if not, why. */
+export interface WriterHealth {
+  state: 'ok' | 'degraded';
+  /** Short and stable: 'disk full', 'database locked', 'backlog over the limit'... */
+  reason?: string;
+  /** The error as SQLite or the queue put it. */
+  error?: string;
+  /** When writes started failing (ISO 8601). */
+  since?: string;
+  backlogRows: number;
+  maxBacklogRows: number;
+}
+
+/** A refusal for a full queue keeps the health degraded this long (exporters retry sooner). */
+const QUEUE_FULL_WINDOW_MS = 5000;
+
+function reasonFor(code: string): string {
+  if (code.startsWith('SQLITE_FULL')) return 'disk full';
+  if (/^SQLITE_(BUSY|LOCKED|PROTOCOL)/.test(code)) return 'database locked';
+  if (code.startsWith('SQLITE_IOERR')) return 'disk I/O error';
+  if (code.startsWith('SQLITE_NOMEM')) return 'out of memory';
+  if (code.startsWith('SQLITE_CANTOPEN')) return 'cannot open the database file';
+  return 'write failed';
+}
+
 export interface RetentionEvent {
   deleted: RetentionResult;
   cutoffNs: bigint;
@@ -26,6 +51,8 @@ export class WriterClient {
   private dead: Error | undefined;
   private closed: Promise<void> | undefined;
   private readonly retentionListeners = new Set<(e: RetentionEvent) => void>();
+  private failing: { reason: string; error: string; since: number } | undefined;
+  private lastQueueFull: { at: number; message: string } | undefined;
 
   private constructor(
     private readonly worker: Worker,
@@ -58,11 +85,18 @@ export class WriterClient {
   /** Resolves when the batch is committed; rejects with QueueFull or WriteFailed. */
   write(batch: WriteBatch): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
-    const rows = batch.spans.length + batch.points.length + batch.logs.length;
+    const rows =
+      batch.spans.length +
+      batch.points.length +
+      batch.logs.length +
+      (batch.profiles ?? []).reduce((n, p) => n + p.samples.length, 0) +
+      (batch.requests?.length ?? 0);
     if (rows === 0) return Promise.resolve();
     // One oversized request is still admitted into an empty queue, so it can never starve.
     if (this.queuedRows > 0 && this.queuedRows + rows > this.maxQueuedRows) {
-      return Promise.reject(new QueueFull(`the write queue is full (${this.queuedRows} rows waiting to be committed)`));
+      const message = `the write queue is full (${this.queuedRows} rows waiting to be committed)`;
+      this.lastQueueFull = { at: Date.now(), message };
+      return Promise.reject(new QueueFull(message));
     }
     const id = this.nextId++;
     this.queuedRows += rows;
@@ -70,6 +104,27 @@ export class WriterClient {
       this.waiting.set(id, { rows, resolve, reject });
       this.post({ type: 'write', id, batch });
     });
+  }
+
+  /** Degraded while writes fail for a passing reason, or were refused for a full queue just now. */
+  health(): WriterHealth {
+    const base = { backlogRows: this.queuedRows, maxBacklogRows: this.maxQueuedRows };
+    if (this.dead) return { ...base, state: 'degraded', reason: 'writer stopped', error: this.dead.message };
+    if (this.failing) {
+      const { reason, error, since } = this.failing;
+      return { ...base, state: 'degraded', reason, error, since: new Date(since).toISOString() };
+    }
+    const full = this.lastQueueFull;
+    if (full && Date.now() - full.at < QUEUE_FULL_WINDOW_MS) {
+      return {
+        ...base,
+        state: 'degraded',
+        reason: 'backlog over the limit',
+        error: full.message,
+        since: new Date(full.at).toISOString(),
+      };
+    }
+    return { ...base, state: 'ok' };
   }
 
   /** Resolves when the alert changes are committed. */
@@ -111,18 +166,35 @@ export class WriterClient {
 
   private onMessage(m: FromWriter): void {
     if (m.type === 'committed') {
-      for (const id of m.ids) {
-        const w = this.waiting.get(id);
-        if (!w) continue;
-        this.waiting.delete(id);
-        this.queuedRows -= w.rows;
-        if (m.error && m.transient) w.reject(new WriteFailed(`could not store the data for now: ${m.error}`));
-        else if (m.error) w.reject(new WriteRejected(`could not store the data: ${m.error}`));
-        else w.resolve();
-      }
+      this.failing = undefined;
+      for (const w of this.settle(m.ids)) w.resolve();
+    } else if (m.type === 'failed') {
+      if (m.transient)
+        this.failing = { reason: reasonFor(m.code), error: m.error, since: this.failing?.since ?? Date.now() };
+      for (const w of this.settle(m.ids))
+        w.reject(
+          m.transient
+            ? new WriteFailed(`could not store the data for now: ${m.error}`)
+            : new WriteRejected(`could not store the data: ${m.error}`),
+        );
+    } else if (m.type === 'writable') {
+      this.failing = undefined;
     } else if (m.type === 'retention') {
       for (const l of this.retentionListeners) l({ deleted: m.deleted, cutoffNs: m.cutoffNs });
     }
+  }
+
+  /** The writes with these ids, no longer waiting. */
+  private settle(ids: number[]): Array<{ resolve: () => void; reject: (e: Error) => void }> {
+    const out = [];
+    for (const id of ids) {
+      const w = this.waiting.get(id);
+      if (!w) continue;
+      this.waiting.delete(id);
+      this.queuedRows -= w.rows;
+      out.push(w);
+    }
+    return out;
   }
 
   private fail(err: Error): void {

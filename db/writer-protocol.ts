@@ -19,6 +19,10 @@ export type ToWriter =
 export type FromWriter =
   | { type: 'ready' }
   | { type: 'fatal'; error: string }
-  | { type: 'committed'; ids: number[]; error?: string; transient?: boolean }
+  | { type: 'committed'; ids: number[] }
+  /** Not stored; `transient`: for a passing reason (busy, disk full), worth retrying. */
+  | { type: 'failed'; ids: number[]; error: string; transient: boolean; code: string }
+  /** After a failure that goes away by itself: the database can be written again. */
+  | { type: 'writable' }
   | { type: 'retention'; deleted: RetentionResult; cutoffNs: bigint }
   | { type: 'closed' };

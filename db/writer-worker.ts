@@ -2,6 +2,8 @@
 // event loop. Batches that arrive while a transaction runs are committed together in the next
 // one; each request is acknowledged only after its transaction has committed.
 import { parentPort, workerData } from 'node:worker_threads';
+import { statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { openWriteConnection } from './connection';
 import { BatchWriter, type RetentionResult } from './writer';
 import { AlertWriter } from './alerts';
@@ -38,10 +40,71 @@ function rows(b: WriteBatch): number {
   return b.spans.length + b.points.length + b.logs.length;
 }
 
+function codeOf(err: unknown): string {
+  return String((err as { code?: unknown })?.code ?? '');
+}
+
 /** Errors that go away by themselves (a lock, a full disk being cleared); the client may retry. */
 function isTransient(err: unknown): boolean {
-  const code = String((err as { code?: unknown })?.code ?? '');
-  return /^SQLITE_(BUSY|LOCKED|FULL|IOERR|NOMEM|CANTOPEN|PROTOCOL)/.test(code);
+  return /^SQLITE_(BUSY|LOCKED|FULL|IOERR|NOMEM|CANTOPEN|PROTOCOL)/.test(codeOf(err));
+}
+
+/** How often, while writes fail for a passing reason, the writer checks whether they would work. */
+const PROBE_INTERVAL_MS = 1000;
+/** Free space a full disk must have again before the writer says it can write. */
+const PROBE_FREE_BYTES = 1024 * 1024;
+let failing: string | undefined;
+let probeTimer: NodeJS.Timeout | undefined;
+
+/** Reports a group's outcome, and watches for recovery when it failed for a passing reason. */
+function report(ids: number[], err?: unknown): void {
+  if (err === undefined) {
+    send({ type: 'committed', ids });
+    recovered();
+    return;
+  }
+  const transient = isTransient(err);
+  send({ type: 'failed', ids, error: (err as Error).message, transient, code: codeOf(err) });
+  if (transient) {
+    failing = codeOf(err);
+    if (!probeTimer) {
+      probeTimer = setInterval(probe, PROBE_INTERVAL_MS);
+      probeTimer.unref();
+    }
+  }
+}
+
+function recovered(): void {
+  if (probeTimer) clearInterval(probeTimer);
+  probeTimer = undefined;
+  failing = undefined;
+}
+
+/**
+ * With no data to write, the health would otherwise stay failed until the next request: take the
+ * write lock (a locked database refuses it) and, for a full disk, look for free space again.
+ */
+function probe(): void {
+  if (pending.length > 0 || closing) return;
+  try {
+    if (failing?.startsWith('SQLITE_FULL')) {
+      const fs = statfsSync(dirname(resolve(options.path)));
+      if (fs.bavail * fs.bsize < PROBE_FREE_BYTES) return;
+    }
+    db.exec('BEGIN IMMEDIATE');
+    db.exec('ROLLBACK');
+  } catch {
+    if (db.inTransaction) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // The next batch's transaction finds out.
+      }
+    }
+    return;
+  }
+  recovered();
+  send({ type: 'writable' });
 }
 
 function flush(): void {
@@ -56,23 +119,21 @@ function flush(): void {
     }
     try {
       writer.write(group.map((g) => g.batch));
-      send({ type: 'committed', ids: group.map((g) => g.id) });
+      report(group.map((g) => g.id));
     } catch (err) {
       if (group.length === 1 || isTransient(err)) {
-        send({
-          type: 'committed',
-          ids: group.map((g) => g.id),
-          error: (err as Error).message,
-          transient: isTransient(err),
-        });
+        report(
+          group.map((g) => g.id),
+          err,
+        );
       } else {
         // One bad batch must not fail the others it was grouped with: commit them one by one.
         for (const g of group) {
           try {
             writer.write([g.batch]);
-            send({ type: 'committed', ids: [g.id] });
+            report([g.id]);
           } catch (e) {
-            send({ type: 'committed', ids: [g.id], error: (e as Error).message, transient: isTransient(e) });
+            report([g.id], e);
           }
         }
       }
@@ -131,6 +192,7 @@ function runRetention(): void {
 
 function finish(): void {
   if (retentionTimer) clearInterval(retentionTimer);
+  if (probeTimer) clearInterval(probeTimer);
   try {
     db.pragma('wal_checkpoint(TRUNCATE)');
   } catch {
@@ -148,9 +210,9 @@ port.on('message', (m: ToWriter) => {
   } else if (m.type === 'alerts') {
     try {
       alerts.write(m.write);
-      send({ type: 'committed', ids: [m.id] });
+      report([m.id]);
     } catch (err) {
-      send({ type: 'committed', ids: [m.id], error: (err as Error).message, transient: isTransient(err) });
+      report([m.id], err);
     }
   } else if (m.type === 'retain-now') {
     runRetention();

@@ -4,6 +4,8 @@ import type Database from 'better-sqlite3';
 import type { WriteBatch } from '../common/types';
 import { NS_PER_HOUR, NS_PER_MINUTE } from '../common/time';
 import { LockRollup } from './lock-rollup';
+import { ProfileStore } from './profile-store';
+import { RouteStore } from './route-store';
 import { key } from '../common/keys';
 
 export interface RetentionResult {
@@ -26,6 +28,13 @@ export class BatchWriter {
   private readonly upsertRollup: Database.Statement;
   private readonly deleteRollups: Database.Statement;
   private readonly deleteLockBlame: Database.Statement;
+  private readonly deleteProfileRollup: Database.Statement;
+  private readonly deleteProfiles: Database.Statement;
+  private readonly deleteOrphanStacks: Database.Statement;
+  private readonly profiles: ProfileStore;
+  private readonly routes: RouteStore;
+  private readonly deleteRequests: Database.Statement;
+  private readonly deleteRouteRollup: Database.Statement;
   private readonly deleteLockRollup: Database.Statement;
   private readonly lockRollup: LockRollup;
   private readonly deleteSpans: Database.Statement;
@@ -76,6 +85,19 @@ export class BatchWriter {
     this.deleteLogs = db.prepare('DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE time_ns < ? LIMIT ?)');
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
     this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
+    this.profiles = new ProfileStore(db);
+    this.routes = new RouteStore(db);
+    this.deleteRequests = db.prepare('DELETE FROM request_breakdown WHERE start_ns < ?');
+    this.deleteRouteRollup = db.prepare(
+      'DELETE FROM route_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
+    );
+    this.deleteProfileRollup = db.prepare(
+      'DELETE FROM profile_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
+    );
+    this.deleteProfiles = db.prepare('DELETE FROM profiles WHERE start_ns < ?');
+    this.deleteOrphanStacks = db.prepare(
+      'DELETE FROM profile_stacks WHERE id NOT IN (SELECT stack_id FROM profile_rollup) AND id NOT IN (SELECT stack_id FROM profile_samples)',
+    );
     this.deleteLockBlame = db.prepare(
       'DELETE FROM lock_blame_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
     );
@@ -96,6 +118,7 @@ export class BatchWriter {
       // Resources first seen in the rolled-back transaction are gone again, and so are its points.
       this.resourceIds.clear();
       this.lockRollup.reset();
+      this.profiles.reset();
       throw err;
     }
   }
@@ -199,6 +222,8 @@ export class BatchWriter {
       if (!seen.has(service)) seen.set(service, { first: l.timeNs, last: l.timeNs, count: 0 });
     }
     this.lockRollup.flush();
+    for (const p of batch.profiles ?? []) this.profiles.write(p);
+    if (batch.requests?.length) this.routes.write(batch.requests);
     for (const [service, agg] of seen) this.upsertService.run(service, agg.first, agg.last, agg.count);
   }
 
@@ -226,7 +251,12 @@ export class BatchWriter {
         () =>
           this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
           this.deleteLockBlame.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
-          this.deleteLockRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes,
+          this.deleteLockRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
+          this.deleteProfileRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
+          this.deleteProfiles.run(cutoffNs).changes +
+          this.deleteRequests.run(cutoffNs).changes +
+          this.deleteRouteRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
+          this.deleteOrphanStacks.run().changes,
       )
       .immediate();
   }

@@ -1,14 +1,19 @@
 // `npm run demo`: stallscope (collector and dashboard) plus the example services in
 // examples/services, each with the agent attached and each making one or two of the mistakes
 // stallscope finds, and one healthy service as the control. A load generator drives them at a
-// bounded rate; within a minute every pitfall shows up as a finding. Ctrl-C stops everything.
+// bounded rate; within a minute every pitfall shows up as a finding, and the demo's alert rules
+// fire into a webhook receiver of its own that prints what it is told.
+// Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { serve, type Running } from '../cli/serve';
 import { packageRoot } from '../common/package-root';
+import { closeServer, listen } from '../common/listen';
 import type { FindingKind } from '../common/types';
 
 interface Load {
@@ -119,6 +124,8 @@ export interface Demo {
   services: Array<ExampleService & { port: number }>;
   /** Requests sent and failed so far (failures include the wallet's stuck statements). */
   requests: { sent: number; failed: number };
+  /** What the demo's webhook receiver was told, in order. */
+  alerts: Array<{ status: string; alertname: string }>;
   stop(): Promise<void>;
 }
 
@@ -224,15 +231,76 @@ function kill(child: ChildProcess): Promise<void> {
   });
 }
 
+/**
+ * A webhook receiver of the demo's own that says what it is told, so that the demo's alerts are
+ * seen firing and resolving (Alertmanager's webhook payload, as any receiver gets it).
+ */
+async function startReceiver(log: (line: string) => void, received: Demo['alerts']): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      try {
+        const payload = JSON.parse(body) as {
+          status: string;
+          alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string> }>;
+        };
+        for (const a of payload.alerts) {
+          received.push({ status: a.status, alertname: a.labels.alertname });
+          log(`alert ${a.status}: ${a.labels.alertname} (${a.labels.service ?? ''}) ${a.annotations.summary ?? ''}`);
+        }
+      } catch {
+        log('alert receiver: a payload that is not JSON');
+      }
+      res.end('ok');
+    });
+  });
+  await listen(server, 0, '127.0.0.1', 'the demo receiver');
+  return server;
+}
+
+/** The demo's rules: a contended lock that stays slow, and a loop that blocks. */
+function demoRules(receiverPort: number): string {
+  return `interval: 5s
+receivers:
+  - { name: demo, url: "http://127.0.0.1:${receiverPort}/hook" }
+rules:
+  - name: wallet ledger slow
+    signal: lock-wait-p95
+    service: wallet
+    resource: "*wallet.js*"
+    above: 20ms
+    window: 1m
+    for: 15s
+    severity: warning
+    annotations: { summary: "{{resource}}: wait p95 {{value}}" }
+    receivers: [demo]
+  - name: catalog loop blocked
+    signal: blocking-episodes
+    service: catalog
+    above: 0
+    window: 30s
+    for: 0s
+    severity: critical
+    annotations: { summary: "{{value}} blocking episodes in 30 s" }
+    receivers: [demo]
+`;
+}
+
 export async function startDemo(o: DemoOptions): Promise<Demo> {
   const log = o.log ?? (() => undefined);
-  const dir = o.dbPath ? undefined : mkdtempSync(join(tmpdir(), 'stallscope-demo-'));
+  const dir = mkdtempSync(join(tmpdir(), 'stallscope-demo-'));
+  const alerts: Demo['alerts'] = [];
+  const receiver = await startReceiver(log, alerts);
+  const rulesFile = join(dir, 'demo.rules.yaml');
+  writeFileSync(rulesFile, demoRules((receiver.address() as AddressInfo).port));
   const running: Running = await serve({
-    dbPath: o.dbPath ?? join(dir!, 'demo.db'),
+    store: { path: o.dbPath ?? join(dir, 'demo.db'), retentionMs: 0 },
     host: '127.0.0.1',
     otlpPort: o.otlpPort,
     port: o.port,
-    retentionMs: 0,
+    rulesFile,
+    log,
   });
   const otlp = `http://127.0.0.1:${running.collector.otlpPort}`;
   const children: ChildProcess[] = [];
@@ -246,7 +314,8 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       await Promise.all(clients);
       await Promise.all(children.map(kill));
       await running.close();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await closeServer(receiver);
+      rmSync(dir, { recursive: true, force: true });
     })());
   try {
     const started = await Promise.all(
@@ -258,7 +327,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
     for (const s of started) for (const load of s.load) clients.push(...drive(s.port, load, stopLoad.signal, requests));
     log(`collector on ${otlp}; ${started.length} example services under load:`);
     for (const s of started) log(`  ${s.name.padEnd(9)} :${s.port}  ${s.pitfalls}`);
-    return { dashboard: `http://127.0.0.1:${running.dashboard.port}`, otlp, services: started, requests, stop };
+    return { dashboard: `http://127.0.0.1:${running.dashboard.port}`, otlp, services: started, requests, alerts, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,10 +1,11 @@
 // Running apps with the stallscope agent attached, against a real collector: shared by the
 // agent's end-to-end tests and the dashboard's.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { buildSync } from 'esbuild';
 import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
 import { packageRoot } from '../common/package-root';
 
@@ -17,6 +18,30 @@ export function markLine(file: string, mark: string, dir = FIXTURES): number {
     .findIndex((l) => l.includes(`MARK:${mark}`));
   assert.ok(i >= 0, `no MARK:${mark} in ${file}`);
   return i + 1;
+}
+
+const TS_SERVICE = join(FIXTURES, 'ts-service');
+
+/**
+ * Builds the TypeScript service of the fixtures into `dir` as users ship one: with tsc (a file per
+ * module, external maps) and with esbuild (one bundle, inline map, its dependencies inside).
+ */
+export function buildService(dir: string): { dist: string; bundle: string } {
+  const dist = join(dir, 'dist');
+  const tsc = join(packageRoot(), 'node_modules', 'typescript', 'bin', 'tsc');
+  execFileSync(process.execPath, [tsc, '-p', join(TS_SERVICE, 'tsconfig.json'), '--outDir', dist]);
+  const bundle = join(dir, 'bundle', 'main.js');
+  buildSync({
+    entryPoints: [join(TS_SERVICE, 'src', 'server.ts')],
+    bundle: true,
+    platform: 'node',
+    sourcemap: 'inline',
+    // A lock library stays outside, as any library an instrumentation patches must.
+    external: ['async-mutex'],
+    outfile: bundle,
+    logLevel: 'silent',
+  });
+  return { dist, bundle };
 }
 
 export interface App {

@@ -91,6 +91,25 @@ describe('dashboard and OTLP token', () => {
     }
   });
 
+  it('refuses sign-ins from an address after five wrong tokens, even the right one, for a minute', async () => {
+    const limited = await startServer({ token: TOKEN });
+    try {
+      const login = (token: string) =>
+        fetch(`${limited.api}/login`, { method: 'POST', body: new URLSearchParams({ token }), redirect: 'manual' });
+      for (let i = 0; i < 5; i++) assert.equal((await login(`guess-${i}`)).status, 401);
+      const refused = await login(TOKEN);
+      assert.equal(refused.status, 429);
+      const wait = Number(refused.headers.get('retry-after'));
+      assert.ok(wait > 50 && wait <= 60, `Retry-After ${wait}`);
+      assert.match(await refused.text(), /Too many wrong tokens; try again in \d+ s/);
+      // Programs with the bearer token are not locked out by someone guessing at the form.
+      const api = await fetch(`${limited.api}/api/services`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(api.status, 200);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('will not listen beyond loopback without a token, nor with a short one', () => {
     const env = { ...process.env, STALLSCOPE_TOKEN: '' };
     const r = spawnSync(process.execPath, [CLI, 'serve', '--host', '0.0.0.0', '--port', '0', '--otlp-port', '0'], {

@@ -10,7 +10,7 @@ import { TraceRequest } from '../collector/otlp/proto';
 
 let server: TestServer;
 before(async () => {
-  server = await startServer({ maxBodyBytes: 8 * 1024 * 1024 });
+  server = await startServer({ limits: { maxBodyBytes: 8 * 1024 * 1024 } });
 });
 after(async () => {
   await server.close();
@@ -174,6 +174,28 @@ describe('OTLP bad input', () => {
     assert.deepEqual(stored.body.spans.map((s: { name: string }) => s.name).sort(), ['fine', 'later']);
   });
 
+  it('says a negative timestamp is negative, not missing, in spans, points and logs', async () => {
+    const trace = hex(0x789, 32);
+    const negative = { ...jsonSpan(trace, hex(14, 16), 'negative'), startTimeUnixNano: '-5' };
+    const missing = { ...jsonSpan(trace, hex(15, 16), 'missing'), startTimeUnixNano: undefined };
+    const spans = await post('/v1/traces', jsonRequest([negative, missing]), { 'content-type': 'application/json' });
+    const message = ((await spans.json()) as { partialSuccess: { errorMessage: string } }).partialSuccess.errorMessage;
+    assert.match(message, /spans\[0\]: startTimeUnixNano is negative \(-5\)/);
+    assert.match(message, /spans\[1\]: startTimeUnixNano is missing/);
+    const points = await post(
+      '/v1/metrics',
+      '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":[{"timeUnixNano":"-7","asInt":"1"}]}}]}]}]}',
+      { 'content-type': 'application/json' },
+    );
+    assert.match(JSON.stringify(await points.json()), /timeUnixNano is negative \(-7\)/);
+    const logs = await post(
+      '/v1/logs',
+      '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"-9","body":{"stringValue":"x"}}]}]}]}',
+      { 'content-type': 'application/json' },
+    );
+    assert.match(JSON.stringify(await logs.json()), /timeUnixNano is negative \(-9\)/);
+  });
+
   const shapes: Array<[string, string, string, RegExp]> = [
     ['/v1/traces', 'a null resourceSpans entry', '{"resourceSpans":[null]}', /resourceSpans\[0\]: expected an object/],
     [
@@ -226,7 +248,7 @@ describe('OTLP bad input', () => {
     assert.equal(res.status, 413);
   });
 
-  it('refuses a gzip bomb with 413 without inflating it into memory', async () => {
+  it('refuses a gzip bomb with 413 without inflating it into memory, whatever its trailer says', async () => {
     // 1 GiB of zeros compresses to about 1 MiB; the limit is 8 MiB after decompression.
     const chunks: Buffer[] = [];
     const zero = Buffer.alloc(1024 * 1024);
@@ -246,14 +268,22 @@ describe('OTLP bad input', () => {
     );
     const bomb = Buffer.concat(chunks);
     assert.ok(bomb.length < 8 * 1024 * 1024);
+    // A trailer that lies about the inflated size is only found out by inflating, up to the limit.
+    const liar = Buffer.from(bomb);
+    liar.writeUInt32LE(1000, liar.length - 4);
     const rssBefore = process.memoryUsage().rss;
-    const res = await post('/v1/traces', bomb, {
-      'content-type': 'application/x-protobuf',
-      'content-encoding': 'gzip',
-    });
+    const send = (body: Buffer) =>
+      post('/v1/traces', body, { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' });
+    const honest = await send(bomb);
+    assert.equal(honest.status, 413);
+    assert.match(
+      Buffer.from(await honest.arrayBuffer()).toString('latin1'),
+      /the body inflates to at least 1073741824 bytes, over the limit of 8388608 bytes/,
+    );
+    const lying = await send(liar);
+    assert.equal(lying.status, 413);
+    assert.match(Buffer.from(await lying.arrayBuffer()).toString('latin1'), /decompressed body exceeds the limit/);
     const grown = process.memoryUsage().rss - rssBefore;
-    assert.equal(res.status, 413);
-    assert.match(Buffer.from(await res.arrayBuffer()).toString('latin1'), /decompressed body exceeds the limit/);
     assert.ok(grown < 256 * 1024 * 1024, `memory grew by ${grown} bytes`);
   });
 

@@ -9,6 +9,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { REGISTER, agentEnv, call, markLine, startApp, stop, type App } from './agent-apps';
 import { eventually, getJson, startServer, tempDir, type TestServer } from './helpers';
 import { parseFindingsConfig } from '../collector/findings-config';
+import { pprof } from './pprof';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HOSTILE = '<img src=x onerror="window.__xss=1">';
@@ -75,7 +76,7 @@ before(async () => {
     'loop-blocked: {min-total: 100ms, min-count: 1}\nlock-contention: {min-total-wait: 50ms, min-p95: 1ms}\npool-queueing: {min-total-wait: 20ms, min-wait-to-run: 0.5}\n',
     'ui-findings.yaml',
   );
-  server = await startServer({ findingThresholds });
+  server = await startServer({ findingThresholds, routes: { intervalMs: 300, lagMs: 1000 } });
   [shop, worker] = await Promise.all([
     startApp(['--require', REGISTER, 'blocking-app.js'], agentEnv(server, 'shop')),
     startApp(['--import', REGISTER, 'offload-app.mjs'], agentEnv(server, 'worker')),
@@ -159,9 +160,14 @@ async function drawn(page: Page, selector: string): Promise<boolean> {
 const legendOf = (page: Page) => page.$$eval('.legend li', (items) => items.map((i) => i.textContent ?? ''));
 
 describe('dashboard pages in Chromium', () => {
-  it('overview: loop delay charted per service, top locks, latest episodes', async () => {
+  it('overview: services at a glance, loop delay charted per service, top locks, latest episodes', async () => {
     const page = await open('/?since=15m', 'overview');
-    assert.ok(await drawn(page, 'canvas'), 'the loop-delay chart is drawn');
+    // The service table first: each service's state, and its loop delay as a sparkline.
+    const shop = page.locator('#services tbody tr', { hasText: 'shop' });
+    assert.match((await shop.textContent())!, /critical|warning/);
+    assert.match((await shop.textContent())!, /Event loop blocked in spinFor/);
+    assert.ok(await drawn(page, '#services canvas.spark'), 'a sparkline is drawn');
+    assert.ok(await drawn(page, '.chart canvas'), 'the loop-delay chart is drawn');
     const legend = await legendOf(page);
     assert.ok(legend.includes('shop p99'), legend.join(' | '));
     assert.ok((await page.textContent('#locks'))!.includes('account:7'));
@@ -253,6 +259,26 @@ describe('dashboard pages in Chromium', () => {
     await page.close();
   });
 
+  it('traces: a scatter of duration over time marks stalled traces, and a point opens its trace', async () => {
+    const page = await open('/traces?since=15m&service=worker', 'traces-scatter');
+    assert.ok(await drawn(page, '#trace-scatter'), 'the scatter is drawn');
+    // Chart.js knows where it drew each point: click the first of the stalled ones.
+    const at = await page.evaluate(() => {
+      const g = globalThis as unknown as {
+        Chart: { getChart(id: string): { getDatasetMeta(i: number): { data: Array<{ x: number; y: number }> } } };
+      };
+      const p = g.Chart.getChart('trace-scatter').getDatasetMeta(0).data[0];
+      return { x: p.x, y: p.y };
+    });
+    const box = (await page.$('#trace-scatter'))!;
+    const b = (await box.boundingBox())!;
+    await page.mouse.click(b.x + at.x, b.y + at.y);
+    await page.waitForURL(/\/trace\?.*\bid=[0-9a-f]{32}/);
+    await page.waitForSelector('body[data-ready="true"] .wf-row');
+    assert.ok((await page.locator('.wf-row[class*="kind-"]').count()) > 0, 'the trace holds an agent span');
+    await page.close();
+  });
+
   it('shows hostile names as text, never as markup', async () => {
     for (const path of [
       '/traces?since=15m',
@@ -266,6 +292,66 @@ describe('dashboard pages in Chromium', () => {
       assert.ok((await page.textContent('main'))!.includes(HOSTILE), `${path} shows the name as text`);
       await page.close();
     }
+  });
+
+  it('cuts a 10 kB lock name in the layout, keeping the whole name in the page', async () => {
+    const name = `orders-${'x'.repeat(10_000)}`;
+    const site = `/srv/app/${'y'.repeat(10_000)}.js:1`;
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const attr = (key: string, value: string) => ({ key, value: { stringValue: value } });
+    const res = await fetch(`${server.otlp}/v1/traces`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        resourceSpans: [
+          {
+            resource: { attributes: [attr('service.name', 'wide')] },
+            scopeSpans: [
+              {
+                spans: [
+                  {
+                    traceId: 'cd'.repeat(16),
+                    spanId: '0102030405060708',
+                    name: 'lock wait',
+                    kind: 1,
+                    startTimeUnixNano: String(now - 40_000_000n),
+                    endTimeUnixNano: String(now),
+                    attributes: [
+                      attr('stallscope.kind', 'lock-wait'),
+                      attr('stallscope.lock.name', name),
+                      attr('stallscope.lock.acquire_site', site),
+                      attr('stallscope.lock.outcome', 'granted'),
+                    ],
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+    });
+    assert.equal(res.status, 200);
+    const page = await open(`/lock?name=${encodeURIComponent(name)}&since=15m`, 'long-name');
+    // Runs in the page: the widest element, not just the document (cards scroll on their own).
+    const widest = await page.evaluate(() =>
+      Math.max(
+        ...[...(globalThis as any).document.querySelectorAll('body *')].map(
+          (e: any) => e.getBoundingClientRect().right,
+        ),
+      ),
+    );
+    assert.ok(widest <= 1400, `an element reaches ${widest} px in a 1400 px window`);
+    assert.equal(await page.getAttribute('h1', 'title'), `Lock ${name}`);
+    const cut = await page.$$eval('.cut', (els) => els.map((e) => [e.getAttribute('title'), e.textContent]));
+    assert.ok(
+      cut.some(([title, text]) => title === site && text === site),
+      'the acquire site is cut in the layout, whole in its text and title',
+    );
+    assert.ok(
+      cut.some(([title]) => title?.includes(name)),
+      'the legend keeps the whole lock name',
+    );
+    await page.close();
   });
 
   it('shows and takes a custom window in the time zone of the browser', async () => {
@@ -288,6 +374,7 @@ describe('dashboard pages in Chromium', () => {
       (await blocked.textContent())!,
       /Event loop blocked in spinFor.*blocking-app\.js:\d+.*Move the CPU work off the main thread/s,
     );
+    await blocked.locator('summary').click(); // one line each until opened
     await blocked.locator('a.trace-link').first().click();
     await overview.waitForSelector('body[data-ready="true"] .wf-row.kind-loop-block');
     await overview.close();
@@ -338,6 +425,137 @@ describe('dashboard pages in Chromium', () => {
     assert.equal((await getJson(`${server.api}/api/alerts`)).body.text, rules, 'a bad edit changes nothing');
     await page.close();
     // Leave no rule behind for the other tests.
+    assert.equal((await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: '' })).status, 200);
+  });
+
+  it('routes: each route with its time by cause; a route opens its slowest requests broken down', async () => {
+    await eventually(
+      async () =>
+        (await getJson(`${server.api}/api/dash/routes?since=15m&service=shop`)).body.routes?.some(
+          (r: { route: string }) => r.route === 'GET /busy',
+        ) || undefined,
+      15_000,
+      'the shop routes broken down',
+    );
+    const page = await open('/routes?since=15m', 'routes');
+    assert.ok(await drawn(page, 'main canvas'), 'the stacked bars are drawn');
+    const rows = await page.$$eval('#routes tbody tr', (trs) =>
+      trs.map((tr) => (tr as unknown as { textContent: string }).textContent),
+    );
+    const busy = rows.find((r) => r.includes('GET /busy'));
+    assert.ok(busy && /its own blocking: spinFor/.test(busy), JSON.stringify(rows));
+    await page.click('#routes a:text("GET /busy")');
+    await page.waitForSelector('#causes');
+    assert.match((await page.textContent('#causes'))!, /its own blocking.*spinFor/s);
+    await page.click('.requests details summary');
+    assert.match((await page.textContent('.requests'))!, /spinFor/);
+    await page.screenshot({ path: join(shots, 'route.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('profile: the loop CPU flame graph names a frame with its file and line when clicked', async () => {
+    const start = BigInt(Date.now() - 20_000) * 1_000_000n;
+    const body = pprof('shop', start, [
+      {
+        stack: [
+          ['handle', '/srv/app.js', 3, 'app'],
+          ['renderTable', '/srv/render.js', 12, 'app'],
+        ],
+        count: 200,
+      },
+      {
+        stack: [
+          ['handle', '/srv/app.js', 3, 'app'],
+          ['parse', '/srv/node_modules/qs/lib/parse.js', 40, 'dependency'],
+        ],
+        count: 50,
+      },
+    ]);
+    const res = await fetch(`${server.otlp}/v1/profiles/pprof`, { method: 'POST', body });
+    assert.equal(res.status, 200);
+    const page = await open('/profile?since=15m&service=shop', 'profile');
+    assert.ok(await drawn(page, '#cpu'), 'the CPU flame graph is drawn');
+    // The root is the first row; renderTable (200 of 250 samples) sits two rows down, from the left edge.
+    const box = (await page.$('#cpu'))!;
+    const b = (await box.boundingBox())!;
+    await page.mouse.click(b.x + 20, b.y + 18 * 2 + 9);
+    assert.match(
+      (await page.textContent('#cpu-detail'))!,
+      /renderTable \(\/srv\/render\.js:12\) · 2\.00 s in all \(80%\)/,
+    );
+    assert.match((await page.getAttribute('a[download]', 'href'))!, /\/api\/dash\/profile\.pb\.gz\?/);
+    await page.close();
+  });
+
+  it('fits every page to 1280 px without scrolling sideways, and shoots it at 1280×800 and 1920×1080', async () => {
+    const pages = [
+      '/',
+      '/routes',
+      '/locks',
+      '/lock?name=account%3A7',
+      '/blocking',
+      '/profile',
+      '/offload',
+      '/traces',
+      '/alerts',
+    ];
+    for (const [width, height] of [
+      [1280, 800],
+      [1920, 1080],
+    ]) {
+      for (const path of pages) {
+        const page = await browser.newPage({ viewport: { width, height } });
+        await page.goto(`${server.api}${path}${path.includes('?') ? '&' : '?'}since=15m`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+        const name = `${width}x${height}-${path.replace(/[^a-z]+/g, '-').replace(/^-|-$/g, '') || 'overview'}`;
+        await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+        // Runs in the page: the test's own TypeScript has no DOM types.
+        const over = await page.evaluate(() => {
+          const d = (
+            globalThis as unknown as {
+              document: {
+                documentElement: { scrollWidth: number; clientWidth: number };
+                querySelectorAll(s: string): ArrayLike<{
+                  scrollWidth: number;
+                  clientWidth: number;
+                  querySelector(s: string): { textContent: string } | null;
+                }>;
+              };
+            }
+          ).document;
+          const cards = Array.from(d.querySelectorAll('.card'))
+            .filter((c) => c.scrollWidth > c.clientWidth + 1)
+            .map((c) => `${c.querySelector('h2')?.textContent}: ${c.scrollWidth} > ${c.clientWidth}`);
+          return { page: d.documentElement.scrollWidth - d.documentElement.clientWidth, cards };
+        });
+        assert.ok(over.page <= 0, `${path} at ${width} px scrolls sideways by ${over.page} px`);
+        if (width === 1280) assert.deepEqual(over.cards, [], `${path}: cards wider than the page`);
+        await page.close();
+      }
+    }
+  });
+
+  it('alert on this: a lock row drafts a rule in the editor that saves as it is; an empty file opens with an example', async () => {
+    const empty = await open('/alerts', 'alerts-empty');
+    assert.match(await empty.inputValue('#rules-text'), /^# No rules yet\. An example/);
+    await empty.close();
+
+    const locks = await open('/locks?since=15m&service=worker', 'locks-alert-on');
+    const row = locks.locator('#locks tbody tr', { hasText: 'account:7' });
+    await row.locator('a.alert-on').click();
+    await locks.waitForSelector('body[data-ready="true"] #rules-text');
+    const text = await locks.inputValue('#rules-text');
+    assert.match(text, /signal: lock-wait-p95\n\s+service: "worker"\n\s+resource: "account:7"\n\s+above: \d+ms/);
+    await locks.click('#rules-save');
+    await locks.waitForSelector('#rules-message.ok');
+    const { body } = await getJson(`${server.api}/api/alerts`);
+    assert.ok(
+      body.rules.some(
+        (r: { name: string; resource: string }) => r.name === 'slow lock account:7' && r.resource === 'account:7',
+      ),
+      JSON.stringify(body.rules),
+    );
+    await locks.close();
     assert.equal((await fetch(`${server.api}/api/alerts/rules`, { method: 'PUT', body: '' })).status, 200);
   });
 

@@ -243,6 +243,15 @@ describe('findings from the example services', { timeout: 240_000 }, () => {
     assert.match(sync.detail, /Use crypto\.pbkdf2\(\)/);
   });
 
+  it("fires the demo's alert rules into its own webhook receiver", async () => {
+    await eventually(
+      async () =>
+        demo.alerts.some((a) => a.status === 'firing' && a.alertname === 'wallet ledger slow') ? true : undefined,
+      30_000,
+      'the wallet alert firing',
+    );
+  });
+
   it('tells a lock shared by unrelated code from a never-released one and from a hot one', () => {
     const shared = only('wallet', 'shared-lock');
     assert.equal(shared.resource, site('wallet.js', 'ledger-lock'));

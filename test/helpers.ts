@@ -22,10 +22,21 @@ export function tempDir(prefix = 'stallscope-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startServer(overrides: Partial<ServeOptions> = {}): Promise<TestServer> {
+export type ServerOverrides = Partial<Omit<ServeOptions, 'store'>> & {
+  dbPath?: string;
+  store?: Partial<ServeOptions['store']>;
+};
+
+export async function startServer(overrides: ServerOverrides = {}): Promise<TestServer> {
   const dir = tempDir();
-  const dbPath = overrides.dbPath ?? join(dir, 'test.db');
-  const running = await serve({ dbPath, host: '127.0.0.1', otlpPort: 0, port: 0, retentionMs: 0, ...overrides });
+  const { dbPath = join(dir, 'test.db'), store, ...rest } = overrides;
+  const running = await serve({
+    store: { path: dbPath, retentionMs: 0, ...store },
+    host: '127.0.0.1',
+    otlpPort: 0,
+    port: 0,
+    ...rest,
+  });
   return {
     running,
     dbPath,

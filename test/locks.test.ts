@@ -9,7 +9,7 @@ import { durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry
 import { LockTracker, captureLockStack, codeSiteOf, siteOf } from '../agent/locks/tracker';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
 import { chargeWait } from '../agent/locks/blame';
-import type { SumMetricData } from '@opentelemetry/sdk-metrics';
+import type { GaugeMetricData, SumMetricData } from '@opentelemetry/sdk-metrics';
 import { AsyncLockInstrumentation, MAX_KEYS } from '../agent/locks/async-lock';
 import { fullGc } from './gc';
 import { nameLock, Mutex as NamedMutex, Semaphore as NamedSemaphore, LockTimeoutError } from '../agent/index';
@@ -32,7 +32,7 @@ import {
   SPAN_NAMES,
 } from '../common/conventions';
 
-const { exporter, tracer, meter, meterProvider, spans, metric } = inMemoryTelemetry('locks-test');
+const { exporter, tracer, meter, meterProvider, spans, metric, metrics } = inMemoryTelemetry('locks-test');
 const tracker = new LockTracker({ waitThresholdMs: 1, heldThresholdMs: 200 }, tracer, meter);
 const instrumentation = new AsyncMutexInstrumentation();
 const asyncLockInstrumentation = new AsyncLockInstrumentation();
@@ -576,6 +576,22 @@ describe('lock blame', () => {
     // Both slots taken for ~40 ms, then one freed for the third: 20 ms each.
     assert.ok(Math.abs(charged.get('slow')! - 20) < 8, `slow ${charged.get('slow')} ms`);
     assert.ok(Math.abs(charged.get('fast')! - 20) < 8, `fast ${charged.get('fast')} ms`);
+  });
+
+  it('says what waits now and since when, before any wait has ended', async () => {
+    const mutex = nameLock(new Mutex(), 'stuck-now');
+    const release = await mutex.acquire(); // held, as if never released
+    const waiter = mutex.acquire();
+    await sleep(120);
+    // One collection reads both gauges (they are observed together).
+    const [waiting, oldest] = await metrics<GaugeMetricData>(LOCK_METRICS.waiting, LOCK_METRICS.oldestWait);
+    const mine = (g: GaugeMetricData | undefined) =>
+      g?.dataPoints.find((p) => p.attributes[LOCK_NAME] === 'stuck-now')?.value;
+    assert.equal(mine(waiting), 1);
+    assert.ok(mine(oldest)! >= 0.1 && mine(oldest)! < 2, `oldest wait ${mine(oldest)} s`);
+    release();
+    (await waiter)();
+    assert.equal(mine(await metric<GaugeMetricData>(LOCK_METRICS.waiting)), 0, 'nothing waits once granted');
   });
 
   it('counts every wait in wait_caused, by holder and waiter site', async () => {

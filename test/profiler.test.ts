@@ -7,8 +7,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import protobuf from 'protobufjs';
 import { MetricsRequest } from '../collector/otlp/proto';
 import {
   PROFILER_METRICS,
@@ -22,16 +20,14 @@ import {
   PROFILE_TIMESTAMP_LABEL,
   SERVICE_INSTANCE_ID,
 } from '../common/conventions';
-import { packageRoot } from '../common/package-root';
+import { decodeProfile as readProfile } from '../collector/profiles';
 import { nextWindow, policyFor, type WindowFacts } from '../agent/profiler';
 import { REGISTER, markLine } from './agent-apps';
 import { FIXTURES, eventually, waitForOutput } from './helpers';
+import { decodeAgentProfile as decodeProfile, type AgentFrame as Frame } from './pprof';
 
 const APP = 'profile-app.js';
 const APP_FILE = join(FIXTURES, APP);
-const PPROF = protobuf
-  .loadSync(join(packageRoot(), 'collector', 'proto', 'pprof.proto'))
-  .lookupType('perftools.profiles.Profile');
 
 interface Received {
   path: string;
@@ -69,67 +65,6 @@ async function startReceiver(opts: { holdProfiles?: boolean } = {}): Promise<Rec
         server.closeAllConnections();
         server.close(() => r());
       }),
-  };
-}
-
-interface Frame {
-  function: string;
-  file: string;
-  line: number;
-  startLine: number;
-  origin: string;
-}
-
-interface Profile {
-  sampleTypes: string[];
-  periodType: string;
-  periodNs: number;
-  timeNs: bigint;
-  durationNs: bigint;
-  comments: string[];
-  mappings: string[];
-  functions: string[];
-  samples: Array<{ stack: Frame[]; values: number[]; timestampNs: bigint; label: string; unit: string }>;
-}
-
-/** A received pprof, gunzipped, decoded and resolved through its string table. */
-function decodeProfile(body: Buffer): Profile {
-  const p = PPROF.toObject(PPROF.decode(gunzipSync(body)), { longs: String, defaults: true }) as any;
-  const s: string[] = p.stringTable;
-  const fns = new Map<string, any>(p.function.map((f: any) => [String(f.id), f]));
-  const maps = new Map<string, string>(p.mapping.map((m: any) => [String(m.id), s[Number(m.filename)]]));
-  const locs = new Map<string, Frame>(
-    p.location.map((l: any) => {
-      const line = l.line[0];
-      const f = fns.get(String(line.functionId));
-      return [
-        String(l.id),
-        {
-          function: s[Number(f.name)],
-          file: s[Number(f.filename)],
-          line: Number(line.line),
-          startLine: Number(f.startLine),
-          origin: maps.get(String(l.mappingId))!,
-        },
-      ];
-    }),
-  );
-  return {
-    sampleTypes: p.sampleType.map((t: any) => `${s[Number(t.type)]}/${s[Number(t.unit)]}`),
-    periodType: `${s[Number(p.periodType.type)]}/${s[Number(p.periodType.unit)]}`,
-    periodNs: Number(p.period),
-    timeNs: BigInt(p.timeNanos),
-    durationNs: BigInt(p.durationNanos),
-    comments: p.comment.map((i: string) => s[Number(i)]),
-    mappings: p.mapping.map((m: any) => s[Number(m.filename)]),
-    functions: p.function.map((f: any) => s[Number(f.name)]),
-    samples: p.sample.map((x: any) => ({
-      stack: x.locationId.map((id: string) => locs.get(String(id))!),
-      values: x.value.map(Number),
-      timestampNs: BigInt(x.label[0].num),
-      label: s[Number(x.label[0].key)],
-      unit: s[Number(x.label[0].numUnit)],
-    })),
   };
 }
 
@@ -304,6 +239,29 @@ describe('loop CPU profiles from the Node agent', () => {
         'the first window at 100 Hz',
       );
       assert.match(p.comments.find((c) => c.startsWith(`${SERVICE_INSTANCE_ID}=`)) ?? '', /=[0-9a-f-]{36}$/);
+
+      // The collector reads it as sent: service, instance, rate, window, every sample in time.
+      const stored = readProfile(post.body);
+      assert.equal(stored.service, 'profile-app');
+      assert.equal(stored.instance, p.comments.find((c) => c.startsWith(`${SERVICE_INSTANCE_ID}=`))!.split('=')[1]);
+      assert.equal(
+        stored.requestedHz,
+        decodeProfile(post.body).comments.includes(`${PROFILE_REQUESTED_HZ}=25`) ? 25 : 100,
+      );
+      assert.equal(stored.resource['deployment.environment.name'], 'test');
+      assert.equal(stored.startNs, p.timeNs);
+      assert.equal(stored.durationNs, p.durationNs);
+      assert.equal(stored.periodNs, BigInt(p.periodNs));
+      assert.equal(stored.samples.length, p.samples.length);
+      assert.deepEqual(
+        stored.samples.map((x) => x.timeNs),
+        p.samples.map((x) => x.timestampNs),
+      );
+      // Stored root first: crunch is where most of its stacks end, under express's handlers.
+      const leaf = stored.stacks.find((st) => st.at(-1)?.fn === 'crunch');
+      assert.ok(leaf, 'no stack ends in crunch');
+      assert.equal(leaf.at(-1)!.origin, 'app');
+      assert.ok(leaf.some((f) => f.origin === 'dependency' && f.file.includes('/node_modules/express/')));
     } finally {
       await stopApp(app);
     }

@@ -2,11 +2,13 @@
 // lock alert read the same numbers for the same window.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { getJson, startServer } from './helpers';
-import { rollupRanges } from '../db/read/locks';
+import { eventually, getJson, startServer } from './helpers';
+import { REGISTER, agentEnv, startApp, stop } from './agent-apps';
+import { SPAN_NAMES } from '../common/conventions';
+import { rollupRanges } from '../db/read/ranges';
 import { signalValues } from '../collector/alert-signals';
 import { NS_PER_HOUR, NS_PER_MINUTE, NS_PER_SECOND } from '../common/time';
-import type { AlertRule, LocksPage } from '../common/types';
+import type { AlertRule, LocksPage, SpanView, TraceSummary } from '../common/types';
 
 const attr = (key: string, value: string | boolean) => ({
   key,
@@ -124,6 +126,56 @@ describe('lock statistics over a short window', () => {
       assert.equal(total.resource, 'ledger');
       assert.equal(total.value, row.totalWaitMs);
       assert.equal(p95.value, row.waitP95Ms);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('lock percentiles from exponential histograms', () => {
+  it('give a p95 within a few percent of the exact p95 of the same waits', async () => {
+    const server = await startServer();
+    try {
+      const app = await startApp(
+        ['--import', REGISTER, 'ledger-app.mjs'],
+        agentEnv(server, 'p95', { LOCK_LIB: 'async-mutex' }),
+      );
+      try {
+        // Closed-loop clients on one mutex: waits from nothing to some tens of ms.
+        const end = Date.now() + 2500;
+        await Promise.all(
+          Array.from({ length: 8 }, async (_, c) => {
+            for (let i = c; Date.now() < end; i++)
+              await fetch(`http://127.0.0.1:${app.port}/${i % 2 ? 'pay' : 'order'}`);
+          }),
+        );
+      } finally {
+        await stop(app);
+      }
+      const row = await eventually(
+        async () =>
+          (await getJson<LocksPage>(`${server.api}/api/dash/locks?service=p95&since=15m`)).body.locks.find(
+            (l) => l.acquisitions > 100,
+          ),
+        10_000,
+        'the lock in the locks table',
+      );
+      // Every wait over the span threshold (1 ms) is a span with its exact length; the shorter
+      // contended ones and the uncontended acquisitions count as waits of (about) zero.
+      const traces = await getJson<TraceSummary[]>(
+        `${server.api}/api/traces?service=p95&kind=lock-wait&limit=1000&since=15m`,
+      );
+      const waits: number[] = [];
+      for (const t of traces.body) {
+        const { body } = await getJson<{ spans: SpanView[] }>(`${server.api}/api/traces/${t.traceId}`);
+        for (const s of body.spans) if (s.name === SPAN_NAMES.lockWait) waits.push(s.durationMs);
+      }
+      assert.ok(waits.length > 50, `${waits.length} waits`);
+      const all = [...waits, ...new Array<number>(Math.max(0, row.acquisitions - waits.length)).fill(0)].sort(
+        (a, b) => a - b,
+      );
+      const exact = all[Math.ceil(0.95 * all.length) - 1];
+      assert.ok(Math.abs(row.waitP95Ms! - exact) <= 0.06 * exact, `p95 ${row.waitP95Ms} ms, exact ${exact} ms`);
     } finally {
       await server.close();
     }

@@ -202,7 +202,7 @@ describe('dashboard rollups', () => {
       // The same database as an older stallscope left it: no agent columns, no rollups.
       await server.running.close();
       const db = new Database(server.dbPath);
-      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE alert_instances; DROP TABLE alert_history; DROP INDEX spans_agent_service;
+      db.exec(`DROP TABLE span_rollup; DROP TABLE lock_blame_rollup; DROP TABLE lock_rollup; DROP TABLE profiles; DROP TABLE profile_stacks; DROP TABLE profile_samples; DROP TABLE profile_rollup; DROP TABLE request_breakdown; DROP TABLE route_rollup; DROP INDEX spans_server_end; DROP TABLE alert_instances; DROP TABLE alert_history; DROP INDEX spans_agent_service;
         DROP INDEX spans_agent; DROP INDEX spans_agent_key; DROP INDEX spans_agent_slow; DROP INDEX metric_points_name_time;
         ALTER TABLE spans DROP COLUMN agent_kind; ALTER TABLE spans DROP COLUMN agent_key; PRAGMA user_version = 1;`);
       db.close();

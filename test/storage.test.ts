@@ -1,5 +1,5 @@
 // Storage guarantees: acknowledged spans survive SIGKILL, retention deletes exactly what is
-// older than the window, a full write queue answers 503 with Retry-After.
+// older than the window, a full write queue answers 503 with Retry-After (and health says so).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -107,9 +107,7 @@ describe('retention', () => {
     const day = 86_400_000_000_000n;
     const minute = 60_000_000_000n;
     const server = await startServer({
-      retentionMs: 7 * 86_400_000,
-      retentionIntervalMs: 3_600_000,
-      retentionBatchSize: 3,
+      store: { retentionMs: 7 * 86_400_000, retentionIntervalMs: 3_600_000, retentionBatchSize: 3 },
     });
     try {
       const now = nowNs();
@@ -238,7 +236,7 @@ describe('metric series', () => {
 
 describe('backpressure', () => {
   it('answers 503 with Retry-After while the write queue is full, then commits what it queued', async () => {
-    const server = await startServer({ maxQueuedRows: 10 });
+    const server = await startServer({ store: { maxQueuedRows: 10 } });
     // Another connection holds the write lock, so the writer thread cannot commit.
     const blocker = new Database(server.dbPath);
     blocker.exec('BEGIN IMMEDIATE');
@@ -258,6 +256,13 @@ describe('backpressure', () => {
       assert.equal(third.status, 503);
       assert.equal(third.headers.get('retry-after'), '1');
       assert.match(((await third.json()) as { message: string }).message, /write queue is full/);
+      // Health says ingest is being refused, and why.
+      const health = await fetch(`${server.api}/healthz`);
+      assert.equal(health.status, 503);
+      const h = (await health.json()) as { status: string; writer: { reason: string }; reasons: string[] };
+      assert.equal(h.status, 'degraded');
+      assert.equal(h.writer.reason, 'backlog over the limit');
+      assert.match(h.reasons[0], /^backlog over the limit: the write queue is full \(10 rows waiting/);
       blocker.exec('COMMIT');
       assert.equal((await first).status, 200);
       assert.equal((await second).status, 200);

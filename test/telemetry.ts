@@ -37,6 +37,11 @@ export function inMemoryTelemetry(name: string) {
       const { resourceMetrics } = await reader.collect();
       return resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === metricName) as T;
     },
+    /** Several metrics from one collection (gauges observed together report once per collection). */
+    async metrics<T extends MetricData = MetricData>(...names: string[]): Promise<Array<T | undefined>> {
+      const all = (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+      return names.map((n) => all.find((m) => m.descriptor.name === n) as T | undefined);
+    },
   };
 }
 

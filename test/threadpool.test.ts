@@ -75,9 +75,11 @@ describe('libuv threadpool monitor', () => {
       .sort((a, b) => a - b)
       .slice(0, SIZE * 3)
       .map((t) => t - submitted);
+    // The test sees a completion only when the loop runs its callback, behind the callbacks of the
+    // calls done before it: a wait may read shorter than that by part of a call, never longer.
     measured.forEach((w, k) => {
       assert.ok(
-        Math.abs(w - expected[k]) < 15,
+        w <= expected[k] + 5 && w >= expected[k] - TASK_MS * 0.75,
         `queued call ${k} waited ${w} ms, expected ~${expected[k]} (${measured.map(Math.round).join(', ')} vs ${expected.map(Math.round).join(', ')})`,
       );
     });

@@ -15,10 +15,10 @@ import {
 } from './tracker';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report } from '../safety';
+import { Patches, type AnyFn } from '../patch';
 
 const VERSION = '0.1.0';
 const STATE = Symbol('stallscope.asyncLock');
-const ORIGINAL = Symbol('stallscope.original');
 const TYPE = 'async-lock';
 /** Keys of one lock with a resource of their own. */
 export const MAX_KEYS = 50;
@@ -26,8 +26,6 @@ export const MAX_KEYS = 50;
 const KEY_IDLE_MS = 60_000;
 /** Longer timeouts overflow Node's timers: the library's then fires at once, and ours is not set. */
 const TIMEOUT_MAX = 2 ** 31 - 1;
-
-type AnyFn = (...args: unknown[]) => unknown;
 
 interface LockState {
   created?: { stack?: string };
@@ -54,6 +52,8 @@ interface AcquireOptions {
 }
 
 export class AsyncLockInstrumentation extends InstrumentationBase {
+  private readonly patches = new Patches('async-lock instrumentation');
+
   constructor() {
     super('@stallscope/instrumentation-async-lock', VERSION, {});
   }
@@ -83,10 +83,7 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
   }
 
   private patch(proto: Record<string | symbol, unknown>): void {
-    if (!proto || proto[ORIGINAL]) return;
-    const acquire = proto.acquire as AnyFn;
-    Object.defineProperty(proto, ORIGINAL, { value: acquire, configurable: true });
-    const self = this;
+    if (!proto) return;
     // The constructor's `this.queues = ...` lands here first: where the lock was created.
     function created(this: AsyncLockLike, value: Record<string, unknown[]>): void {
       Object.defineProperty(this, 'queues', { value, writable: true, enumerable: true, configurable: true });
@@ -99,9 +96,20 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
         report('async-lock instrumentation', err);
       }
     }
-    Object.defineProperty(proto, 'queues', { configurable: true, set: created });
+    this.patches.define(proto, 'queues', { set: created });
+    this.patches.wrap(proto, 'acquire', (acquire) => this.acquire(acquire));
+  }
 
-    proto.acquire = function (this: AsyncLockLike, key: unknown, fn: unknown, cb?: unknown, opts?: unknown): unknown {
+  /** The library's acquire(), tracked: the request is made here, the grant and release in fn. */
+  private acquire(acquire: AnyFn): AnyFn {
+    const self = this;
+    return function acquireTracked(
+      this: AsyncLockLike,
+      key: unknown,
+      fn: unknown,
+      cb?: unknown,
+      opts?: unknown,
+    ): unknown {
       const tracker = activeTracker();
       // Arrays come back here one key at a time; a domain-reentrant lock may grant to a holder.
       if (!tracker || Array.isArray(key) || typeof fn !== 'function' || this.domainReentrant)
@@ -116,7 +124,7 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
         const queue = this.queues[key as string];
         const available = queue === undefined;
         const resource = self.resourceOf(this, tracker, k, !available);
-        acq = tracker.request(resource, available, proto.acquire as AnyFn, 1);
+        acq = tracker.request(resource, available, acquireTracked, 1);
         acq.lockKey = k; // keys sharing one resource do not wait for each other
         const state = this[STATE]!;
         wrapped = self.wrap(fn as AnyFn, acq, tracker, state, k, timers);
@@ -150,7 +158,6 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
         }
       }
     };
-    Object.defineProperty(proto.acquire, 'length', { value: acquire.length });
   }
 
   /** fn as the library will call it: the call is the grant, its end the release. Same arity. */
@@ -233,10 +240,8 @@ export class AsyncLockInstrumentation extends InstrumentationBase {
   }
 
   private unpatch(proto: Record<string | symbol, unknown>): void {
-    const original = proto?.[ORIGINAL] as AnyFn | undefined;
-    if (!original) return;
-    proto.acquire = original;
-    delete proto.queues;
-    delete proto[ORIGINAL];
+    if (!proto) return;
+    this.patches.unwrap(proto, 'acquire');
+    this.patches.unwrap(proto, 'queues');
   }
 }

@@ -16,15 +16,14 @@ import {
   type LockResource,
   type LockTracker,
 } from './tracker';
-import { parseV8Stack } from '../stack';
+import { framesOf } from '../stack';
 import { report } from '../safety';
+import { Patches, shaped, type AnyFn } from '../patch';
 
 const VERSION = '0.1.0';
 const CREATED = Symbol('stallscope.created');
 const RESOURCE = Symbol('stallscope.resource');
-const ORIGINALS = Symbol('stallscope.originals');
 const TASK = Symbol('stallscope.acquisition');
-const DECORATED = Symbol('stallscope.decorated');
 const SUPPORTED = ['>=0.5.0 <1'];
 const TIMEOUT_MAX = 2 ** 31 - 1;
 
@@ -36,8 +35,6 @@ interface Task {
 }
 /** Set by nameLock() on a lock (and a Mutex's inner semaphore). */
 export const LOCK_NAME_KEY = Symbol.for('stallscope.lockName');
-
-type AnyFn = (...args: unknown[]) => unknown;
 
 interface SemaphoreLike {
   _value: number;
@@ -63,6 +60,7 @@ function writable(target: object, name: string): boolean {
 }
 
 export class AsyncMutexInstrumentation extends InstrumentationBase {
+  private readonly patches = new Patches('async-mutex instrumentation');
   /** > 0 while one of our releasers runs, so its inner release() is not counted twice. */
   private releasing = 0;
   /** The acquisition whose acquire() call is running: a task dispatched inside it is its own. */
@@ -105,7 +103,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
               return exports;
             },
             (exports: AsyncMutexExports) => {
-              this.restoreExport(exports, 'withTimeout');
+              this.patches.unwrap(exports, 'withTimeout');
               return exports;
             },
           ),
@@ -120,7 +118,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     let r = sem[RESOURCE];
     if (!r) {
       const created = sem[CREATED];
-      const frames = parseV8Stack(created?.stack ?? '');
+      const frames = created ? framesOf(created) : [];
       const type = frames.some((f) => f.function === 'new Mutex') ? 'async-mutex.Mutex' : 'async-mutex.Semaphore';
       r = tracker.resource(sem[LOCK_NAME_KEY] ?? (created ? siteOf(created) : 'async-mutex (unknown site)'), type, sem);
       sem[RESOURCE] = r;
@@ -129,19 +127,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
   }
 
   private patch(exports: AsyncMutexExports): void {
-    const proto = exports.Semaphore.prototype;
-    if (proto[ORIGINALS]) return;
-    const self = this;
-    const acquire = proto.acquire as AnyFn;
-    const release = proto.release as AnyFn;
-    const dispatch = proto._dispatchItem as AnyFn;
-    const setValue = proto.setValue as AnyFn;
-    const waitForUnlock = proto.waitForUnlock as AnyFn;
-    Object.defineProperty(proto, ORIGINALS, {
-      value: { acquire, release, dispatch, setValue, waitForUnlock },
-      configurable: true,
-    });
-
+    const proto = exports.Semaphore?.prototype;
+    if (!proto) return;
     // Runs inside the constructor: `this._queue = []` lands here first.
     function created(this: SemaphoreLike, value: unknown[]): void {
       Object.defineProperty(this, '_queue', { value, writable: true, enumerable: true, configurable: true });
@@ -151,19 +138,27 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
         report('async-mutex instrumentation', err);
       }
     }
-    Object.defineProperty(proto, '_queue', { configurable: true, set: created });
+    this.patches.define(proto, '_queue', { set: created });
+    this.patches.wrap(proto, 'acquire', (acquire) => this.acquire(acquire));
+    this.patches.wrap(proto, '_dispatchItem', (dispatch) => this.dispatchItem(dispatch));
+    this.patches.wrap(proto, 'release', (release) => this.release(release));
+    this.patches.wrap(proto, 'waitForUnlock', (waitForUnlock) => this.waitForUnlock(waitForUnlock));
+    this.patches.wrap(proto, 'setValue', (setValue) => this.setValue(setValue));
+  }
 
-    // The library grants in _dispatchItem(task), synchronously: at once inside acquire() for a
-    // free lock, or inside release() for the next queued task. Tagging each task with its
-    // acquisition and hooking that point records grants at the exact moment, and hands out the
-    // tracked releaser without adding a promise step, so the order of events is unchanged.
-    proto.acquire = function (this: SemaphoreLike, weight: number = 1, priority: number = 0): unknown {
+  // The library grants in _dispatchItem(task), synchronously: at once inside acquire() for a
+  // free lock, or inside release() for the next queued task. Tagging each task with its
+  // acquisition and hooking that point records grants at the exact moment, and hands out the
+  // tracked releaser without adding a promise step, so the order of events is unchanged.
+  private acquire(acquire: AnyFn): AnyFn {
+    const self = this;
+    return function acquireTracked(this: SemaphoreLike, weight: number = 1, priority: number = 0): unknown {
       let acq: Acquisition | undefined;
       try {
         const resource = self.resourceOf(this);
         if (resource && weight > 0) {
           const available = this._couldLockImmediately(weight, priority);
-          acq = self.tracker!.request(resource, available, proto.acquire as AnyFn, weight);
+          acq = self.tracker!.request(resource, available, acquireTracked, weight);
           self.lastRequested = acq;
         }
       } catch (err) {
@@ -192,9 +187,11 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
         }
       }
     };
-    Object.defineProperty(proto.acquire, 'length', { value: acquire.length });
+  }
 
-    proto._dispatchItem = function (this: SemaphoreLike, item: Task): unknown {
+  private dispatchItem(dispatch: AnyFn): AnyFn {
+    const self = this;
+    return function (this: SemaphoreLike, item: Task): unknown {
       let acq = item[TASK];
       if (!acq && self.current) {
         acq = self.current;
@@ -206,22 +203,27 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       if (acq) self.tracker?.granted(acq);
       return Reflect.apply(dispatch, this, [item]);
     };
+  }
 
-    proto.release = function (this: SemaphoreLike, weight: number = 1): unknown {
+  private release(release: AnyFn): AnyFn {
+    const self = this;
+    return function (this: SemaphoreLike, weight: number = 1): unknown {
       // A bare release() (Mutex.release, Semaphore.release, a free mutex's own releaser) ends the
       // oldest holds for that weight.
       if (self.releasing === 0 && this[RESOURCE]) self.tracker?.released(this[RESOURCE], undefined, weight);
       return Reflect.apply(release, this, arguments);
     };
-    Object.defineProperty(proto.release, 'length', { value: release.length });
+  }
 
-    // Waiting for a lock to be free without taking it is still time lost to the lock.
-    proto.waitForUnlock = function (this: SemaphoreLike, weight: number = 1, priority: number = 0): unknown {
+  /** Waiting for a lock to be free without taking it is still time lost to the lock. */
+  private waitForUnlock(waitForUnlock: AnyFn): AnyFn {
+    const self = this;
+    return function waitTracked(this: SemaphoreLike, weight: number = 1, priority: number = 0): unknown {
       const result = Reflect.apply(waitForUnlock, this, arguments);
       try {
         const resource = self.resourceOf(this);
         if (resource && weight > 0 && !this._couldLockImmediately(weight, priority) && result instanceof Promise) {
-          const acq = self.tracker!.request(resource, false, proto.waitForUnlock as AnyFn, weight);
+          const acq = self.tracker!.request(resource, false, waitTracked, weight);
           // This promise only ever resolves, so a handler on it changes nothing for the app.
           result.then(() => self.tracker!.failed(acq, 'unlocked'));
         }
@@ -230,11 +232,15 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
       }
       return result;
     };
-    Object.defineProperty(proto.waitForUnlock, 'length', { value: waitForUnlock.length });
+  }
 
-    // setValue() re-bases the count (a token bucket refilling): the slots taken so far are no
-    // longer holds that anyone will give back.
-    proto.setValue = function (this: SemaphoreLike): unknown {
+  /**
+   * setValue() re-bases the count (a token bucket refilling): the slots taken so far are no
+   * longer holds that anyone will give back.
+   */
+  private setValue(setValue: AnyFn): AnyFn {
+    const self = this;
+    return function (this: SemaphoreLike): unknown {
       if (this[RESOURCE]) self.tracker?.forgetHolders(this[RESOURCE]);
       return Reflect.apply(setValue, this, arguments);
     };
@@ -249,31 +255,22 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     name: 'withTimeout' | 'tryAcquire',
     timeoutOf: (args: unknown[]) => number,
   ): void {
+    if (!writable(exports, name)) return; // a CommonJS getter
     const self = this;
-    try {
-      const original = exports[name];
-      if (typeof original !== 'function' || (original as { [DECORATED]?: Decorator })[DECORATED]) return;
-      if (!writable(exports, name)) return; // a CommonJS getter
-      const wrapped = function (this: unknown): unknown {
-        const decorated = Reflect.apply(original, this, arguments) as Record<string | symbol, unknown>;
-        try {
-          self.timed(decorated, timeoutOf(Array.from(arguments)));
-        } catch (err) {
-          report('async-mutex instrumentation', err);
-        }
-        return decorated;
-      };
-      Object.defineProperty(wrapped, DECORATED, { value: original });
-      Object.defineProperty(wrapped, 'length', { value: original.length });
-      exports[name] = wrapped as Decorator;
-    } catch (err) {
-      report('async-mutex instrumentation', err);
-    }
-  }
-
-  private restoreExport(exports: AsyncMutexExports, name: 'withTimeout' | 'tryAcquire'): void {
-    const original = (exports[name] as { [DECORATED]?: Decorator } | undefined)?.[DECORATED];
-    if (original && writable(exports, name)) exports[name] = original;
+    this.patches.wrap(
+      exports,
+      name,
+      (original) =>
+        function (this: unknown): unknown {
+          const decorated = Reflect.apply(original, this, arguments) as Record<string | symbol, unknown>;
+          try {
+            self.timed(decorated, timeoutOf(Array.from(arguments)));
+          } catch (err) {
+            report('async-mutex instrumentation', err);
+          }
+          return decorated;
+        },
+    );
   }
 
   /**
@@ -287,7 +284,8 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
     const acquire = decorated.acquire as AnyFn;
     if (typeof acquire !== 'function' || !Number.isFinite(timeout)) return;
     const self = this;
-    decorated.acquire = function (this: unknown): unknown {
+    // A method of each decorated lock: replaced in place, never undone (the lock is the app's).
+    decorated.acquire = shaped(function (this: unknown): unknown {
       const tracker = self.tracker;
       // Past 2^31-1 ms Node fires a timer at once (with a warning): the library's then rejects
       // at once, and a second timer would only repeat the warning.
@@ -305,8 +303,7 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
         if (!acq || acq.grantedAt !== undefined) clearTimeout(timer);
         else timer.unref();
       }
-    };
-    Object.defineProperty(decorated.acquire, 'length', { value: acquire.length });
+    }, acquire);
   }
 
   /** Binds a library task to its acquisition: grant, releaser and rejection report to it. */
@@ -339,18 +336,10 @@ export class AsyncMutexInstrumentation extends InstrumentationBase {
   }
 
   private unpatch(exports: AsyncMutexExports): void {
-    const proto = exports.Semaphore.prototype;
-    const originals = proto[ORIGINALS] as
-      { acquire: AnyFn; release: AnyFn; dispatch: AnyFn; setValue: AnyFn; waitForUnlock: AnyFn } | undefined;
-    this.restoreExport(exports, 'withTimeout');
-    this.restoreExport(exports, 'tryAcquire');
-    if (!originals) return;
-    proto.acquire = originals.acquire;
-    proto.release = originals.release;
-    proto._dispatchItem = originals.dispatch;
-    proto.setValue = originals.setValue;
-    proto.waitForUnlock = originals.waitForUnlock;
-    delete proto._queue;
-    delete proto[ORIGINALS];
+    for (const name of ['withTimeout', 'tryAcquire']) this.patches.unwrap(exports, name);
+    const proto = exports.Semaphore?.prototype;
+    if (!proto) return;
+    for (const key of ['acquire', 'release', '_dispatchItem', 'setValue', 'waitForUnlock', '_queue'])
+      this.patches.unwrap(proto, key);
   }
 }

@@ -16,12 +16,10 @@ import {
 } from './tracker';
 import { LOCK_NAME_KEY } from './async-mutex';
 import { report, warnOnce } from '../safety';
+import { originalOf, Patches, shaped, type AnyFn } from '../patch';
 
 const VERSION = '0.1.0';
-const ORIGINAL = Symbol('stallscope.original');
 const STATE = Symbol('stallscope.limiter');
-
-type AnyFn = (...args: unknown[]) => unknown;
 
 /** One limiter: its resource (made on first use) and the requests still queued on it. */
 interface LimiterState {
@@ -84,6 +82,7 @@ interface Limit {
 
 export class PLimitInstrumentation extends InstrumentationBase {
   private readonly wrappers = new WeakMap<AnyFn, AnyFn>();
+  private readonly patches = new Patches('p-limit instrumentation');
 
   constructor() {
     super('@stallscope/instrumentation-p-limit', VERSION, {});
@@ -103,19 +102,13 @@ export class PLimitInstrumentation extends InstrumentationBase {
   private patch(exports: AnyFn | Record<string, unknown>): unknown {
     try {
       // 3.x: module.exports is the factory; replacing the module's value is the only way in.
-      if (typeof exports === 'function') return this.wrapFactory(exports);
-      const factory = exports.default as AnyFn;
-      if (typeof factory !== 'function' || (factory as { [ORIGINAL]?: AnyFn })[ORIGINAL]) return exports;
-      const wrapped = this.wrapFactory(factory);
-      try {
-        exports.default = wrapped;
-      } catch {
+      if (typeof exports === 'function') return originalOf(exports) ? exports : this.wrapFactory(exports);
+      const wrapped = this.patches.wrap(exports, 'default', (factory) => this.wrapFactory(factory), {
         // require() of the ES module hands out its frozen namespace: nothing can be replaced.
-        warnOnce('p-limit loaded with require() of its ES module build is not instrumented; import it instead');
-        return exports;
-      }
-      if (typeof exports.limitFunction === 'function')
-        exports.limitFunction = this.limitFunction(wrapped, exports.limitFunction as AnyFn);
+        failed: () =>
+          warnOnce('p-limit loaded with require() of its ES module build is not instrumented; import it instead'),
+      });
+      if (wrapped) this.patches.wrap(exports, 'limitFunction', () => this.limitFunction(wrapped));
     } catch (err) {
       report('p-limit instrumentation', err);
     }
@@ -123,13 +116,9 @@ export class PLimitInstrumentation extends InstrumentationBase {
   }
 
   private unpatch(exports: AnyFn | Record<string, unknown>): unknown {
-    if (typeof exports === 'function') return (exports as { [ORIGINAL]?: AnyFn })[ORIGINAL] ?? exports;
-    const original = (exports.default as { [ORIGINAL]?: AnyFn } | undefined)?.[ORIGINAL];
-    if (original) {
-      exports.default = original;
-      const limitFunction = (exports.limitFunction as { [ORIGINAL]?: AnyFn } | undefined)?.[ORIGINAL];
-      if (limitFunction) exports.limitFunction = limitFunction;
-    }
+    if (typeof exports === 'function') return originalOf(exports) ?? exports;
+    this.patches.unwrap(exports, 'default');
+    this.patches.unwrap(exports, 'limitFunction');
     return exports;
   }
 
@@ -149,24 +138,19 @@ export class PLimitInstrumentation extends InstrumentationBase {
         return limit;
       }
     };
-    Object.defineProperty(pLimit, ORIGINAL, { value: factory });
-    Object.defineProperty(pLimit, 'length', { value: factory.length });
-    this.wrappers.set(factory, pLimit);
+    this.wrappers.set(factory, shaped(pLimit, factory));
     return pLimit;
   }
 
   /** limitFunction(fn, options) of 7.x, rebuilt on the wrapped factory (the library's calls its own). */
-  private limitFunction(pLimit: AnyFn, original: AnyFn): AnyFn {
-    const limitFunction = function limitFunction(...args: unknown[]): unknown {
+  private limitFunction(pLimit: AnyFn): AnyFn {
+    return function limitFunction(...args: unknown[]): unknown {
       const [fn, options] = args as [AnyFn, unknown];
       const limit = pLimit(options) as Limit;
       const limited = (...args: unknown[]) => limit(() => fn(...args));
       Object.defineProperty(limited, 'clearQueue', { value: limit.clearQueue });
       return limited;
     };
-    Object.defineProperty(limitFunction, ORIGINAL, { value: original });
-    Object.defineProperty(limitFunction, 'length', { value: original.length });
-    return limitFunction;
   }
 
   /** A function that behaves as `limit`, with its properties, and tracks each task. */
@@ -230,6 +214,8 @@ interface PQueueLike {
 }
 
 export class PQueueInstrumentation extends InstrumentationBase {
+  private readonly patches = new Patches('p-queue instrumentation');
+
   constructor() {
     super('@stallscope/instrumentation-p-queue', VERSION, {});
   }
@@ -254,16 +240,12 @@ export class PQueueInstrumentation extends InstrumentationBase {
   }
 
   private patch(proto: Record<string | symbol, unknown>): void {
-    if (proto[ORIGINAL]) return;
-    const add = proto.add as AnyFn;
-    const clear = proto.clear as AnyFn;
     const concurrency = Object.getOwnPropertyDescriptor(proto, 'concurrency');
-    if (typeof add !== 'function' || !concurrency?.set) return;
-    Object.defineProperty(proto, ORIGINAL, { value: { add, clear, concurrency }, configurable: true });
+    if (typeof proto.add !== 'function' || !concurrency?.set) return;
     const setConcurrency = concurrency.set;
 
     // The constructor sets `this.concurrency`: the first call tells where the queue was made.
-    Object.defineProperty(proto, 'concurrency', {
+    this.patches.define(proto, 'concurrency', {
       ...concurrency,
       set: function concurrencySetter(this: PQueueLike, value: number) {
         if (!this[STATE]) {
@@ -279,8 +261,22 @@ export class PQueueInstrumentation extends InstrumentationBase {
         Reflect.apply(setConcurrency, this, [value]);
       },
     });
+    this.patches.wrap(proto, 'add', (add) => this.add(add));
+    this.patches.wrap(
+      proto,
+      'clear',
+      (clear) =>
+        function (this: PQueueLike): unknown {
+          const result = Reflect.apply(clear, this, arguments);
+          const state = this[STATE];
+          if (state) cancelQueued(state, state.queued.length);
+          return result;
+        },
+    );
+  }
 
-    proto.add = function (this: PQueueLike, fn: unknown, options?: { signal?: AbortSignal }): unknown {
+  private add(add: AnyFn): AnyFn {
+    return function addTracked(this: PQueueLike, fn: unknown, options?: { signal?: AbortSignal }): unknown {
       const tracker = activeTracker();
       const state = this[STATE];
       if (!tracker || !state || typeof fn !== 'function') return Reflect.apply(add, this, arguments);
@@ -292,19 +288,14 @@ export class PQueueInstrumentation extends InstrumentationBase {
         fn as AnyFn,
         tracker,
         state,
-        () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, proto.add as AnyFn, 1)),
+        () => (acq ??= tracker.request(resourceOf(tracker, state, 'p-queue', queue), true, addTracked, 1)),
       );
       // An undefined options argument means the same to the library as a missing one.
       const result = add.call(this, task, options);
       try {
         // Neither run nor queued (bad options, a signal already aborted): nothing to track.
         if (!acq && this.size > size) {
-          const waiting = (acq = tracker.request(
-            resourceOf(tracker, state, 'p-queue', this),
-            false,
-            proto.add as AnyFn,
-            1,
-          ));
+          const waiting = (acq = tracker.request(resourceOf(tracker, state, 'p-queue', this), false, addTracked, 1));
           state.queued.push(waiting);
           cancelOnAbort(tracker, waiting, options?.signal, () => dequeue(state, waiting));
         }
@@ -313,22 +304,9 @@ export class PQueueInstrumentation extends InstrumentationBase {
       }
       return result;
     };
-    Object.defineProperty(proto.add, 'length', { value: add.length });
-
-    proto.clear = function (this: PQueueLike): unknown {
-      const result = Reflect.apply(clear, this, arguments);
-      const state = this[STATE];
-      if (state) cancelQueued(state, state.queued.length);
-      return result;
-    };
   }
 
   private unpatch(proto: Record<string | symbol, unknown>): void {
-    const originals = proto[ORIGINAL] as { add: AnyFn; clear: AnyFn; concurrency: PropertyDescriptor } | undefined;
-    if (!originals) return;
-    proto.add = originals.add;
-    proto.clear = originals.clear;
-    Object.defineProperty(proto, 'concurrency', originals.concurrency);
-    delete proto[ORIGINAL];
+    for (const key of ['add', 'clear', 'concurrency']) this.patches.unwrap(proto, key);
   }
 }

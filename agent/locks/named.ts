@@ -41,8 +41,10 @@ interface Waiter {
 }
 
 export class Semaphore {
-  readonly name: string;
   private free: number;
+  private readonly given: string | undefined;
+  private readonly created: { stack?: string } | undefined;
+  private site: string | undefined;
   private readonly queue: Waiter[] = [];
   private resourceFor: LockTracker | undefined;
   private resource: LockResource | undefined;
@@ -56,7 +58,13 @@ export class Semaphore {
     if (name !== undefined && (typeof name !== 'string' || name === ''))
       throw new TypeError('a lock name must be a non-empty string');
     this.free = permits;
-    this.name = name ?? siteOf(captureLockStack(new.target));
+    this.given = name;
+    this.created = name === undefined ? captureLockStack(new.target) : undefined;
+  }
+
+  /** The name given, or the file:line that created it, read when first asked (its source map has had time to load). */
+  get name(): string {
+    return this.given ?? (this.site ??= siteOf(this.created ?? {}));
   }
 
   /** Slots free now. */

@@ -3,7 +3,6 @@
 // into metrics per resource, charges every wait to the holds that caused it (blame.ts), makes a
 // span for each wait over the threshold (naming those holds), and one for a lock held too long
 // while others wait.
-import { relative, isAbsolute } from 'node:path';
 import {
   context,
   trace,
@@ -15,10 +14,12 @@ import {
 } from '@opentelemetry/api';
 import {
   KINDS,
+  LOCK_ACQUIRE_GENERATED_SITE,
   LOCK_ACQUIRE_SITE,
   LOCK_CONTENDED,
   LOCK_HELD_MS,
   LOCK_HANDOFF_MS,
+  LOCK_HOLDER_GENERATED_SITE,
   LOCK_HOLDER_MS,
   LOCK_HOLDER_SITE,
   LOCK_HOLDER_SITES,
@@ -33,9 +34,10 @@ import {
   LOCK_WAITERS,
   SPAN_NAMES,
 } from '../../common/conventions';
-import { captureStack, parseV8Stack, topUserFrame } from '../stack';
+import { captureStack, framesOf, siteName, topUserFrame } from '../stack';
 import { chargeWait, type Charges, type HoldSpan } from './blame';
-import { recordSpan } from '../spans';
+import { recordSpan, type SiteAttribute } from '../spans';
+import { activeSourceMapper } from '../source-mapper';
 import { report } from '../safety';
 import { WAIT_BUCKETS_S } from '../../common/buckets';
 import { key } from '../../common/keys';
@@ -137,26 +139,35 @@ const HELD_REPORT_MAX_GAP_MS = 60_000;
 /** Frames kept for a lock site: enough to climb out of the library into the caller. */
 const LOCK_STACK_FRAMES = 12;
 
-/** The caller's stack above `skip`, for naming a lock or an acquisition site. */
+/** The caller's stack above `skip`, where a lock is created: its name when it has none (see siteOf). */
 export function captureLockStack(skip: Function): { stack?: string } {
-  return captureStack(skip, LOCK_STACK_FRAMES);
+  const holder = captureStack(skip, LOCK_STACK_FRAMES);
+  activeSourceMapper()?.prefetch(holder);
+  return holder;
 }
 
-const shortFile = (file: string) =>
-  isAbsolute(file) && file.startsWith(process.cwd()) ? relative(process.cwd(), file) : file;
+/** The first user frame of a captured stack, in the source when its file's map is known by now. */
+function userFrame(holder: { stack?: string }) {
+  const frames = framesOf(holder);
+  return topUserFrame(activeSourceMapper()?.map(frames) ?? frames);
+}
 
-/** The file:line of the first user frame in a captured stack: a lock's name when it has none. */
+/**
+ * The file:line of the first user frame in a captured stack (the creation site's file is looked
+ * at ahead, see captureLockStack): a lock's name when it has none.
+ */
 export function siteOf(holder: { stack?: string }): string {
-  const f = topUserFrame(parseV8Stack(holder.stack ?? ''));
-  if (!f) return 'unknown';
-  return `${shortFile(f.file)}:${f.line}`;
+  const f = userFrame(holder);
+  return f ? siteName(f) : 'unknown';
 }
 
-/** The first user frame of a captured stack as `fn (file:line)`: how acquire and holder sites are named. */
+/**
+ * The first user frame as `fn (file:line)`: how acquire and holder sites are named. Worked out
+ * when a charge first needs it, in the source if the file's map has been read by then.
+ */
 export function codeSiteOf(holder: { stack?: string }): string {
-  const f = topUserFrame(parseV8Stack(holder.stack ?? ''));
-  if (!f) return LOCK_SITES.unknown;
-  return `${f.function || '<anonymous>'} (${shortFile(f.file)}:${f.line})`;
+  const f = userFrame(holder);
+  return f ? `${f.function || '<anonymous>'} (${siteName(f)})` : LOCK_SITES.unknown;
 }
 
 const siteOfAcquisition = (acq: Acquisition) => (acq.site ??= acq.stack ? codeSiteOf(acq.stack) : LOCK_SITES.unknown);
@@ -230,6 +241,8 @@ export class LockTracker {
   /** Counted in plain numbers: an add() to the metrics SDK costs about 90 ns per acquisition. */
   private readonly counts = new Map<string, AcquisitionCounts>();
   private timer: NodeJS.Timeout | undefined;
+  /** Locks whose waiting gauges were last observed above 0. */
+  private readonly reportedWaiting = new Map<string, Record<string, string>>();
 
   constructor(
     private readonly options: LockOptions,
@@ -282,6 +295,45 @@ export class LockTracker {
       }
       for (const { r, max } of deepest.values()) result.observe(max, r.attrs.base);
     });
+    // What waits right now, and since when: a lock that is stuck shows as stuck at once, long
+    // before any of its waits ends (and one that never releases has no wait that ends).
+    const waiting = this.meter.createObservableGauge(LOCK_METRICS.waiting, {
+      description: 'Requests waiting for the lock now',
+      unit: '{request}',
+    });
+    const oldest = this.meter.createObservableGauge(LOCK_METRICS.oldestWait, {
+      description: 'How long the oldest request still waiting has waited',
+      unit: 's',
+    });
+    this.meter.addBatchObservableCallback(
+      (result) => {
+        const now = performance.now();
+        const by = new Map<string, { r: LockResource; count: number; since: number }>();
+        for (const r of this.resources) {
+          if (r.waiting <= 0) continue;
+          this.pruneKept(r); // moves the queue's head past the requests already served
+          const since = r.waitHead < r.waitQueue.length ? r.waitQueue[r.waitHead].requestedAt : now;
+          const id = key(r.name, r.type);
+          const e = by.get(id);
+          if (e) [e.count, e.since] = [e.count + r.waiting, Math.min(e.since, since)];
+          else by.set(id, { r, count: r.waiting, since });
+        }
+        for (const { r, count, since } of by.values()) {
+          result.observe(waiting, count, r.attrs.base);
+          result.observe(oldest, (now - since) / 1000, r.attrs.base);
+        }
+        // The SDK repeats a gauge's last value while it is not observed: a lock whose waiters have
+        // all been served is observed at 0 once, which the SDK then repeats.
+        for (const [id, attrs] of this.reportedWaiting) {
+          if (by.has(id)) continue;
+          result.observe(waiting, 0, attrs);
+          result.observe(oldest, 0, attrs);
+          this.reportedWaiting.delete(id);
+        }
+        for (const [id, { r }] of by) this.reportedWaiting.set(id, r.attrs.base);
+      },
+      [waiting, oldest],
+    );
     this.timer = setInterval(() => this.checkHeld(), Math.min(1000, this.options.heldThresholdMs / 2));
     this.timer.unref();
     active = this;
@@ -359,7 +411,10 @@ export class LockTracker {
       requestedAt: now,
       queueDepth: resource.waiting,
       contended: !available,
-      stack: resource.lastContended > 0 && now - resource.lastContended < HOT_MS ? captureLockStack(skip) : undefined,
+      stack:
+        resource.lastContended > 0 && now - resource.lastContended < HOT_MS
+          ? captureStack(skip, LOCK_STACK_FRAMES)
+          : undefined,
       ctx: context.active(),
     };
     if (!available) {
@@ -565,6 +620,7 @@ export class LockTracker {
     from: number,
     to: number,
     attributes: Record<string, string | number | string[] | number[]>,
+    sites: SiteAttribute[],
   ): void {
     recordSpan(this.tracer, {
       name,
@@ -573,8 +629,22 @@ export class LockTracker {
       to,
       ctx: acq.ctx,
       stack: acq.stack,
+      sites,
       attributes: { ...acq.resource.attrs.base, ...attributes },
     });
+  }
+
+  /**
+   * The generated positions of the sites a span names, when a source map moved them (the sites
+   * themselves are named as the charges were, see codeSiteOf).
+   */
+  private generatedSites(acquire: Acquisition | undefined, holder: Acquisition | undefined): SiteAttribute[] {
+    const out: SiteAttribute[] = [];
+    if (acquire?.stack)
+      out.push({ name: LOCK_ACQUIRE_SITE, generatedName: LOCK_ACQUIRE_GENERATED_SITE, stack: acquire.stack });
+    if (holder?.stack)
+      out.push({ name: LOCK_HOLDER_SITE, generatedName: LOCK_HOLDER_GENERATED_SITE, stack: holder.stack });
+    return out;
   }
 
   private waitSpan(acq: Acquisition, now: number, outcome: string, charges: Charges<Acquisition>): void {
@@ -582,15 +652,23 @@ export class LockTracker {
     const shown = ranked.slice(0, SPAN_HOLDER_SITES);
     const rest = ranked.slice(SPAN_HOLDER_SITES).reduce((sum, [, ms]) => sum + ms, 0);
     if (rest > 0) shown.push([LOCK_SITES.other, rest]);
-    this.emit(SPAN_NAMES.lockWait, KINDS.lockWait, acq, acq.requestedAt, now, {
-      [LOCK_OUTCOME]: outcome,
-      [LOCK_QUEUE_DEPTH]: acq.queueDepth,
-      [LOCK_ACQUIRE_SITE]: siteOfAcquisition(acq),
-      [LOCK_HOLDER_SITES]: shown.map(([site]) => site),
-      [LOCK_HOLDER_MS]: shown.map(([, ms]) => ms),
-      [LOCK_HANDOFF_MS]: charges.handoffMs,
-      ...this.holderAttributes(charges.top?.ref),
-    });
+    this.emit(
+      SPAN_NAMES.lockWait,
+      KINDS.lockWait,
+      acq,
+      acq.requestedAt,
+      now,
+      {
+        [LOCK_OUTCOME]: outcome,
+        [LOCK_QUEUE_DEPTH]: acq.queueDepth,
+        [LOCK_ACQUIRE_SITE]: siteOfAcquisition(acq),
+        [LOCK_HOLDER_SITES]: shown.map(([site]) => site),
+        [LOCK_HOLDER_MS]: shown.map(([, ms]) => ms),
+        [LOCK_HANDOFF_MS]: charges.handoffMs,
+        ...this.holderAttributes(charges.top?.ref),
+      },
+      this.generatedSites(acq, charges.top?.ref),
+    );
   }
 
   /** Reports, once each, holds older than the threshold while others wait for the same lock. */
@@ -605,11 +683,15 @@ export class LockTracker {
           // Again at twice the age, then every minute: a lock never released stays visible,
           // with how long it has been held and how many wait now.
           h.nextHeldReportMs = age + Math.min(age, HELD_REPORT_MAX_GAP_MS);
-          this.emit(SPAN_NAMES.lockHeld, KINDS.lockHeld, h, h.grantedAt!, now, {
-            [LOCK_HELD_MS]: age,
-            [LOCK_WAITERS]: r.waiting,
-            ...this.holderAttributes(h),
-          });
+          this.emit(
+            SPAN_NAMES.lockHeld,
+            KINDS.lockHeld,
+            h,
+            h.grantedAt!,
+            now,
+            { [LOCK_HELD_MS]: age, [LOCK_WAITERS]: r.waiting, ...this.holderAttributes(h) },
+            this.generatedSites(undefined, h),
+          );
         }
       }
     } catch (err) {

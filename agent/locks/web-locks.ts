@@ -5,6 +5,7 @@
 // of their own, the rest share one.
 import { activeTracker, callHeld, cancelOnAbort, type Acquisition, type LockResource } from './tracker';
 import { report } from '../safety';
+import { Patches } from '../patch';
 
 const TYPE = 'web-locks';
 const MAX_NAMES = 200;
@@ -32,16 +33,23 @@ export class WebLocksInstrumentation {
   private others: LockResource | undefined;
   /** Keeps the resources alive: names are not objects the tracker could watch. */
   private readonly owner = {};
-  private restore: (() => void) | undefined;
+  private readonly patches = new Patches('web locks instrumentation');
 
   /** Patches navigator.locks where the runtime has it; whether it did. */
   start(): boolean {
     const locks = (globalThis as { navigator?: { locks?: object } }).navigator?.locks;
     const proto = locks && (Object.getPrototypeOf(locks) as { request?: Request });
-    if (!proto || typeof proto.request !== 'function') return false;
-    const original = proto.request;
+    if (!proto) return false;
+    return this.patches.wrap(proto, 'request', (original: Request) => this.request(original)) !== undefined;
+  }
+
+  stop(): void {
+    this.patches.restore();
+  }
+
+  private request(original: Request): Request {
     const self = this;
-    proto.request = function request(this: unknown, name: unknown, ...rest: unknown[]): Promise<unknown> {
+    return function request(this: unknown, name: unknown, ...rest: unknown[]): Promise<unknown> {
       const tracker = activeTracker();
       const callback = rest[rest.length - 1];
       const options = (rest.length === 2 ? rest[0] : undefined) as LockOptions | undefined;
@@ -84,16 +92,6 @@ export class WebLocksInstrumentation {
       }
       return result;
     };
-    Object.defineProperty(proto.request, 'length', { value: original.length });
-    this.restore = () => {
-      proto.request = original;
-    };
-    return true;
-  }
-
-  stop(): void {
-    this.restore?.();
-    this.restore = undefined;
   }
 
   private resourceOf(name: string): LockResource {

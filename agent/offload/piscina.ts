@@ -11,14 +11,14 @@ import {
 import { context } from '@opentelemetry/api';
 import { activePoolTracker, scriptName, type PoolResource, type PoolTask } from './pool-tracker';
 import { report } from '../safety';
+import { Patches, type AnyFn } from '../patch';
 
 const VERSION = '0.1.0';
 const SUPPORTED = ['>=4.0.0 <6'];
 const RESOURCE = Symbol('stallscope.pool');
 const RECORD = Symbol('stallscope.task');
-const ORIGINAL = Symbol('stallscope.original');
-
-type AnyFn = (...args: unknown[]) => unknown;
+/** The errors the pool builds when it refuses a task. */
+const REFUSALS = ['TaskQueueAtLimit', 'NoTaskQueueAvailable'];
 
 interface PiscinaLike {
   queueSize: number;
@@ -39,6 +39,7 @@ interface TaskInfoLike {
 type TaskInfoClass = new (...args: unknown[]) => TaskInfoLike;
 
 export class PiscinaInstrumentation extends InstrumentationBase {
+  private readonly patches = new Patches('piscina instrumentation');
   /** Set while run() executes: the TaskInfo built inside it belongs to this pool. */
   private submitting: PiscinaLike | undefined;
   /** Whether the run() executing built a TaskInfo: one that did not was refused outright. */
@@ -56,9 +57,12 @@ export class PiscinaInstrumentation extends InstrumentationBase {
     const taskQueue = new InstrumentationNodeModuleFile(
       'piscina/dist/task_queue/index.js',
       SUPPORTED,
-      (exports: { TaskInfo: TaskInfoClass }) => this.patchTaskInfo(exports),
-      (exports: { TaskInfo: TaskInfoClass & { [ORIGINAL]?: TaskInfoClass } }) => {
-        if (exports.TaskInfo[ORIGINAL]) exports.TaskInfo = exports.TaskInfo[ORIGINAL];
+      (exports: { TaskInfo: TaskInfoClass }) => {
+        this.patches.wrap<TaskInfoClass>(exports, 'TaskInfo', (Original) => this.trackedTaskInfo(Original));
+        return exports;
+      },
+      (exports: { TaskInfo: TaskInfoClass }) => {
+        this.patches.unwrap(exports, 'TaskInfo');
         return exports;
       },
     );
@@ -72,7 +76,8 @@ export class PiscinaInstrumentation extends InstrumentationBase {
         return exports;
       },
       (exports: { default?: { prototype: Record<string | symbol, unknown> } }) => {
-        if (exports.default) this.unpatchPool(exports.default.prototype);
+        const proto = exports.default?.prototype;
+        if (proto) for (const method of ['run', 'runTask']) this.patches.unwrap(proto, method);
         return exports;
       },
     );
@@ -82,26 +87,17 @@ export class PiscinaInstrumentation extends InstrumentationBase {
       SUPPORTED,
       (exports: { Errors?: Record<string, AnyFn> }) => {
         const errors = exports.Errors;
-        if (!errors || errors[ORIGINAL as unknown as string]) return exports;
-        const originals: Record<string, AnyFn> = {};
-        for (const name of ['TaskQueueAtLimit', 'NoTaskQueueAvailable']) {
-          const make = errors[name];
-          if (typeof make !== 'function') continue;
-          originals[name] = make;
-          errors[name] = (...args: unknown[]) => {
+        if (!errors) return exports;
+        for (const name of REFUSALS) {
+          this.patches.wrap(errors, name, (make) => (...args: unknown[]) => {
             this.refusing = true;
             return make(...args);
-          };
+          });
         }
-        Object.defineProperty(errors, ORIGINAL, { value: originals, configurable: true });
         return exports;
       },
-      (exports: { Errors?: Record<string | symbol, unknown> }) => {
-        const originals = exports.Errors?.[ORIGINAL] as Record<string, AnyFn> | undefined;
-        if (originals && exports.Errors) {
-          Object.assign(exports.Errors, originals);
-          delete exports.Errors[ORIGINAL];
-        }
+      (exports: { Errors?: Record<string, AnyFn> }) => {
+        if (exports.Errors) for (const name of REFUSALS) this.patches.unwrap(exports.Errors, name);
         return exports;
       },
     );
@@ -111,44 +107,32 @@ export class PiscinaInstrumentation extends InstrumentationBase {
   }
 
   private patchPool(proto: Record<string | symbol, unknown>): void {
-    if (proto[ORIGINAL]) return;
-    const self = this;
-    const originals: Record<string, AnyFn> = {};
-    for (const method of ['run', 'runTask']) {
-      const original = proto[method];
-      if (typeof original !== 'function') continue; // runTask: 4.x only
-      originals[method] = original as AnyFn;
-      proto[method] = function (this: PiscinaLike, _task: unknown, options?: { name?: unknown }): unknown {
-        const outer = self.submitting;
-        const outerMade = self.madeTask;
-        const outerRecord = self.record;
-        self.submitting = this;
-        self.madeTask = false;
-        self.record = undefined;
-        self.refusing = false;
-        try {
-          return Reflect.apply(original, this, arguments);
-        } finally {
-          const made = self.madeTask;
-          // Bad options, or a full queue: the task never entered the pool.
-          if (!made) self.refused(this, typeof options?.name === 'string' ? options.name : 'default');
-          else if (self.refusing && self.record) activePoolTracker()?.ended(self.record, 'rejected');
-          self.refusing = false;
-          self.submitting = outer;
-          self.madeTask = outerMade || made;
-          self.record = outerRecord;
-        }
-      };
-      Object.defineProperty(proto[method], 'length', { value: (original as AnyFn).length });
-    }
-    Object.defineProperty(proto, ORIGINAL, { value: originals, configurable: true });
+    for (const method of ['run', 'runTask']) this.patches.wrap(proto, method, (original) => this.run(original)); // runTask: 4.x only
   }
 
-  private unpatchPool(proto: Record<string | symbol, unknown>): void {
-    const originals = proto[ORIGINAL] as Record<string, AnyFn> | undefined;
-    if (!originals) return;
-    Object.assign(proto, originals);
-    delete proto[ORIGINAL];
+  private run(original: AnyFn): AnyFn {
+    const self = this;
+    return function (this: PiscinaLike, _task: unknown, options?: { name?: unknown }): unknown {
+      const outer = self.submitting;
+      const outerMade = self.madeTask;
+      const outerRecord = self.record;
+      self.submitting = this;
+      self.madeTask = false;
+      self.record = undefined;
+      self.refusing = false;
+      try {
+        return Reflect.apply(original, this, arguments);
+      } finally {
+        const made = self.madeTask;
+        // Bad options, or a full queue: the task never entered the pool.
+        if (!made) self.refused(this, typeof options?.name === 'string' ? options.name : 'default');
+        else if (self.refusing && self.record) activePoolTracker()?.ended(self.record, 'rejected');
+        self.refusing = false;
+        self.submitting = outer;
+        self.madeTask = outerMade || made;
+        self.record = outerRecord;
+      }
+    };
   }
 
   private resourceOf(pool: PiscinaLike, task: TaskInfoLike): PoolResource | undefined {
@@ -166,9 +150,8 @@ export class PiscinaInstrumentation extends InstrumentationBase {
     return r;
   }
 
-  private patchTaskInfo(exports: { TaskInfo: TaskInfoClass }): { TaskInfo: TaskInfoClass } {
-    const Original = exports.TaskInfo;
-    if (typeof Original !== 'function' || (Original as { [ORIGINAL]?: unknown })[ORIGINAL]) return exports;
+  /** A TaskInfo that ties each task to its pool and caller, and ends it in done(). */
+  private trackedTaskInfo(Original: TaskInfoClass): TaskInfoClass {
     const self = this;
     class TrackedTaskInfo extends Original {
       constructor(...args: unknown[]) {
@@ -191,10 +174,7 @@ export class PiscinaInstrumentation extends InstrumentationBase {
         return Reflect.apply((Original.prototype as unknown as { done: AnyFn }).done, this, args);
       }
     }
-    Object.defineProperty(TrackedTaskInfo, 'name', { value: Original.name });
-    Object.defineProperty(TrackedTaskInfo, ORIGINAL, { value: Original });
-    exports.TaskInfo = TrackedTaskInfo;
-    return exports;
+    return TrackedTaskInfo;
   }
 
   private refused(pool: PiscinaLike, name: string): void {

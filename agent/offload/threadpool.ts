@@ -6,10 +6,11 @@
 //   (n - s + 1)th completion after it. One that waited over the threshold becomes a span, child
 //   of the span that submitted it, naming what was ahead of it in the queue.
 // A lasting async hook would see every operation, but any init hook makes every promise call
-// into JavaScript (about 80 ns per await where nothing else has promise hooks on, as with
-// Node 24's AsyncLocalStorage). So a hook runs only for a moment at start, to find the
-// prototypes of the request objects Node's own modules build; from then on those prototypes are
-// patched where the request is handed its callback, just before it is queued:
+// into JavaScript: 1M `await null` took 180-350 ms instead of 70-115 ms (about 200 ns more per
+// await, roughly 3x; Node 20 and 24) where nothing else had promise hooks on, as in any Node 24
+// process, whose AsyncLocalStorage needs none. So a hook runs only for a moment at start, to
+// find the prototypes of the request objects Node's own modules build; from then on those
+// prototypes are patched where the request is handed its callback, just before it is queued:
 // - fs callbacks (FSReqCallback) and dns.lookup (GetAddrInfoReqWrap): `req.oncomplete = cb`;
 // - crypto jobs (pbkdf2, scrypt, randomBytes/randomFill, hkdf): `job.ondone = cb; job.run()`;
 // - zlib: a handle's init() receives its completion callback, write() queues each chunk.
@@ -35,6 +36,7 @@ import {
 import { captureStack } from '../stack';
 import { recordSpan } from '../spans';
 import { report } from '../safety';
+import { Patches, type AnyFn } from '../patch';
 import { whenStarted } from '../startup';
 import { WAIT_BUCKETS_S } from '../../common/buckets';
 
@@ -66,10 +68,9 @@ interface Op {
   done?: boolean;
 }
 
-type AnyFn = (...args: unknown[]) => unknown;
-
 /** An operation pending this long is assumed lost (its callback never ran) and dropped. */
 const STALE_MS = 120_000;
+/** Marks a zlib handle made while the monitor ran: its callback is wrapped, its jobs are counted. */
 const TRACKED = Symbol('stallscope.tracked');
 
 /** The threadpool size libuv uses: UV_THREADPOOL_SIZE clamped to 1..1024, else 4. */
@@ -141,7 +142,7 @@ export class ThreadpoolMonitor {
   private peakTotal = 0;
   /** zlib handles have one write in flight at a time: the handle finds its operation. */
   private readonly zlibOps = new WeakMap<object, Op>();
-  private readonly restores: Array<() => void> = [];
+  private readonly patches = new Patches('threadpool monitor');
   private canaryTimer: NodeJS.Timeout | undefined;
   private canaryInFlight = false;
   /** True while the canary's own fs.stat is being made. */
@@ -224,7 +225,7 @@ export class ThreadpoolMonitor {
     this.stopped = true;
     if (this.canaryTimer) clearInterval(this.canaryTimer);
     this.stopTicker();
-    for (const restore of this.restores.splice(0)) restore();
+    this.patches.restore();
     this.pending.clear();
     this.byType.clear();
     this.queued = [];
@@ -266,8 +267,7 @@ export class ThreadpoolMonitor {
   private patchCallbackProperty(proto: object, property: string, category: PoolCategory, type: string): void {
     if (Object.getOwnPropertyDescriptor(proto, property) || !Object.isExtensible(proto)) return;
     const self = this;
-    Object.defineProperty(proto, property, {
-      configurable: true,
+    this.patches.define(proto, property, {
       get: () => undefined,
       set: function submit(this: object, callback: unknown) {
         let value = callback;
@@ -282,28 +282,26 @@ export class ThreadpoolMonitor {
         Object.defineProperty(this, property, { value, writable: true, enumerable: true, configurable: true });
       },
     });
-    this.restores.push(() => delete (proto as Record<string, unknown>)[property]);
   }
 
   /** Crypto jobs: `job.ondone = callback` then `job.run()` queues it (run() with no ondone is a sync job). */
   private patchJob(proto: object, type: string): void {
-    const target = proto as { run?: AnyFn };
-    const run = target.run;
-    if (typeof run !== 'function' || (run as { [TRACKED]?: boolean })[TRACKED]) return;
     const self = this;
-    const wrapped = function runJob(this: { ondone?: unknown }) {
-      if (typeof this.ondone === 'function') {
-        try {
-          this.ondone = self.completing(self.submitted('crypto', type, runJob, false), this.ondone as AnyFn);
-        } catch (err) {
-          report('threadpool monitor', err);
-        }
-      }
-      return Reflect.apply(run, this, arguments);
-    };
-    Object.defineProperty(wrapped, TRACKED, { value: true });
-    target.run = wrapped;
-    this.restores.push(() => (target.run = run));
+    this.patches.wrap(
+      proto,
+      'run',
+      (run) =>
+        function runJob(this: { ondone?: unknown }) {
+          if (typeof this.ondone === 'function') {
+            try {
+              this.ondone = self.completing(self.submitted('crypto', type, runJob, false), this.ondone as AnyFn);
+            } catch (err) {
+              report('threadpool monitor', err);
+            }
+          }
+          return Reflect.apply(run, this, arguments);
+        },
+    );
   }
 
   /**
@@ -335,42 +333,49 @@ export class ThreadpoolMonitor {
       else self.completed(op);
     };
     for (const proto of protos) {
-      const target = proto as { init?: AnyFn; write?: AnyFn; close?: AnyFn };
-      const { init, write, close } = target;
+      const { init, write, close } = proto as { init?: unknown; write?: unknown; close?: unknown };
       if (typeof init !== 'function' || typeof write !== 'function' || typeof close !== 'function') continue;
-      target.init = function (this: object, ...args: unknown[]) {
-        const handle = this;
-        const wrappedArgs = args.map((arg) =>
-          typeof arg === 'function'
-            ? function (this: unknown) {
-                finish(handle, false);
-                return Reflect.apply(arg as AnyFn, this, arguments);
+      this.patches.wrap(
+        proto,
+        'init',
+        (init) =>
+          function (this: object, ...args: unknown[]) {
+            const handle = this;
+            const wrappedArgs = args.map((arg) =>
+              typeof arg === 'function'
+                ? function (this: unknown) {
+                    finish(handle, false);
+                    return Reflect.apply(arg as AnyFn, this, arguments);
+                  }
+                : arg,
+            );
+            Object.defineProperty(handle, TRACKED, { value: true, configurable: true });
+            return Reflect.apply(init, this, wrappedArgs);
+          },
+      );
+      this.patches.wrap(
+        proto,
+        'write',
+        (write) =>
+          function zlibWrite(this: { [TRACKED]?: boolean }) {
+            if (this[TRACKED]) {
+              try {
+                self.zlibOps.set(this, self.submitted('zlib', 'ZLIB', zlibWrite, false));
+              } catch (err) {
+                report('threadpool monitor', err);
               }
-            : arg,
-        );
-        Object.defineProperty(handle, TRACKED, { value: true, configurable: true });
-        return Reflect.apply(init, this, wrappedArgs);
-      };
-      target.write = function zlibWrite(this: { [TRACKED]?: boolean }) {
-        if (this[TRACKED]) {
-          try {
-            self.zlibOps.set(this, self.submitted('zlib', 'ZLIB', zlibWrite, false));
-          } catch (err) {
-            report('threadpool monitor', err);
-          }
-        }
-        try {
-          return Reflect.apply(write, this, arguments);
-        } catch (err) {
-          finish(this, true);
-          throw err;
-        }
-      };
+            }
+            try {
+              return Reflect.apply(write, this, arguments);
+            } catch (err) {
+              finish(this, true);
+              throw err;
+            }
+          },
+      );
       // A job that fails ends in onerror (set on each handle), not in the init() callback.
-      const onerror = Object.getOwnPropertyDescriptor(proto, 'onerror');
-      if (!onerror) {
-        Object.defineProperty(proto, 'onerror', {
-          configurable: true,
+      if (!Object.getOwnPropertyDescriptor(proto, 'onerror')) {
+        this.patches.define(proto, 'onerror', {
           get: () => undefined,
           set(this: object, handler: unknown) {
             const handle = this;
@@ -385,16 +390,15 @@ export class ThreadpoolMonitor {
           },
         });
       }
-      target.close = function (this: object) {
-        finish(this, true);
-        return Reflect.apply(close, this, arguments);
-      };
-      this.restores.push(() => {
-        target.init = init;
-        target.write = write;
-        target.close = close;
-        if (!onerror) delete (proto as Record<string, unknown>).onerror;
-      });
+      this.patches.wrap(
+        proto,
+        'close',
+        (close) =>
+          function (this: object) {
+            finish(this, true);
+            return Reflect.apply(close, this, arguments);
+          },
+      );
     }
   }
 

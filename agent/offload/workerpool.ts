@@ -10,13 +10,11 @@ import {
 import { context } from '@opentelemetry/api';
 import { activePoolTracker, scriptName, type PoolResource, type PoolTask } from './pool-tracker';
 import { report } from '../safety';
+import { Patches, type AnyFn } from '../patch';
 
 const VERSION = '0.1.0';
 const SUPPORTED = ['>=6.0.0 <11'];
 const RESOURCE = Symbol('stallscope.pool');
-const ORIGINAL = Symbol('stallscope.original');
-
-type AnyFn = (...args: unknown[]) => unknown;
 
 interface WorkerpoolPromise {
   then(ok: (v: unknown) => unknown, fail: (e: unknown) => unknown): unknown;
@@ -34,6 +32,7 @@ interface ErrorClasses {
 }
 
 export class WorkerpoolInstrumentation extends InstrumentationBase {
+  private readonly patches = new Patches('workerpool instrumentation');
   private readonly tasks = new WeakMap<object, PoolTask>();
   /** Dispatches that happened inside exec(), before its promise was known. */
   private readonly early = new WeakMap<object, number>();
@@ -52,20 +51,25 @@ export class WorkerpoolInstrumentation extends InstrumentationBase {
           'workerpool/src/Pool.js',
           SUPPORTED,
           (Pool: { prototype: Record<string | symbol, unknown> }) => {
-            this.wrap(Pool.prototype, 'exec', (original) => this.exec(original));
+            this.patches.wrap(Pool.prototype, 'exec', (original) => this.exec(original));
             return Pool;
           },
-          (Pool: { prototype: Record<string | symbol, unknown> }) => this.unwrap(Pool.prototype, 'exec', Pool),
+          (Pool: { prototype: Record<string | symbol, unknown> }) => {
+            this.patches.unwrap(Pool.prototype, 'exec');
+            return Pool;
+          },
         ),
         new InstrumentationNodeModuleFile(
           'workerpool/src/WorkerHandler.js',
           SUPPORTED,
           (WorkerHandler: { prototype: Record<string | symbol, unknown> }) => {
-            this.wrap(WorkerHandler.prototype, 'exec', (original) => this.dispatch(original));
+            this.patches.wrap(WorkerHandler.prototype, 'exec', (original) => this.dispatch(original));
             return WorkerHandler;
           },
-          (WorkerHandler: { prototype: Record<string | symbol, unknown> }) =>
-            this.unwrap(WorkerHandler.prototype, 'exec', WorkerHandler),
+          (WorkerHandler: { prototype: Record<string | symbol, unknown> }) => {
+            this.patches.unwrap(WorkerHandler.prototype, 'exec');
+            return WorkerHandler;
+          },
         ),
         new InstrumentationNodeModuleFile(
           'workerpool/src/Promise.js',
@@ -79,21 +83,6 @@ export class WorkerpoolInstrumentation extends InstrumentationBase {
         ),
       ]),
     ];
-  }
-
-  private wrap(proto: Record<string | symbol, unknown>, name: string, make: (original: AnyFn) => AnyFn): void {
-    const original = proto[name] as AnyFn & { [ORIGINAL]?: AnyFn };
-    if (typeof original !== 'function' || original[ORIGINAL]) return;
-    const wrapped = make(original);
-    Object.defineProperty(wrapped, ORIGINAL, { value: original });
-    Object.defineProperty(wrapped, 'length', { value: original.length });
-    proto[name] = wrapped;
-  }
-
-  private unwrap<T>(proto: Record<string | symbol, unknown>, name: string, exports: T): T {
-    const original = (proto[name] as { [ORIGINAL]?: AnyFn })[ORIGINAL];
-    if (original) proto[name] = original;
-    return exports;
   }
 
   private resourceOf(pool: PoolLike): PoolResource | undefined {

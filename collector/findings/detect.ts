@@ -19,6 +19,7 @@ import {
   LOCK_SITES,
   LOCK_WAITERS,
   KIND,
+  METRICS,
   POOL_METRICS,
   POOL_NAME,
   POOL_TYPE,
@@ -35,18 +36,22 @@ import type {
   CodeLocation,
   Finding,
   LockPair,
+  RouteRow,
   Severity,
   SpanView,
   Window,
 } from '../../common/types';
 import type { ReadModel } from '../../db/index';
 import type { FindingThresholds } from '../findings-config';
+import { loopCulprits, type Culprit } from '../loop-profile';
 
 const EXAMPLES = 3;
 /** Threadpool waits read to learn what the pool was busy with. */
 const AHEAD_SAMPLE = 500;
 /** Groups of one kind a detector looks at, most time first. */
 const GROUPS = 100;
+/** How the breakdown names a route's wait for other requests of the same route. */
+const SAME_ROUTE = '(other requests of this route)';
 /** Holder traces read to learn what a hot lock's holders waited for while holding it. */
 const HELD_ACROSS_TRACES = 3;
 
@@ -78,7 +83,9 @@ export type Detected =
         waiter?: CodeLocation;
       };
     })
-  | (Base & { kind: 'pool-queueing'; facts: { pool: string; type: string } });
+  | (Base & { kind: 'pool-queueing'; facts: { pool: string; type: string } })
+  | (Base & { kind: 'loop-saturated'; facts: { culprits: Culprit[] } })
+  | (Base & { kind: 'slowed-by-others'; facts: { route: string; culprit: string } });
 
 const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : String(v));
 
@@ -541,13 +548,105 @@ async function pools(read: ReadModel, w: Window, th: FindingThresholds): Promise
   });
 }
 
+/**
+ * Loops busy most of the window with many calls rather than one long block: the functions that
+ * took the loop's time, from its CPU profile.
+ */
+async function saturation(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
+  const t = th['loop-saturated'];
+  const whole = { ...w, stepNs: w.toNs - w.fromNs + 1n };
+  const busy = (await read.gaugeSteps(METRICS.loopUtilization, 'avg', whole)).filter(
+    (u) => u.value >= t['min-utilization'],
+  );
+  if (busy.length === 0) return [];
+  const [stacks, blocks] = await Promise.all([read.stackWeights(w), read.groups(KINDS.loopBlock, w, 1000)]);
+  const out: Detected[] = [];
+  for (const { service, value: utilization } of busy) {
+    const { totalMs, telemetryMs, culprits } = loopCulprits(stacks.filter((s) => s.service === service));
+    if (totalMs < t['min-busy']) continue;
+    // Long blocks that explain most of the busy time are the loop-blocked finding's.
+    const blockedMs = blocks.filter((b) => b.service === service).reduce((a, b) => a + b.totalMs, 0);
+    if (blockedMs >= totalMs / 2) continue;
+    const named = culprits.filter((c) => c.share >= t['min-share']).slice(0, 3);
+    if (named.length === 0) continue;
+    const top = named[0].frame;
+    out.push({
+      kind: 'loop-saturated',
+      severity: severity(utilization >= t['critical-utilization']),
+      service,
+      impactMs: named.reduce((a, c) => a + c.ms, 0),
+      count: named.length,
+      location: { function: top.fn, file: top.file, line: top.line },
+      traceIds: [],
+      figures: { utilization, sampledMs: totalMs, topShare: named[0].share, telemetryMs, blockedMs },
+      facts: { culprits: named },
+    });
+  }
+  return out;
+}
+
+/** Routes whose time goes mostly to waiting while other routes' work holds the loop. */
+function slowedRoutes(routes: RouteRow[], th: FindingThresholds): Detected[] {
+  const t = th['slowed-by-others'];
+  const out: Detected[] = [];
+  for (const r of routes) {
+    if (r.totalMs < t['min-total']) continue;
+    const others = r.causes.filter((c) => c.kind === 'loop-wait' && !c.what.endsWith(SAME_ROUTE));
+    const waited = others.reduce((a, c) => a + c.ms, 0);
+    const share = waited / r.totalMs;
+    if (share < t['min-share'] || others.length === 0) continue;
+    const top = others[0];
+    out.push({
+      kind: 'slowed-by-others',
+      severity: severity(share >= t['critical-share']),
+      service: r.service,
+      impactMs: waited,
+      count: r.requests,
+      resource: r.route,
+      location: siteLocation(top.what.replace(/, in .*$/, '')),
+      traceIds: [],
+      figures: { share, waitedMs: waited, totalMs: r.totalMs, requests: r.requests, topMs: top.ms },
+      facts: { route: r.route, culprit: top.what },
+    });
+  }
+  return out;
+}
+
+/** What each finding cost which routes, from the breakdowns: the routes it slows down. */
+function slows(d: Detected, routes: RouteRow[]): Array<{ route: string; ms: number }> {
+  const prefix =
+    d.kind === 'loop-blocked' || d.kind === 'sync-call' || d.kind === 'loop-saturated'
+      ? d.location && `${d.location.function} (`
+      : d.kind === 'lock-contention' || d.kind === 'shared-lock' || d.kind === 'lock-held'
+        ? `lock ${d.resource},`
+        : undefined;
+  if (!prefix) return [];
+  const kinds = new Set(['loop-wait', 'lock-wait', 'own-blocking', 'own-sync', 'own-cpu']);
+  return routes
+    .filter((r) => r.service === d.service)
+    .map((r) => ({
+      route: r.route,
+      ms: r.causes.filter((c) => kinds.has(c.kind) && c.what.startsWith(prefix)).reduce((a, c) => a + c.ms, 0),
+    }))
+    .filter((x) => x.ms > 0)
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 5);
+}
+
 /** Everything the detectors find in the window (and service). */
 export async function detect(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
   const found = await Promise.all([
+    saturation(read, w, th),
     blocking(read, w, th),
     locks(read, w, th),
     threadpool(read, w, th),
     pools(read, w, th),
   ]);
-  return found.flat();
+  const routes = await read.routes(w);
+  const all = [...found.flat(), ...slowedRoutes(routes, th)];
+  for (const d of all) {
+    const s = slows(d, routes);
+    if (s.length) d.slows = s;
+  }
+  return all;
 }

@@ -2,6 +2,7 @@
 // found. Only wording lives here; every figure it quotes is in the finding's `figures`.
 import type { CodeLocation, Finding } from '../../common/types';
 import type { Detected } from './detect';
+import type { Culprit } from '../loop-profile';
 
 export function formatMs(ms: number): string {
   if (ms >= 10_000) return `${Math.round(ms / 1000)} s`;
@@ -179,6 +180,40 @@ function words(d: Detected): { title: string; detail: string } {
           .join(' '),
       };
     }
+    case 'loop-saturated': {
+      const [top, ...rest] = d.facts.culprits;
+      const frame = (f: { fn: string; file: string; line: number }) => `${f.fn} (${f.file}:${f.line})`;
+      const one = (c: Culprit) =>
+        `${c.calls ? `${c.calls} in ` : ''}${frame(c.frame)}${c.via.map((v) => `, called from ${frame(v)}`).join('')}: ` +
+        `${Math.round(c.share * 100)}% of the loop's time`;
+      const pkg = /node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)/.exec(top.frame.file)?.[1];
+      const python = top.frame.file.endsWith('.py');
+      return {
+        title: `Event loop saturated by ${top.calls ? `${top.calls} in ` : ''}${top.frame.fn}${pkg ? ` (${pkg})` : ''}`,
+        detail:
+          `The event loop was busy ${Math.round(f.utilization * 100)}% of the window (${formatMs(f.sampledMs)} of CPU sampled), ` +
+          `not in one long block but in many calls: ${[top, ...rest].map(one).join('; ')}. ` +
+          `While the loop is busy every other request waits its turn, so latency grows with load although no single call is slow. ` +
+          (pkg
+            ? `The time is spent inside ${pkg}: call it less often (cache its result, batch writes, write on a timer rather than per request) or give it less data. `
+            : '') +
+          (python
+            ? `Move the work off the loop (loop.run_in_executor with a ProcessPoolExecutor), do it less often, or make it cheaper.`
+            : `Move the work off the main thread (a worker pool such as Piscina), do it less often (cache, batch), or make it cheaper.`),
+      };
+    }
+    case 'slowed-by-others': {
+      const { route, culprit } = d.facts;
+      const [what, by] = culprit.split(', in ');
+      return {
+        title: `${route} waits for other work on the event loop`,
+        detail:
+          `${route} spends ${Math.round(f.share * 100)}% of its time (${formatMs(f.waitedMs)} over ${plural(f.requests, 'request')}) waiting ` +
+          `while other requests hold the loop, most of all ${what}${by ? ` (in ${by})` : ''}: ${formatMs(f.topMs)}. ` +
+          `Nothing in ${route} is slow itself; it waits its turn. Move that work off the loop (a worker pool), break it ` +
+          `into chunks that yield (setImmediate), or serve it from another process, and ${route} gets its time back.`,
+      };
+    }
     case 'pool-queueing': {
       const { pool, type } = d.facts;
       return {
@@ -193,8 +228,11 @@ function words(d: Detected): { title: string; detail: string } {
   }
 }
 
-/** A detected finding with its title and explanation. */
+/** A detected finding with its title and explanation, and the routes it slows down. */
 export function word(d: Detected): Finding {
   const { facts: _facts, ...finding } = d;
-  return { ...finding, ...words(d) };
+  const w = words(d);
+  if (d.slows?.length && d.kind !== 'slowed-by-others')
+    w.detail += ` It cost ${d.slows.map((s) => `${s.route} ${formatMs(s.ms)}`).join(', ')}.`;
+  return { ...finding, ...w };
 }

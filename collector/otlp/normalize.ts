@@ -187,7 +187,35 @@ function enumValue(v: unknown, names: Record<string, number>): number {
 
 // ---- attributes ----
 
-function anyValue(v: unknown, enc: Encoding): AttrValue {
+/**
+ * How deep AnyValues may nest (arrays and kvlists inside each other). Deeper values reject their
+ * item, in both encodings: protobuf decodes messages up to 100 levels, which is more than 30
+ * AnyValue levels anywhere in a request, so up to well past this limit both answer alike.
+ */
+export const MAX_ANY_VALUE_DEPTH = 20;
+
+/** A value nested too deeply; the path to it is filled in on the way out. */
+class TooDeep extends BadItem {
+  readonly at: string[] = [];
+}
+
+function segment(key: string): string {
+  return /^[\w.-]{1,40}$/.test(key)
+    ? `.${key}`
+    : `[${JSON.stringify(key.slice(0, 40))}${key.length > 40 ? '...' : ''}]`;
+}
+
+function tooDeep(err: unknown, at: string): never {
+  if (err instanceof TooDeep) err.at.unshift(at);
+  throw err;
+}
+
+/** The message of a value nested too deeply, naming where (under `root`). */
+function deepMessage(err: TooDeep, root: string): string {
+  return `${root}${err.at.join('')}: AnyValue nested deeper than ${MAX_ANY_VALUE_DEPTH} levels`;
+}
+
+function anyValue(v: unknown, enc: Encoding, depth: number): AttrValue {
   if (v === undefined || v === null || typeof v !== 'object') return null;
   const o = v as Obj;
   let x: unknown;
@@ -201,19 +229,29 @@ function anyValue(v: unknown, enc: Encoding): AttrValue {
     const d = double(x);
     return d === null || !Number.isFinite(d) ? String(x) : d;
   }
-  if ((x = present(o, 'arrayValue', 'array_value')) !== undefined && x !== null) {
-    const values = (x as Obj).values;
-    return Array.isArray(values) ? values.map((e) => anyValue(e, enc)) : [];
-  }
-  if ((x = present(o, 'kvlistValue', 'kvlist_value')) !== undefined && x !== null) {
-    const values = (x as Obj).values;
-    return Array.isArray(values) ? attributes(values as Obj[], enc, false) : {};
+  const array = present(o, 'arrayValue', 'array_value');
+  const kvlist = present(o, 'kvlistValue', 'kvlist_value');
+  if ((array !== undefined && array !== null) || (kvlist !== undefined && kvlist !== null)) {
+    if (depth >= MAX_ANY_VALUE_DEPTH) throw new TooDeep('too deep');
+    if (array !== undefined && array !== null) {
+      const values = (array as Obj).values;
+      if (!Array.isArray(values)) return [];
+      return values.map((e, i) => {
+        try {
+          return anyValue(e, enc, depth + 1);
+        } catch (err) {
+          return tooDeep(err, `[${i}]`);
+        }
+      });
+    }
+    const values = (kvlist as Obj).values;
+    return Array.isArray(values) ? attributes(values as Obj[], enc, false, depth + 1) : {};
   }
   if ((x = present(o, 'bytesValue', 'bytes_value')) !== undefined && x !== null) return enc.bytesToBase64(x);
   return null;
 }
 
-function attributes(list: unknown, enc: Encoding, sorted: boolean): Attributes {
+function attributes(list: unknown, enc: Encoding, sorted: boolean, depth = 0): Attributes {
   const out: Attributes = {};
   if (!Array.isArray(list)) return out;
   // Entries that are not {key, value} objects carry nothing to keep.
@@ -221,8 +259,24 @@ function attributes(list: unknown, enc: Encoding, sorted: boolean): Attributes {
     (kv): kv is Obj => typeof kv === 'object' && kv !== null && typeof (kv as Obj).key === 'string',
   );
   const kvs = sorted ? valid.sort((a, b) => ((a.key as string) < (b.key as string) ? -1 : 1)) : valid;
-  for (const kv of kvs) out[kv.key as string] = anyValue(kv.value, enc);
+  for (const kv of kvs) {
+    try {
+      out[kv.key as string] = anyValue(kv.value, enc, depth);
+    } catch (err) {
+      tooDeep(err, segment(kv.key as string));
+    }
+  }
   return out;
+}
+
+/** Attributes of an item or a resource, a value nested too deeply named from `root`. */
+function attributesAt(list: unknown, enc: Encoding, sorted: boolean, root: string): Attributes {
+  try {
+    return attributes(list, enc, sorted);
+  } catch (err) {
+    if (err instanceof TooDeep) throw new BadItem(deepMessage(err, root));
+    throw err;
+  }
 }
 
 // ---- resources and scopes ----
@@ -231,8 +285,8 @@ class ResourceTable {
   readonly rows: ResourceRow[] = [];
   private readonly index = new Map<string, number>();
 
-  add(resource: Obj | undefined, enc: Encoding): number {
-    const attrs = attributes(resource?.attributes, enc, true);
+  add(resource: Obj | undefined, enc: Encoding, path: string): number {
+    const attrs = attributesAt(resource?.attributes, enc, true, `${path}.resource.attributes`);
     const name = attrs['service.name'];
     const service = typeof name === 'string' && name !== '' ? name : 'unknown_service';
     const json = JSON.stringify(attrs);
@@ -303,7 +357,7 @@ export function normalizeTraces(body: unknown, format: 'json' | 'protobuf'): Nor
   const rss = arrayAt(rootOf(body), 'resourceSpans', 'resource_spans', 'request');
   rss.forEach((rs, i) => {
     const rsPath = `resourceSpans[${i}]`;
-    const resource = whole(() => resources.add(objectAt(rs, 'resource', 'resource', rsPath), enc));
+    const resource = whole(() => resources.add(objectAt(rs, 'resource', 'resource', rsPath), enc, rsPath));
     arrayAt(rs, 'scopeSpans', 'scope_spans', rsPath).forEach((ss, j) => {
       const ssPath = `${rsPath}.scopeSpans[${j}]`;
       const scope = scopeOf(ss, ssPath);
@@ -338,12 +392,13 @@ function spanRow(
   const parent = enc.id(field(s, 'parentSpanId', 'parent_span_id'), 8, 'parentSpanId');
   const startNs = enc.int64(field(s, 'startTimeUnixNano', 'start_time_unix_nano'), 'startTimeUnixNano');
   const endNs = enc.int64(field(s, 'endTimeUnixNano', 'end_time_unix_nano'), 'endTimeUnixNano');
-  if (startNs <= 0n) throw new BadItem('startTimeUnixNano is missing');
+  if (startNs < 0n) throw new BadItem(`startTimeUnixNano is negative (${startNs})`);
+  if (startNs === 0n) throw new BadItem('startTimeUnixNano is missing');
   if (endNs < startNs) throw new BadItem('endTimeUnixNano is before startTimeUnixNano');
   const status = objectAt(s, 'status', 'status', path);
   const events = arrayAt(s, 'events', 'events', path);
   const links = arrayAt(s, 'links', 'links', path);
-  const attrs = attributes(s.attributes, enc, false);
+  const attrs = attributesAt(s.attributes, enc, false, 'attributes');
   return {
     traceId,
     spanId,
@@ -359,20 +414,20 @@ function spanRow(
     attributes: JSON.stringify(attrs),
     events: events.length
       ? JSON.stringify(
-          events.map((e) => ({
+          events.map((e, i) => ({
             timeUnixNano: enc.int64(field(e, 'timeUnixNano', 'time_unix_nano'), 'event timeUnixNano').toString(),
             name: typeof e.name === 'string' ? e.name : '',
-            attributes: attributes(e.attributes, enc, false),
+            attributes: attributesAt(e.attributes, enc, false, `events[${i}].attributes`),
           })),
         )
       : null,
     links: links.length
       ? JSON.stringify(
-          links.map((l) => ({
+          links.map((l, i) => ({
             traceId: enc.id(field(l, 'traceId', 'trace_id'), 16, 'link traceId'),
             spanId: enc.id(field(l, 'spanId', 'span_id'), 8, 'link spanId'),
             traceState: str(field(l, 'traceState', 'trace_state')),
-            attributes: attributes(l.attributes, enc, false),
+            attributes: attributesAt(l.attributes, enc, false, `links[${i}].attributes`),
           })),
         )
       : null,
@@ -400,7 +455,7 @@ export function normalizeMetrics(body: unknown, format: 'json' | 'protobuf'): No
   const rejections = new Rejections();
   arrayAt(rootOf(body), 'resourceMetrics', 'resource_metrics', 'request').forEach((rm, i) => {
     const rmPath = `resourceMetrics[${i}]`;
-    const resource = whole(() => resources.add(objectAt(rm, 'resource', 'resource', rmPath), enc));
+    const resource = whole(() => resources.add(objectAt(rm, 'resource', 'resource', rmPath), enc, rmPath));
     arrayAt(rm, 'scopeMetrics', 'scope_metrics', rmPath).forEach((sm, j) => {
       const smPath = `${rmPath}.scopeMetrics[${j}]`;
       const scope = scopeOf(sm, smPath);
@@ -463,8 +518,10 @@ function countOf(v: unknown, enc: Encoding, what: string): number {
 
 function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): MetricPointRow {
   const timeNs = enc.int64(field(dp, 'timeUnixNano', 'time_unix_nano'), 'timeUnixNano');
-  if (timeNs <= 0n) throw new BadItem('timeUnixNano is missing');
+  if (timeNs < 0n) throw new BadItem(`timeUnixNano is negative (${timeNs})`);
+  if (timeNs === 0n) throw new BadItem('timeUnixNano is missing');
   const start = enc.int64(field(dp, 'startTimeUnixNano', 'start_time_unix_nano'), 'startTimeUnixNano');
+  if (start < 0n) throw new BadItem(`startTimeUnixNano is negative (${start})`);
   const row: MetricPointRow = {
     ...base,
     startNs: start > 0n ? start : null,
@@ -475,7 +532,7 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): Metric
     min: null,
     max: null,
     buckets: null,
-    attributes: JSON.stringify(attributes(dp.attributes, enc, true)),
+    attributes: JSON.stringify(attributesAt(dp.attributes, enc, true, 'attributes')),
   };
   switch (base.type) {
     case 'gauge':
@@ -541,6 +598,15 @@ function pointRow(base: PointBase, dp: Obj, enc: Encoding, path: string): Metric
 
 // ---- logs ----
 
+function bodyValue(v: unknown, enc: Encoding): AttrValue {
+  try {
+    return anyValue(v, enc, 0);
+  } catch (err) {
+    if (err instanceof TooDeep) throw new BadItem(deepMessage(err, 'body'));
+    throw err;
+  }
+}
+
 export function normalizeLogs(body: unknown, format: 'json' | 'protobuf'): Normalized {
   const enc = format === 'json' ? jsonEncoding : protoEncoding;
   const resources = new ResourceTable();
@@ -548,7 +614,7 @@ export function normalizeLogs(body: unknown, format: 'json' | 'protobuf'): Norma
   const rejections = new Rejections();
   arrayAt(rootOf(body), 'resourceLogs', 'resource_logs', 'request').forEach((rl, i) => {
     const rlPath = `resourceLogs[${i}]`;
-    const resource = whole(() => resources.add(objectAt(rl, 'resource', 'resource', rlPath), enc));
+    const resource = whole(() => resources.add(objectAt(rl, 'resource', 'resource', rlPath), enc, rlPath));
     arrayAt(rl, 'scopeLogs', 'scope_logs', rlPath).forEach((sl, j) => {
       const slPath = `${rlPath}.scopeLogs[${j}]`;
       const scope = scopeOf(sl, slPath);
@@ -560,8 +626,12 @@ export function normalizeLogs(body: unknown, format: 'json' | 'protobuf'): Norma
             field(lr, 'observedTimeUnixNano', 'observed_time_unix_nano'),
             'observedTimeUnixNano',
           );
-          if (time <= 0n && observed <= 0n) throw new BadItem('neither timeUnixNano nor observedTimeUnixNano is set');
-          const body = lr.body === undefined || lr.body === null ? null : anyValue(lr.body, enc);
+          if (time < 0n) throw new BadItem(`timeUnixNano is negative (${time})`);
+          if (observed < 0n) throw new BadItem(`observedTimeUnixNano is negative (${observed})`);
+          if (time === 0n && observed === 0n) {
+            throw new BadItem('neither timeUnixNano nor observedTimeUnixNano is set');
+          }
+          const body = lr.body === undefined || lr.body === null ? null : bodyValue(lr.body, enc);
           logs.push({
             timeNs: time > 0n ? time : observed,
             observedNs: observed > 0n ? observed : null,
@@ -571,7 +641,7 @@ export function normalizeLogs(body: unknown, format: 'json' | 'protobuf'): Norma
                 : 0,
             severityText: str(field(lr, 'severityText', 'severity_text')),
             body: body === null ? null : JSON.stringify(body),
-            attributes: JSON.stringify(attributes(lr.attributes, enc, false)),
+            attributes: JSON.stringify(attributesAt(lr.attributes, enc, false, 'attributes')),
             traceId: enc.id(field(lr, 'traceId', 'trace_id'), 16, 'traceId') || null,
             spanId: enc.id(field(lr, 'spanId', 'span_id'), 8, 'spanId') || null,
             eventName: str(field(lr, 'eventName', 'event_name')),

@@ -28,3 +28,6 @@ export function encodeExportResponse(rejected: number, errorMessage: string): Ui
 export function encodeRpcStatus(code: number, message: string): Uint8Array {
   return RpcStatus.encode(RpcStatus.fromObject({ code, message })).finish();
 }
+
+/** How deep protobufjs decodes nested messages before it gives up on a request. */
+export const PROTOBUF_DEPTH = protobuf.Reader.recursionLimit;

@@ -1,6 +1,6 @@
 // Alerts: what is firing or pending now, the rules (and their file, edited here with the same
 // validation as at start-up), and the history of state changes.
-import { el, empty, fmtCount, fmtMs, fmtTime, page, section, table } from './app.js';
+import { el, empty, fmtCount, fmtMs, fmtTime, page, params, section, table, withParams } from './app.js';
 
 // Which signals are durations comes with the rules (the collector's list), set at each load.
 let durations = new Set();
@@ -21,8 +21,44 @@ async function load() {
   return body;
 }
 
+/** What an empty rules file opens with: a commented example that saving as it is leaves inert. */
+const EXAMPLE = `# No rules yet. An example, uncommented it alerts when any lock's p95 wait
+# passes 50 ms over 5 minutes, for a minute, and tells a webhook:
+#
+# receivers:
+#   - { name: ops, url: "http://127.0.0.1:9095/hook" }
+# rules:
+#   - name: slow lock
+#     signal: lock-wait-p95
+#     resource: "*"
+#     above: 50ms
+#     window: 5m
+#     for: 1m
+#     severity: warning
+#     annotations: { summary: "{{resource}} on {{service}}: wait p95 {{value}}" }
+#     receivers: [ops]
+`;
+
+/**
+ * The file's text, with a rule drafted elsewhere (a finding's or a lock's "Alert on this")
+ * added under `rules:` for the user to check and save.
+ */
+function withDraft(text, draft) {
+  if (!draft) return text || EXAMPLE;
+  const base = text.trim() ? text.replace(/\s*$/, '\n') : '';
+  // Right under a block `rules:` (or an empty `rules: []`); a file without one gets one.
+  const header = /^rules:[ \t]*(\[\s*\])?[ \t]*$/m.exec(base);
+  if (!header) return `${base}rules:\n${draft}\n`;
+  return base.replace(header[0], `rules:\n${draft}`);
+}
+
 function editor(status) {
-  const text = el('textarea', { id: 'rules-text', spellcheck: 'false', 'aria-label': 'Rules file' }, status.text);
+  const draft = params().get('draft');
+  const text = el(
+    'textarea',
+    { id: 'rules-text', spellcheck: 'false', 'aria-label': 'Rules file' },
+    withDraft(status.text, draft),
+  );
   const message = el('span', { id: 'rules-message', role: 'status' });
   const save = async () => {
     message.className = '';
@@ -36,7 +72,7 @@ function editor(status) {
     if (res.ok) {
       message.className = 'ok';
       message.textContent = `Saved to ${body.file}: ${body.rules} rules, ${body.receivers} receivers. Reloading…`;
-      setTimeout(() => location.reload(), 800);
+      setTimeout(() => (location.href = withParams({ draft: null })), 800);
     } else {
       message.className = 'error';
       message.textContent = body.error;
@@ -49,6 +85,13 @@ function editor(status) {
       { class: 'lead' },
       `YAML or JSON, checked like the file at start-up: nothing is applied unless all of it is valid. Saved to ${status.file}. See docs/alerts.md for the format.`,
     ),
+    draft
+      ? el(
+          'p',
+          { class: 'lead draft-note' },
+          'A rule drafted from what you were looking at is in the file below, a little under what it measured now: check it, change what you like, and save.',
+        )
+      : null,
     el(
       'div',
       { class: 'rules-editor' },

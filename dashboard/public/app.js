@@ -12,8 +12,10 @@ const RANGES = [
 ];
 const PAGES = [
   ['/', 'Overview'],
+  ['/routes', 'Routes'],
   ['/locks', 'Locks'],
   ['/blocking', 'Blocking'],
+  ['/profile', 'Profile'],
   ['/offload', 'Offload'],
   ['/traces', 'Traces'],
   ['/alerts', 'Alerts'],
@@ -60,6 +62,19 @@ export function el(tag, props = {}, ...children) {
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return node;
+}
+
+/** Names past this many characters are cut in the layout. */
+const LONG_NAME = 80;
+
+/**
+ * A name from the data, cut to one line with an ellipsis when long (a 10 kB lock name must not
+ * make the page 200,000 px wide); the whole name stays in the text (select and copy it) and in
+ * the title (hover over it).
+ */
+export function cut(text) {
+  const s = String(text ?? '');
+  return s.length > LONG_NAME ? el('span', { class: 'cut', title: s }, s) : s;
 }
 
 export function fmtMs(value) {
@@ -163,7 +178,8 @@ export function table(
       'tr',
       {},
       columns.map((c) => {
-        const shown = c.format ? c.format(value(c, r), r) : value(c, r);
+        const raw = c.format ? c.format(value(c, r), r) : value(c, r);
+        const shown = typeof raw === 'string' ? cut(raw) : raw;
         const content = c.link ? el('a', { href: c.link(r) }, shown ?? '') : (shown ?? '');
         return el('td', { class: c.numeric ? 'num' : undefined, title: c.title ? c.title(r) : undefined }, content);
       }),
@@ -191,15 +207,35 @@ function legend(names) {
   return el(
     'ul',
     { class: 'legend' },
-    names.map((n, i) => el('li', {}, el('span', { class: `swatch c${i % PALETTE.length}` }), n)),
+    names.map((n, i) => el('li', {}, el('span', { class: `swatch c${i % PALETTE.length}` }), cut(n))),
   );
 }
 
 const charts = new Set();
+/** A chart made by a page itself, destroyed with the others when the page is drawn again. */
+export const registerChart = (chart) => charts.add(chart);
+
+/** Series drawn in one chart at most; the rest are summed up in the note under it. */
+const MAX_SERIES = 8;
+
+/** The top series by their total, and how many more there were. */
+function topSeries(series) {
+  const total = (s) => s.values.reduce((a, v) => a + (v ?? 0), 0);
+  const ranked = [...series].sort((a, b) => total(b) - total(a));
+  return { shown: ranked.slice(0, MAX_SERIES), hidden: ranked.length - MAX_SERIES };
+}
+
+/** A duration axis in the unit that reads best at its scale. */
+function durationTicks(max) {
+  const [div, unit] = max >= 120_000 ? [60_000, 'min'] : max >= 2000 ? [1000, 's'] : [1, 'ms'];
+  return { callback: (v) => `${+(v / div).toFixed(div === 1 ? 0 : 1)} ${unit}` };
+}
 
 /**
  * A chart over time: data { times, series: [{ name, service, values }] }. kind 'line' or
- * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state.
+ * 'stacked' (areas). Returns the element to insert (canvas plus legend), or an empty state. The
+ * x axis starts at the first data point when the window starts long before it (and says so);
+ * at most MAX_SERIES series are drawn, the biggest.
  */
 export function timeChart(
   data,
@@ -207,18 +243,32 @@ export function timeChart(
 ) {
   if (!data || !data.series.length || data.series.every((s) => s.values.every((v) => v === null || v === 0)))
     return empty(emptyText);
-  const canvas = el('canvas', { role: 'img', 'aria-label': data.series.map(label).join(', ') });
+  const { shown, hidden } = topSeries(data.series);
+  // Steps before the first value: drop them, so the data is not squeezed against the right edge.
+  const first = Math.min(...shown.map((s) => s.values.findIndex((v) => v !== null && v !== 0)).filter((i) => i >= 0));
+  const from = first > 2 ? first - 1 : 0;
+  const times = data.times.slice(from);
+  const series = shown.map((s) => ({ ...s, values: s.values.slice(from) }));
+  const notes = [];
+  if (from > 0)
+    notes.push(
+      `Data from ${new Date(times[0]).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}: nothing earlier in the window.`,
+    );
+  if (hidden > 0) notes.push(`${hidden} smaller series not drawn: pick a service above to see its own.`);
+  const canvas = el('canvas', { role: 'img', 'aria-label': series.map(label).join(', ') });
   const wrap = el(
     'div',
     { class: 'chart' },
     el('div', { class: 'canvas-box' }, canvas),
-    legend(data.series.map(label)),
+    legend(series.map(label)),
+    notes.length ? el('p', { class: 'chart-note' }, notes.join(' ')) : null,
   );
+  const max = Math.max(0, ...series.flatMap((s) => s.values.filter((v) => v !== null)));
   const chart = new window.Chart(canvas, {
     type: 'line',
     data: {
-      labels: data.times.map((t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
-      datasets: data.series.map((s, i) => ({
+      labels: times.map((t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+      datasets: series.map((s, i) => ({
         label: label(s),
         data: s.values,
         borderColor: color(i),
@@ -238,11 +288,19 @@ export function timeChart(
       plugins: {
         legend: { display: false },
         tooltip: {
-          callbacks: { label: (c) => `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : c.parsed.y}` },
+          callbacks: {
+            label: (c) =>
+              `${c.dataset.label}: ${unit === 'ms' ? fmtMs(c.parsed.y) : `${c.parsed.y.toFixed(1)} ${unit}`}`,
+          },
         },
       },
       scales: {
-        y: { stacked: kind === 'stacked', beginAtZero: true, max: yMax, title: { display: true, text: unit } },
+        y: {
+          stacked: kind === 'stacked',
+          beginAtZero: true,
+          max: yMax,
+          ticks: unit === 'ms' ? durationTicks(max) : { callback: (v) => `${v} ${unit}` },
+        },
         x: { ticks: { maxTicksLimit: 8 } },
       },
     },
@@ -373,12 +431,14 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     ),
   );
   const alertBadge = el('a', { id: 'alert-badge', class: 'alert-badge', href: link('/alerts'), hidden: true });
+  const healthBadge = el('span', { id: 'health-badge', class: 'health-badge', role: 'status', hidden: true });
   const header = el(
     'header',
     {},
     el('a', { class: 'brand', href: link('/') }, 'stallscope'),
     nav,
     alertBadge,
+    healthBadge,
     el(
       'div',
       { class: 'controls' },
@@ -412,8 +472,20 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
           .join(' · ');
       })
       .catch(() => undefined);
+  // The collector refusing data (a full disk, a locked database...) is said on every page.
+  const showHealth = () =>
+    fetch('/healthz')
+      .then((r) => r.json())
+      .then((h) => {
+        healthBadge.hidden = h.status === 'ok';
+        const cause = h.writer?.state !== 'ok' ? h.writer?.reason : 'memory budget in use';
+        healthBadge.textContent = `Ingest refused: ${cause}`;
+        healthBadge.title = (h.reasons ?? []).join('\n');
+      })
+      .catch(() => undefined);
   const draw = async () => {
     void showAlerts();
+    void showHealth();
     for (const c of charts) c.destroy();
     charts.clear();
     const content = el('div', { class: 'content' });
@@ -422,14 +494,17 @@ export async function page(title, render, { refresh: autoRefresh = true } = {}) 
     } catch (err) {
       content.replaceChildren(el('p', { class: 'error', role: 'alert' }, `Could not load: ${err.message}`));
     }
-    main.replaceChildren(el('h1', {}, title), content);
+    main.replaceChildren(el('h1', { title }, title), content);
     document.body.dataset.ready = 'true';
   };
   await draw();
   // Auto-refresh only for windows that end now: a custom window does not move.
   setInterval(() => {
     if (refresh.checked && !params().get('to') && document.visibilityState === 'visible') void draw();
-    else void showAlerts();
+    else {
+      void showAlerts();
+      void showHealth();
+    }
   }, 30_000);
 }
 
@@ -440,40 +515,146 @@ const LOCK_FINDINGS = ['lock-contention', 'shared-lock', 'lock-held'];
 const FINDING_PAGES = {
   'loop-blocked': '/blocking',
   'sync-call': '/blocking',
+  'loop-saturated': '/profile',
   'threadpool-saturated': '/offload',
   'pool-queueing': '/offload',
 };
 
+/** Milliseconds in the page's window, for bars of time lost against it. */
+function windowMs() {
+  const p = params();
+  const to = p.get('to') ? Date.parse(p.get('to')) : Date.now();
+  const from = p.get('from') ? Date.parse(p.get('from')) : to - (parseSince(p.get('since')) ?? 3_600_000);
+  return Math.max(1, to - from);
+}
+
+function parseSince(text) {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text ?? '');
+  return m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2]] : undefined;
+}
+
+/** A tiny line of a series (null gaps skipped), for tables. */
+export function sparkline(values, { max, title } = {}) {
+  const canvas = el('canvas', { class: 'spark', width: 120, height: 24, role: 'img', title });
+  const points = values.map((v, i) => [i, v]).filter(([, v]) => v !== null && v !== undefined);
+  if (!points.length) return el('span', { class: 'spark-empty' }, '–');
+  const top = max ?? Math.max(...points.map(([, v]) => v), 1e-9);
+  requestAnimationFrame(() => {
+    const ctx = canvas.getContext('2d');
+    ctx.strokeStyle = '#2563eb';
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    points.forEach(([i, v], n) => {
+      const x = values.length > 1 ? (i / (values.length - 1)) * 118 + 1 : 60;
+      const y = 23 - (Math.min(v, top) / top) * 21;
+      if (n === 0) ctx.moveTo(x, y);
+      else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+    // Too few points for a line: dots.
+    if (points.length < 3) {
+      ctx.fillStyle = '#2563eb';
+      for (const [i, v] of points) {
+        const x = values.length > 1 ? (i / (values.length - 1)) * 118 + 1 : 60;
+        ctx.fillRect(x - 1.5, 23 - (Math.min(v, top) / top) * 21 - 1.5, 3, 3);
+      }
+    }
+  });
+  return canvas;
+}
+
+/** A bar of `ms` against the window, with the figure beside it. */
+export function lostBar(ms) {
+  const share = Math.min(1, ms / windowMs());
+  const fill = el('span', { class: 'bar-fill' });
+  fill.style.width = `${Math.max(1, Math.round(share * 100))}%`;
+  return el(
+    'span',
+    { class: 'lost', title: `${fmtMs(ms)} lost in a ${fmtMs(windowMs())} window` },
+    el('span', { class: 'bar' }, fill),
+    fmtMs(ms),
+  );
+}
+
 /** The findings for the page's window and service, of some kinds (all when none given). */
 export const getFindings = (kinds, extra = {}) => api('/api/findings', { kind: kinds?.join(','), ...extra });
+
+/** Where a finding's evidence is: the lock's page, the route's, or the page of its kind. */
+function findingHref(f) {
+  if (LOCK_FINDINGS.includes(f.kind)) return link('/lock', { name: f.resource, service: f.service });
+  if (f.kind === 'slowed-by-others') return link('/routes', { route: f.resource, service: f.service });
+  return link(FINDING_PAGES[f.kind], { service: f.service });
+}
+
+/** An alert rule that would catch this finding again, a little under what it cost now. */
+function ruleFor(f) {
+  const name = `${f.kind} in ${f.service}`.replace(/[^\w .:/-]+/g, ' ').slice(0, 80);
+  const resource =
+    f.resource ?? (f.location ? `${f.location.function} (${f.location.file}:${f.location.line})` : undefined);
+  return [
+    `  - name: ${JSON.stringify(name)}`,
+    '    signal: finding',
+    `    kind: ${f.kind}`,
+    `    service: ${JSON.stringify(f.service)}`,
+    resource ? `    resource: ${JSON.stringify(resource)}` : null,
+    `    above: ${Math.max(1, Math.floor(f.impactMs * 0.9))}ms`,
+    '    window: 5m',
+    '    for: 1m',
+    `    severity: ${f.severity}`,
+  ]
+    .filter(Boolean)
+    .join('\n');
+}
+
+/** A rule on a lock's p95 wait, a little under what it is now. */
+export function lockRule(l) {
+  return [
+    `  - name: ${JSON.stringify(`slow lock ${l.lock}`.slice(0, 80))}`,
+    '    signal: lock-wait-p95',
+    `    service: ${JSON.stringify(l.service)}`,
+    `    resource: ${JSON.stringify(l.lock)}`,
+    `    above: ${Math.max(1, Math.floor((l.waitP95Ms ?? 1) * 0.9))}ms`,
+    '    window: 5m',
+    '    for: 1m',
+    '    severity: warning',
+    '    annotations: { summary: "{{resource}} on {{service}}: wait p95 {{value}}" }',
+  ].join('\n');
+}
+
+/** A link to the Alerts page with a rule drafted in its editor. */
+export const alertOn = (rule) =>
+  el('a', { href: link('/alerts', { draft: rule }), class: 'alert-on' }, 'Alert on this');
 
 function findingItem(f) {
   const where = f.location
     ? `${f.location.function ? `${f.location.function} ` : ''}${f.location.file}:${f.location.line}`
     : null;
-  const href = LOCK_FINDINGS.includes(f.kind)
-    ? link('/lock', { name: f.resource, service: f.service })
-    : link(FINDING_PAGES[f.kind], { service: f.service });
   return el(
     'li',
     { class: `finding ${f.severity}`, dataset: { kind: f.kind, service: f.service } },
     el(
-      'div',
-      { class: 'finding-head' },
-      el('span', { class: `severity ${f.severity}` }, f.severity),
-      el('a', { href, class: 'finding-title' }, f.title),
-      el('span', { class: 'finding-meta' }, `${f.service} · ${fmtMs(f.impactMs)} lost · ${f.kind}`),
+      'details',
+      {},
+      el(
+        'summary',
+        { class: 'finding-head' },
+        el('span', { class: `severity ${f.severity}` }, f.severity),
+        el('span', { class: 'finding-title' }, cut(f.title)),
+        el('span', { class: 'finding-meta' }, f.service),
+        lostBar(f.impactMs),
+        where ? el('code', { class: 'finding-where' }, cut(where)) : null,
+      ),
+      el('p', { class: 'finding-detail' }, f.detail),
+      el(
+        'div',
+        { class: 'finding-traces' },
+        el('a', { href: findingHref(f) }, 'Evidence'),
+        f.traceIds.length ? ' · Examples: ' : '',
+        f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`)),
+        ' · ',
+        alertOn(ruleFor(f)),
+      ),
     ),
-    where ? el('div', { class: 'finding-where' }, el('code', {}, where)) : null,
-    el('p', { class: 'finding-detail' }, f.detail),
-    f.traceIds.length
-      ? el(
-          'div',
-          { class: 'finding-traces' },
-          'Examples: ',
-          f.traceIds.map((id, i) => traceLink(id, undefined, `trace ${i + 1}`)),
-        )
-      : null,
   );
 }
 

@@ -9,6 +9,7 @@ import {
   fmtMs,
   fmtTime,
   getFindings,
+  link,
   page,
   params,
   section,
@@ -88,7 +89,9 @@ page('Blocking', async (main) => {
       el(
         'p',
         { class: 'lead' },
-        'While these functions ran, the event loop could not serve anything else. Move the work off the loop (a worker pool) or break it up.',
+        'While these functions ran, the event loop could not serve anything else. Move the work off the loop (a worker pool) or break it up. ',
+        el('a', { href: link('/profile') }, "Flame graphs of the loop's CPU and of the blocked time"),
+        '.',
       ),
       groups('loop-block', b.episodes, 'The event loop was not blocked over the threshold in this window.'),
     ),

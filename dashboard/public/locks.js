@@ -1,5 +1,6 @@
 // Locks: every lock resource, sortable, and the wait time of the top ones over time.
 import {
+  alertOn,
   api,
   el,
   findingsSection,
@@ -8,6 +9,7 @@ import {
   fmtPct,
   getFindings,
   link,
+  lockRule,
   page,
   section,
   table,
@@ -43,19 +45,37 @@ page('Locks', async (main) => {
       ),
       table(
         [
-          { key: 'lock', label: 'Lock', link: (r) => link('/lock', { name: r.lock }) },
-          { key: 'type', label: 'Type' },
+          {
+            key: 'lock',
+            label: 'Lock',
+            link: (r) => link('/lock', { name: r.lock }),
+            title: (r) => `${r.lock} (${r.type})`,
+          },
           { key: 'service', label: 'Service' },
+          {
+            key: 'waitingNow',
+            label: 'Waiting now',
+            numeric: true,
+            value: (r) => r.waitingNow * (r.oldestWaitMs ?? 0) + r.waitingNow,
+            format: (_, r) =>
+              r.waitingNow
+                ? el(
+                    'span',
+                    { class: r.oldestWaitMs > 5000 ? 'stuck' : undefined },
+                    `${fmtCount(r.waitingNow)}, oldest ${fmtMs(r.oldestWaitMs)}`,
+                  )
+                : '0',
+          },
           { key: 'acquisitions', label: 'Acquisitions', numeric: true, format: fmtCount },
           { key: 'contendedPct', label: 'Contended', numeric: true, format: fmtPct },
           { key: 'totalWaitMs', label: 'Total wait', numeric: true, format: fmtMs },
-          { key: 'waitP50Ms', label: 'Wait p50', numeric: true, format: fmtMs },
           { key: 'waitP95Ms', label: 'Wait p95', numeric: true, format: fmtMs },
           { key: 'waitP99Ms', label: 'Wait p99', numeric: true, format: fmtMs },
           { key: 'waitMaxMs', label: 'Wait max', numeric: true, format: fmtMs },
           { key: 'holdP95Ms', label: 'Hold p95', numeric: true, format: fmtMs },
           { key: 'maxQueue', label: 'Max queue', numeric: true, format: fmtCount },
           { key: 'timeouts', label: 'Timeouts', numeric: true, format: fmtCount },
+          { key: 'alert', label: '', value: () => '', format: (_, r) => alertOn(lockRule(r)) },
         ],
         locks,
         {

@@ -1,6 +1,7 @@
 // Overview: where each service loses time, at a glance.
 import {
   api,
+  cut,
   el,
   empty,
   findingsSection,
@@ -9,15 +10,16 @@ import {
   fmtTime,
   getFindings,
   link,
+  lostBar,
   page,
   section,
+  sparkline,
   table,
   timeChart,
   traceLink,
 } from './app.js';
 
 const P99 = 'nodejs.eventloop.delay.p99';
-const MAX = 'nodejs.eventloop.delay.max';
 const ELU = 'nodejs.eventloop.utilization';
 
 page('Overview', async (main) => {
@@ -33,18 +35,52 @@ page('Overview', async (main) => {
       .filter((s) => s.name === ELU)
       .map((s) => ({ ...s, values: s.values.map((v) => (v === null ? null : v * 100)) })),
   };
-  const worst = (name) =>
-    Math.max(0, ...o.loop.series.filter((s) => s.name === name).flatMap((s) => s.values.filter((v) => v !== null)));
-  const totalBlocked = o.blockingGroups.reduce((a, g) => a + g.totalMs, 0);
-  const totalLockWait = o.locks.reduce((a, l) => a + l.totalWaitMs, 0);
   main.append(
-    el(
-      'div',
-      { class: 'kpis' },
-      el('div', { class: 'kpi' }, el('b', {}, fmtMs(worst(P99))), el('span', {}, 'worst loop delay p99')),
-      el('div', { class: 'kpi' }, el('b', {}, fmtMs(worst(MAX))), el('span', {}, 'worst loop delay max')),
-      el('div', { class: 'kpi' }, el('b', {}, fmtMs(totalBlocked)), el('span', {}, 'event loop blocked')),
-      el('div', { class: 'kpi' }, el('b', {}, fmtMs(totalLockWait)), el('span', {}, 'waited for the top locks')),
+    section(
+      'Services',
+      table(
+        [
+          {
+            key: 'state',
+            label: 'State',
+            value: (r) => ['critical', 'warning', 'fine'].indexOf(r.state),
+            format: (_, r) => el('span', { class: `state state-${r.state}` }, r.state),
+          },
+          { key: 'service', label: 'Service', link: (r) => link(location.pathname, { service: r.service }) },
+          { key: 'lostMs', label: 'Time lost', numeric: true, format: (v) => lostBar(v) },
+          {
+            key: 'worst',
+            label: 'Worst finding',
+            value: (r) => r.worst?.title ?? '',
+            format: (v, r) => (r.worst ? cut(v) : el('span', { class: 'muted' }, 'nothing over the thresholds')),
+          },
+          {
+            key: 'p99',
+            label: 'Loop delay p99',
+            value: (r) => Math.max(0, ...r.loopP99Ms.filter((v) => v !== null)),
+            format: (v, r) =>
+              el('span', { class: 'spark-cell' }, sparkline(r.loopP99Ms, { title: 'loop delay p99' }), fmtMs(v)),
+          },
+          {
+            key: 'elu',
+            label: 'Loop busy',
+            value: (r) => Math.max(0, ...r.utilization.filter((v) => v !== null)),
+            format: (v, r) =>
+              el(
+                'span',
+                { class: 'spark-cell' },
+                sparkline(r.utilization, { max: 1, title: 'utilization' }),
+                fmtPct(100 * v),
+              ),
+          },
+        ],
+        o.services,
+        {
+          id: 'services',
+          defaultSort: { key: 'state', dir: 'asc' },
+          emptyText: 'No service sent data in this window.',
+        },
+      ),
     ),
     findingsSection(findings),
     el(

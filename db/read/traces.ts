@@ -122,12 +122,14 @@ export async function searchTraces(db: SqlReader, q: TraceSearch): Promise<Trace
     start_ns: unknown;
     end_ns: unknown;
     errors: unknown;
+    agent: unknown;
     services: string;
     root_name: string | null;
     root_service: string | null;
   }>(
     `SELECT trace_id, count(*) AS spans, min(start_ns) AS start_ns, max(end_ns) AS end_ns,
-       ${d.count('status_code = 2')} AS errors, ${d.joinDistinct('service')} AS services,
+       ${d.count('status_code = 2')} AS errors, ${d.count('agent_kind IS NOT NULL')} AS agent,
+       ${d.joinDistinct('service')} AS services,
        ${root('name')} AS root_name, ${root('service')} AS root_service
      FROM spans s WHERE trace_id IN (${list.sql}) GROUP BY trace_id`,
     list.params,
@@ -145,6 +147,7 @@ export async function searchTraces(db: SqlReader, q: TraceSearch): Promise<Trace
         durationMs: nsToMs(big(s.end_ns) - big(s.start_ns)),
         spanCount: int(s.spans),
         errorCount: int(s.errors),
+        agentSpanCount: int(s.agent),
         services: s.services.split(',').sort(),
         matched: matched.get(id)!,
       },

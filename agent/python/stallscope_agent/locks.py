@@ -1,15 +1,21 @@
 """asyncio.Lock, Semaphore, BoundedSemaphore and Condition: wait and hold times per lock resource,
-with the waiting site, the holder it queued behind, the queue depth, and locks held too long while
-others wait. And threading.Lock taken on a loop's thread while another thread holds it, which
-stops the whole loop.
+with the waiting site, the holds each wait was charged to, the queue depth, and locks held too
+long while others wait. And threading.Lock taken on a loop's thread while another thread holds
+it, which stops the whole loop.
 
 A resource is named by name_lock(lock, "orders"), else by the file:line that created it. Locks
 sharing a name share their statistics. The uncontended path does no more than count and time:
 sites and stacks are taken only for requests that wait, and for holders of a lock that made
-someone wait in the last 10 s."""
+someone wait in the last 10 s.
+
+Lock blame: each wait is charged, exactly, to the holds that ran during it (see charges()); the
+span of a wait over the threshold lists them, and every wait adds its charges to the
+wait_caused counter by holder site and waiter site. Only holds released while someone waits are
+kept, and only until the last waiter is done."""
 
 import _thread
 import asyncio
+import collections
 import threading
 import time
 import weakref
@@ -19,8 +25,11 @@ from .conventions import (
     KIND,
     LOCK_ACQUIRE_SITE,
     LOCK_CONTENDED,
+    LOCK_HANDOFF_MS,
     LOCK_HELD_MS,
+    LOCK_HOLDER_MS,
     LOCK_HOLDER_SITE,
+    LOCK_HOLDER_SITES,
     LOCK_HOLDER_SPAN,
     LOCK_HOLDER_TRACE,
     KINDS_LOCK_HELD,
@@ -28,26 +37,44 @@ from .conventions import (
     LOCK_METRICS_ACQUISITIONS,
     LOCK_METRICS_HOLD_TIME,
     LOCK_METRICS_PENDING,
+    LOCK_METRICS_WAIT_CAUSED,
     LOCK_METRICS_WAIT_TIME,
     LOCK_NAME,
     LOCK_OUTCOME,
     LOCK_QUEUE_DEPTH,
+    LOCK_SITES_HANDOFF,
+    LOCK_SITES_OTHER,
+    LOCK_SITES_UNKNOWN,
     SPAN_NAMES_LOCK_HELD,
     SPAN_NAMES_LOCK_WAIT,
     LOCK_TYPE,
     LOCK_WAITERS,
 )
-from .stack import caller_site, code_attributes, frames_of
+from .stack import caller_frame, caller_site, code_attributes, frames_of, site_of
 
 _perf = time.perf_counter_ns
 HOT_NS = 10_000_000_000
 _get_running_loop = asyncio.events._get_running_loop
+_current_task = asyncio.current_task
+# Holds kept per lock while someone waits; holder sites listed on a wait's span; holder and
+# acquire sites counted per lock name in wait_caused.
+RING = 256
+TOP_SITES = 5
+MAX_SITES = 20
+_NOT_CODE = (LOCK_SITES_HANDOFF, LOCK_SITES_UNKNOWN, LOCK_SITES_OTHER)
+
+
+def _task():
+    try:
+        return _current_task()
+    except RuntimeError:  # no running loop: released from plain code
+        return None
 
 
 class LockStats:
     """Everything kept for one lock resource (a name and a type)."""
 
-    __slots__ = ("name", "type", "registry", "uncontended", "contended", "hold", "waits", "max_pending", "last_contended")
+    __slots__ = ("name", "type", "registry", "uncontended", "contended", "hold", "waits", "max_pending", "last_contended", "caused", "holder_sites", "acquire_sites")
 
     def __init__(self, registry, name, type_):
         self.name = name
@@ -60,12 +87,160 @@ class LockStats:
         self.waits = {}
         self.max_pending = 0
         self.last_contended = -HOT_NS
+        self.caused = {}
+        self.holder_sites = set()
+        self.acquire_sites = set()
 
     def wait(self, outcome):
         h = self.waits.get(outcome)
         if h is None:
             h = self.waits[outcome] = self.registry.histogram(LOCK_METRICS_WAIT_TIME, ((LOCK_NAME, self.name), (LOCK_TYPE, self.type), (LOCK_OUTCOME, outcome)))
         return h
+
+    def wait_caused(self, holder_site, acquire_site):
+        """The counter of wait charged to holder_site while acquire_site waited."""
+        c = self.caused.get((holder_site, acquire_site))
+        if c is None:
+            key = (_bounded(self.holder_sites, holder_site), _bounded(self.acquire_sites, acquire_site))
+            c = self.caused.get(key)
+            if c is None:
+                attrs = ((LOCK_NAME, self.name), (LOCK_TYPE, self.type), (LOCK_HOLDER_SITE, key[0]), (LOCK_ACQUIRE_SITE, key[1]))
+                c = self.caused[key] = self.registry.counter(LOCK_METRICS_WAIT_CAUSED, attrs, unit="s", double=True)
+        return c
+
+
+def _bounded(seen, site):
+    """The site, or (other) past the first MAX_SITES of a lock name."""
+    if site in seen or site in _NOT_CODE:
+        return site
+    if len(seen) < MAX_SITES:
+        seen.add(site)
+        return site
+    return LOCK_SITES_OTHER
+
+
+class Contention(list):
+    """A lock's open grants while someone waits for it, in place of the plain list kept
+    otherwise: its pop, called by each release, also keeps the hold that ends in a ring. So only
+    releases made while someone waits pay for blame, and the uncontended path is untouched. The
+    plain list comes back when the last waiter is done, since no later wait can overlap a hold
+    already over."""
+
+    __slots__ = ("waiting", "slots", "ring", "lost_until")
+
+    def __init__(self, grants, slots):
+        list.__init__(self, grants)
+        self.waiting = 0
+        self.slots = slots
+        # (granted, released, site, span) in the order of release.
+        self.ring = collections.deque(maxlen=RING)
+        # Holds that ended up to here fell out of the ring.
+        self.lost_until = 0
+
+    def pop(self, i=-1):
+        g = list.pop(self, i)
+        ring = self.ring
+        if len(ring) == RING:
+            self.lost_until = ring[0][1]
+        ring.append((g[0], _perf(), g[1], g[2]))
+        return g
+
+
+def charges(grants, start, end):
+    """The wait from start to end charged to the holds that ran during it: {site: [ns, ns of its
+    most charged hold, that hold's span]} and the handoff ns, adding up to end - start. Over
+    each stretch in which every slot was held, the stretch is split evenly among its holds; a
+    stretch with a slot free (released, the waiter not resumed yet) is handoff."""
+    by_site = {}
+    lo = start
+    if grants.lost_until > start:
+        # Earlier holds than the ring kept: their part is (other).
+        lo = min(grants.lost_until, end)
+        by_site[LOCK_SITES_OTHER] = [lo - start, 0, None]
+    holds = []
+    for a, r, site, span in reversed(grants.ring):
+        if r <= lo:
+            break  # released in order: all older ones ended before the wait too
+        holds.append((a if a > lo else lo, r, site, span))
+    holds.reverse()
+    for g in grants:
+        holds.append((g[0] if g[0] > lo else lo, end, g[1], g[2]))
+    charged = None
+    if grants.slots == 1:
+        # A mutex's holds follow one another: each is charged its own length.
+        charged = []
+        prev = lo
+        for h in holds:
+            if h[0] < prev:
+                charged = None  # they overlap after all (a lock used oddly): the general way
+                break
+            charged.append(h[1] - h[0])
+            prev = h[1]
+    if charged is None:
+        charged, handoff = _sweep(holds, lo, end, grants.slots)
+    else:
+        handoff = end - lo - sum(charged)
+    for h, ns in zip(holds, charged):
+        if ns:
+            site = h[2] or LOCK_SITES_UNKNOWN
+            entry = by_site.get(site)
+            if entry is None:
+                by_site[site] = [ns, ns, h[3]]
+            else:
+                entry[0] += ns
+                if ns > entry[1]:
+                    entry[1], entry[2] = ns, h[3]
+    return by_site, handoff
+
+
+def _sweep(holds, lo, end, slots):
+    """Charges of overlapping holds: each stretch between two of their ends split evenly among
+    the holds of that stretch when they fill every slot, else handoff."""
+    events = []
+    for i, h in enumerate(holds):
+        if h[1] > h[0]:
+            events.append((h[0], 1, i))
+            events.append((h[1], -1, i))
+    # At equal times a hold that ends goes before one that starts.
+    events.sort()
+    charged = [0.0] * len(holds)
+    active = set()
+    handoff = 0
+    t = lo
+    for at, step, i in events:
+        if at > t:
+            n = len(active)
+            if n and n >= slots:
+                share = (at - t) / n
+                for j in active:
+                    charged[j] += share
+            else:
+                handoff += at - t
+            t = at
+        if step > 0:
+            active.add(i)
+        else:
+            active.discard(i)
+    return charged, handoff + end - t
+
+
+def _holder_attributes(attrs, by_site, handoff):
+    """holder_sites (most charged first, then (other)), holder_ms, handoff_ms, and the most
+    charged holder's site and span."""
+    ranked = sorted(((c[0], site, c) for site, c in by_site.items() if site != LOCK_SITES_OTHER), key=lambda x: -x[0])
+    rest = sum(x[0] for x in ranked[TOP_SITES:]) + (by_site[LOCK_SITES_OTHER][0] if LOCK_SITES_OTHER in by_site else 0)
+    sites = [x[1] for x in ranked[:TOP_SITES]]
+    ms = [x[0] / 1e6 for x in ranked[:TOP_SITES]]
+    if rest:
+        sites.append(LOCK_SITES_OTHER)
+        ms.append(rest / 1e6)
+    attrs[LOCK_HOLDER_SITES] = sites
+    attrs[LOCK_HOLDER_MS] = ms
+    attrs[LOCK_HANDOFF_MS] = handoff / 1e6
+    if sites:
+        attrs[LOCK_HOLDER_SITE] = sites[0]
+    if ranked and ranked[0][2][2]:
+        attrs[LOCK_HOLDER_TRACE], attrs[LOCK_HOLDER_SPAN] = ranked[0][2][2]
 
 
 class LockTracker:
@@ -103,14 +278,16 @@ class LockTracker:
         return out
 
     # -- acquisitions ----------------------------------------------------------------------
-    def granted(self, lock, st, now):
-        """A grant without waiting: who holds it, in enough detail for those who will wait."""
-        holder = None
+    def granted(self, lock, st, now, task=()):
+        """A grant without waiting: who holds it, in enough detail for those who will wait (and,
+        for a semaphore, `(task,)`, to tell which grant a release ends)."""
+        site = None
         if now - st.last_contended < HOT_NS:
-            site, _ = caller_site(3)
-            holder = site
+            frame = caller_frame(3)
+            if frame is not None:
+                site = site_of(frame)
         grants = lock.__dict__.get("_ss_grants")
-        entry = (now, holder, spans.active())
+        entry = (now, site, spans.active()) + task
         if grants is None:
             lock._ss_grants = [entry]
         else:
@@ -118,12 +295,18 @@ class LockTracker:
 
     async def contended(self, lock, st, original):
         start = _perf()
+        d = lock.__dict__
         waiters = lock._waiters
         depth = len(waiters) if waiters else 0
-        site, frame = caller_site(3)
+        frame = caller_frame(3)
+        site = site_of(frame) if frame is not None else None
         parent = spans.active()
-        grants = lock.__dict__.get("_ss_grants") or ()
-        holder = grants[0] if grants else None
+        semaphore = isinstance(lock, asyncio.Semaphore)
+        grants = d.get("_ss_grants")
+        if type(grants) is not Contention:
+            slots = d.get("_ss_slots")
+            grants = d["_ss_grants"] = Contention(grants or (), 1 if slots is None else slots)
+        grants.waiting += 1
         st.last_contended = start
         if depth + 1 > st.max_pending:
             st.max_pending = depth + 1
@@ -141,24 +324,27 @@ class LockTracker:
         finally:
             end = _perf()
             try:
-                st.wait(outcome).record((end - start) / 1e9)
+                # The grant first, so that its release is tracked whatever fails below; it
+                # starts at `end` and so takes no part in this wait's charges.
+                grants.waiting -= 1
                 if outcome == "granted":
                     st.contended.n += 1
-                    entry = (end, site, parent)
-                    if "_ss_grants" in lock.__dict__:
-                        lock._ss_grants.append(entry)
-                    else:
-                        lock._ss_grants = [entry]
+                    grants.append((end, site, parent, _task()) if semaphore else (end, site, parent))
+                if not grants.waiting:
+                    d["_ss_grants"] = list(grants)
+                by_site, handoff = charges(grants, start, end)
+                st.wait(outcome).record((end - start) / 1e9)
+                acquire_site = site or LOCK_SITES_UNKNOWN
+                for holder_site, c in by_site.items():
+                    st.wait_caused(holder_site, acquire_site).n += c[0] / 1e9
+                if handoff:
+                    st.wait_caused(LOCK_SITES_HANDOFF, acquire_site).n += handoff / 1e9
                 if end - start >= self.wait_threshold_ns:
                     attrs = {KIND: KINDS_LOCK_WAIT, LOCK_NAME: st.name, LOCK_TYPE: st.type, LOCK_OUTCOME: outcome, LOCK_QUEUE_DEPTH: depth}
                     if site:
                         attrs[LOCK_ACQUIRE_SITE] = site
                         attrs.update(code_attributes(frames_of(frame)))
-                    if holder is not None:
-                        if holder[1]:
-                            attrs[LOCK_HOLDER_SITE] = holder[1]
-                        if holder[2]:
-                            attrs[LOCK_HOLDER_TRACE], attrs[LOCK_HOLDER_SPAN] = holder[2]
+                    _holder_attributes(attrs, by_site, handoff)
                     spans.record(spans.Span(SPAN_NAMES_LOCK_WAIT, spans.wall_ns(start), spans.wall_ns(end), attrs, parent=parent))
             except Exception as err:
                 safety.report("lock tracking", err)
@@ -181,7 +367,7 @@ class LockTracker:
                         with self._watched_lock:
                             self.watched.discard(lock)
                     continue
-                granted_at, site, holder = grants[0]
+                granted_at, site, holder = grants[0][:3]
                 # Reported at the threshold, again at twice the age, then every minute.
                 due = lock.__dict__.get("_ss_held_next")
                 age = now - granted_at
@@ -215,12 +401,15 @@ class LockTracker:
                     if "_ss_name" not in self.__dict__:
                         site, _ = caller_site(2)
                         self._ss_name = site or "unknown site"
+                    if isinstance(self, asyncio.Semaphore):
+                        # Its slots, for blame: releases beyond acquisitions change _value later.
+                        self._ss_slots = self._value
                 except Exception as err:
                     safety.report("lock naming", err)
 
             return __init__
 
-        active = spans.active
+        active = spans.fast_active
         granted = tracker.granted
 
         # The uncontended paths are inlined: each call saved is about 0.1 us per acquisition.
@@ -248,29 +437,51 @@ class LockTracker:
                 if self._value > 0 and not self._waiters:
                     self._value -= 1
                     st.uncontended.n += 1
-                    granted(self, st, _perf())
+                    granted(self, st, _perf(), (_task(),))
                     return True
                 return await tracker.contended(self, st, original)
 
             return acquire
 
-        def release(original):
+        def lock_release(original):
+            def release(self):
+                # The library's own release when nobody waits (it would only clear the flag),
+                # taken here to spare two calls; anything else goes through it.
+                if self._locked and not self._waiters:
+                    self._locked = False
+                else:
+                    original(self)
+                grants = self.__dict__.get("_ss_grants")
+                if grants:
+                    self._ss_stats.hold.record((_perf() - grants.pop(0)[0]) / 1e9)
+
+            return release
+
+        def semaphore_release(original):
             def release(self):
                 original(self)
                 grants = self.__dict__.get("_ss_grants")
                 if grants:
-                    # Semaphores do not say which holder releases: the oldest grant is taken as it.
-                    self._ss_stats.hold.record((_perf() - grants.pop(0)[0]) / 1e9)
+                    # A semaphore does not say which holder releases: the grant of the releasing
+                    # task, else the oldest.
+                    i = 0
+                    if len(grants) > 1:
+                        task = _task()
+                        for j, g in enumerate(grants):
+                            if g[3] is task:
+                                i = j
+                                break
+                    self._ss_stats.hold.record((_perf() - grants.pop(i)[0]) / 1e9)
 
             return release
 
         patch(asyncio.Lock, "__init__", named_init)
         patch(asyncio.Lock, "acquire", lock_acquire)
-        patch(asyncio.Lock, "release", release)
+        patch(asyncio.Lock, "release", lock_release)
         # BoundedSemaphore goes through these: its __init__ and release call Semaphore's.
         patch(asyncio.Semaphore, "__init__", named_init)
         patch(asyncio.Semaphore, "acquire", semaphore_acquire)
-        patch(asyncio.Semaphore, "release", release)
+        patch(asyncio.Semaphore, "release", semaphore_release)
 
         def condition_init(original):
             def __init__(self, lock=None, *args, **kwargs):

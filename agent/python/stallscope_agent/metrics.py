@@ -6,6 +6,7 @@ never corrupt one.
 """
 
 import bisect
+import math
 import time
 
 # Seconds, as OpenTelemetry recommends for durations; fine at the low end for lock waits.
@@ -20,24 +21,27 @@ class Histogram:
         self.counts = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
-        self.min = None
-        self.max = None
+        # Infinite until the first value, which spares a None check on every record.
+        self.min = math.inf
+        self.max = -math.inf
 
     def record(self, v):
         self.counts[bisect.bisect_left(self.bounds, v)] += 1
         self.count += 1
         self.sum += v
-        if self.min is None or v < self.min:
+        if v < self.min:
             self.min = v
-        if self.max is None or v > self.max:
+        if v > self.max:
             self.max = v
 
 
 class Counter:
+    """A count, or a sum of seconds when it starts as 0.0 (exported as a double then)."""
+
     __slots__ = ("n",)
 
-    def __init__(self):
-        self.n = 0
+    def __init__(self, n=0):
+        self.n = n
 
 
 class Registry:
@@ -57,11 +61,11 @@ class Registry:
             h = self.histograms[key] = (unit, Histogram(bounds))
         return h[1]
 
-    def counter(self, name, attrs=(), unit="1"):
+    def counter(self, name, attrs=(), unit="1", double=False):
         key = (name, attrs)
         c = self.counters.get(key)
         if c is None:
-            c = self.counters[key] = (unit, Counter())
+            c = self.counters[key] = (unit, Counter(0.0 if double else 0))
         return c[1]
 
     def add(self, name, attrs=(), n=1, unit="1"):

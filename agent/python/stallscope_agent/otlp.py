@@ -36,6 +36,8 @@ def _value(v):
         return {"intValue": str(v)}
     if isinstance(v, float):
         return {"doubleValue": v}
+    if isinstance(v, (list, tuple)):
+        return {"arrayValue": {"values": [_value(e) for e in v]}}
     return {"stringValue": str(v)}
 
 
@@ -77,12 +79,14 @@ def metrics_json(reg, now_ns):
             "bucketCounts": [str(c) for c in list(h.counts)],
             "explicitBounds": h.bounds,
         }
-        if h.min is not None:
+        if h.min <= h.max:  # both set (infinite before the first value, never exported)
             point["min"] = h.min
             point["max"] = h.max
         by_name[(name, unit, "histogram")].append(point)
     for (name, attrs), (unit, c) in list(reg.counters.items()):
-        by_name[(name, unit, "sum")].append({"attributes": attributes(attrs), "startTimeUnixNano": start, "timeUnixNano": now, "asInt": str(int(c.n))})
+        n = c.n
+        value = {"asDouble": n} if isinstance(n, float) else {"asInt": str(int(n))}
+        by_name[(name, unit, "sum")].append({"attributes": attributes(attrs), "startTimeUnixNano": start, "timeUnixNano": now, **value})
     for name, (unit, read) in list(reg.gauges.items()):
         try:
             values = read()

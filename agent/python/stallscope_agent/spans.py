@@ -52,6 +52,10 @@ def active():
     return _current.get()
 
 
+# Without OpenTelemetry, the context variable's own getter: one Python call less on hot paths.
+fast_active = active if _otel_trace is not None else _current.get
+
+
 def active_in(task):
     """The active span of another task (read from the watchdog thread while the task runs)."""
     if task is None:

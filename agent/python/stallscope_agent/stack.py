@@ -86,8 +86,10 @@ def code_attributes(frames):
     return attrs
 
 
+@functools.lru_cache(maxsize=4096)
 def relative(filename):
-    """A path relative to the working directory when inside it, as lock sites are shown."""
+    """A path relative to the working directory when inside it, as lock sites are shown; cached
+    per file, since hot locks name a site on every acquisition."""
     try:
         rel = os.path.relpath(filename)
     except ValueError:
@@ -95,11 +97,25 @@ def relative(filename):
     return filename if rel.startswith("..") else rel
 
 
-def caller_site(skip=2):
-    """`file:line` of the first user frame above the caller, or None."""
+def caller_frame(skip=2):
+    """The first frame of user code above the caller, or None."""
     frame = sys._getframe(skip)
     while frame is not None:
         if is_user(frame.f_code.co_filename):
-            return f"{relative(frame.f_code.co_filename)}:{frame.f_lineno}", frame
+            return frame
         frame = frame.f_back
-    return None, None
+    return None
+
+
+def caller_site(skip=2):
+    """`file:line` of the first user frame above the caller (the line that created a lock or a
+    pool, which names it), and that frame; (None, None) without one."""
+    frame = caller_frame(skip + 1)
+    if frame is None:
+        return None, None
+    return f"{relative(frame.f_code.co_filename)}:{frame.f_lineno}", frame
+
+
+def site_of(frame):
+    """A lock site as both agents write it: `function (file:line)`."""
+    return f"{frame.f_code.co_name} ({relative(frame.f_code.co_filename)}:{frame.f_lineno})"

@@ -13,6 +13,9 @@ import pytest
 
 AGENT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(os.path.dirname(AGENT_ROOT))
+# The interpreter the programs run on: this one, or another (STALLSCOPE_TEST_PYTHON=python3.9)
+# to check the agent on the oldest Python it supports without pytest installed there.
+PYTHON = os.environ.get("STALLSCOPE_TEST_PYTHON") or sys.executable
 
 
 class Sink:
@@ -107,7 +110,7 @@ def run_program(tmp_path, source, endpoint, agent=True, timeout=60, **env):
     """Writes `source` to app.py and runs it (with the agent unless told not to)."""
     app = tmp_path / "app.py"
     app.write_text(textwrap.dedent(source))
-    cmd = [sys.executable, "-m", "stallscope_agent", str(app)] if agent else [sys.executable, str(app)]
+    cmd = [PYTHON, "-m", "stallscope_agent", str(app)] if agent else [PYTHON, str(app)]
     r = subprocess.run(cmd, cwd=tmp_path, env=agent_env(endpoint, **env), capture_output=True, text=True, timeout=timeout)
     return r
 

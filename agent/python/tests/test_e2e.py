@@ -95,3 +95,18 @@ def test_findings_name_the_planted_function_lock_and_call(collector, tmp_path):
     # The traces it links to are stored, with the request span the agent's span() opened.
     trace = get(f"{collector['api']}/api/traces/{blocked['traceIds'][0]}")
     assert any(s["name"] == "GET /report" for s in trace["spans"])
+    # A lock wait's blame is stored as lists: the holds it was charged to, their ms, the handoff.
+    reserve = f"reserve (examples/services/inventory.py:{mark('reserve')})"
+    waits = [s for t in lock["traceIds"] for s in get(f"{collector['api']}/api/traces/{t}")["spans"] if s["name"] == "lock wait"]
+    assert waits
+    for wait in waits:
+        a = wait["attributes"]
+        assert a["stallscope.lock.holder_site"] == a["stallscope.lock.holder_sites"][0]
+        assert len(a["stallscope.lock.holder_ms"]) == len(a["stallscope.lock.holder_sites"])
+        assert abs(sum(a["stallscope.lock.holder_ms"]) + a["stallscope.lock.handoff_ms"] - wait["durationMs"]) < 0.001
+    # The first holders took the lock cold (no site); from then on they are named.
+    assert any(reserve in w["attributes"]["stallscope.lock.holder_sites"] for w in waits), [w["attributes"]["stallscope.lock.holder_sites"] for w in waits]
+    # And the counter of who made whom wait, by holder and waiter site.
+    caused = get(f"{collector['api']}/api/metrics?name=stallscope.lock.wait_caused&service=inventory-py")
+    pair = [x for x in caused["series"] if x["attributes"]["stallscope.lock.holder_site"] == reserve and x["attributes"]["stallscope.lock.acquire_site"] == reserve]
+    assert pair and sum(step.get("increase", 0) for step in pair[0]["steps"]) > 0, caused["series"]

@@ -35,7 +35,7 @@ def test_waits_on_an_asyncio_lock_name_the_lock_the_waiter_and_the_holder(sink, 
     assert r.returncode == 0, r.stderr
     waits = kind(sink, "lock-wait")
     ledger = f"app.py:{line_of(tmp_path, 'ledger')}"
-    site = f"app.py:{line_of(tmp_path, 'acquire')}"
+    site = f"hold (app.py:{line_of(tmp_path, 'acquire')})"
     on_ledger = [w for w in waits if w["attrs"]["stallscope.lock.name"] == ledger]
     # 3 then 2 concurrent holders: 2 + 1 waits.
     assert len(on_ledger) == 3, [w["attrs"] for w in waits]
@@ -101,6 +101,8 @@ def test_semaphores_conditions_timeouts_and_a_lock_held_too_long(sink, tmp_path)
     assert len(pool) == 2 and {a["stallscope.lock.type"] for a in pool} == {"asyncio.BoundedSemaphore"}
     cond = by_name[f"app.py:{line_of(tmp_path, 'cond')}"]
     assert len(cond) == 1 and cond[0]["stallscope.lock.type"] == "asyncio.Condition"
+    # Blamed through its lock; the holder took it cold, so without a site.
+    assert [v["stringValue"] for v in cond[0]["stallscope.lock.holder_sites"]["values"]] == ["(unknown)"]
     leak_name = f"app.py:{line_of(tmp_path, 'leak')}"
     assert [a["stallscope.lock.outcome"] for a in by_name[leak_name]] == ["cancelled"]
     # Reported while still held, and again at twice the age: a lock never released stays visible.
