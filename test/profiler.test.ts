@@ -450,9 +450,9 @@ describe('loop CPU profiles from the Node agent', () => {
     const off = median(await utilizations('0'));
     const on = await utilizations('100');
     assert.ok(on.length >= 3, `${on.length} utilization points`);
-    assert.ok(off > 0.05 && off < 0.2, `utilization ${off} without the profiler`);
-    assert.ok(median(on) > 0.05 && median(on) < 0.2, `utilization ${on.join(', ')} while sampling`);
-    assert.ok(Math.abs(median(on) - off) < 0.06, `utilization ${median(on)} while sampling, ${off} without`);
+    assert.ok(off > 0.05 && off < 0.3, `utilization ${off} without the profiler`);
+    assert.ok(median(on) > 0.05 && median(on) < 0.3, `utilization ${on.join(', ')} while sampling`);
+    assert.ok(Math.abs(median(on) - off) < 0.08, `utilization ${median(on)} while sampling, ${off} without`);
   });
 
   it('STALLSCOPE_PROFILE_HZ=0 turns profiling off', async () => {
