@@ -21,6 +21,7 @@ from .conventions import (
     PROFILE_REQUESTED_HZ,
     PROFILER_METRICS_BACKOFFS,
     PROFILER_METRICS_RATE,
+    PROFILER_METRICS_STATE,
     PROFILER_REASON,
     PROFILER_REASON_COST,
     PROFILER_REASON_SATURATED,
@@ -29,6 +30,7 @@ from .conventions import (
     PROFILER_STATE_PAUSED,
     PROFILER_STATE_REDUCED,
     PROFILER_STATE_SAMPLING,
+    PROFILER_STATES,
 )
 from .stack import file_origin
 
@@ -138,13 +140,15 @@ class LoopProfiler:
         self.sampling_ns = 0
         self.idle_at_start = {}
         registry.gauge(PROFILER_METRICS_RATE, self._rate, unit="{sample}/s")
+        registry.gauge(PROFILER_METRICS_STATE, self._state, unit="1")
 
     def _rate(self):
-        attrs = ((PROFILER_STATE, self.state),)
-        if self.reason:
-            attrs += ((PROFILER_REASON, self.reason),)
         sampling = self.state in (PROFILER_STATE_SAMPLING, PROFILER_STATE_REDUCED)
-        return [(attrs, float(self.hz) if sampling else 0.0)]
+        return [((), float(self.hz) if sampling else 0.0)]
+
+    def _state(self):
+        # Every state, 1 for the one in force: a series per state that never goes stale.
+        return [(((PROFILER_STATE, s),), 1.0 if s == self.state else 0.0) for s in PROFILER_STATES]
 
     def wait_s(self, default):
         """How long the watchdog may sleep before the next sample is due."""
