@@ -284,7 +284,7 @@ async function main(): Promise<void> {
       const rs = results.get(v.name)!;
       process.stdout.write(
         `${v.name.padEnd(30)} ${Math.round(rps(v.name)).toString().padStart(6)} req/s  p99 ${median(rs.p99).toFixed(1).padStart(5)} ms  ` +
-          `vs plain OTel ${(rps(v.name) / rps('plain OpenTelemetry')).toFixed(3)}  ` +
+          `vs no agent ${(rps(v.name) / rps('no agent')).toFixed(3)}  vs plain OTel ${(rps(v.name) / rps('plain OpenTelemetry')).toFixed(3)}  ` +
           `CPU ${cpu(v.name).toFixed(0).padStart(4)} us/req (x${(cpu(v.name) / cpu('plain OpenTelemetry')).toFixed(3)} of plain OTel)  ` +
           `rounds ${rs.rps.map((x) => Math.round(x)).join(' ')}\n`,
       );
@@ -304,6 +304,21 @@ async function main(): Promise<void> {
         `  loop profiling at 100 Hz, agent with vs without (target <= 2%): ${costs('stallscope agent', 'stallscope, profiling off')}\n` +
         `  a span per request mapped through the bundle's 5 MB map, vs the bundle without a map: ${costs(BUNDLED.MAPPED, BUNDLED.UNMAPPED)}\n`,
     );
+    // The loop profiler against the app alone, both measured in the same rounds.
+    const p99 = (name: string) => median(results.get(name)!.p99);
+    const pairedP99 = (name: string) =>
+      median(results.get(name)!.p99.map((x, i) => x / results.get('no agent')!.p99[i]));
+    process.stdout.write(`loop profiler, against no agent in the same run (median of per-round ratios):\n`);
+    for (const [label, name] of [
+      ['no agent', 'no agent'],
+      ['agent, profiling off', 'stallscope, profiling off'],
+      ['agent, profiling at 100 Hz', 'stallscope agent'],
+    ]) {
+      process.stdout.write(
+        `  ${label.padEnd(28)} ${Math.round(rps(name)).toString().padStart(6)} req/s  p99 ${p99(name).toFixed(1).padStart(5)} ms  ` +
+          `throughput x${paired(name, 'rps', 'no agent').toFixed(3)}  p99 x${pairedP99(name).toFixed(3)}\n`,
+      );
+    }
     process.stdout.write(await mapLoadCosts());
 
     const awaits = new Map<string, number[]>();
