@@ -38,6 +38,10 @@ export interface AgentConfig {
   threadpoolWaitThresholdMs: number;
   /** How often the threadpool canary runs; 0 turns it off. */
   threadpoolCanaryMs: number;
+  /** Loop CPU profile: samples per second asked of V8; 0 turns profiling off. */
+  profileHz: number;
+  /** Loop CPU profile: one profile is sent per window of this length. */
+  profileWindowMs: number;
   /** Switches for the detectors. */
   watchdog: boolean;
   syncCalls: boolean;
@@ -71,6 +75,8 @@ export const DEFAULTS: AgentConfig = {
   lockHeldThresholdMs: 5000,
   threadpoolWaitThresholdMs: 10,
   threadpoolCanaryMs: 500,
+  profileHz: 100,
+  profileWindowMs: 30_000,
   watchdog: true,
   syncCalls: true,
   loopMetrics: true,
@@ -84,7 +90,8 @@ export const DEFAULTS: AgentConfig = {
   instrumentations: [...INSTRUMENTATION_NAMES],
 };
 
-const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
+/** [setting, variable, minimum, maximum]. */
+const NUMBER_VARS: Array<[keyof AgentConfig, string, number, number?]> = [
   ['blockThresholdMs', 'STALLSCOPE_BLOCK_THRESHOLD_MS', 20],
   ['maxBlockSpansPerMinute', 'STALLSCOPE_BLOCK_MAX_PER_MINUTE', 0],
   ['syncThresholdMs', 'STALLSCOPE_SYNC_THRESHOLD_MS', 0],
@@ -94,7 +101,11 @@ const NUMBER_VARS: Array<[keyof AgentConfig, string, number]> = [
   ['threadpoolWaitThresholdMs', 'STALLSCOPE_THREADPOOL_WAIT_THRESHOLD_MS', 0],
   ['threadpoolCanaryMs', 'STALLSCOPE_THREADPOOL_CANARY_MS', 0],
   ['slowRequestMs', 'STALLSCOPE_SLOW_REQUEST_MS', 0],
+  ['profileHz', 'STALLSCOPE_PROFILE_HZ', 0, 1000],
+  ['profileWindowMs', 'STALLSCOPE_PROFILE_WINDOW_MS', 1000, 600_000],
 ];
+
+const range = (min: number, max: number | undefined) => (max === undefined ? `>= ${min}` : `from ${min} to ${max}`);
 
 const SWITCH_VARS: Array<[keyof AgentConfig, string]> = [
   ['watchdog', 'STALLSCOPE_WATCHDOG'],
@@ -126,11 +137,12 @@ export function resolveConfig(
 ): AgentConfig {
   const cfg: AgentConfig = { ...DEFAULTS };
   cfg.disabled = truthy(env.OTEL_SDK_DISABLED) === true || truthy(env.STALLSCOPE_DISABLED) === true;
-  for (const [key, name, min] of NUMBER_VARS) {
+  for (const [key, name, min, max] of NUMBER_VARS) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
     const n = Number(raw);
-    if (!Number.isFinite(n) || n < min) warn(`${name}="${raw}" is not a number >= ${min}; using ${cfg[key]}`);
+    if (!Number.isFinite(n) || n < min || n > (max ?? Infinity))
+      warn(`${name}="${raw}" is not a number ${range(min, max)}; using ${cfg[key]}`);
     else (cfg[key] as number) = n;
   }
   for (const [key, name] of SWITCH_VARS) {
@@ -166,11 +178,11 @@ export function resolveConfig(
   const disabled = names('OTEL_NODE_DISABLED_INSTRUMENTATIONS') ?? [];
   cfg.instrumentations = (enabled ?? cfg.instrumentations).filter((n) => !disabled.includes(n));
   // Options from code get the same checks; undefined means "not given".
-  for (const [key, , min] of NUMBER_VARS) {
+  for (const [key, , min, max] of NUMBER_VARS) {
     const v = options[key];
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
-      warn(`start(): ${key}=${String(v)} is not a number >= ${min}; using ${cfg[key]}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > (max ?? Infinity))
+      warn(`start(): ${key}=${String(v)} is not a number ${range(min, max)}; using ${cfg[key]}`);
     else (cfg[key] as number) = v;
   }
   for (const key of ['disabled', ...SWITCH_VARS.map(([k]) => k)] as Array<keyof AgentConfig>) {
@@ -193,4 +205,54 @@ export function resolveConfig(
     } else cfg.instrumentations = [...(list as InstrumentationName[])];
   }
   return cfg;
+}
+
+/** Where the agent posts what the OpenTelemetry exporters do not send (loop profiles). */
+export interface OtlpTarget {
+  url: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+}
+
+const DEFAULT_OTLP_ENDPOINT = 'http://localhost:4318';
+const DEFAULT_OTLP_TIMEOUT_MS = 10_000;
+
+/**
+ * `path` under OTEL_EXPORTER_OTLP_ENDPOINT (the base URL, as the OTLP/HTTP exporters read it),
+ * with OTEL_EXPORTER_OTLP_HEADERS (`k=v,k2=v2`, values percent-decoded) and
+ * OTEL_EXPORTER_OTLP_TIMEOUT; undefined when the endpoint is not a URL.
+ */
+export function otlpTarget(env: NodeJS.ProcessEnv, path: string, warn: (msg: string) => void): OtlpTarget | undefined {
+  const base = (env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || DEFAULT_OTLP_ENDPOINT).replace(/\/+$/, '');
+  let url: URL;
+  try {
+    url = new URL(base + path);
+  } catch {
+    warn(`OTEL_EXPORTER_OTLP_ENDPOINT="${base}" is not a URL; loop profiles are not sent`);
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    warn(`OTEL_EXPORTER_OTLP_ENDPOINT="${base}" is not http or https; loop profiles are not sent`);
+    return undefined;
+  }
+  const headers: Record<string, string> = {};
+  for (const pair of (env.OTEL_EXPORTER_OTLP_HEADERS ?? '').split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) continue;
+    const key = pair.slice(0, eq).trim();
+    try {
+      headers[key] = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      warn(`OTEL_EXPORTER_OTLP_HEADERS: the value of "${key}" is not percent-encoded text; it is sent as written`);
+      headers[key] = pair.slice(eq + 1).trim();
+    }
+  }
+  let timeoutMs = DEFAULT_OTLP_TIMEOUT_MS;
+  const rawTimeout = env.OTEL_EXPORTER_OTLP_TIMEOUT;
+  if (rawTimeout !== undefined && rawTimeout.trim() !== '') {
+    const n = Number(rawTimeout);
+    if (Number.isFinite(n) && n > 0) timeoutMs = n;
+    else warn(`OTEL_EXPORTER_OTLP_TIMEOUT="${rawTimeout}" is not a number of milliseconds > 0; using ${timeoutMs}`);
+  }
+  return { url: url.href, headers, timeoutMs };
 }

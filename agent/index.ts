@@ -1,20 +1,37 @@
 // The stallscope agent. `start()` sets up the OpenTelemetry Node SDK (unless the app already
 // registered its own tracer provider, in which case stallscope adds to that one), the library
 // instrumentations (HTTP and express, or in lean request mode stallscope's own HTTP server
-// instrumentation; the lock libraries, the worker pools) and the seven
-// detectors: event-loop metrics, the blocking-episode watchdog, worker-pool tracking, lock tracking and
-// Web Locks, the libuv threadpool monitor, and sync-call timing. Each can be switched off.
+// instrumentation; the lock libraries, the worker pools) and the detectors: event-loop metrics,
+// the blocking-episode watchdog and the loop CPU profiler on its thread, worker-pool tracking,
+// lock tracking and Web Locks, the libuv threadpool monitor, and sync-call timing. Each can be
+// switched off.
+import { randomUUID } from 'node:crypto';
 import { isMainThread } from 'node:worker_threads';
 import { metrics, trace, type Tracer, type Meter } from '@opentelemetry/api';
+import {
+  defaultResource,
+  detectResources,
+  envDetector,
+  resourceFromAttributes,
+  type Resource,
+} from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AlwaysOnSampler } from '@opentelemetry/sdk-trace-base';
 import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { ExpressInstrumentation } from '@opentelemetry/instrumentation-express';
-import { LOCK_METRICS, METRICS, POOL_METRICS, THREADPOOL_METRICS } from '../common/conventions';
-import { resolveConfig, type AgentConfig, type InstrumentationName } from './config';
+import {
+  LOCK_METRICS,
+  METRICS,
+  POOL_METRICS,
+  PROFILE_PATH,
+  SERVICE_INSTANCE_ID,
+  THREADPOOL_METRICS,
+} from '../common/conventions';
+import { otlpTarget, resolveConfig, type AgentConfig, type InstrumentationName } from './config';
 import { LoopMetrics } from './loop-metrics';
+import { SampledUtilization } from './profiler-host';
 import { SyncCallWatcher } from './sync-calls';
 import { Watchdog } from './watchdog';
 import { activeSourceMapper } from './source-mapper';
@@ -65,10 +82,32 @@ const SETTLE_MAPS_MS = 500;
 
 type Global = typeof globalThis & { [INSTANCE]?: StallscopeAgent };
 
-function hasOwnTracerProvider(): boolean {
+function registeredTracerProvider(): object {
   const provider = trace.getTracerProvider() as { getDelegate?: () => object };
-  const delegate = provider.getDelegate?.() ?? provider;
-  return delegate.constructor.name !== 'NoopTracerProvider';
+  return provider.getDelegate?.() ?? provider;
+}
+
+function hasOwnTracerProvider(): boolean {
+  return registeredTracerProvider().constructor.name !== 'NoopTracerProvider';
+}
+
+/**
+ * The resource the SDK puts on everything, as `key=value` text for the loop profiles. The SDK
+ * has no public getter: its tracer provider keeps it in `_resource`; failing that, what the
+ * environment says (service name and OTEL_RESOURCE_ATTRIBUTES, through the default resource).
+ */
+async function sdkResourceAttributes(): Promise<Record<string, string>> {
+  const held = (registeredTracerProvider() as { _resource?: Resource })._resource;
+  const resource =
+    held && typeof held.merge === 'function'
+      ? held
+      : defaultResource().merge(detectResources({ detectors: [envDetector] }));
+  await resource.waitForAsyncAttributes?.();
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(resource.attributes)) {
+    if (v !== undefined && v !== null) out[k] = Array.isArray(v) ? v.join(',') : String(v);
+  }
+  return out;
 }
 
 /** Starts the agent once per process; later calls return the running instance. */
@@ -132,9 +171,17 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
   if (hasOwnTracerProvider()) {
     registerInstrumentations({ instrumentations });
   } else {
+    // service.instance.id tells this process's profiles, spans and metrics from its replicas'
+    // (OTEL_RESOURCE_ATTRIBUTES still wins: detected attributes are merged over this one).
+    const resource = defaultResource().merge(resourceFromAttributes({ [SERVICE_INSTANCE_ID]: randomUUID() }));
     // Lean: the agent decides which requests are exported (those that stalled), so a ratio
     // sampler would only drop stalls; its spans are always sampled.
-    sdk = new NodeSDK({ instrumentations, views: DURATION_VIEWS, ...(lean ? { sampler: new AlwaysOnSampler() } : {}) });
+    sdk = new NodeSDK({
+      instrumentations,
+      resource,
+      views: DURATION_VIEWS,
+      ...(lean ? { sampler: new AlwaysOnSampler() } : {}),
+    });
     sdk.start();
   }
   const tracer: Tracer = trace.getTracer('stallscope', VERSION);
@@ -152,23 +199,27 @@ function startDetectors(config: AgentConfig): StallscopeAgent {
       report(name, err);
     }
   };
-  if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter));
-  // The watchdog's thread also reads source maps, so it runs for either.
-  if (config.watchdog || config.sourceMaps)
-    run(
-      'watchdog',
-      () =>
-        new Watchdog(
-          {
-            thresholdMs: config.blockThresholdMs,
-            maxPerMinute: config.maxBlockSpansPerMinute,
-            watch: config.watchdog,
-            sourceMaps: config.sourceMaps,
-          },
-          tracer,
-          meter,
-        ),
-    );
+  const target = config.profileHz > 0 ? otlpTarget(process.env, PROFILE_PATH, warnOnce) : undefined;
+  const sampled = target ? new SampledUtilization() : undefined;
+  if (config.loopMetrics) run('event-loop metrics', () => new LoopMetrics(meter, sampled));
+  // The watchdog's thread also reads source maps and runs the loop profiler, so it runs for any.
+  if (config.watchdog || config.sourceMaps || target)
+    run('watchdog', () => {
+      const profile = target && { hz: config.profileHz, windowMs: config.profileWindowMs, target };
+      return new Watchdog(
+        {
+          watch: config.watchdog,
+          thresholdMs: config.blockThresholdMs,
+          maxPerMinute: config.maxBlockSpansPerMinute,
+          sourceMaps: config.sourceMaps,
+          profile,
+          resource: profile && sdkResourceAttributes(),
+          sampled,
+        },
+        tracer,
+        meter,
+      );
+    });
   if (config.pools) run('pool tracking', () => new PoolTracker(tracer, meter));
   if (config.locks) {
     run(

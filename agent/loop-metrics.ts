@@ -3,6 +3,7 @@
 import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Meter } from '@opentelemetry/api';
 import { LOOP_DELAY_STATS, METRICS } from '../common/conventions';
+import type { SampledUtilization } from './profiler-host';
 import { report } from './safety';
 
 const RESOLUTION_MS = 10;
@@ -10,7 +11,11 @@ const RESOLUTION_MS = 10;
 export class LoopMetrics {
   private readonly histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
 
-  constructor(private readonly meter: Meter) {}
+  constructor(
+    private readonly meter: Meter,
+    /** The loop profiler's figure, which holds while it samples (libuv's does not then). */
+    private readonly sampled?: SampledUtilization,
+  ) {}
 
   start(): void {
     this.histogram.enable();
@@ -49,7 +54,10 @@ export class LoopMetrics {
             h.reset();
           }
           const now = performance.eventLoopUtilization();
-          result.observe(utilization, performance.eventLoopUtilization(now, previous).utilization);
+          result.observe(
+            utilization,
+            this.sampled?.take() ?? performance.eventLoopUtilization(now, previous).utilization,
+          );
           previous = now;
           result.observe(time, now.active / 1000, { [METRICS.loopState]: 'active' });
           result.observe(time, now.idle / 1000, { [METRICS.loopState]: 'idle' });

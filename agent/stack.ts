@@ -80,6 +80,13 @@ export function originOf(frames: Frame[]): BlockOrigin {
   return code.length ? BLOCK_ORIGINS.dependency : BLOCK_ORIGINS.runtime;
 }
 
+/** Whose code one frame is (a loop profile's locations); the same rules as originOf, frame by frame. */
+export function frameOrigin(f: Frame): BlockOrigin {
+  if (isNodeFrame(f)) return BLOCK_ORIGINS.runtime;
+  if (isTelemetryFrame(f) || isSerializerFrame(f)) return BLOCK_ORIGINS.telemetry;
+  return isDependencyFrame(f) ? BLOCK_ORIGINS.dependency : BLOCK_ORIGINS.app;
+}
+
 const V8_FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/;
 
 /** V8's own format, which Node (under --enable-source-maps) and packages such as source-map-support replace. */

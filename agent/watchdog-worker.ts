@@ -2,6 +2,8 @@
 // the stamp is older than the threshold, the main thread is blocked. The watchdog then pauses
 // it through the inspector just long enough to read the call stack and the active span, and
 // resumes it. What is known about each episode is posted back once the loop turns again.
+// The loop profiler (profiler.ts) runs on this thread too, and asks nothing of the main thread
+// while a capture is in progress.
 //
 // The same thread reads and decodes the app's source maps when the main thread asks (see
 // source-maps.ts), in slices, so that polling goes on in between.
@@ -13,13 +15,18 @@
 // before its session disconnects.
 import { Session } from 'node:inspector';
 import { parentPort, workerData } from 'node:worker_threads';
+import { LoopProfiler, type CaptureGate } from './profiler';
 import { fileOf, type Frame } from './stack';
 import { loadMap, type MapLoad } from './source-maps';
-import type { EpisodeMessage, MapMessage, ToWatchdog, WatchdogData } from './watchdog-protocol';
+import { BEAT, type EpisodeMessage, type MapMessage, type ToWatchdog, type WatchdogData } from './watchdog-protocol';
 
 const data = workerData as WatchdogData;
 const beat = new BigInt64Array(data.heartbeat);
 const port = parentPort!;
+const gate: CaptureGate = { captures: 0 };
+const profiler = data.profile
+  ? new LoopProfiler(data.profile, data.thresholdMs, beat, gate, (m) => port.postMessage(m))
+  : undefined;
 const thresholdNs = BigInt(Math.round(data.thresholdMs * 1e6));
 const CALL_TIMEOUT_MS = 1000;
 
@@ -103,6 +110,15 @@ class CaptureSession {
   }
 
   async capture(ep: Episode): Promise<Capture> {
+    gate.captures++;
+    try {
+      return await this.pauseAndRead(ep);
+    } finally {
+      gate.captures--;
+    }
+  }
+
+  private async pauseAndRead(ep: Episode): Promise<Capture> {
     try {
       const paused = this.once('Debugger.paused', Math.max(2000, data.thresholdMs * 10));
       this.pauseRequested = true;
@@ -117,7 +133,7 @@ class CaptureSession {
       }
       const capturedHr = process.hrtime.bigint();
       let result: Capture;
-      if (Atomics.load(beat, 1) !== ep.count) {
+      if (Atomics.load(beat, BEAT.count) !== ep.count) {
         result = { error: 'the loop turned before the stack could be captured' };
       } else {
         const frames = params.callFrames.map((f) => ({
@@ -194,9 +210,11 @@ let episode: Episode | undefined;
 function poll(): void {
   // The count first: the main thread writes the time before the count, so this order never
   // pairs a new count with an old time.
-  const count = Atomics.load(beat, 1);
-  const last = Atomics.load(beat, 0);
+  const count = Atomics.load(beat, BEAT.count);
+  const last = Atomics.load(beat, BEAT.time);
   if (last === 0n) return; // not armed until the loop has turned once
+  profiler?.observe(process.hrtime.bigint() - last);
+  if (!data.watch) return;
   if (!episode) {
     if (process.hrtime.bigint() - last <= thresholdNs) return;
     const ep: Episode = {
@@ -260,10 +278,15 @@ async function loadMaps(): Promise<void> {
 }
 
 port.on('message', (m: ToWatchdog) => {
-  if (m?.type !== 'load-map') return;
-  mapFiles.push(m.file);
-  if (!loadingMaps) void loadMaps();
+  if (m.type === 'load-map') {
+    mapFiles.push(m.file);
+    if (!loadingMaps) void loadMaps();
+  } else if (m.type === 'profiler-done') profiler?.onDone(m);
+  else if (m.type === 'resource') profiler?.setResource(m.attributes);
+  else if (m.type === 'release') profiler?.release();
 });
 
-if (data.watch) setInterval(poll, data.pollMs);
+// The profiler reads the loop's delays from the poll too.
+if (data.watch || profiler) setInterval(poll, data.pollMs);
+profiler?.start();
 port.postMessage({ type: 'ready' });

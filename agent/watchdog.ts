@@ -1,7 +1,9 @@
-// Main-thread side of blocking-episode detection: the heartbeat the watchdog thread watches,
-// and the span and metrics made from each episode it reports. The watchdog thread also reads the
+// Main-thread side of the watchdog thread: the heartbeat it watches, the span and metrics made
+// from each blocking episode it reports, and (when the loop profiler runs there) the loop's
+// utilization in the heartbeat and the profiler's reports. The watchdog thread also reads the
 // app's source maps (for every position the agent reports, see source-mapper.ts).
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { ROOT_CONTEXT, SpanKind, context, trace, type Meter, type Tracer } from '@opentelemetry/api';
 import {
@@ -26,7 +28,16 @@ import { report, warnOnce } from './safety';
 import { whenStarted } from './startup';
 import { caughtBlocking, cpuUs, loopClock, resetLoopClock, turned } from './loop-clock';
 import { leanRequestOf, spanContextOf } from './requests/lean-request';
-import type { FromWatchdog, EpisodeMessage, WatchdogData } from './watchdog-protocol';
+import { ProfilerHost, type SampledUtilization } from './profiler-host';
+import {
+  BEAT,
+  BEAT_SLOTS,
+  type EpisodeMessage,
+  type FromWatchdog,
+  type ProfilerSettings,
+  type ToWatchdog,
+  type WatchdogData,
+} from './watchdog-protocol';
 import { BLOCK_BUCKETS_S } from '../common/buckets';
 
 const ACTIVE_SPAN_KEY = 'stallscope.activeSpan';
@@ -37,13 +48,23 @@ function hrToEpochMs(hr: bigint): number {
 }
 
 export interface WatchdogOptions {
+  /** Whether blocking episodes are watched (the thread may be there for source maps or the profiler alone). */
+  watch: boolean;
   thresholdMs: number;
   maxPerMinute: number;
-  /** Whether to detect blocking episodes (else the thread only serves source maps). */
-  watch: boolean;
   /** Whether to map positions through source maps. */
   sourceMaps: boolean;
+  profile?: ProfilerSettings;
+  /** The resource the profiles describe (the SDK's), when known. */
+  resource?: Promise<Record<string, string>>;
+  /** Where the loop's sampled utilization goes (for the event-loop metrics). */
+  sampled?: SampledUtilization;
 }
+
+/** At exit, how long the main thread waits for the profiler to let go of it. */
+const EXIT_RELEASE_MS = 100;
+// Taken before the sync-call watcher wraps it: the exit handshake is the agent's, not the app's.
+const atomicsWait = Atomics.wait;
 
 /** Below this share of one CPU, a block with JavaScript innermost was the machine's doing. */
 const STARVED_CPU_RATIO = 0.25;
@@ -52,8 +73,9 @@ export class Watchdog {
   private worker: Worker | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly beat: BigInt64Array;
-  private readonly heartbeat = new SharedArrayBuffer(16);
+  private readonly heartbeat = new SharedArrayBuffer(BEAT_SLOTS * 8);
   private stopped = false;
+  private readonly profiling: boolean;
   private mapper: SourceMapper | undefined;
 
   constructor(
@@ -62,6 +84,26 @@ export class Watchdog {
     private readonly meter: Meter,
   ) {
     this.beat = new BigInt64Array(this.heartbeat);
+    this.profiling = options.profile !== undefined;
+  }
+
+  /**
+   * A connected inspector session makes process.exit() and a fatal exception print "Waiting for
+   * the debugger to disconnect...": the profiler's is let go of first (a natural exit stops the
+   * worker before that check).
+   */
+  private readonly onExit = () => {
+    try {
+      if (Atomics.load(this.beat, BEAT.profilerConnected) !== 1n) return;
+      this.send({ type: 'release' });
+      atomicsWait(this.beat, BEAT.profilerConnected, 1n, EXIT_RELEASE_MS);
+    } catch {
+      // exiting anyway
+    }
+  };
+
+  private send(m: ToWatchdog): void {
+    this.worker?.postMessage(m);
   }
 
   start(): void {
@@ -88,12 +130,16 @@ export class Watchdog {
     const pollMs = Math.max(2, Math.min(10, this.options.thresholdMs / 10));
     const data: WatchdogData = {
       heartbeat: this.heartbeat,
+      watch: this.options.watch,
       thresholdMs: this.options.thresholdMs,
       pollMs,
       maxPerMinute: this.options.maxPerMinute,
       activeSpanExpression: `globalThis[Symbol.for(${JSON.stringify(ACTIVE_SPAN_KEY)})]()`,
-      watch: this.options.watch,
+      profile: this.options.profile,
     };
+    const profiler = this.profiling
+      ? new ProfilerHost(this.meter, (m) => this.send(m), this.options.sampled)
+      : undefined;
     const worker = new Worker(join(__dirname, 'watchdog-worker.js'), {
       workerData: data,
       name: 'stallscope-watchdog',
@@ -107,6 +153,7 @@ export class Watchdog {
         if (m.type === 'unavailable') warnOnce(`blocking stacks are unavailable: ${m.reason}`);
         else if (m.type === 'episode') this.onEpisode(m, blocks, durations);
         else if (m.type === 'map') this.mapper?.loaded(m.file, m.load);
+        else if (m.type !== 'ready') profiler?.onMessage(m);
       } catch (err) {
         report('watchdog', err);
       }
@@ -114,9 +161,16 @@ export class Watchdog {
     worker.on('error', (err) => report('watchdog thread', err));
     // After the listeners: adding a 'message' listener refs the worker's port again.
     worker.unref();
+    if (this.profiling) {
+      process.on('exit', this.onExit);
+      this.options.resource?.then(
+        (attributes) => this.send({ type: 'resource', attributes }),
+        (err: unknown) => report('loop profiler resource', err),
+      );
+    }
     // Armed only once the app has started, so that loading it is never reported as blocking.
     whenStarted(() => {
-      if (this.stopped || !this.options.watch) return;
+      if (this.stopped || !(this.options.watch || this.profiling)) return;
       loopClock.thresholdMs = this.options.thresholdMs;
       this.stamp();
       this.timer = setInterval(() => this.stamp(), pollMs);
@@ -148,8 +202,10 @@ export class Watchdog {
 
   /** Time first, then the count: a reader that sees the new count also sees the new time. */
   private stamp(): void {
-    Atomics.store(this.beat, 0, process.hrtime.bigint());
-    Atomics.add(this.beat, 1, 1n);
+    if (this.profiling)
+      Atomics.store(this.beat, BEAT.active, BigInt(Math.round(performance.eventLoopUtilization().active * 1000)));
+    Atomics.store(this.beat, BEAT.time, process.hrtime.bigint());
+    Atomics.add(this.beat, BEAT.count, 1n);
     turned(performance.now(), cpuUs());
   }
 
@@ -208,6 +264,10 @@ export class Watchdog {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     resetLoopClock();
+    if (this.profiling) {
+      process.off('exit', this.onExit);
+      this.onExit();
+    }
     if (this.mapper && activeSourceMapper() === this.mapper) setActiveSourceMapper(undefined);
     void this.worker?.terminate();
   }

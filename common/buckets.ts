@@ -7,6 +7,9 @@ export const WAIT_BUCKETS_S = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 /** Watched sync calls: most are short, and a second is already extreme. */
 export const SYNC_BUCKETS_S = [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5];
 
+/** Main-thread pauses of the loop profiler's commands: about a millisecond, a start hundreds in a large app. */
+export const PAUSE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
 /** Blocking episodes start at the threshold (50 ms or more). */
 export const BLOCK_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 

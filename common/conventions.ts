@@ -88,6 +88,48 @@ export const PROFILE_TIMESTAMP_LABEL = 'timestamp';
 export const PROFILE_REQUESTED_HZ = 'stallscope.profile.requested_hz';
 /** A pprof Mapping's filename: whose code a location is (the BLOCK_ORIGINS). */
 export const PROFILE_ORIGINS = BLOCK_ORIGINS;
+/**
+ * The OpenTelemetry resource attribute both agents set (unless the environment does), so that a
+ * process's profiles, spans and metrics can be told from its replicas'.
+ */
+export const SERVICE_INSTANCE_ID = 'service.instance.id';
+/** What the profiler is doing, on stallscope.profiler.state (see docs/conventions.md, Loop CPU profiles). */
+export const PROFILER_STATE = 'stallscope.profiler.state';
+export const PROFILER_STATES = {
+  /** At the requested rate. */
+  sampling: 'sampling',
+  /** Backed off to a lower rate (a reason says why). */
+  reduced: 'reduced',
+  /** Backed off completely: not sampling although the loop is busy. */
+  paused: 'paused',
+  /** Not sampling because the loop has nothing to do. */
+  idle: 'idle',
+  /** The inspector cannot reach the main thread. */
+  unavailable: 'unavailable',
+} as const;
+export type ProfilerState = (typeof PROFILER_STATES)[keyof typeof PROFILER_STATES];
+/** Why the profiler backed off: the loop had no headroom, or profiling's own measured pauses were too long. */
+export const PROFILER_REASON = 'stallscope.profiler.reason';
+export const PROFILER_REASONS = { saturated: 'saturated', cost: 'cost' } as const;
+export type ProfilerReason = (typeof PROFILER_REASONS)[keyof typeof PROFILER_REASONS];
+/** On stallscope.profiler.profiles: what became of a window's profile. */
+export const PROFILER_OUTCOME = 'stallscope.profiler.outcome';
+export const PROFILER_OUTCOMES = { sent: 'sent', failed: 'failed', dropped: 'dropped' } as const;
+export type ProfilerOutcome = (typeof PROFILER_OUTCOMES)[keyof typeof PROFILER_OUTCOMES];
+/** On stallscope.profiler.pause: the profiler command that held the main thread. */
+export const PROFILER_COMMAND = 'stallscope.profiler.command';
+export const PROFILER_COMMANDS = { start: 'start', boundary: 'boundary', stop: 'stop' } as const;
+export type ProfilerCommand = (typeof PROFILER_COMMANDS)[keyof typeof PROFILER_COMMANDS];
+export const PROFILER_METRICS = {
+  /** The sampling rate in force (0 when not sampling). */
+  rate: 'stallscope.profiler.rate',
+  /** One series per PROFILER_STATES value: 1 for the state in force, 0 for the others. */
+  state: 'stallscope.profiler.state',
+  backoffs: 'stallscope.profiler.backoffs',
+  profiles: 'stallscope.profiler.profiles',
+  /** Main-thread time a profiler command took, measured from the watchdog thread (an upper bound). */
+  pause: 'stallscope.profiler.pause',
+} as const;
 
 /** Python agent, on nested-loop spans: `asyncio.run` or `loop.run_until_complete`. */
 export const NESTED_API = 'stallscope.nested.api';

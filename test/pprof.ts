@@ -1,4 +1,5 @@
-// Building pprof files as the agents send them, for the tests of the collector and the pages.
+// pprof files in tests: built as the agents send them (for the tests of the collector and the
+// pages), and those the agents sent, decoded field by field (for the agents' tests).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
@@ -65,4 +66,65 @@ export function pprof(
     stringTable: strings,
   });
   return zlib.gzipSync(Profile.encode(message).finish());
+}
+
+export interface AgentFrame {
+  function: string;
+  file: string;
+  line: number;
+  startLine: number;
+  origin: string;
+}
+
+export interface AgentProfile {
+  sampleTypes: string[];
+  periodType: string;
+  periodNs: number;
+  timeNs: bigint;
+  durationNs: bigint;
+  comments: string[];
+  mappings: string[];
+  functions: string[];
+  samples: Array<{ stack: AgentFrame[]; values: number[]; timestampNs: bigint; label: string; unit: string }>;
+}
+
+/** A pprof an agent posted, gunzipped, decoded field by field and resolved through its string table. */
+export function decodeAgentProfile(body: Buffer): AgentProfile {
+  const p = Profile.toObject(Profile.decode(zlib.gunzipSync(body)), { longs: String, defaults: true }) as any;
+  const s: string[] = p.stringTable;
+  const fns = new Map<string, any>(p.function.map((f: any) => [String(f.id), f]));
+  const maps = new Map<string, string>(p.mapping.map((m: any) => [String(m.id), s[Number(m.filename)]]));
+  const locs = new Map<string, AgentFrame>(
+    p.location.map((l: any) => {
+      const line = l.line[0];
+      const f = fns.get(String(line.functionId));
+      return [
+        String(l.id),
+        {
+          function: s[Number(f.name)],
+          file: s[Number(f.filename)],
+          line: Number(line.line),
+          startLine: Number(f.startLine),
+          origin: maps.get(String(l.mappingId))!,
+        },
+      ];
+    }),
+  );
+  return {
+    sampleTypes: p.sampleType.map((t: any) => `${s[Number(t.type)]}/${s[Number(t.unit)]}`),
+    periodType: `${s[Number(p.periodType.type)]}/${s[Number(p.periodType.unit)]}`,
+    periodNs: Number(p.period),
+    timeNs: BigInt(p.timeNanos),
+    durationNs: BigInt(p.durationNanos),
+    comments: p.comment.map((i: string) => s[Number(i)]),
+    mappings: p.mapping.map((m: any) => s[Number(m.filename)]),
+    functions: p.function.map((f: any) => s[Number(f.name)]),
+    samples: p.sample.map((x: any) => ({
+      stack: x.locationId.map((id: string) => locs.get(String(id))!),
+      values: x.value.map(Number),
+      timestampNs: BigInt(x.label[0].num),
+      label: s[Number(x.label[0].key)],
+      unit: s[Number(x.label[0].numUnit)],
+    })),
+  };
 }

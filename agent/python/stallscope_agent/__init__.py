@@ -17,6 +17,7 @@ from .metrics import Registry
 from .nested import NestedRuns
 from .offload import Offload
 from .otlp import Exporter
+from .profiler import LoopProfiler
 from .spans import span
 from .sync_calls import SyncCalls
 
@@ -35,6 +36,9 @@ class Agent:
         self.locks = LockTracker(cfg, self.registry)
         self.offload = Offload(cfg, self.registry)
         self.nested = NestedRuns()
+        if cfg.profile_hz > 0:
+            self.loops.profiler = LoopProfiler(cfg, self.registry, self.exporter.add_profile, self.exporter.resource_attributes)
+            self.exporter.final_profile = self.loops.profiler.take_window
         self.registry.gauge(METRICS_AGENT_ERRORS, lambda: [((("stallscope.agent.component", k),), v) for k, v in list(safety.errors.items())])
         self._run_forever = None
 

@@ -20,10 +20,13 @@ class Config:
     lock_held_threshold_ms: float = 5000.0
     max_blocks_per_minute: int = 60
     max_queued_spans: int = 2048
+    export_timeout_s: float = 10.0
+    profile_hz: float = 100.0
+    profile_window_ms: float = 30_000.0
     disabled: bool = False
 
 
-def _number(env, name, default, minimum, warn):
+def _number(env, name, default, minimum, warn, maximum=None):
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -31,8 +34,9 @@ def _number(env, name, default, minimum, warn):
         value = float(raw)
     except ValueError:
         value = None
-    if value is None or value < minimum:
-        warn(f"{name}={raw!r} is not a number >= {minimum}; using {default}")
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        warn(f"{name}={raw!r} is not a number {bound}; using {default}")
         return default
     return value
 
@@ -67,4 +71,7 @@ def load(env=None, warn=None):
     c.json_size_threshold = int(_number(env, "STALLSCOPE_JSON_SIZE_THRESHOLD", c.json_size_threshold, 0, warn))
     c.lock_wait_threshold_ms = _number(env, "STALLSCOPE_LOCK_WAIT_THRESHOLD_MS", c.lock_wait_threshold_ms, 0, warn)
     c.lock_held_threshold_ms = _number(env, "STALLSCOPE_LOCK_HELD_THRESHOLD_MS", c.lock_held_threshold_ms, 10, warn)
+    c.export_timeout_s = _number(env, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000, 1, warn) / 1000
+    c.profile_hz = _number(env, "STALLSCOPE_PROFILE_HZ", c.profile_hz, 0, warn, 1000)
+    c.profile_window_ms = _number(env, "STALLSCOPE_PROFILE_WINDOW_MS", c.profile_window_ms, 1000, warn, 600_000)
     return c

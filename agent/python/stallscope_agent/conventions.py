@@ -77,3 +77,31 @@ POOL_METRICS_THREADS = "stallscope.pool.threads"
 POOL_METRICS_MAX_THREADS = "stallscope.pool.max_threads"
 
 LOOP_DELAY_STATS = ("min", "max", "mean", "stddev", "p50", "p90", "p99")
+
+# Loop CPU profiles (pprof), as docs/conventions.md describes them.
+PROFILE_PATH = "/v1/profiles/pprof"
+PROFILE_TIMESTAMP_LABEL = "timestamp"
+PROFILE_REQUESTED_HZ = "stallscope.profile.requested_hz"
+PROFILE_ORIGIN_APP = "app"
+PROFILE_ORIGIN_DEPENDENCY = "dependency"
+PROFILE_ORIGIN_TELEMETRY = "telemetry"
+PROFILE_ORIGIN_RUNTIME = "runtime"
+PROFILE_ORIGINS = (PROFILE_ORIGIN_APP, PROFILE_ORIGIN_DEPENDENCY, PROFILE_ORIGIN_TELEMETRY, PROFILE_ORIGIN_RUNTIME)
+SERVICE_INSTANCE_ID = "service.instance.id"
+PROFILER_STATE = "stallscope.profiler.state"
+PROFILER_STATE_SAMPLING = "sampling"
+PROFILER_STATE_REDUCED = "reduced"
+PROFILER_STATE_PAUSED = "paused"
+PROFILER_STATE_IDLE = "idle"
+PROFILER_STATES = (PROFILER_STATE_SAMPLING, PROFILER_STATE_REDUCED, PROFILER_STATE_PAUSED, PROFILER_STATE_IDLE)
+PROFILER_REASON = "stallscope.profiler.reason"
+PROFILER_REASON_SATURATED = "saturated"
+PROFILER_REASON_COST = "cost"
+PROFILER_OUTCOME = "stallscope.profiler.outcome"
+PROFILER_OUTCOME_SENT = "sent"
+PROFILER_OUTCOME_FAILED = "failed"
+PROFILER_OUTCOME_DROPPED = "dropped"
+PROFILER_METRICS_RATE = "stallscope.profiler.rate"
+PROFILER_METRICS_STATE = "stallscope.profiler.state"
+PROFILER_METRICS_BACKOFFS = "stallscope.profiler.backoffs"
+PROFILER_METRICS_PROFILES = "stallscope.profiler.profiles"

@@ -51,6 +51,10 @@ class LoopState:
         self.beats = 0
         self.delays = []
         self.idle_ns = 0
+        # Never reset (idle_ns is, at each export), and whether the loop waits in select now:
+        # None until select has been seen (a loop without a selector is never sampled).
+        self.idle_total_ns = 0
+        self.selecting = None
         self.handle = None
         self.running = True
         # What the watchdog saw while the loop was stuck: (beats then, frames, active span).
@@ -78,10 +82,14 @@ def _wrap_select(state, select):
 
     def timed(timeout=None):
         start = time.perf_counter_ns()
+        state.selecting = True
         try:
             return select(timeout)
         finally:
-            state.idle_ns += time.perf_counter_ns() - start
+            state.selecting = False
+            waited = time.perf_counter_ns() - start
+            state.idle_ns += waited
+            state.idle_total_ns += waited
 
     return timed
 
@@ -95,6 +103,8 @@ class LoopMonitor:
         self.interval_s = min(0.01, config.block_threshold_ms / 10_000)
         self.loops = {}
         self.tick_hooks = []
+        # The loop profiler (profiler.py), when sampling is on: it samples from this thread.
+        self.profiler = None
         self.block_hist = registry.histogram(METRICS_BLOCK_DURATION)
         # Spans per minute are capped (the episodes are all counted) so a pathological app
         # cannot flood the collector.
@@ -207,7 +217,7 @@ class LoopMonitor:
         last_check = time.perf_counter_ns()
         last_arm = 0
         dump = None
-        while not self.stop.wait(self.interval_s):
+        while not self.stop.wait(self.profiler.wait_s(self.interval_s) if self.profiler else self.interval_s):
             try:
                 now = time.perf_counter_ns()
                 late = now - last_check > self.threshold_ns
@@ -231,6 +241,11 @@ class LoopMonitor:
                     hook()
             except Exception as err:
                 safety.report("watchdog", err)
+            if self.profiler is not None:
+                try:
+                    self.profiler.tick(time.perf_counter_ns(), list(self.loops.values()))
+                except Exception as err:
+                    safety.report("loop profiler", err)
 
     def _capture(self, state, frames=None):
         """The stuck loop thread's stack (unless given) and active span, read from this thread."""

@@ -1,9 +1,10 @@
 """OTLP/JSON over HTTP with urllib, from one background thread: spans are batched and the queue is
 bounded, so recording never blocks the event loop and a collector that is down costs memory only
-up to the bound."""
+up to the bound. Loop profiles go from the same thread, one at a time, as gzipped pprof."""
 
 import atexit
 import collections
+import gzip
 import json
 import os
 import platform
@@ -11,8 +12,18 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 
-from . import safety
+from . import pprof, safety
+from .conventions import (
+    PROFILE_PATH,
+    PROFILER_METRICS_PROFILES,
+    PROFILER_OUTCOME,
+    PROFILER_OUTCOME_DROPPED,
+    PROFILER_OUTCOME_FAILED,
+    PROFILER_OUTCOME_SENT,
+    SERVICE_INSTANCE_ID,
+)
 from .metrics import Registry
 
 _VERSION = "0.1.0"
@@ -104,6 +115,8 @@ class Exporter:
         self.wake = threading.Event()
         self.stopped = False
         resource = dict(config.resource_attributes)
+        # Tells this process's telemetry from its replicas' (OTEL_RESOURCE_ATTRIBUTES may set it).
+        resource.setdefault(SERVICE_INSTANCE_ID, str(uuid.uuid4()))
         resource.update(
             {
                 "service.name": config.service_name,
@@ -115,7 +128,11 @@ class Exporter:
                 "process.runtime.version": platform.python_version(),
             }
         )
+        self.resource_attributes = resource
         self.resource = {"attributes": attributes(resource)}
+        # At most one loop profile waits to be sent; `final_profile` gives the last one at exit.
+        self.pending_profile = None
+        self.final_profile = None
         self.scope = {"name": "stallscope", "version": _VERSION}
         self.thread = threading.Thread(target=self._run, name="stallscope-exporter", daemon=True)
 
@@ -131,15 +148,35 @@ class Exporter:
         if len(self.queue) >= 512:
             self.wake.set()
 
-    def _post(self, path, body):
+    def _post(self, path, body, content_type="application/json"):
         req = urllib.request.Request(
             self.config.endpoint + path,
-            data=json.dumps(body).encode(),
-            headers={"content-type": "application/json", **self.config.headers},
+            data=body if isinstance(body, bytes) else json.dumps(body).encode(),
+            headers={**self.config.headers, "content-type": content_type},
             method="POST",
         )
-        with urllib.request.urlopen(req, timeout=10) as res:
+        with urllib.request.urlopen(req, timeout=self.config.export_timeout_s) as res:
             res.read()
+
+    def add_profile(self, window):
+        """From the watchdog thread: a window to send. A collector that is slow costs windows, not memory."""
+        if self.pending_profile is not None:
+            self.registry.add(PROFILER_METRICS_PROFILES, ((PROFILER_OUTCOME, PROFILER_OUTCOME_DROPPED),), unit="{profile}")
+            return
+        self.pending_profile = window
+        self.wake.set()
+
+    def flush_profile(self):
+        window, self.pending_profile = self.pending_profile, None
+        if window is None:
+            return
+        try:
+            self._post(PROFILE_PATH, gzip.compress(pprof.encode(window)), "application/octet-stream")
+            outcome = PROFILER_OUTCOME_SENT
+        except Exception as err:
+            outcome = PROFILER_OUTCOME_FAILED
+            safety.report(f"loop profile export to {self.config.endpoint}{PROFILE_PATH}", err)
+        self.registry.add(PROFILER_METRICS_PROFILES, ((PROFILER_OUTCOME, outcome),), unit="{profile}")
 
     def flush_spans(self):
         while self.queue:
@@ -174,6 +211,7 @@ class Exporter:
                 break
             try:
                 self.flush_spans()
+                self.flush_profile()
                 if time.monotonic() >= next_metrics:
                     next_metrics = time.monotonic() + self.config.metric_interval_s
                     self.flush_metrics()
@@ -189,6 +227,9 @@ class Exporter:
         self.thread.join(2)
         try:
             self.flush_spans()
+            if self.pending_profile is None and self.final_profile is not None:
+                self.pending_profile = self.final_profile()
+            self.flush_profile()
             self.flush_metrics()
         except Exception as err:
             safety.report("exporter", err)

@@ -35,6 +35,14 @@ def is_user(filename):
     return _kind(filename) == "user"
 
 
+_ORIGINS = {"user": "app", "library": "dependency", "stdlib": "runtime", "agent": "telemetry"}
+
+
+def file_origin(filename):
+    """Whose code a file is, as a loop profile's locations say it: app, dependency, runtime, telemetry."""
+    return _ORIGINS[_kind(filename)]
+
+
 def frames_of(frame, limit=MAX_FRAMES):
     """(function, file, line) innermost first."""
     out = []

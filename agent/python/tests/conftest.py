@@ -23,6 +23,8 @@ class Sink:
 
     def __init__(self):
         self.requests = []
+        # Loop profiles as they came: (headers, gzipped pprof body).
+        self.profiles = []
         self.lock = threading.Lock()
 
     def spans(self):
@@ -65,9 +67,12 @@ def sink():
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            raw = self.rfile.read(int(self.headers["content-length"]))
             with s.lock:
-                s.requests.append((self.path, body))
+                if self.path == "/v1/profiles/pprof":
+                    s.profiles.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                else:
+                    s.requests.append((self.path, json.loads(raw)))
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.end_headers()
