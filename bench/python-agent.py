@@ -99,12 +99,13 @@ def main():
     if BEFORE_DIR:
         runs["before"] = BEFORE_DIR
     times = {label: {"awaits": [], "locks": [], "contended": []} for label in runs}
-    ratios = {label: [] for label in runs}
-    for _ in range(ROUNDS):
-        for label, agent_dir in runs.items():
-            for k, v in run(agent_dir).items():
+    labels = list(runs)
+    for r in range(ROUNDS):
+        # Each round in another order: a run's place in the round does not favour one of them.
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            for k, v in run(runs[label]).items():
                 times[label][k].append(v)
-            ratios[label].append(times[label]["awaits"][-1] / times["without"]["awaits"][-1])
+    ratios = {label: [a / b for a, b in zip(t["awaits"], times["without"]["awaits"])] for label, t in times.items()}
     med = statistics.median
     n = 200_000
     awaits = {label: med(t["awaits"]) * 1e3 for label, t in times.items()}
