@@ -6,7 +6,8 @@ against the baseline measured in the same run. Targets: under 3% on the awaits, 
 per uncontended acquisition.
 
 Run: npm run bench:python  (or python3 bench/python-agent.py). BENCH_AGENT_DIR=<dir> times the
-agent package found there instead (another revision's agent/python), for a before/after."""
+agent package found there instead (another revision's agent/python); BENCH_BEFORE_AGENT_DIR=<dir>
+times that one as well, in the same rounds, for a before/after under the same machine load."""
 
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 AGENT_DIR = os.environ.get("BENCH_AGENT_DIR") or os.path.join(ROOT, "agent", "python")
+BEFORE_DIR = os.environ.get("BENCH_BEFORE_AGENT_DIR")
 
 WORKLOAD = r"""
 import asyncio, json, time
@@ -64,11 +66,12 @@ asyncio.run(main())
 """
 
 
-def run(agent):
+def run(agent_dir):
+    """The workload's timings, with the agent package found in agent_dir (None: without one)."""
     env = dict(os.environ)
     env.update(
         {
-            "PYTHONPATH": AGENT_DIR,
+            "PYTHONPATH": agent_dir or AGENT_DIR,
             # Nothing listens there: the exporter's failures are counted, as when a collector is down.
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_SERVICE_NAME": "bench",
@@ -81,33 +84,39 @@ def run(agent):
     with open(path, "w") as f:
         f.write(WORKLOAD)
     try:
-        cmd = [sys.executable, "-m", "stallscope_agent", path] if agent else [sys.executable, path]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=300).stdout
+        cmd = [sys.executable, "-m", "stallscope_agent", path] if agent_dir else [sys.executable, path]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:  # what the program (or faulthandler, on a crash) said
+            sys.exit(f"the workload with {agent_dir or 'no agent'} exited with {r.returncode}:\n{r.stderr[-4000:]}")
+        out = r.stdout
     finally:
         os.unlink(path)
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main():
-    base = {"awaits": [], "locks": [], "contended": []}
-    agent = {"awaits": [], "locks": [], "contended": []}
-    ratios = []
-    for _ in range(ROUNDS):
-        b, a = run(False), run(True)
-        for k in base:
-            base[k].append(b[k])
-            agent[k].append(a[k])
-        ratios.append(a["awaits"] / b["awaits"])
+    runs = {"without": None, "with agent": AGENT_DIR}
+    if BEFORE_DIR:
+        runs["before"] = BEFORE_DIR
+    times = {label: {"awaits": [], "locks": [], "contended": []} for label in runs}
+    labels = list(runs)
+    for r in range(ROUNDS):
+        # Each round in another order: a run's place in the round does not favour one of them.
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            for k, v in run(runs[label]).items():
+                times[label][k].append(v)
+    ratios = {label: [a / b for a, b in zip(t["awaits"], times["without"]["awaits"])] for label, t in times.items()}
     med = statistics.median
     n = 200_000
-    print(f"python-agent bench: Python {sys.version.split()[0]}, {ROUNDS} interleaved rounds, medians, agent from {os.path.relpath(AGENT_DIR, ROOT)}")
-    print(f"  200k awaits      without {med(base['awaits']) * 1e3:7.1f} ms   with agent {med(agent['awaits']) * 1e3:7.1f} ms   ratio {med(ratios):.3f} (target < 1.03)")
-    lock_base = med(base["locks"]) / n * 1e9
-    lock_agent = med(agent["locks"]) / n * 1e9
-    print(f"  lock acquire+release  without {lock_base:6.0f} ns   with agent {lock_agent:6.0f} ns   added {lock_agent - lock_base:+.0f} ns (target < 1000 ns)")
-    wait_base = med(base["contended"]) * 1e9
-    wait_agent = med(agent["contended"]) * 1e9
-    print(f"  contended wait        without {wait_base:6.0f} ns   with agent {wait_agent:6.0f} ns   added {wait_agent - wait_base:+.0f} ns per wait")
+    awaits = {label: med(t["awaits"]) * 1e3 for label, t in times.items()}
+    locks = {label: med(t["locks"]) / n * 1e9 for label, t in times.items()}
+    waits = {label: med(t["contended"]) * 1e9 for label, t in times.items()}
+    agents = [label for label in runs if label != "without"]
+    where = os.path.relpath(AGENT_DIR, ROOT) + (f", before: {BEFORE_DIR}" if BEFORE_DIR else "")
+    print(f"python-agent bench: Python {sys.version.split()[0]}, {ROUNDS} interleaved rounds, medians, agent from {where}")
+    print(f"  200k awaits           without {awaits['without']:7.1f} ms" + "".join(f"   {a} {awaits[a]:7.1f} ms ratio {med(ratios[a]):.3f}" for a in agents) + " (target < 1.03)")
+    print(f"  lock acquire+release  without {locks['without']:6.0f} ns" + "".join(f"   {a} {locks[a]:6.0f} ns added {locks[a] - locks['without']:+.0f} ns" for a in agents) + " (target < 1000 ns)")
+    print(f"  contended wait        without {waits['without']:6.0f} ns" + "".join(f"   {a} {waits[a]:6.0f} ns added {waits[a] - waits['without']:+.0f} ns" for a in agents) + " per wait")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .conventions import (
     PROFILER_OUTCOME_SENT,
     SERVICE_INSTANCE_ID,
 )
-from .metrics import Registry
+from .metrics import ExpHistogram, Registry
 
 _VERSION = "0.1.0"
 
@@ -64,25 +64,50 @@ def span_json(s):
     return out
 
 
+def exp_point(h, now):
+    """An exponential histogram's cumulative point, as the OpenTelemetry SDK sends it: from the
+    stream's first value (None before it); the count is what the buckets hold."""
+    start = h.start_ns
+    if not start:
+        return None
+    scale, zeros, offset, counts = h.snapshot()
+    return {
+        "startTimeUnixNano": str(start),
+        "timeUnixNano": now,
+        "count": str(zeros + sum(counts)),
+        "sum": h.sum,
+        "scale": scale,
+        "zeroCount": str(zeros),
+        "positive": {"offset": offset, "bucketCounts": [str(c) for c in counts]},
+    }
+
+
 def metrics_json(reg, now_ns):
     out = []
     start = str(reg.start_ns)
     now = str(now_ns)
     by_name = collections.defaultdict(list)
     for (name, attrs), (unit, h) in list(reg.histograms.items()):
-        point = {
-            "attributes": attributes(attrs),
-            "startTimeUnixNano": start,
-            "timeUnixNano": now,
-            "count": str(h.count),
-            "sum": h.sum,
-            "bucketCounts": [str(c) for c in list(h.counts)],
-            "explicitBounds": h.bounds,
-        }
+        if isinstance(h, ExpHistogram):
+            point = exp_point(h, now)
+            if point is None:
+                continue
+            kind = "exponentialHistogram"
+        else:
+            point = {
+                "startTimeUnixNano": start,
+                "timeUnixNano": now,
+                "count": str(h.count),
+                "sum": h.sum,
+                "bucketCounts": [str(c) for c in list(h.counts)],
+                "explicitBounds": h.bounds,
+            }
+            kind = "histogram"
+        point["attributes"] = attributes(attrs)
         if h.min <= h.max:  # both set (infinite before the first value, never exported)
             point["min"] = h.min
             point["max"] = h.max
-        by_name[(name, unit, "histogram")].append(point)
+        by_name[(name, unit, kind)].append(point)
     for (name, attrs), (unit, c) in list(reg.counters.items()):
         n = c.n
         value = {"asDouble": n} if isinstance(n, float) else {"asInt": str(int(n))}
@@ -96,8 +121,8 @@ def metrics_json(reg, now_ns):
         for attrs, v in values:
             by_name[(name, unit, "gauge")].append({"attributes": attributes(attrs), "timeUnixNano": now, "asDouble": float(v)})
     for (name, unit, kind), points in by_name.items():
-        if kind == "histogram":
-            out.append({"name": name, "unit": unit, "histogram": {"aggregationTemporality": 2, "dataPoints": points}})
+        if kind in ("histogram", "exponentialHistogram"):
+            out.append({"name": name, "unit": unit, kind: {"aggregationTemporality": 2, "dataPoints": points}})
         elif kind == "sum":
             out.append({"name": name, "unit": unit, "sum": {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": points}})
         else:

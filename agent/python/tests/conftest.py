@@ -18,6 +18,9 @@ REPO = os.path.dirname(os.path.dirname(AGENT_ROOT))
 PYTHON = os.environ.get("STALLSCOPE_TEST_PYTHON") or sys.executable
 
 
+METRIC_TYPES = ("histogram", "exponentialHistogram", "sum", "gauge")
+
+
 class Sink:
     """Everything an agent sent, decoded from OTLP/JSON."""
 
@@ -50,11 +53,16 @@ class Sink:
                     for sm in rm["scopeMetrics"]:
                         for m in sm["metrics"]:
                             if m["name"] == name:
-                                data = m.get("histogram") or m.get("sum") or m.get("gauge")
+                                data = next(m[k] for k in METRIC_TYPES if k in m)
                                 for p in data["dataPoints"]:
                                     p["attrs"] = {a["key"]: next(iter(a["value"].values())) for a in p.get("attributes", [])}
                                     out.append(p)
         return out
+
+    def metric_types(self, name):
+        """How a metric was sent: `histogram`, `exponentialHistogram`, `sum`, `gauge`."""
+        with self.lock:
+            return {k for path, body in self.requests if path == "/v1/metrics" for rm in body["resourceMetrics"] for sm in rm["scopeMetrics"] for m in sm["metrics"] if m["name"] == name for k in METRIC_TYPES if k in m}
 
     def resources(self):
         with self.lock:

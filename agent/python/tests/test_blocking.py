@@ -116,7 +116,8 @@ def test_time_sleep_socket_and_subprocess_in_coroutines_are_sync_calls_with_thei
     for api, mark in (("time.sleep", "sleep"), ("socket.recv", "recv"), ("subprocess.run", "subprocess")):
         assert sync[api]["code.function.name"] == "handler"
         assert int(sync[api]["code.line.number"]) == line_of(tmp_path, mark)
-    # Sync-call durations as a histogram per API.
+    # Sync-call durations as a histogram per API (explicit buckets, as the Node agent's).
+    assert sink.metric_types("stallscope.sync.duration") == {"histogram"}
     points = sink.metrics("stallscope.sync.duration")
     assert {p["attrs"]["stallscope.sync.api"] for p in points} >= {"time.sleep", "socket.recv", "subprocess.run"}
 

@@ -1,8 +1,10 @@
-"""End to end: the Python example service (examples/services/inventory.py) with the agent, under
-load, sending to a real stallscope collector; the findings API names the planted function, the
-hot lock and the blocking call, with their lines."""
+"""End to end, against a real stallscope collector: the Python example service
+(examples/services/inventory.py) with the agent, under load, whose findings name the planted
+function, the hot lock and the blocking call, with their lines; and a program's lock waits, whose
+p95 in the locks table is within a few percent of the exact one."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -13,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, agent_env
+from conftest import REPO, agent_env, line_of, run_program
 
 CLI = os.path.join(REPO, "dist", "cli", "main.js")
 SERVICE = os.path.join(REPO, "examples", "services", "inventory.py")
@@ -110,3 +112,55 @@ def test_findings_name_the_planted_function_lock_and_call(collector, tmp_path):
     caused = get(f"{collector['api']}/api/metrics?name=stallscope.lock.wait_caused&service=inventory-py")
     pair = [x for x in caused["series"] if x["attributes"]["stallscope.lock.holder_site"] == reserve and x["attributes"]["stallscope.lock.acquire_site"] == reserve]
     assert pair and sum(step.get("increase", 0) for step in pair[0]["steps"]) > 0, caused["series"]
+
+
+def test_the_locks_table_gives_a_python_locks_p95_within_a_few_percent_of_exact(collector, tmp_path):
+    r = run_program(
+        tmp_path,
+        """
+        import asyncio, json, random, time
+
+        rng = random.Random(11)
+        waits, holds = [], []
+
+        async def worker(lock):
+            for _ in range(60):
+                contended = lock.locked() or bool(lock._waiters)  # this acquisition will queue
+                asked = time.perf_counter()
+                async with lock:
+                    got = time.perf_counter()
+                    waits.append(got - asked if contended else 0.0)
+                    await asyncio.sleep(rng.uniform(0.0005, 0.004))
+                    holds.append(time.perf_counter() - got)
+
+        async def main():
+            lock = asyncio.Lock()  # MARK:lock
+            await asyncio.gather(*(worker(lock) for _ in range(8)))
+
+        asyncio.run(main())
+        print(json.dumps({"waits": waits, "holds": holds}))
+        """,
+        collector["otlp"],
+        OTEL_SERVICE_NAME="py-p95",
+        OTEL_METRIC_EXPORT_INTERVAL="500",
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    lock = f"app.py:{line_of(tmp_path, 'lock')}"
+    row = None
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        rows = get(f"{collector['api']}/api/dash/locks?service=py-p95&since=15m")["locks"]
+        row = next((x for x in rows if x["lock"] == lock), None)
+        if row and row["acquisitions"] == 480:
+            break
+        time.sleep(0.5)
+    assert row and row["acquisitions"] == 480 and row["contended"] == sum(1 for w in seen["waits"] if w), row
+
+    def exact_ms(values, q):
+        values = sorted(values)
+        return values[math.ceil(q * len(values)) - 1] * 1000
+
+    # Uncontended acquisitions waited 0 in both: the table adds them to the histogram's waits.
+    for got, want in ((row["waitP95Ms"], exact_ms(seen["waits"], 0.95)), (row["holdP95Ms"], exact_ms(seen["holds"], 0.95))):
+        assert abs(got - want) <= 0.06 * want, (got, want)

@@ -58,6 +58,9 @@ def test_tasks_wait_for_a_worker_apart_from_their_run_time(sink, tmp_path):
     wait = [p for p in sink.metrics("stallscope.pool.queue_wait") if p["attrs"]["stallscope.pool.name"] == pool_name][-1]
     run = [p for p in sink.metrics("stallscope.pool.run_time") if p["attrs"]["stallscope.pool.name"] == pool_name][-1]
     assert int(wait["count"]) == 6 and wait["sum"] > run["sum"] * 0.9
+    # Exponential histograms, as the Node agent sends them.
+    assert sink.metric_types("stallscope.pool.queue_wait") == sink.metric_types("stallscope.pool.run_time") == {"exponentialHistogram"}
+    assert sum(int(c) for c in run["positive"]["bucketCounts"]) + int(run["zeroCount"]) == 6
 
 
 def test_a_nested_asyncio_run_is_reported_and_still_raises(sink, tmp_path):
