@@ -23,6 +23,10 @@ class Config:
     export_timeout_s: float = 10.0
     profile_hz: float = 100.0
     profile_window_ms: float = 30_000.0
+    # faulthandler's C timer names a C call that holds the GIL, but it dumps every thread's frames
+    # without the GIL while they run: it has crashed CPython (in dump_frame) when the watchdog was
+    # starved. Off unless asked for.
+    gil_stacks: bool = False
     disabled: bool = False
 
 
@@ -74,4 +78,5 @@ def load(env=None, warn=None):
     c.export_timeout_s = _number(env, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000, 1, warn) / 1000
     c.profile_hz = _number(env, "STALLSCOPE_PROFILE_HZ", c.profile_hz, 0, warn, 1000)
     c.profile_window_ms = _number(env, "STALLSCOPE_PROFILE_WINDOW_MS", c.profile_window_ms, 1000, warn, 600_000)
+    c.gil_stacks = env.get("STALLSCOPE_GIL_STACKS", "").lower() == "true"
     return c

@@ -4,9 +4,11 @@ Each running loop schedules a heartbeat on itself every few milliseconds; how la
 is the loop's delay. A watchdog thread watches the beats: when none has run for longer than the
 threshold, it reads the loop thread's stack (sys._current_frames) while the loop is still stuck,
 and when the loop turns again the episode becomes one span naming the blocking line. A C call
-that holds the GIL keeps the watchdog thread from running at all; for that, faulthandler's own
-C-level timer, armed by the watchdog at each check, writes the stack to a file when the watchdog
-misses its deadline, and the watchdog reads it once it runs again.
+that holds the GIL keeps the watchdog thread from running at all: its episode is reported
+without a stack, unless STALLSCOPE_GIL_STACKS=true arms faulthandler's own C-level timer at each
+check, which writes the stacks to a file when the watchdog misses its deadline (the watchdog reads
+it once it runs again). That timer dumps the threads' frames without the GIL while they run, which
+can crash CPython, so it is off by default.
 """
 
 import asyncio
@@ -111,7 +113,7 @@ class LoopMonitor:
         self.minute = 0
         self.reported_this_minute = 0
         self.stop = threading.Event()
-        self.dump = tempfile.TemporaryFile(mode="w+")
+        self.dump = tempfile.TemporaryFile(mode="w+") if config.gil_stacks else None
         self.window_start = time.perf_counter_ns()
         registry.gauge(METRICS_LOOP_UTILIZATION, self._utilization)
         for stat in LOOP_DELAY_STATS:
@@ -221,12 +223,12 @@ class LoopMonitor:
             try:
                 now = time.perf_counter_ns()
                 late = now - last_check > self.threshold_ns
-                if late:
+                if late and self.dump is not None:
                     # This thread could not run: the GIL was held. Did faulthandler see by whom?
                     dump = self._read_dump() or dump
                     last_arm = 0
                 last_check = now
-                if now - last_arm > self.threshold_ns // 2:
+                if self.dump is not None and now - last_arm > self.threshold_ns // 2:
                     self._arm()
                     last_arm = now
                 for state in list(self.loops.values()):
@@ -286,6 +288,8 @@ class LoopMonitor:
 
     def close(self):
         self.stop.set()
+        if self.dump is None:
+            return
         try:
             faulthandler.cancel_dump_traceback_later()
         except Exception:

@@ -46,11 +46,7 @@ def test_a_cpu_loop_in_a_coroutine_is_one_episode_naming_the_line(sink, tmp_path
     assert "handler" in a["code.stacktrace"]
 
 
-def test_a_gil_holding_c_call_is_still_caught_with_its_line(sink, tmp_path):
-    # json.loads of a large document runs in C and never lets another thread run.
-    r = run_program(
-        tmp_path,
-        """
+GIL_PROGRAM = """
         import asyncio, json
 
         BIG = json.dumps([{"id": i, "name": "item-%d" % i, "tags": ["a", "b"]} for i in range(1_500_000)])
@@ -64,9 +60,17 @@ def test_a_gil_holding_c_call_is_still_caught_with_its_line(sink, tmp_path):
             await asyncio.sleep(0.1)
 
         asyncio.run(handler())
-        """,
+        """
+
+
+def test_a_gil_holding_c_call_is_caught_with_its_line_when_gil_stacks_are_on(sink, tmp_path):
+    # json.loads of a large document runs in C and never lets another thread run.
+    r = run_program(
+        tmp_path,
+        GIL_PROGRAM,
         sink.endpoint,
         STALLSCOPE_JSON_SIZE_THRESHOLD="1000",
+        STALLSCOPE_GIL_STACKS="true",
     )
     assert r.returncode == 0, r.stderr
     found = episodes(sink)
@@ -79,6 +83,30 @@ def test_a_gil_holding_c_call_is_still_caught_with_its_line(sink, tmp_path):
     assert [s["attrs"]["stallscope.sync.api"] for s in sync] == ["json.loads"]
     assert int(sync[0]["attrs"]["stallscope.sync.bytes"]) > 1000
 
+
+
+def test_leaves_the_apps_own_faulthandler_timer_alone_by_default(sink, tmp_path):
+    # faulthandler's timer is one per process: the agent arms it only with STALLSCOPE_GIL_STACKS.
+    dump = tmp_path / "app-dump.txt"
+    r = run_program(
+        tmp_path,
+        f"""
+        import asyncio, faulthandler
+
+        out = open({str(dump)!r}, "w")
+
+        async def main():
+            await asyncio.sleep(0.3)
+            faulthandler.dump_traceback_later(0.3, repeat=False, file=out)
+            await asyncio.sleep(1.0)
+            out.close()
+
+        asyncio.run(main())
+        """,
+        sink.endpoint,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Thread" in dump.read_text() or "Stack" in dump.read_text(), dump.read_text()
 
 def test_time_sleep_socket_and_subprocess_in_coroutines_are_sync_calls_with_their_site(sink, tmp_path):
     r = run_program(
