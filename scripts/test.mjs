@@ -40,7 +40,8 @@ const prerequisites = [
 ];
 
 const suites = [
-  { name: 'build', cmd: 'npm', args: () => ['run', 'build'] },
+  { name: 'build (and the dashboard pages type-checked)', cmd: 'npm', args: () => ['run', 'build'] },
+  { name: 'format (prettier --check)', cmd: 'npm', args: () => ['run', 'format:check'] },
   // The file list is read after the build, which makes it.
   {
     name: `Node ${process.versions.node}: every suite`,
@@ -77,7 +78,7 @@ for (const s of suites) {
   const started = Date.now();
   const status = run(s.cmd, s.args());
   results.push({ name: s.name, status, seconds: Math.round((Date.now() - started) / 1000) });
-  if (s.name === 'build' && status !== 0) break;
+  if (s === suites[0] && status !== 0) break;
 }
 console.log('\n=== npm test: summary');
 for (const r of results) console.log(`  ${r.status === 0 ? 'pass' : 'FAIL'}  ${r.name} (${r.seconds} s)`);
