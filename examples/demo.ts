@@ -6,6 +6,7 @@
 // prints what it is told.
 // Ctrl-C stops everything.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -318,6 +319,8 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
   const otlp = `http://127.0.0.1:${running.collector.otlpPort}`;
   const children: ChildProcess[] = [];
   const stopLoad = new AbortController();
+  // Every request in flight listens for the stop (and lets go when it ends): more than ten at once is expected.
+  setMaxListeners(Infinity, stopLoad.signal);
   const requests = { sent: 0, failed: 0 };
   const clients: Promise<void>[] = [];
   let stopped: Promise<void> | undefined;
