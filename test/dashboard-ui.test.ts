@@ -455,7 +455,8 @@ describe('dashboard pages in Chromium', () => {
 
   it('profile: the loop CPU flame graph names a frame with its file and line when clicked', async () => {
     const start = BigInt(Date.now() - 20_000) * 1_000_000n;
-    const body = pprof('shop', start, [
+    // A service of its own: the agent-attached ones send their own loop profiles.
+    const body = pprof('renderer', start, [
       {
         stack: [
           ['handle', '/srv/app.js', 3, 'app'],
@@ -473,7 +474,7 @@ describe('dashboard pages in Chromium', () => {
     ]);
     const res = await fetch(`${server.otlp}/v1/profiles/pprof`, { method: 'POST', body });
     assert.equal(res.status, 200);
-    const page = await open('/profile?since=15m&service=shop', 'profile');
+    const page = await open('/profile?since=15m&service=renderer', 'profile');
     assert.ok(await drawn(page, '#cpu'), 'the CPU flame graph is drawn');
     // The root is the first row; renderTable (200 of 250 samples) sits two rows down, from the left edge.
     const box = (await page.$('#cpu'))!;

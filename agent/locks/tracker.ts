@@ -376,6 +376,9 @@ export class LockTracker {
    * where several keys share one resource (only its own holds block it).
    */
   request(resource: LockResource, available: boolean, skip: Function, weight = 1, lockKey?: string): Acquisition {
+    // A first waiter opens the ledger, naming the holds in progress: the tracker's time, taken
+    // before the wait's clock starts so that it is not counted as waiting.
+    const ledger = available ? undefined : this.ledgerFor(resource, lockKey ?? '', performance.now());
     const now = performance.now();
     resource.lastRequested = now;
     if (!available) resource.lastContended = now;
@@ -393,7 +396,7 @@ export class LockTracker {
       lockKey,
     };
     if (!available) {
-      acq.waitStart = this.ledgerFor(resource, lockKey ?? '', now).waitStarts(now);
+      acq.waitStart = ledger!.waitStarts(now);
       resource.waitQueue.push(acq);
       resource.waiting++;
       if (resource.waiting > resource.maxQueue) resource.maxQueue = resource.waiting;
