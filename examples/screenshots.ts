@@ -33,16 +33,21 @@ async function until<T>(what: string, f: () => Promise<T | undefined>): Promise<
   }
 }
 
-/** A trace with a lock wait, preferring one that also has a blocked loop. */
+/** A trace with a lock wait, preferring one that also has a blocked loop (service by service). */
 async function pickTrace(dashboard: string): Promise<string> {
-  const list = (kind: string) =>
-    json<TraceSummary[]>(`${dashboard}/api/traces?since=15m&kind=${kind}&limit=200`).then((ts) =>
-      ts.map((t) => t.traceId),
-    );
+  const list = (kind: string, service: string) =>
+    json<TraceSummary[]>(
+      `${dashboard}/api/traces?since=15m&kind=${kind}&service=${encodeURIComponent(service)}&limit=200`,
+    ).then((ts) => ts.map((t) => t.traceId));
   return until('a trace with a lock wait', async () => {
-    const [waits, blocks] = await Promise.all([list('lock-wait'), list('loop-block')]);
-    const both = waits.find((id) => blocks.includes(id));
-    return both ?? waits[0];
+    let fallback: string | undefined;
+    for (const service of AWAITED) {
+      const [waits, blocks] = await Promise.all([list('lock-wait', service), list('loop-block', service)]);
+      const both = waits.find((id) => blocks.includes(id));
+      if (both) return both;
+      fallback ??= waits[0];
+    }
+    return fallback;
   });
 }
 
