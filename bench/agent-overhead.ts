@@ -10,7 +10,7 @@
 // the thread that does it, against Node's own SourceMap. Last, the main-thread cost of the
 // profiler's start, relay and stop in an app of 5,000 functions against one of a single function
 // (both also hold the SDK's own code), as the agent itself measures them (stallscope.profiler.pause).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -18,7 +18,6 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import autocannon from 'autocannon';
 import { buildSync } from 'esbuild';
 import { tableBytes, type MapTable } from '../agent/source-maps';
 import { SourceMapper } from '../agent/source-mapper';
@@ -27,7 +26,7 @@ import { serve } from '../cli/serve';
 import { MetricsRequest } from '../collector/otlp/proto';
 import { PROFILER_COMMAND, PROFILER_METRICS } from '../common/conventions';
 import { packageRoot } from '../common/package-root';
-import { cpuSeconds, firstLine, median } from './load';
+import { firstLine, loadService, median, startService, type LoadResult } from './load';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -92,34 +91,18 @@ const variants: Variant[] = [
   },
 ];
 
-function start(v: Variant, script: string, env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [...v.args, script], {
-    env: { ...env, ...v.env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+function loadOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<LoadResult> {
+  // A longer warm-up: JIT, lazy paths, and the loop profiler's one start (its cost is measured apart, below).
+  return loadService(v.name, v, [v.script?.() ?? SERVICE], env, {
+    path: '/items/7',
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+    warmupSeconds: 3,
   });
 }
 
-async function loadOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<{ rps: number; p99: number; cpuUs: number }> {
-  const child = start(v, v.script?.() ?? SERVICE, env);
-  try {
-    const { port } = JSON.parse(await firstLine(child)) as { port: number };
-    const url = `http://127.0.0.1:${port}/items/7`;
-    // Warm-up: JIT, lazy paths, and the loop profiler's one start (its cost is measured apart, below).
-    await autocannon({ url, connections: CONNECTIONS, duration: 3 });
-    const cpuBefore = cpuSeconds(child.pid!);
-    const r = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS });
-    const cpu = cpuSeconds(child.pid!) - cpuBefore;
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${v.name}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
-    // CPU per request is steadier than throughput on a 2-core machine shared with the load generator.
-    return { rps: r.requests.average, p99: r.latency.p99, cpuUs: (cpu / r.requests.total) * 1e6 };
-  } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
-}
-
 async function awaitsOnce(v: Variant, env: NodeJS.ProcessEnv): Promise<number> {
-  const child = start(v, AWAITS, env);
+  const child = startService(v, [AWAITS], env);
   return Number(await firstLine(child));
 }
 

@@ -41,7 +41,7 @@ export interface LoadResult {
 }
 
 /**
- * Starts the service, warms it for a second (JIT, lazy paths), then loads `path` for `seconds`
+ * Starts the service, warms it (JIT, lazy paths; a second unless told), then loads `path` for `seconds`
  * with `connections` closed-loop connections; every answer must be a 2xx.
  */
 export async function loadService(
@@ -49,13 +49,13 @@ export async function loadService(
   s: Service,
   script: string[],
   env: NodeJS.ProcessEnv,
-  o: { path: string; connections: number; seconds: number },
+  o: { path: string; connections: number; seconds: number; warmupSeconds?: number },
 ): Promise<LoadResult> {
   const child = startService(s, script, env);
   try {
     const { port } = JSON.parse(await firstLine(child)) as { port: number };
     const url = `http://127.0.0.1:${port}${o.path}`;
-    await autocannon({ url, connections: o.connections, duration: 1 });
+    await autocannon({ url, connections: o.connections, duration: o.warmupSeconds ?? 1 });
     const cpuBefore = cpuSeconds(child.pid!);
     const r = await autocannon({ url, connections: o.connections, duration: o.seconds });
     const cpu = cpuSeconds(child.pid!) - cpuBefore;

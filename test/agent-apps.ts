@@ -2,6 +2,7 @@
 // agent's end-to-end tests and the dashboard's.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -137,4 +138,36 @@ export async function traceWith(server: TestServer, traceId: string, name: strin
     10_000,
     `a "${name}" span in trace ${traceId}`,
   );
+}
+
+/**
+ * Closed-loop keep-alive clients on 127.0.0.1, each cycling through `paths` until `ms` have
+ * passed and waiting `thinkMs` between its requests (0: none); answers counted per path if asked.
+ */
+export async function closedLoop(
+  port: number,
+  paths: string[],
+  clients: number,
+  ms: number,
+  o: { thinkMs?: number; counts?: Map<string, number> } = {},
+): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const end = Date.now() + ms;
+  const get = (path: string) =>
+    new Promise<void>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path, agent }, (res) => res.resume().on('end', () => resolve()))
+        .on('error', reject);
+    });
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let turn = c; Date.now() < end; turn++) {
+        const path = paths[turn % paths.length];
+        await get(path);
+        o.counts?.set(path, (o.counts.get(path) ?? 0) + 1);
+        if (o.thinkMs) await new Promise((r) => setTimeout(r, o.thinkMs));
+      }
+    }),
+  );
+  agent.destroy();
 }

@@ -7,9 +7,8 @@
 // the app answers and exits as it does without the agent.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { spawn } from 'node:child_process';
-import { REGISTER, agentEnv, startApp, stop, type App, type SpanJson } from './agent-apps';
+import { REGISTER, agentEnv, closedLoop, startApp, stop, type App, type SpanJson } from './agent-apps';
 import { FIXTURES, eventually, getJson, startServer, waitForOutput, type TestServer } from './helpers';
 import type { Finding, RouteRow, RoutesPage, TraceSummary } from '../common/types';
 import { resolveConfig } from '../agent/config';
@@ -20,28 +19,6 @@ const LOAD_MS = 5000;
 const QUIET_ITEMS = 5;
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT_ID = '00f067aa0ba902b7';
-
-/** Closed-loop clients cycling through `paths` until `ms` have passed; answers counted per path. */
-async function closedLoop(port: number, paths: string[], clients: number, ms: number, counts: Map<string, number>) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-  const end = Date.now() + ms;
-  const get = (path: string) =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path, agent }, (res) => res.resume().on('end', () => resolve()))
-        .on('error', reject);
-    });
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let turn = c; Date.now() < end; turn++) {
-        const path = paths[turn % paths.length];
-        await get(path);
-        counts.set(path, (counts.get(path) ?? 0) + 1);
-      }
-    }),
-  );
-  agent.destroy();
-}
 
 /** A route as the Routes page names it, from the path a client asked for. */
 const routeOf = (path: string) => `GET ${path.split('?')[0].replace(/^\/items\/\d+$/, '/items/:id')}`;
@@ -76,11 +53,11 @@ describe('lean request mode under concurrent load', { timeout: 240_000 }, () => 
         const counts = new Map<string, number>();
         asked.set(fw, counts);
         await Promise.all([
-          closedLoop(port, ['/report?ms=60'], 1, LOAD_MS, counts),
-          closedLoop(port, ['/pay'], 2, LOAD_MS, counts),
-          closedLoop(port, ['/hash'], 2, LOAD_MS, counts),
-          closedLoop(port, ['/ping'], 2, LOAD_MS, counts),
-          closedLoop(port, ['/items/3', '/items/41'], 1, LOAD_MS, counts),
+          closedLoop(port, ['/report?ms=60'], 1, LOAD_MS, { counts }),
+          closedLoop(port, ['/pay'], 2, LOAD_MS, { counts }),
+          closedLoop(port, ['/hash'], 2, LOAD_MS, { counts }),
+          closedLoop(port, ['/ping'], 2, LOAD_MS, { counts }),
+          closedLoop(port, ['/items/3', '/items/41'], 1, LOAD_MS, { counts }),
         ]);
         // On a quiet loop: fast requests, and one that joins a caller's trace.
         for (let i = 0; i < QUIET_ITEMS; i++)

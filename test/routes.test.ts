@@ -4,31 +4,10 @@
 // calls count once; every breakdown adds up to the route's time.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { REGISTER, agentEnv, startApp, stop, type App } from './agent-apps';
+import { REGISTER, agentEnv, closedLoop, startApp, stop, type App } from './agent-apps';
 import { eventually, getJson, startServer, type TestServer } from './helpers';
 import type { Finding, RoutePage, RouteRow, RoutesPage } from '../common/types';
 import { criticalPath } from '../collector/routes/critical-path';
-
-async function closedLoop(port: number, paths: string[], clients: number, ms: number, thinkMs = 0): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-  const end = Date.now() + ms;
-  const get = (path: string) =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path, agent }, (res) => res.resume().on('end', () => resolve()))
-        .on('error', reject);
-    });
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let turn = c; Date.now() < end; turn++) {
-        await get(paths[turn % paths.length]);
-        if (thinkMs) await new Promise((r) => setTimeout(r, thinkMs));
-      }
-    }),
-  );
-  agent.destroy();
-}
 
 const LOAD_MS = 5000;
 const ROUTES_LAG_MS = 4000;
@@ -102,7 +81,7 @@ describe('routes under concurrent load', { timeout: 180_000 }, () => {
     const [reports, ledger] = apps;
     // Reports block the loop 250 ms at a time, 100 ms apart; the other clients never pause.
     await Promise.all([
-      closedLoop(reports.port, ['/report?ms=250'], 1, LOAD_MS, 100),
+      closedLoop(reports.port, ['/report?ms=250'], 1, LOAD_MS, { thinkMs: 100 }),
       closedLoop(reports.port, ['/ping'], 2, LOAD_MS),
       closedLoop(ledger.port, ['/pay', '/order'], 6, LOAD_MS),
       closedLoop(ledger.port, ['/fan-out'], 1, LOAD_MS),
