@@ -402,6 +402,8 @@ export class LoopProfiler {
     else {
       this.disconnect();
       this.hz = 0;
+      // The sampling signals made libuv's utilization read high: judge the loop afresh from now.
+      this.last = undefined;
       this.setState(next.state, 0, next.reason);
     }
   }

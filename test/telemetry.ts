@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 // In-process telemetry for the agent's tests: the OpenTelemetry SDK's real tracer and meter
 // providers, with spans kept in memory and metrics read on demand (no export interval).
 import { context } from '@opentelemetry/api';
@@ -52,3 +53,13 @@ export function enableContext(): void {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
+
+/**
+ * A wait of at least `least` ms (a timer never ends a sleep early; a millisecond for the step
+ * between clocks) and at most `most`, a bound the test measured itself: both hold however slow
+ * the machine, where a fixed tolerance around the expected time does not.
+ */
+export function assertWaited(ms: number, least: number, most: number, what: string): void {
+  assert.ok(ms >= least - 1, `${what}: ${ms.toFixed(1)} ms, expected at least ${least}`);
+  assert.ok(ms <= most + 1, `${what}: ${ms.toFixed(1)} ms, more than the ${most.toFixed(1)} ms the test saw pass`);
+}

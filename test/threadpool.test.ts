@@ -112,8 +112,14 @@ describe('libuv threadpool monitor', () => {
     const address = await promisify(lookup)('localhost');
     await Promise.all(burst);
     assert.ok(address);
-    const [span] = poolWaits();
-    assert.equal(span?.attributes[THREADPOOL_OP], 'GETADDRINFOREQWRAP');
+    // A loaded machine may also show a hash that waited for a thread the test's own work held.
+    const span = poolWaits().find((s) => s.attributes[THREADPOOL_OP] === 'GETADDRINFOREQWRAP');
+    assert.ok(
+      span,
+      poolWaits()
+        .map((s) => String(s.attributes[THREADPOOL_OP]))
+        .join(', '),
+    );
     assert.equal(span.attributes[THREADPOOL_CATEGORY], 'dns');
     assert.equal(span.attributes[THREADPOOL_AHEAD], `PBKDF2REQUEST=${SIZE}`);
     assert.ok(durationMs(span) > TASK_MS * 0.5, `waited ${durationMs(span)} ms`);
