@@ -155,10 +155,16 @@ describe('lean request mode under concurrent load', { timeout: 240_000 }, () => 
           if (root && stall) withServer.push({ root, stall });
         }
         assert.ok(withServer.length > 0, `${fw} ${kind}: no traced request of ${JSON.stringify(found)}`);
+        // Only /pay takes the lock and only /hash the pool; but a loaded machine can hold up any
+        // route's code past the blocking threshold, so most blocks, not all, are /report's.
+        const elsewhere = withServer.filter(({ root }) => root.name !== `GET ${routeName}`);
+        if (kind === 'loop-block')
+          assert.ok(elsewhere.length < withServer.length / 2, `${fw}: ${elsewhere.map((x) => x.root.name).join(', ')}`);
+        else assert.deepEqual(elsewhere, [], `${fw} ${kind}`);
         for (const { root, stall } of withServer) {
           assert.equal(stall.parentSpanId, root.spanId, `${fw} ${kind}`);
-          assert.equal(root.name, `GET ${routeName}`, `${fw} ${kind}: ${JSON.stringify(root)}`);
-          assert.equal(root.attributes[fw === 'http' ? 'stallscope.http.path_route' : 'http.route'], routeName);
+          const path = root.name.replace(/^GET /, '');
+          assert.equal(root.attributes[fw === 'http' ? 'stallscope.http.path_route' : 'http.route'], path);
           assert.ok(
             ['stalled', 'loop-blocked', 'lock-holder'].includes(root.attributes['stallscope.request.exported']),
           );
