@@ -166,6 +166,8 @@ export class LoopProfiler {
   private state: ProfilerState = PROFILER_STATES.idle;
   private reason: ProfilerReason | undefined;
   private pending = false;
+  /** A decision waits for the loop's next turn. */
+  private onTurn = false;
   private window = { startHr: 0n, reading: { stampHr: 0n, active: 0n }, maxGapNs: 0n };
   /** The reading `recent` was measured from, and the loop's utilization over the second before it. */
   private last: Reading | undefined;
@@ -208,6 +210,11 @@ export class LoopProfiler {
   /** From the watchdog's poll: how long the loop has gone without a heartbeat. */
   observe(gapNs: bigint): void {
     if (gapNs > this.window.maxGapNs) this.window.maxGapNs = gapNs;
+    // A saturated loop turns only between long stretches, rarely at a tick: catch its next turn.
+    if (this.onTurn && gapNs <= RESPONSIVE_NS) {
+      this.onTurn = false;
+      this.tick();
+    }
   }
 
   /** The main thread did what it was asked. */
@@ -249,8 +256,10 @@ export class LoopProfiler {
       // The main thread ends the window when it next turns, however long that takes.
       if (now - this.window.startHr >= this.windowNs) this.run(() => this.endWindow(reading));
       // Starting calls the inspector, served at once only by a loop that turns: ask later.
-    } else if (now < this.notBeforeHr || now - reading.stampHr > RESPONSIVE_NS) {
+    } else if (now < this.notBeforeHr) {
       return;
+    } else if (now - reading.stampHr > RESPONSIVE_NS) {
+      this.onTurn = true;
     } else if (this.state === PROFILER_STATES.idle && recent >= BUSY_ELU) {
       this.run(() => this.begin(this.settings.hz, PROFILER_STATES.sampling));
     } else if (this.state === PROFILER_STATES.paused) {

@@ -29,6 +29,11 @@ const SPEC = {
     'critical-utilization': { unit: 'share', value: 0.9, meaning: 'utilization that makes it critical' },
     'min-busy': d(2000, 'sampled loop CPU time over the window'),
     'min-share': { unit: 'share', value: 0.05, meaning: 'share of the loop time a function must take to be named' },
+    'max-blocked': {
+      unit: 'share',
+      value: 0.75,
+      meaning: 'share of the busy time in blocking episodes above which the blocks are the whole story',
+    },
   },
   'sync-call': {
     'min-total': d(200, 'time in one call site over the window'),

@@ -140,30 +140,39 @@ export async function traceWith(server: TestServer, traceId: string, name: strin
   );
 }
 
+/** A request a closed-loop client sends: a GET of the path, or a method with a JSON body. */
+export type LoadRequest = string | { path: string; method: string; body: string };
+
 /**
- * Closed-loop keep-alive clients on 127.0.0.1, each cycling through `paths` until `ms` have
+ * Closed-loop keep-alive clients on 127.0.0.1, each cycling through `requests` until `ms` have
  * passed and waiting `thinkMs` between its requests (0: none); answers counted per path if asked.
  */
 export async function closedLoop(
   port: number,
-  paths: string[],
+  requests: LoadRequest[],
   clients: number,
   ms: number,
   o: { thinkMs?: number; counts?: Map<string, number> } = {},
 ): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const end = Date.now() + ms;
-  const get = (path: string) =>
+  const send = (r: LoadRequest) =>
     new Promise<void>((resolve, reject) => {
+      const { path, method, body } = typeof r === 'string' ? { path: r, method: 'GET', body: undefined } : r;
+      const headers = body === undefined ? {} : { 'content-type': 'application/json' };
       http
-        .get({ host: '127.0.0.1', port, path, agent }, (res) => res.resume().on('end', () => resolve()))
-        .on('error', reject);
+        .request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) =>
+          res.resume().on('end', () => resolve()),
+        )
+        .on('error', reject)
+        .end(body);
     });
   await Promise.all(
     Array.from({ length: clients }, async (_, c) => {
       for (let turn = c; Date.now() < end; turn++) {
-        const path = paths[turn % paths.length];
-        await get(path);
+        const r = requests[turn % requests.length];
+        await send(r);
+        const path = typeof r === 'string' ? r : r.path;
         o.counts?.set(path, (o.counts.get(path) ?? 0) + 1);
         if (o.thinkMs) await new Promise((r) => setTimeout(r, o.thinkMs));
       }

@@ -50,7 +50,8 @@ function binDir(): string {
   return join(root, versions.includes('15') ? '15' : versions[0], 'bin');
 }
 
-function freePort(): Promise<number> {
+/** A loopback port free at the moment of asking, for a server that cannot listen on port 0. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

@@ -613,14 +613,25 @@ async function saturation(read: ReadModel, w: Window, th: FindingThresholds): Pr
     (u) => u.value >= t['min-utilization'],
   );
   if (busy.length === 0) return [];
-  const [stacks, blocks] = await Promise.all([read.stackWeights(w), read.groups(KINDS.loopBlock, w, 1000)]);
+  const [stacks, blocks, loopTime] = await Promise.all([
+    read.stackWeights(w),
+    read.groups(KINDS.loopBlock, w, 1000),
+    read.counterTotals(METRICS.loopTime, w),
+  ]);
   const out: Detected[] = [];
   for (const { service, value: utilization } of busy) {
     const { totalMs, telemetryMs, culprits } = loopCulprits(stacks.filter((s) => s.service === service));
     if (totalMs < t['min-busy']) continue;
-    // Long blocks that explain most of the busy time are the loop-blocked finding's.
+    // Long blocks that explain nearly all the busy time are the loop-blocked (or sync-call)
+    // finding's; short of that the profile tells the rest. Both over the whole window: the
+    // profiles may cover only part of it.
     const blockedMs = blocks.filter((b) => b.service === service).reduce((a, b) => a + b.totalMs, 0);
-    if (blockedMs >= totalMs / 2) continue;
+    const activeMs =
+      1000 *
+      loopTime
+        .filter((c) => c.service === service && c.attributes[METRICS.loopState] === 'active')
+        .reduce((a, c) => a + c.value, 0);
+    if (blockedMs > 0 && blockedMs >= activeMs * t['max-blocked']) continue;
     const named = culprits.filter((c) => c.share >= t['min-share']).slice(0, 3);
     if (named.length === 0) continue;
     const top = named[0].frame;
@@ -632,7 +643,7 @@ async function saturation(read: ReadModel, w: Window, th: FindingThresholds): Pr
       count: named.length,
       location: { function: top.fn, file: top.file, line: top.line },
       traceIds: [],
-      figures: { utilization, sampledMs: totalMs, topShare: named[0].share, telemetryMs, blockedMs },
+      figures: { utilization, sampledMs: totalMs, topShare: named[0].share, telemetryMs, blockedMs, activeMs },
       facts: { culprits: named },
     });
   }

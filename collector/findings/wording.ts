@@ -37,7 +37,7 @@ function alternative(api: string): string {
   if (python) return python[1];
   const [module, fn = ''] = api.split('.');
   if (module === 'JSON') {
-    return `keep payloads this large off the request path: parse or serialise them in a worker thread (e.g. Piscina), stream them, or make them smaller`;
+    return `a worker thread (e.g. Piscina) to parse or serialise payloads this large off the request path, a streaming parser, or smaller payloads`;
   }
   const asyncName = fn.replace(/Sync$/, '');
   if (module === 'fs') {

@@ -60,6 +60,8 @@ POOL_RUN_MS = "stallscope.pool.run_ms"
 
 METRICS_LOOP_DELAY_PREFIX = "nodejs.eventloop.delay."
 METRICS_LOOP_UTILIZATION = "nodejs.eventloop.utilization"
+METRICS_LOOP_TIME = "nodejs.eventloop.time"
+LOOP_STATE = "nodejs.eventloop.state"
 METRICS_BLOCKS = "stallscope.eventloop.blocks"
 METRICS_BLOCK_DURATION = "stallscope.eventloop.block.duration"
 METRICS_SYNC_DURATION = "stallscope.sync.duration"

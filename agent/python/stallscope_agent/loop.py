@@ -29,10 +29,12 @@ from .conventions import (
     BLOCK_THRESHOLD_MS,
     KIND,
     KINDS_LOOP_BLOCK,
+    LOOP_STATE,
     LOOP_DELAY_STATS,
     METRICS_BLOCK_DURATION,
     METRICS_BLOCKS,
     METRICS_LOOP_DELAY_PREFIX,
+    METRICS_LOOP_TIME,
     METRICS_LOOP_UTILIZATION,
     SPAN_NAMES_LOOP_BLOCK,
 )
@@ -116,6 +118,10 @@ class LoopMonitor:
         self.dump = tempfile.TemporaryFile(mode="w+") if config.gil_stacks else None
         self.window_start = time.perf_counter_ns()
         registry.gauge(METRICS_LOOP_UTILIZATION, self._utilization)
+        self.loop_time = {
+            state: registry.counter(METRICS_LOOP_TIME, ((LOOP_STATE, state),), unit="s", double=True)
+            for state in ("active", "idle")
+        }
         for stat in LOOP_DELAY_STATS:
             registry.gauge(METRICS_LOOP_DELAY_PREFIX + stat, lambda stat=stat: self._delay_stat(stat), unit="s")
         self._stats = {}
@@ -159,6 +165,10 @@ class LoopMonitor:
         self.window_start = now
         loops = max(1, len(self.loops))
         self._util = max(0.0, min(1.0, 1 - idle / (span * loops))) if self.loops else None
+        if self.loops:
+            idle = min(idle, span * loops)
+            self.loop_time["idle"].n += idle / 1e9
+            self.loop_time["active"].n += (span * loops - idle) / 1e9
         if not delays:
             self._stats = {}
             return

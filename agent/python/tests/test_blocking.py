@@ -176,6 +176,10 @@ def test_a_healthy_program_reports_no_episode_and_exports_loop_lag(sink, tmp_pat
     assert p99 and all(p["asDouble"] < 0.05 for p in p99)
     util = sink.metrics("nodejs.eventloop.utilization")
     assert util and all(0 <= p["asDouble"] <= 1 for p in util)
+    # The loop's time by state, as the Node agent counts it: this loop mostly waits for its sleeps.
+    time_by_state = {p["attrs"]["nodejs.eventloop.state"]: p["asDouble"] for p in sink.metrics("nodejs.eventloop.time")}
+    assert set(time_by_state) == {"active", "idle"}
+    assert 0 < time_by_state["active"] < time_by_state["idle"]
     res = sink.resources()[0]
     assert res["service.name"] == "py-test" and res["telemetry.sdk.language"] == "python"
     assert r.stderr == ""
