@@ -1,4 +1,4 @@
-// The PostgreSQL schema: the same tables and columns as SQLite's (db/schema.ts, version 8), with
+// The PostgreSQL schema: the same tables and columns as SQLite's (db/schema.ts, version 9), with
 // spans, metric points and logs partitioned by day (partitions.ts). Versions are recorded in
 // stallscope_schema; collectors starting together take turns on an advisory lock, so each
 // migration runs once, in its own transaction.
@@ -238,6 +238,11 @@ const MIGRATIONS: Migration[] = [
         PRIMARY KEY (size, bucket, service, route)
       );
     `,
+  },
+  {
+    version: 2,
+    description: "a route's slowest requests by duration (SQLite version 9)",
+    sql: `CREATE INDEX request_breakdown_slowest ON request_breakdown (service, route, duration_ns, start_ns) INCLUDE (trace_id, span_id);`,
   },
 ];
 

@@ -130,7 +130,9 @@ export async function slowest(
  * Example spans for many groups of one kind in one query: per (service, key), the `perGroup`
  * slowest, or the latest. The slowest n spans of a key lie within its n minutes with the
  * longest maximum (a minute that beats the minute of the nth slowest must hold a slower one), so
- * only those minutes' spans are read; two more cover the window's cut edges.
+ * only those minutes' spans are read; two more cover the window's cut edges. Each minute's range
+ * is clipped to the window in one pair of bounds: with a second pair (the window's own) the
+ * planner ranged the index over the whole window for every minute.
  */
 export async function samples(
   db: SqlReader,
@@ -149,7 +151,10 @@ export async function samples(
   const spanRank = order === 'slowest' ? 's.duration_ns DESC' : 's.start_ns DESC';
   const rows = await db.all<SpanDbRow>(
     `WITH top AS (
-       SELECT service, key, minute FROM (
+       SELECT service, key,
+         CASE WHEN minute * @minuteNs > @fromNs THEN minute * @minuteNs ELSE @fromNs END AS lo,
+         CASE WHEN (minute + 1) * @minuteNs < @toNs THEN (minute + 1) * @minuteNs ELSE @toNs END AS hi
+       FROM (
          SELECT service, key, minute, row_number() OVER (PARTITION BY service, key ORDER BY ${rank}) AS rn
          FROM span_rollup
          WHERE kind = @kind AND minute >= @from AND minute < @to AND service IN (${services.sql}) AND key IN (${keys.sql})
@@ -160,8 +165,7 @@ export async function samples(
          row_number() OVER (PARTITION BY s.service, s.agent_key ORDER BY ${spanRank}) AS rn
        FROM top JOIN spans s ${db.dialect.indexedBy('spans_agent_key')}
          ON s.agent_kind = @kind AND s.agent_key = top.key AND s.service = top.service
-         AND s.start_ns >= top.minute * @minuteNs AND s.start_ns < (top.minute + 1) * @minuteNs
-       WHERE s.start_ns >= @fromNs AND s.start_ns < @toNs
+         AND s.start_ns >= top.lo AND s.start_ns < top.hi
      ) AS picked WHERE rn <= @perGroup`,
     {
       kind,

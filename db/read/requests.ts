@@ -233,9 +233,14 @@ export async function slowestRequests(
     duration_ns: unknown;
     causes: string;
   }>(
-    `SELECT trace_id, span_id, instance, start_ns, duration_ns, causes FROM request_breakdown
-     WHERE service = @service AND route = @route AND start_ns >= @from AND start_ns < @to
-     ORDER BY duration_ns DESC LIMIT @limit`,
+    // The slowest keys from the index alone (a window without one of the route's requests
+    // reads the route's index entries, never its rows), then their rows.
+    `SELECT b.trace_id, b.span_id, b.instance, b.start_ns, b.duration_ns, b.causes FROM (
+       SELECT trace_id, span_id FROM request_breakdown ${db.dialect.indexedBy('request_breakdown_slowest')}
+       WHERE service = @service AND route = @route AND start_ns >= @from AND start_ns < @to
+       ORDER BY duration_ns DESC LIMIT @limit
+     ) AS top JOIN request_breakdown b ON b.trace_id = top.trace_id AND b.span_id = top.span_id
+     ORDER BY b.duration_ns DESC`,
     { service, route, from: w.fromNs, to: w.toNs, limit },
   );
   return rows.map((r) => ({
