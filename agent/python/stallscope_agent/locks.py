@@ -8,14 +8,12 @@ sharing a name share their statistics. The uncontended path does no more than co
 sites and stacks are taken only for requests that wait, and for holders of a lock that made
 someone wait in the last 10 s.
 
-Lock blame: each wait is charged, exactly, to the holds that ran during it (see charges()); the
+Lock blame: each wait is charged, exactly, to the holds that ran during it (see Contention); the
 span of a wait over the threshold lists them, and every wait adds its charges to the
-wait_caused counter by holder site and waiter site. Only holds released while someone waits are
-kept, and only until the last waiter is done."""
+wait_caused counter by holder site and waiter site. Nothing is kept for it while nobody waits."""
 
 import _thread
 import asyncio
-import collections
 import threading
 import time
 import weakref
@@ -56,9 +54,7 @@ _perf = time.perf_counter_ns
 HOT_NS = 10_000_000_000
 _get_running_loop = asyncio.events._get_running_loop
 _current_task = asyncio.current_task
-# Holds kept per lock while someone waits; holder sites listed on a wait's span; holder and
-# acquire sites counted per lock name in wait_caused.
-RING = 256
+# Holder sites listed on a wait's span; holder and acquire sites counted per lock name in wait_caused.
 TOP_SITES = 5
 MAX_SITES = 20
 _NOT_CODE = (LOCK_SITES_HANDOFF, LOCK_SITES_UNKNOWN, LOCK_SITES_OTHER)
@@ -121,114 +117,92 @@ def _bounded(seen, site):
 
 class Contention(list):
     """A lock's open grants while someone waits for it, in place of the plain list kept
-    otherwise: its pop, called by each release, also keeps the hold that ends in a ring. So only
-    releases made while someone waits pay for blame, and the uncontended path is untouched. The
-    plain list comes back when the last waiter is done, since no later wait can overlap a hold
-    already over."""
+    otherwise, with the ledger its waits are charged from (the Node agent's agent/locks/blame.ts):
+    running integrals over time, p = the integral of dt / (holds in progress) while something is
+    held and free = the integral of dt while nothing is, and per holder site the sum over its
+    holds of p at release minus p at grant (holds in progress: up to now). A wait's charge to a
+    site is that sum at its end minus at its start, its handoff the same of free: the charges add
+    up to the wait, exactly, and each grant and release costs the same however deep the queue.
+    Its append and pop, called by grants and releases, keep the ledger, so the uncontended path
+    is untouched; the plain list comes back when the last waiter is done."""
 
-    __slots__ = ("waiting", "slots", "ring", "lost_until")
+    __slots__ = ("waiting", "p", "free", "last", "sites", "opened")
 
-    def __init__(self, grants, slots):
+    def __init__(self, grants, now):
         list.__init__(self, grants)
         self.waiting = 0
-        self.slots = slots
-        # (granted, released, site, span) in the order of release.
-        self.ring = collections.deque(maxlen=RING)
-        # Holds that ended up to here fell out of the ring.
-        self.lost_until = 0
+        self.p = 0.0
+        self.free = 0
+        self.last = now
+        # site -> [p summed over its ended holds, its holds in progress, their p at grant summed, latest span]
+        self.sites = {}
+        # id(grant) -> (site, p at grant); the holds in progress when the ledger opened count from then.
+        self.opened = {}
+        for g in grants:
+            self._open(g)
+
+    def _advance(self, now):
+        dt = now - self.last
+        if dt > 0:
+            n = len(self)
+            if n:
+                self.p += dt / n
+            else:
+                self.free += dt
+            self.last = now
+
+    def _open(self, g):
+        site = g[1] or LOCK_SITES_UNKNOWN
+        s = self.sites.get(site)
+        if s is None:
+            s = self.sites[site] = [0.0, 0, 0.0, g[2]]
+        s[1] += 1
+        s[2] += self.p
+        s[3] = g[2]
+        self.opened[id(g)] = (site, self.p)
+
+    def append(self, g):
+        self._advance(g[0])
+        list.append(self, g)
+        self._open(g)
 
     def pop(self, i=-1):
+        self._advance(_perf())
         g = list.pop(self, i)
-        ring = self.ring
-        if len(ring) == RING:
-            self.lost_until = ring[0][1]
-        ring.append((g[0], _perf(), g[1], g[2]))
+        t = self.opened.pop(id(g), None)
+        if t is not None:
+            s = self.sites[t[0]]
+            s[0] += self.p - t[1]
+            s[1] -= 1
+            s[2] -= t[1]
         return g
 
+    def _charged(self):
+        p = self.p
+        return {site: s[0] + s[1] * p - s[2] for site, s in self.sites.items()}
 
-def charges(grants, start, end):
-    """The wait from start to end charged to the holds that ran during it: {site: [ns, ns of its
-    most charged hold, that hold's span]} and the handoff ns, adding up to end - start. Over
-    each stretch in which every slot was held, the stretch is split evenly among its holds; a
-    stretch with a slot free (released, the waiter not resumed yet) is handoff."""
-    by_site = {}
-    lo = start
-    if grants.lost_until > start:
-        # Earlier holds than the ring kept: their part is (other).
-        lo = min(grants.lost_until, end)
-        by_site[LOCK_SITES_OTHER] = [lo - start, 0, None]
-    holds = []
-    for a, r, site, span in reversed(grants.ring):
-        if r <= lo:
-            break  # released in order: all older ones ended before the wait too
-        holds.append((a if a > lo else lo, r, site, span))
-    holds.reverse()
-    for g in grants:
-        holds.append((g[0] if g[0] > lo else lo, end, g[1], g[2]))
-    charged = None
-    if grants.slots == 1:
-        # A mutex's holds follow one another: each is charged its own length.
-        charged = []
-        prev = lo
-        for h in holds:
-            if h[0] < prev:
-                charged = None  # they overlap after all (a lock used oddly): the general way
-                break
-            charged.append(h[1] - h[0])
-            prev = h[1]
-    if charged is None:
-        charged, handoff = _sweep(holds, lo, end, grants.slots)
-    else:
-        handoff = end - lo - sum(charged)
-    for h, ns in zip(holds, charged):
-        if ns:
-            site = h[2] or LOCK_SITES_UNKNOWN
-            entry = by_site.get(site)
-            if entry is None:
-                by_site[site] = [ns, ns, h[3]]
-            else:
-                entry[0] += ns
-                if ns > entry[1]:
-                    entry[1], entry[2] = ns, h[3]
-    return by_site, handoff
+    def wait_starts(self, now):
+        self._advance(now)
+        return self.free, self._charged()
 
-
-def _sweep(holds, lo, end, slots):
-    """Charges of overlapping holds: each stretch between two of their ends split evenly among
-    the holds of that stretch when they fill every slot, else handoff."""
-    events = []
-    for i, h in enumerate(holds):
-        if h[1] > h[0]:
-            events.append((h[0], 1, i))
-            events.append((h[1], -1, i))
-    # At equal times a hold that ends goes before one that starts.
-    events.sort()
-    charged = [0.0] * len(holds)
-    active = set()
-    handoff = 0
-    t = lo
-    for at, step, i in events:
-        if at > t:
-            n = len(active)
-            if n and n >= slots:
-                share = (at - t) / n
-                for j in active:
-                    charged[j] += share
-            else:
-                handoff += at - t
-            t = at
-        if step > 0:
-            active.add(i)
-        else:
-            active.discard(i)
-    return charged, handoff + end - t
+    def wait_ends(self, start, now):
+        """The wait from `start` to now: {site: [ns, ns, the site's latest hold's span]} and the
+        handoff ns."""
+        self._advance(now)
+        free, before = start
+        by_site = {}
+        for site, c in self._charged().items():
+            ns = c - before.get(site, 0.0)
+            if ns > 1e-3:  # float residue of a site that held nothing meanwhile
+                by_site[site] = [ns, ns, self.sites[site][3]]
+        return by_site, self.free - free
 
 
 def _holder_attributes(attrs, by_site, handoff):
     """holder_sites (most charged first, then (other)), holder_ms, handoff_ms, and the most
     charged holder's site and span."""
-    ranked = sorted(((c[0], site, c) for site, c in by_site.items() if site != LOCK_SITES_OTHER), key=lambda x: -x[0])
-    rest = sum(x[0] for x in ranked[TOP_SITES:]) + (by_site[LOCK_SITES_OTHER][0] if LOCK_SITES_OTHER in by_site else 0)
+    ranked = sorted(((c[0], site, c) for site, c in by_site.items()), key=lambda x: -x[0])
+    rest = sum(x[0] for x in ranked[TOP_SITES:])
     sites = [x[1] for x in ranked[:TOP_SITES]]
     ms = [x[0] / 1e6 for x in ranked[:TOP_SITES]]
     if rest:
@@ -304,9 +278,9 @@ class LockTracker:
         semaphore = isinstance(lock, asyncio.Semaphore)
         grants = d.get("_ss_grants")
         if type(grants) is not Contention:
-            slots = d.get("_ss_slots")
-            grants = d["_ss_grants"] = Contention(grants or (), 1 if slots is None else slots)
+            grants = d["_ss_grants"] = Contention(grants or (), start)
         grants.waiting += 1
+        opened = grants.wait_starts(start)
         st.last_contended = start
         if depth + 1 > st.max_pending:
             st.max_pending = depth + 1
@@ -324,15 +298,14 @@ class LockTracker:
         finally:
             end = _perf()
             try:
-                # The grant first, so that its release is tracked whatever fails below; it
-                # starts at `end` and so takes no part in this wait's charges.
+                by_site, handoff = grants.wait_ends(opened, end)
+                # The grant before anything can fail, so that its release is tracked.
                 grants.waiting -= 1
                 if outcome == "granted":
                     st.contended.n += 1
                     grants.append((end, site, parent, _task()) if semaphore else (end, site, parent))
                 if not grants.waiting:
                     d["_ss_grants"] = list(grants)
-                by_site, handoff = charges(grants, start, end)
                 st.wait(outcome).record((end - start) / 1e9)
                 acquire_site = site or LOCK_SITES_UNKNOWN
                 for holder_site, c in by_site.items():

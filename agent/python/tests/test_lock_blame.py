@@ -193,15 +193,15 @@ def test_a_semaphore_splits_each_instant_among_the_holders_of_its_slots(sink, tm
     for w in waits.values():
         assert w["stallscope.lock.type"] == "asyncio.Semaphore"
         assert_adds_up(w)
-    # The follow-up waited while both slots were held the whole time: half to each holder.
+    # The follow-up waited while both slots were held: half to each holder; then, from
+    # short_job's release until the follow-up resumed, long_job alone held and took it all.
     first = waits[rr]["charged"]
-    assert set(first) == {p, q} and abs(first[p] - first[q]) < 1e-6, first
-    assert first[p] >= 12, first
+    assert set(first) == {p, q} and first[p] >= 12 and first[q] >= first[p], first
     # The last waited behind short_job + long_job, then long_job + follow_up: long_job held
-    # throughout and got half of both stretches.
+    # throughout, half of both stretches and the whole of the moments it held alone.
     second = waits[d]["charged"]
     assert set(second) == {p, q, rr}, second
-    assert abs(second[q] - (second[p] + second[rr])) < 1e-6, second
+    assert second[q] >= second[p] + second[rr], second
     assert waits[d]["sites"][0] == q and waits[d]["stallscope.lock.holder_site"] == q
     assert second[rr] >= 12, second
     got = caused(sink, lock)
@@ -396,7 +396,7 @@ async def main():
     await asyncio.gather(quick(lock), quick(lock))  # hot from now on
     # Behind 7 holders: the top 5, then (other) for the 2 least charged.
     await asyncio.gather(*(globals()[f"hold_{i}"](lock) for i in range(7)), last(lock))
-    # Behind 300 holds: more than the ring keeps, the earliest part is (other).
+    # Behind 300 holds: each charged, however many.
     await asyncio.gather(*(quick(lock) for _ in range(300)), last(lock))
     # 25 waiting sites: 20 counted, the rest as (other).
     await asyncio.gather(*(globals()[f"wait_{i}"](lock) for i in range(25)))
@@ -422,8 +422,8 @@ asyncio.run(main())
     ms = values(behind_seven[HOLDER_MS])
     assert all(abs(ms[i] - charge[h]) < 0.001 for i, h in enumerate(ranked[:5])), (ms, charge)
     assert abs(ms[5] - charge[ranked[5]] - charge[ranked[6]]) < 0.001, (ms, charge)
-    assert behind_many["sites"][0] == quick and behind_many["sites"][-1] == "(other)", behind_many["sites"]
-    assert values(behind_many[HOLDER_MS])[-1] > 0
+    assert behind_many["sites"] == [quick], behind_many["sites"]
+    assert abs(values(behind_many[HOLDER_MS])[0] - got[(quick, last)] * 1e3) < 0.001
     acquire_sites = {a for _, a in got}
     assert len(acquire_sites - {"(other)"}) == 20 and "(other)" in acquire_sites, sorted(acquire_sites)
     assert len({h for h, _ in got} - {"(other)", "(handoff)", "(unknown)"}) <= 20
