@@ -80,7 +80,8 @@ export async function startApp(args: string[], env: NodeJS.ProcessEnv): Promise<
 
 export function stop(app: App): Promise<void> {
   return new Promise((resolve) => {
-    if (app.child.exitCode !== null) return resolve();
+    // Exited, or ended by a signal (exitCode stays null then): nothing to wait for.
+    if (app.child.exitCode !== null || app.child.signalCode !== null) return resolve();
     app.child.once('exit', () => resolve());
     app.child.kill('SIGTERM');
   });

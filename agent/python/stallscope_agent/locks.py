@@ -186,7 +186,7 @@ class Contention(list):
         return self.free, self._charged()
 
     def wait_ends(self, start, now):
-        """The wait from `start` to now: {site: [ns, ns, the site's latest hold's span]} and the
+        """The wait from `start` to now: {site: (ns, the site's latest hold's span)} and the
         handoff ns."""
         self._advance(now)
         free, before = start
@@ -194,7 +194,7 @@ class Contention(list):
         for site, c in self._charged().items():
             ns = c - before.get(site, 0.0)
             if ns > 1e-3:  # float residue of a site that held nothing meanwhile
-                by_site[site] = [ns, ns, self.sites[site][3]]
+                by_site[site] = (ns, self.sites[site][3])
         return by_site, self.free - free
 
 
@@ -213,8 +213,8 @@ def _holder_attributes(attrs, by_site, handoff):
     attrs[LOCK_HANDOFF_MS] = handoff / 1e6
     if sites:
         attrs[LOCK_HOLDER_SITE] = sites[0]
-    if ranked and ranked[0][2][2]:
-        attrs[LOCK_HOLDER_TRACE], attrs[LOCK_HOLDER_SPAN] = ranked[0][2][2]
+    if ranked and ranked[0][2][1]:
+        attrs[LOCK_HOLDER_TRACE], attrs[LOCK_HOLDER_SPAN] = ranked[0][2][1]
 
 
 class LockTracker:
