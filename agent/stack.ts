@@ -87,7 +87,8 @@ export function frameOrigin(f: Frame): BlockOrigin {
   return isDependencyFrame(f) ? BLOCK_ORIGINS.dependency : BLOCK_ORIGINS.app;
 }
 
-const V8_FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/;
+// An awaiting async function's frame reads `at async fn (file:l:c)`, or `at async file:l:c`.
+const V8_FRAME = /^\s*at (?:async )?(?:(.+?) \()?(.+?):(\d+):(\d+)\)?$/;
 
 /** V8's own format, which Node (under --enable-source-maps) and packages such as source-map-support replace. */
 const generatedFormat = (_err: Error, sites: NodeJS.CallSite[]) => sites.map((s) => `    at ${String(s)}`).join('\n');

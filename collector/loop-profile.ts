@@ -134,7 +134,8 @@ export function loopCulprits(stacks: Array<{ frames: ProfileFrame[]; weightMs: n
   return { totalMs, telemetryMs, culprits };
 }
 
-const STACK_LINE = /^\s*at (?:(.*?) \()?(.+?):(\d+)(?::\d+)?\)?$/;
+// `at async ...`: the frame of an async function awaiting, named as any other.
+const STACK_LINE = /^\s*at (?:async )?(?:(.*?) \()?(.+?):(\d+)(?::\d+)?\)?$/;
 
 /** Whose code a frame is, from its path alone (the agents say so themselves in profiles). */
 function originOfPath(file: string): string {

@@ -146,14 +146,15 @@ export type LoadRequest = string | { path: string; method: string; body: string 
 
 /**
  * Closed-loop keep-alive clients on 127.0.0.1, each cycling through `requests` until `ms` have
- * passed and waiting `thinkMs` between its requests (0: none); answers counted per path if asked.
+ * passed and waiting `thinkMs` between its requests (0: none); answers counted per path and per
+ * status if asked.
  */
 export async function closedLoop(
   port: number,
   requests: LoadRequest[],
   clients: number,
   ms: number,
-  o: { thinkMs?: number; counts?: Map<string, number> } = {},
+  o: { thinkMs?: number; counts?: Map<string, number>; statuses?: Map<number, number> } = {},
 ): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const end = Date.now() + ms;
@@ -162,9 +163,10 @@ export async function closedLoop(
       const { path, method, body } = typeof r === 'string' ? { path: r, method: 'GET', body: undefined } : r;
       const headers = body === undefined ? {} : { 'content-type': 'application/json' };
       http
-        .request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) =>
-          res.resume().on('end', () => resolve()),
-        )
+        .request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) => {
+          o.statuses?.set(res.statusCode!, (o.statuses.get(res.statusCode!) ?? 0) + 1);
+          res.resume().on('end', () => resolve());
+        })
         .on('error', reject)
         .end(body);
     });

@@ -2,11 +2,11 @@
 // alternating two routes whose functions share one lock, with each lock library. Every wait is
 // charged to the holds it overlapped, so the spans, the matrix and the findings must name both
 // functions (a waiter re-queues behind its own path as often as behind the other one); and a hot
-// lock whose second path is rare and short must not be taken for a shared one.
+// lock whose second path is rare and short must not be taken for a shared one. Then the same on
+// a library's own lock: isomorphic-git's, under a notes service that stages and asks status.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { REGISTER, agentEnv, startApp, stop, type App } from './agent-apps';
+import { REGISTER, agentEnv, closedLoop, markLine, startApp, stop, type App } from './agent-apps';
 import { eventually, getJson, startServer, type TestServer } from './helpers';
 import { LOCK_HANDOFF_MS, LOCK_HOLDER_MS, LOCK_HOLDER_SITES, LOCK_NAME, SPAN_NAMES } from '../common/conventions';
 import type { Finding, LockPage, SpanView, TraceSummary } from '../common/types';
@@ -14,32 +14,6 @@ import type { Finding, LockPage, SpanView, TraceSummary } from '../common/types'
 const CLIENTS = 12;
 const LOAD_MS = 3000;
 const LIBS = ['async-mutex', 'async-lock', 'p-limit', 'stallscope'] as const;
-
-/** Closed-loop clients on keep-alive connections, each alternating `paths`, for `ms`. */
-async function closedLoop(port: number, paths: string[], clients: number, ms: number): Promise<number> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-  const end = Date.now() + ms;
-  let done = 0;
-  const get = (path: string) =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path, agent }, (res) => {
-          res.resume();
-          res.on('end', () => resolve());
-        })
-        .on('error', reject);
-    });
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let turn = c; Date.now() < end; turn++) {
-        await get(paths[turn % paths.length]);
-        done++;
-      }
-    }),
-  );
-  agent.destroy();
-  return done;
-}
 
 const fnOf = (site: string) => site.replace(/ \(.*\)$/, '');
 
@@ -63,6 +37,29 @@ async function lockWaits(service: string): Promise<SpanView[]> {
   return spans;
 }
 
+/** The holder sites the waits were charged to; each wait's charges add up to it. */
+function chargedHolders(waits: SpanView[]): Set<string> {
+  assert.ok(waits.length >= 10, `${waits.length} lock waits`);
+  const holders = new Set<string>();
+  for (const w of waits) {
+    const sites = w.attributes[LOCK_HOLDER_SITES] as string[];
+    const ms = w.attributes[LOCK_HOLDER_MS] as number[];
+    sites.forEach((s) => holders.add(s));
+    const sum = ms.reduce((a, b) => a + b, 0) + Number(w.attributes[LOCK_HANDOFF_MS]);
+    assert.ok(Math.abs(sum - w.durationMs) < 0.01, `charges ${sum} ms for a wait of ${w.durationMs} ms`);
+  }
+  return holders;
+}
+
+async function lockPage(service: string, lock: string): Promise<LockPage> {
+  const url = `${server.api}/api/dash/lock?name=${encodeURIComponent(lock)}&service=${service}&since=15m`;
+  return (await getJson<LockPage>(url)).body;
+}
+
+/** The wait charged in the matrix's cells that `cell` picks. */
+const charged = (page: LockPage, cell: (p: LockPage['pairs'][number]) => boolean) =>
+  page.pairs.filter(cell).reduce((a, p) => a + p.totalMs, 0);
+
 async function findings(service: string): Promise<Finding[]> {
   return (await getJson<Finding[]>(`${server.api}/api/findings?service=${service}&since=15m`)).body;
 }
@@ -76,7 +73,9 @@ describe('lock blame under closed-loop load', { timeout: 240_000 }, () => {
         agentEnv(server, service, { LOCK_LIB: lib }),
       );
       try {
-        const requests = await closedLoop(app.port, ['/pay', '/order'], CLIENTS, LOAD_MS);
+        const counts = new Map<string, number>();
+        await closedLoop(app.port, ['/pay', '/order'], CLIENTS, LOAD_MS, { counts });
+        const requests = [...counts.values()].reduce((a, b) => a + b, 0);
         assert.ok(requests > 50, `${requests} requests`);
       } finally {
         await stop(app);
@@ -93,28 +92,14 @@ describe('lock blame under closed-loop load', { timeout: 240_000 }, () => {
       assert.ok(shared.figures.crossSiteShare >= 0.3, JSON.stringify(shared.figures));
       assert.ok(shared.figures.firstWaitedOnSecondMs > 0 && shared.figures.secondWaitedOnFirstMs > 0);
 
-      // The spans: each wait names the holds it waited behind, and the charges add up to it.
       const waits = await lockWaits(service);
-      assert.ok(waits.length >= 10, `${waits.length} lock waits`);
-      const holders = new Set<string>();
-      for (const w of waits) {
-        const sites = w.attributes[LOCK_HOLDER_SITES] as string[];
-        const ms = w.attributes[LOCK_HOLDER_MS] as number[];
-        sites.forEach((s) => holders.add(fnOf(s)));
-        const sum = ms.reduce((a, b) => a + b, 0) + Number(w.attributes[LOCK_HANDOFF_MS]);
-        assert.ok(Math.abs(sum - w.durationMs) < 0.01, `charges ${sum} ms for a wait of ${w.durationMs} ms`);
-      }
+      const holders = new Set([...chargedHolders(waits)].map(fnOf));
       assert.ok(holders.has('debit') && holders.has('nextOrderId'), [...holders].join(', '));
 
       // The matrix: debit waited on nextOrderId and the other way round.
-      const lock = String(waits[0].attributes[LOCK_NAME]);
-      const { body: page } = await getJson<LockPage>(
-        `${server.api}/api/dash/lock?name=${encodeURIComponent(lock)}&service=${service}&since=15m`,
-      );
+      const page = await lockPage(service, String(waits[0].attributes[LOCK_NAME]));
       const cell = (waiter: string, holder: string) =>
-        page.pairs
-          .filter((p) => fnOf(p.waiterSite) === waiter && fnOf(p.holderSite) === holder)
-          .reduce((a, p) => a + p.totalMs, 0);
+        charged(page, (p) => fnOf(p.waiterSite) === waiter && fnOf(p.holderSite) === holder);
       assert.ok(cell('debit', 'nextOrderId') > 100, JSON.stringify(page.pairs));
       assert.ok(cell('nextOrderId', 'debit') > 100, JSON.stringify(page.pairs));
       assert.deepEqual(
@@ -126,6 +111,45 @@ describe('lock blame under closed-loop load', { timeout: 240_000 }, () => {
       );
     });
   }
+
+  it('isomorphic-git from npm: its one index lock, taken by staging and by status, is a shared lock', async () => {
+    // A library's own lock, taken inside the library: the sites named are the app's calls into it.
+    const service = 'git-notes';
+    const app = await startApp(['--require', REGISTER, 'git-notes-app.js'], agentEnv(server, service));
+    const statuses = new Map<number, number>();
+    try {
+      const save = (id: number) => ({ path: `/notes/${id}`, method: 'PUT', body: `note ${id}, edited` });
+      await closedLoop(app.port, [save(1), '/notes/2/status', save(3), '/notes/4/status'], 8, 5000, { statuses });
+    } finally {
+      await stop(app);
+    }
+    assert.deepEqual([...statuses.keys()].sort(), [200, 204], JSON.stringify([...statuses]));
+    const saveSite = `saveNote (git-notes-app.js:${markLine('git-notes-app.js', 'save')})`;
+    const statusSite = `<anonymous> (git-notes-app.js:${markLine('git-notes-app.js', 'status')})`;
+
+    const shared = await eventually(
+      async () => (await findings(service)).find((f) => f.kind === 'shared-lock'),
+      15_000,
+      `a shared-lock finding for ${service}`,
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify((await findings(service)).map((f) => [f.kind, f.title]))}`);
+    });
+    // The resource is the key isomorphic-git locks: the repository's index file.
+    assert.match(shared.resource ?? '', /[\\/]\.git[\\/]index$/);
+    assert.ok(shared.detail.includes(saveSite) && shared.detail.includes(statusSite), shared.detail);
+    assert.ok(shared.figures.crossSiteShare >= 0.3, JSON.stringify(shared.figures));
+    assert.ok(shared.figures.firstWaitedOnSecondMs > 0 && shared.figures.secondWaitedOnFirstMs > 0);
+    // A holder that queued for this lock itself did not wait on it while holding it.
+    assert.doesNotMatch(shared.detail, /waited on a wait for lock/);
+
+    const waits = (await lockWaits(service)).filter((w) => w.attributes[LOCK_NAME] === shared.resource);
+    const holders = chargedHolders(waits);
+    assert.ok(holders.has(saveSite) && holders.has(statusSite), [...holders].join(', '));
+    const page = await lockPage(service, shared.resource!);
+    const cell = (waiter: string, holder: string) =>
+      charged(page, (p) => p.waiterSite === waiter && p.holderSite === holder);
+    assert.ok(cell(statusSite, saveSite) > 100 && cell(saveSite, statusSite) > 100, JSON.stringify(page.pairs));
+  });
 
   it('a hot lock whose second path is rare and short is lock-contention, not shared-lock', async () => {
     const service = 'ledger-hot';

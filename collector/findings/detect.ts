@@ -309,14 +309,22 @@ async function heldAcross(read: ReadModel, waits: AgentSpanRow[], holderSite: st
     const children = new Map<string, SpanView[]>();
     for (const s of spans)
       if (s.parentSpanId) children.set(s.parentSpanId, [...(children.get(s.parentSpanId) ?? []), s]);
-    const from = BigInt(Date.parse(wait.start)) * 1_000_000n;
+    const lock = str(wait.attributes[LOCK_NAME]);
+    let from = BigInt(Date.parse(wait.start)) * 1_000_000n;
     const to = from + BigInt(Math.round(wait.durationMs * 1e6));
     // The holder's span and what ran under it, breadth first.
-    const queue = [...(children.get(str(wait.attributes[LOCK_HOLDER_SPAN])) ?? [])];
-    for (let i = 0; i < queue.length && i < 2000; i++) {
-      const s = queue[i];
-      queue.push(...(children.get(s.spanId) ?? []));
+    const under: SpanView[] = [...(children.get(str(wait.attributes[LOCK_HOLDER_SPAN])) ?? [])];
+    for (let i = 0; i < under.length && i < 2000; i++) under.push(...(children.get(under[i].spanId) ?? []));
+    // The holder queued for this lock too: its hold began when its own wait ended, and what it
+    // awaited before then was not held across.
+    for (const s of under)
+      if (s.attributes[KIND] === KINDS.lockWait && str(s.attributes[LOCK_NAME]) === lock) {
+        const end = BigInt(s.endTimeUnixNano);
+        if (end < to && end > from) from = end;
+      }
+    for (const s of under) {
       if (BigInt(s.endTimeUnixNano) <= from || BigInt(s.startTimeUnixNano) >= to) continue;
+      if (s.attributes[KIND] === KINDS.lockWait && str(s.attributes[LOCK_NAME]) === lock) continue;
       const what = awaited(s);
       if (what) seen.set(what, (seen.get(what) ?? 0) + 1);
     }
