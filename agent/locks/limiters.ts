@@ -51,8 +51,12 @@ function cancelQueued(state: LimiterState, count: number): void {
 
 function dequeue(state: LimiterState, acq: Acquisition): void {
   const list = acq.contended ? state.queued : state.starting;
-  const i = list.indexOf(acq);
-  if (i >= 0) list.splice(i, 1);
+  // Tasks mostly start in the order they came: the oldest first.
+  if (list[0] === acq) list.shift();
+  else {
+    const i = list.indexOf(acq);
+    if (i >= 0) list.splice(i, 1);
+  }
 }
 
 /** A task function whose call is the grant of `acquisition()` and whose end is the release. */

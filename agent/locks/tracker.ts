@@ -575,8 +575,15 @@ export class LockTracker {
     try {
       const now = performance.now();
       if (acq) {
-        const i = resource.holders.indexOf(acq);
-        if (i >= 0) this.endHold(resource, resource.holders.splice(i, 1)[0], now);
+        const holders = resource.holders;
+        // Mostly the newest hold (a mutex has one): no search, no array made.
+        if (holders[holders.length - 1] === acq) holders.pop();
+        else {
+          const i = holders.indexOf(acq);
+          if (i < 0) return;
+          holders.splice(i, 1);
+        }
+        this.endHold(resource, acq, now);
         return;
       }
       let left = weight;
