@@ -315,6 +315,23 @@ describe('async-mutex lock tracking', () => {
   });
 });
 
+describe('lock sites reached through an await', () => {
+  it('name the awaiting async function as any other frame', async () => {
+    // Library code that resumed after an await leaves only the app's awaiting frames on the
+    // stack; V8 writes them `at async fn (file:line:col)`.
+    let site = '';
+    async function resumed() {
+      await null;
+      site = codeSiteOf(captureLockStack(resumed));
+    }
+    async function awaiting() {
+      await resumed();
+    }
+    await awaiting();
+    assert.match(site, /^awaiting \([^ ]*locks\.test\.(ts|js):\d+\)$/);
+  });
+});
+
 describe('lock tracker memory', () => {
   it('lets go of acquisitions while a lock never empties (waiters do not keep their holders)', async () => {
     const owner = {};
