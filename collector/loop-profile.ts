@@ -73,6 +73,8 @@ export interface Culprit {
   ms: number;
   /** Of the sampled loop time. */
   share: number;
+  /** Of `ms`, what a loop-blocked or sync-call finding at the same function counts already. */
+  countedMs?: number;
 }
 
 /**

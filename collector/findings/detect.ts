@@ -706,6 +706,40 @@ function slows(d: Detected, routes: RouteRow[]): Array<{ route: string; ms: numb
     .slice(0, 5);
 }
 
+/**
+ * A function's own name, as profiles give it: stack traces add the receiver's type and an alias
+ * (`FileAsync.stringify [as serialize]` is `stringify`).
+ */
+const bareFunction = (fn: string) => fn.replace(/ \[as [^\]]*\]$/, '').replace(/^.*\./, '');
+
+/**
+ * A saturation culprit that is also a blocked loop's or a sync call's finding (same service,
+ * function and file) had its loop time counted there already: the saturation finding's impact
+ * keeps only the rest, so that a service's findings add up to the time it lost, not more.
+ */
+function discountCounted(all: Detected[]): void {
+  for (const d of all) {
+    if (d.kind !== 'loop-saturated') continue;
+    let coveredMs = 0;
+    for (const c of d.facts.culprits) {
+      const counted = all
+        .filter(
+          (x) =>
+            (x.kind === 'loop-blocked' || x.kind === 'sync-call') &&
+            x.service === d.service &&
+            x.location !== undefined &&
+            bareFunction(x.location.function) === bareFunction(c.frame.fn) &&
+            sameFile(x.location.file, c.frame.file),
+        )
+        .reduce((a, x) => a + x.impactMs, 0);
+      c.countedMs = Math.min(c.ms, counted);
+      coveredMs += c.countedMs;
+    }
+    d.impactMs = Math.max(0, d.impactMs - coveredMs);
+    d.figures.countedElsewhereMs = coveredMs;
+  }
+}
+
 /** Everything the detectors find in the window (and service). */
 export async function detect(read: ReadModel, w: Window, th: FindingThresholds): Promise<Detected[]> {
   const found = await Promise.all([
@@ -717,6 +751,7 @@ export async function detect(read: ReadModel, w: Window, th: FindingThresholds):
   ]);
   const routes = await read.routes(w);
   const all = [...found.flat(), ...slowedRoutes(routes, th)];
+  discountCounted(all);
   for (const d of all) {
     const s = slows(d, routes);
     if (s.length) d.slows = s;

@@ -181,6 +181,15 @@ function words(d: Detected): { title: string; detail: string } {
       };
     }
     case 'loop-saturated': {
+      const counted = (cs: Culprit[]) => {
+        const told = cs.filter((c) => (c.countedMs ?? 0) > 0);
+        if (told.length === 0) return '';
+        const ms = told.reduce((a, c) => a + (c.countedMs ?? 0), 0);
+        return (
+          `${formatMs(ms)} of this, in ${told.map((c) => c.frame.fn).join(' and ')}, is already counted by ` +
+          `${told.length > 1 ? 'their own findings' : 'its own finding'} (a blocked loop or a blocking call), so it is not counted again here. `
+        );
+      };
       const [top, ...rest] = d.facts.culprits;
       const frame = (f: { fn: string; file: string; line: number }) => `${f.fn} (${f.file}:${f.line})`;
       const one = (c: Culprit) =>
@@ -193,6 +202,7 @@ function words(d: Detected): { title: string; detail: string } {
         detail:
           `The event loop was busy ${Math.round(f.utilization * 100)}% of the window (${formatMs(f.sampledMs)} of CPU sampled), ` +
           `not in one long block but in many calls: ${[top, ...rest].map(one).join('; ')}. ` +
+          counted(d.facts.culprits) +
           `While the loop is busy every other request waits its turn, so latency grows with load although no single call is slow. ` +
           (pkg
             ? `The time is spent inside ${pkg}: call it less often (cache its result, batch writes, write on a timer rather than per request) or give it less data. `
