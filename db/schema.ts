@@ -324,6 +324,31 @@ const MIGRATIONS: Migration[] = [
       CREATE INDEX request_breakdown_slowest ON request_breakdown (service, route, duration_ns, start_ns);
     `,
   },
+  {
+    version: 10,
+    description: 'the agent spans rolled up per hour too',
+    sql: `
+      -- As the other rollups: size 1, a minute (bucket = start_ns / 60e9); size 60, an hour. A day
+      -- of a key is 24 hourly rows, not 1,440.
+      CREATE TABLE span_rollup_sized (
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        key TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        total_ns INTEGER NOT NULL,
+        max_ns INTEGER NOT NULL,
+        PRIMARY KEY (kind, size, bucket, service, key)
+      ) WITHOUT ROWID;
+      INSERT INTO span_rollup_sized SELECT kind, 1, minute, service, key, count, total_ns, max_ns FROM span_rollup;
+      INSERT INTO span_rollup_sized
+        SELECT kind, 60, minute / 60, service, key, sum(count), sum(total_ns), max(max_ns) FROM span_rollup
+        GROUP BY kind, minute / 60, service, key;
+      DROP TABLE span_rollup;
+      ALTER TABLE span_rollup_sized RENAME TO span_rollup;
+    `,
+  },
 ];
 
 /** When the database began keeping lock streams (a stream that started later is whole in it). */

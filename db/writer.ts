@@ -49,7 +49,7 @@ export class BatchWriter {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.upsertRollup = db.prepare(
-      `INSERT INTO span_rollup (kind, service, minute, key, count, total_ns, max_ns) VALUES (?, ?, ?, ?, 1, ?, ?)
+      `INSERT INTO span_rollup (kind, size, bucket, service, key, count, total_ns, max_ns) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
        ON CONFLICT DO UPDATE SET count = count + 1, total_ns = total_ns + excluded.total_ns, max_ns = max(max_ns, excluded.max_ns)`,
     );
     this.insertPoint = db.prepare(
@@ -78,7 +78,9 @@ export class BatchWriter {
     );
     this.deleteLogs = db.prepare('DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE time_ns < ? LIMIT ?)');
     this.deleteServices = db.prepare('DELETE FROM services WHERE last_seen_ns < ?');
-    this.deleteRollups = db.prepare('DELETE FROM span_rollup WHERE minute < ?');
+    this.deleteRollups = db.prepare(
+      'DELETE FROM span_rollup WHERE (size = 1 AND bucket < ?) OR (size = 60 AND bucket < ?)',
+    );
     this.profiles = new ProfileStore(db);
     this.routes = new RouteStore(db);
     this.deleteRequests = db.prepare('DELETE FROM request_breakdown WHERE start_ns < ?');
@@ -163,7 +165,8 @@ export class BatchWriter {
       );
       if (agent) {
         const minute = s.startNs / NS_PER_MINUTE;
-        this.upsertRollup.run(agent.kind, service, minute, agent.key, duration, duration);
+        this.upsertRollup.run(agent.kind, 1, minute, service, agent.key, duration, duration);
+        this.upsertRollup.run(agent.kind, 60, minute / 60n, service, agent.key, duration, duration);
       }
       const agg = seen.get(service);
       if (!agg) seen.set(service, { first: s.startNs, last: s.startNs, count: 1 });
@@ -245,7 +248,7 @@ export class BatchWriter {
     return this.db
       .transaction(
         () =>
-          this.deleteRollups.run(cutoffNs / NS_PER_MINUTE).changes +
+          this.deleteRollups.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteLockBlame.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteLockRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +
           this.deleteProfileRollup.run(cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR).changes +

@@ -157,7 +157,11 @@ export class PgEngine implements WriteEngine {
       const [minute, hour] = [cutoffNs / NS_PER_MINUTE, cutoffNs / NS_PER_HOUR];
       total.services += await run('DELETE FROM services WHERE last_seen_ns < $1', cutoffNs);
       total.rollups +=
-        (await run('DELETE FROM span_rollup WHERE minute < $1', minute)) +
+        (await run(
+          'DELETE FROM span_rollup WHERE (size = 1 AND bucket < $1) OR (size = 60 AND bucket < $2)',
+          minute,
+          hour,
+        )) +
         (await run(
           'DELETE FROM lock_blame_rollup WHERE (size = 1 AND bucket < $1) OR (size = 60 AND bucket < $2)',
           minute,

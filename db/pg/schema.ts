@@ -1,4 +1,4 @@
-// The PostgreSQL schema: the same tables and columns as SQLite's (db/schema.ts, version 9), with
+// The PostgreSQL schema: the same tables and columns as SQLite's (db/schema.ts, version 10), with
 // spans, metric points and logs partitioned by day (partitions.ts). Versions are recorded in
 // stallscope_schema; collectors starting together take turns on an advisory lock, so each
 // migration runs once, in its own transaction.
@@ -243,6 +243,30 @@ const MIGRATIONS: Migration[] = [
     version: 2,
     description: "a route's slowest requests by duration (SQLite version 9)",
     sql: `CREATE INDEX request_breakdown_slowest ON request_breakdown (service, route, duration_ns, start_ns) INCLUDE (trace_id, span_id);`,
+  },
+  {
+    version: 3,
+    description: 'the agent spans rolled up per hour too (SQLite version 10)',
+    sql: `
+      CREATE TABLE span_rollup_sized (
+        kind text NOT NULL,
+        size integer NOT NULL,
+        bucket bigint NOT NULL,
+        service text NOT NULL,
+        key text NOT NULL,
+        count bigint NOT NULL,
+        total_ns bigint NOT NULL,
+        max_ns bigint NOT NULL,
+        PRIMARY KEY (kind, size, bucket, service, key)
+      );
+      INSERT INTO span_rollup_sized SELECT kind, 1, minute, service, key, count, total_ns, max_ns FROM span_rollup;
+      INSERT INTO span_rollup_sized
+        SELECT kind, 60, minute / 60, service, key, sum(count), sum(total_ns), max(max_ns) FROM span_rollup
+        GROUP BY kind, minute / 60, service, key;
+      DROP TABLE span_rollup;
+      ALTER TABLE span_rollup_sized RENAME TO span_rollup;
+      ALTER TABLE span_rollup RENAME CONSTRAINT span_rollup_sized_pkey TO span_rollup_pkey;
+    `,
   },
 ];
 

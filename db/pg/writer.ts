@@ -434,46 +434,62 @@ export class PgBatchWriter {
     );
   }
 
-  /** The agent spans' per-minute rollup: added up in the group first, then one upsert that adds. */
+  /** The agent spans' rollup per minute and per hour: added up in the group first, then one upsert that adds. */
   private async spanRollup(c: pg.Client, batches: WriteBatch[]): Promise<void> {
     const rollup = new Map<
       string,
-      { kind: string; service: string; minute: bigint; key: string; count: number; total: bigint; max: bigint }
+      {
+        kind: string;
+        size: number;
+        bucket: bigint;
+        service: string;
+        key: string;
+        count: number;
+        total: bigint;
+        max: bigint;
+      }
     >();
     for (const b of batches)
       for (const s of b.spans) {
         if (!s.agent) continue;
         const service = pgText(b.resources[s.resource].service);
         const minute = s.startNs / NS_PER_MINUTE;
-        const k = key(pgText(s.agent.kind), minute, service, pgText(s.agent.key));
         const duration = s.endNs - s.startNs;
-        const e = rollup.get(k);
-        if (e) {
-          e.count++;
-          e.total += duration;
-          if (duration > e.max) e.max = duration;
-        } else
-          rollup.set(k, {
-            kind: pgText(s.agent.kind),
-            service,
-            minute,
-            key: pgText(s.agent.key),
-            count: 1,
-            total: duration,
-            max: duration,
-          });
+        for (const [size, bucket] of [
+          [1, minute],
+          [60, minute / 60n],
+        ] as const) {
+          const k = key(pgText(s.agent.kind), size, bucket, service, pgText(s.agent.key));
+          const e = rollup.get(k);
+          if (e) {
+            e.count++;
+            e.total += duration;
+            if (duration > e.max) e.max = duration;
+          } else
+            rollup.set(k, {
+              kind: pgText(s.agent.kind),
+              size,
+              bucket,
+              service,
+              key: pgText(s.agent.key),
+              count: 1,
+              total: duration,
+              max: duration,
+            });
+        }
       }
     if (rollup.size === 0) return;
     const rows = byKey([...rollup], ([k]) => k).map(([, r]) => r);
     await c.query(
-      `INSERT INTO span_rollup (kind, service, minute, key, count, total_ns, max_ns)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::int8[])
-       ON CONFLICT (kind, minute, service, key) DO UPDATE SET count = span_rollup.count + excluded.count,
+      `INSERT INTO span_rollup (kind, size, bucket, service, key, count, total_ns, max_ns)
+       SELECT * FROM unnest($1::text[], $2::int[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[])
+       ON CONFLICT (kind, size, bucket, service, key) DO UPDATE SET count = span_rollup.count + excluded.count,
          total_ns = span_rollup.total_ns + excluded.total_ns, max_ns = greatest(span_rollup.max_ns, excluded.max_ns)`,
       [
         rows.map((r) => r.kind),
+        rows.map((r) => r.size),
+        rows.map((r) => r.bucket),
         rows.map((r) => r.service),
-        rows.map((r) => r.minute),
         rows.map((r) => r.key),
         rows.map((r) => r.count),
         rows.map((r) => r.total),

@@ -1,11 +1,12 @@
 // The agent's spans, by kind and by what each is about (its key: the lock, the blocking function,
-// the sync API and call site...): totals per key from the per-minute rollup kept at ingest, and
-// the spans themselves through the agent-span indexes, never a scan of all spans.
+// the sync API and call site...): totals per key from the rollup kept at ingest (per minute and
+// per hour), and the spans themselves through the agent-span indexes, never a scan of all spans.
 import type { AgentKind } from '../../common/conventions';
 import type { AgentSpanRow, Attributes, Chart, GroupRow, Window } from '../../common/types';
 import { key } from '../../common/keys';
 import { NS_PER_MINUTE, nsToIso, nsToMs } from '../../common/time';
-import { big, int, inList, type SqlReader } from '../sql';
+import { big, int, inList, type Params, type SqlReader } from '../sql';
+import { minuteRanges, rangeClause } from './ranges';
 
 /** From this many in a window, a key's slowest spans are found through the duration index. */
 const MANY_SPANS = 5000;
@@ -41,11 +42,14 @@ export function minutesOf(w: Window): { from: bigint; to: bigint } {
 
 /** Agent spans of one kind grouped by what they are about, most time first. */
 export async function groups(db: SqlReader, kind: AgentKind, w: Window, limit = 50): Promise<GroupRow[]> {
+  const params: Params = { kind, service: w.service ?? null, limit };
+  const where = rangeClause(minuteRanges(w), params);
+  if (!where) return [];
   const rows = await db.all<{ service: string; key: string; count: unknown; total_ns: unknown; max_ns: unknown }>(
     `SELECT service, key, sum(count) AS count, sum(total_ns) AS total_ns, max(max_ns) AS max_ns FROM span_rollup
-     WHERE kind = @kind ${w.service ? 'AND service = @service' : ''} AND minute >= @from AND minute < @to
+     WHERE kind = @kind ${w.service ? 'AND service = @service' : ''} AND ${where}
      GROUP BY service, key ORDER BY total_ns DESC LIMIT @limit`,
-    { kind, service: w.service ?? null, ...minutesOf(w), limit },
+    params,
   );
   return rows.map((r) => ({
     service: r.service,
@@ -66,8 +70,8 @@ export async function groupChart(db: SqlReader, kind: AgentKind, keys: string[],
   if (keys.length === 0) return { times, series: [] };
   const list = inList('k', keys);
   const rows = await db.all<{ service: string; key: string; minute: unknown; total_ns: unknown }>(
-    `SELECT service, key, minute, total_ns FROM span_rollup
-     WHERE kind = @kind ${w.service ? 'AND service = @service' : ''} AND minute >= @from AND minute < @to
+    `SELECT service, key, bucket AS minute, total_ns FROM span_rollup
+     WHERE kind = @kind AND size = 1 ${w.service ? 'AND service = @service' : ''} AND bucket >= @from AND bucket < @to
        AND key IN (${list.sql})`,
     { kind, service: w.service ?? null, from, to, ...list.params },
   );
@@ -110,11 +114,15 @@ export async function slowest(
 ): Promise<AgentSpanRow[]> {
   // Many of them in the window: walk the slowest first (most are inside it). Few: read the
   // window's and sort. The rollup says which, for a row per minute.
-  const [count] = await db.all<{ n: unknown }>(
-    `SELECT sum(count) AS n FROM span_rollup WHERE kind = @kind AND minute >= @from AND minute < @to AND key = @key
-       ${w.service ? 'AND service = @service' : ''}`,
-    { kind, key: agentKey, service: w.service ?? null, ...minutesOf(w) },
-  );
+  const counted: Params = { kind, key: agentKey, service: w.service ?? null };
+  const ranges = rangeClause(minuteRanges(w), counted);
+  const [count] = ranges
+    ? await db.all<{ n: unknown }>(
+        `SELECT sum(count) AS n FROM span_rollup WHERE kind = @kind AND ${ranges} AND key = @key
+         ${w.service ? 'AND service = @service' : ''}`,
+        counted,
+      )
+    : [];
   const index = int(count?.n) > MANY_SPANS ? 'spans_agent_slow' : 'spans_agent_key';
   const rows = await db.all<SpanDbRow>(
     `SELECT ${SPAN_COLUMNS} FROM spans ${db.dialect.indexedBy(index)}
@@ -147,7 +155,7 @@ export async function samples(
   const services = inList('s', [...new Set(of.map((g) => g.service))]);
   const keys = inList('k', [...new Set(of.map((g) => g.key))]);
   const wanted = new Set(of.map((g) => key(g.service, g.key)));
-  const rank = order === 'slowest' ? 'max_ns DESC' : 'minute DESC';
+  const rank = order === 'slowest' ? 'max_ns DESC' : 'bucket DESC';
   const spanRank = order === 'slowest' ? 's.duration_ns DESC' : 's.start_ns DESC';
   const rows = await db.all<SpanDbRow>(
     `WITH top AS (
@@ -155,9 +163,10 @@ export async function samples(
          CASE WHEN minute * @minuteNs > @fromNs THEN minute * @minuteNs ELSE @fromNs END AS lo,
          CASE WHEN (minute + 1) * @minuteNs < @toNs THEN (minute + 1) * @minuteNs ELSE @toNs END AS hi
        FROM (
-         SELECT service, key, minute, row_number() OVER (PARTITION BY service, key ORDER BY ${rank}) AS rn
+         SELECT service, key, bucket AS minute, row_number() OVER (PARTITION BY service, key ORDER BY ${rank}) AS rn
          FROM span_rollup
-         WHERE kind = @kind AND minute >= @from AND minute < @to AND service IN (${services.sql}) AND key IN (${keys.sql})
+         WHERE kind = @kind AND size = 1 AND bucket >= @from AND bucket < @to
+           AND service IN (${services.sql}) AND key IN (${keys.sql})
        ) AS ranked WHERE rn <= @minutes
      )
      SELECT ${SPAN_COLUMNS} FROM (
