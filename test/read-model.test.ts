@@ -135,6 +135,90 @@ function reads(engine: Engine): void {
     });
   });
 
+  describe('histogram metrics over a window', () => {
+    it('count a cumulative life from its first point in the window, a restart and a later start in full, deltas as sent', async () => {
+      const server = await startServer({ engine });
+      try {
+        const NOW = BigInt(Date.now()) * 1_000_000n;
+        const at = (s: number) => NOW - BigInt(s) * NS_PER_SECOND;
+        // Every wait 100 ms, unless `mean` says otherwise.
+        const point = (start: bigint, t: number, count: number, pool: string, mean = 0.1) => ({
+          startTimeUnixNano: String(start),
+          timeUnixNano: String(at(t)),
+          count: String(count),
+          sum: count * mean,
+          explicitBounds: [0.1],
+          bucketCounts: [String(count), '0'],
+          attributes: [attr('stallscope.pool.name', pool)],
+        });
+        const cumulative = (dataPoints: unknown[]) => ({
+          name: 'stallscope.pool.queue_wait',
+          histogram: { aggregationTemporality: 2, dataPoints },
+        });
+        const body = {
+          resourceMetrics: [
+            {
+              resource: { attributes: [attr('service.name', 'shop')] },
+              scopeMetrics: [
+                {
+                  metrics: [
+                    // Began an hour ago: 10 at the window's first point, 20 at its last; then restarted,
+                    // with 3 waits of 500 ms.
+                    cumulative([
+                      point(at(3600), 280, 10, 'a'),
+                      point(at(3600), 220, 12, 'a'),
+                      point(at(3600), 160, 15, 'a'),
+                      point(at(3600), 100, 20, 'a'),
+                      point(at(70), 40, 3, 'a', 0.5),
+                    ]),
+                    // Began inside the window: all of it.
+                    cumulative([point(at(250), 200, 4, 'b'), point(at(250), 50, 9, 'b')]),
+                    {
+                      name: 'stallscope.pool.queue_wait',
+                      histogram: {
+                        aggregationTemporality: 1,
+                        dataPoints: [point(at(190), 180, 2, 'c'), point(at(130), 120, 5, 'c')],
+                      },
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        };
+        const res = await fetch(`${server.otlp}/v1/metrics`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        assert.equal(res.status, 200);
+        const read = server.running.collector.store.read;
+        // 300 s back to now, in two steps of 150 s: [-300, -150) and [-150, 0).
+        const w = { service: 'shop', fromNs: at(300), toNs: NOW, stepNs: 150n * NS_PER_SECOND };
+        const totals = await read.histogramTotals('stallscope.pool.queue_wait', w);
+        const total = (pool: string) => totals.find((t) => t.attributes['stallscope.pool.name'] === pool);
+        assert.deepEqual(
+          ['a', 'b', 'c'].map((p) => [p, total(p)?.count, Math.round((total(p)?.sum ?? 0) * 10)]),
+          [
+            ['a', 13, 25],
+            ['b', 9, 9],
+            ['c', 7, 7],
+          ],
+        );
+        // Per step: a's first has 5 waits of 100 ms (15 - 10); its second 5 more and the restart's
+        // 3 of 500 ms: (0.5 + 1.5) s over 8 waits.
+        const chart = await read.meanChart('stallscope.pool.queue_wait', w, (a) => String(a['stallscope.pool.name']));
+        const a = chart.series.find((s) => s.name === 'a')!;
+        assert.deepEqual(
+          a.values.map((v) => (v === null ? null : Math.round(v))),
+          [100, 250],
+        );
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
   describe('lock percentiles from exponential histograms', () => {
     it('give a p95 within a few percent of the exact p95 of the same waits', async () => {
       const server = await startServer({ engine });

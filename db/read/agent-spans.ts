@@ -123,20 +123,61 @@ export async function slowest(
         counted,
       )
     : [];
-  const index = int(count?.n) > MANY_SPANS ? 'spans_agent_slow' : 'spans_agent_key';
+  return walk(
+    db,
+    int(count?.n) > MANY_SPANS ? 'spans_agent_slow' : 'spans_agent_key',
+    kind,
+    agentKey,
+    w,
+    limit,
+    'slowest',
+  );
+}
+
+/**
+ * One key's slowest (or latest) spans in the window, read through `index`: the duration index
+ * walks the slowest first, the key's time index the window's spans (backwards for the latest).
+ */
+async function walk(
+  db: SqlReader,
+  index: 'spans_agent_slow' | 'spans_agent_key',
+  kind: AgentKind,
+  agentKey: string,
+  w: Window,
+  limit: number,
+  order: 'slowest' | 'latest',
+): Promise<AgentSpanRow[]> {
   const rows = await db.all<SpanDbRow>(
     `SELECT ${SPAN_COLUMNS} FROM spans ${db.dialect.indexedBy(index)}
      WHERE agent_kind = @kind AND agent_key = @key AND start_ns >= @from AND start_ns < @to
        ${w.service ? 'AND service = @service' : ''}
-     ORDER BY duration_ns DESC LIMIT @limit`,
+     ORDER BY ${order === 'slowest' ? 'duration_ns' : 'start_ns'} DESC LIMIT @limit`,
     { kind, key: agentKey, service: w.service ?? null, from: w.fromNs, to: w.toNs, limit },
   );
   return spanRows(rows);
 }
 
 /**
- * Example spans for many groups of one kind in one query: per (service, key), the `perGroup`
- * slowest, or the latest. The slowest n spans of a key lie within its n minutes with the
+ * Whether a key's `n` slowest spans in the window are found sooner by walking its spans slowest
+ * first than through its slowest minutes. The walk reads about n spans for each window's length of
+ * the data's life (for `n` in the window); the minutes, one rollup row per minute of the window.
+ */
+async function walkSlowest(db: SqlReader, kind: AgentKind, w: Window, n: number): Promise<boolean> {
+  const [first] = await db.all<{ hour: unknown }>(
+    'SELECT min(bucket) AS hour FROM span_rollup WHERE kind = @kind AND size = 60',
+    { kind },
+  );
+  if (first?.hour === null || first?.hour === undefined) return false;
+  const lifeNs = w.toNs - big(first.hour) * 60n * NS_PER_MINUTE;
+  const windowNs = w.toNs - w.fromNs;
+  if (windowNs <= 0n) return false;
+  return BigInt(n) * lifeNs * NS_PER_MINUTE <= windowNs * windowNs;
+}
+
+/**
+ * Example spans for many groups of one kind: per (service, key), the `perGroup` slowest, or the
+ * latest. Walked per group where that reads few spans (see walkSlowest); otherwise in one query,
+ * through the rollup: the slowest n spans of a key lie within its n minutes with the
  * longest maximum (a minute that beats the minute of the nth slowest must hold a slower one), so
  * only those minutes' spans are read; two more cover the window's cut edges. Each minute's range
  * is clipped to the window in one pair of bounds: with a second pair (the window's own) the
@@ -152,18 +193,28 @@ export async function samples(
 ): Promise<Map<string, AgentSpanRow[]>> {
   const out = new Map<string, AgentSpanRow[]>();
   if (of.length === 0) return out;
+  // The latest are the first few read backwards from the window's end; the slowest, over a window
+  // that is much of the data's life, the first few walking the slowest down.
+  if (order === 'latest' || (await walkSlowest(db, kind, w, perGroup))) {
+    const index = order === 'latest' ? 'spans_agent_key' : 'spans_agent_slow';
+    const lists = await Promise.all(
+      of.map((g) => walk(db, index, kind, g.key, { ...w, service: g.service }, perGroup, order)),
+    );
+    of.forEach((g, i) => {
+      if (lists[i].length) out.set(key(g.service, g.key), lists[i]);
+    });
+    return out;
+  }
   const services = inList('s', [...new Set(of.map((g) => g.service))]);
   const keys = inList('k', [...new Set(of.map((g) => g.key))]);
   const wanted = new Set(of.map((g) => key(g.service, g.key)));
-  const rank = order === 'slowest' ? 'max_ns DESC' : 'bucket DESC';
-  const spanRank = order === 'slowest' ? 's.duration_ns DESC' : 's.start_ns DESC';
   const rows = await db.all<SpanDbRow>(
     `WITH top AS (
        SELECT service, key,
          CASE WHEN minute * @minuteNs > @fromNs THEN minute * @minuteNs ELSE @fromNs END AS lo,
          CASE WHEN (minute + 1) * @minuteNs < @toNs THEN (minute + 1) * @minuteNs ELSE @toNs END AS hi
        FROM (
-         SELECT service, key, bucket AS minute, row_number() OVER (PARTITION BY service, key ORDER BY ${rank}) AS rn
+         SELECT service, key, bucket AS minute, row_number() OVER (PARTITION BY service, key ORDER BY max_ns DESC) AS rn
          FROM span_rollup
          WHERE kind = @kind AND size = 1 AND bucket >= @from AND bucket < @to
            AND service IN (${services.sql}) AND key IN (${keys.sql})
@@ -171,7 +222,7 @@ export async function samples(
      )
      SELECT ${SPAN_COLUMNS} FROM (
        SELECT s.trace_id, s.span_id, s.service, s.agent_key, s.start_ns, s.duration_ns, s.attributes,
-         row_number() OVER (PARTITION BY s.service, s.agent_key ORDER BY ${spanRank}) AS rn
+         row_number() OVER (PARTITION BY s.service, s.agent_key ORDER BY s.duration_ns DESC) AS rn
        FROM top JOIN spans s ${db.dialect.indexedBy('spans_agent_key')}
          ON s.agent_kind = @kind AND s.agent_key = top.key AND s.service = top.service
          AND s.start_ns >= top.lo AND s.start_ns < top.hi
@@ -195,10 +246,6 @@ export async function samples(
     if (!list) out.set(id, (list = []));
     list.push(s);
   }
-  const cmp =
-    order === 'slowest'
-      ? (a: AgentSpanRow, b: AgentSpanRow) => b.durationMs - a.durationMs
-      : (a: AgentSpanRow, b: AgentSpanRow) => (a.start < b.start ? 1 : -1);
-  for (const list of out.values()) list.sort(cmp);
+  for (const list of out.values()) list.sort((a, b) => b.durationMs - a.durationMs);
   return out;
 }

@@ -146,25 +146,32 @@ export async function windowTotals(
 
 /**
  * A histogram metric's count and sum (seconds) per step, per service and attributes: what
- * queryMetric computes, folded in SQL, which a day of points needs. A stream's first point in
- * the window is a baseline unless the stream started inside the window.
+ * queryMetric computes, folded in SQL, which a day of points needs. A cumulative stream's count
+ * and sum only grow within one life (a restart is a new start time), so a step's increase is its
+ * last point less the last point before it in the same life, found per step and life (max/min) and
+ * then over steps: no sort of every point by time. A life's first point in the window is a
+ * baseline unless it started inside the window. Delta points add up as they are.
  */
 export async function histogramSteps(
   db: SqlReader,
   name: string,
   w: Window,
 ): Promise<Array<HistogramTotal & { step: number }>> {
-  const delta = (col: string) => `CASE WHEN temporality != 2 THEN ${col}
-      WHEN prev_count IS NULL THEN (CASE WHEN start_ns >= @from THEN ${col} ELSE 0 END)
-      WHEN count < prev_count OR start_ns IS DISTINCT FROM prev_start THEN ${col}
-      ELSE ${col} - prev_${col} END`;
+  const increase = (col: string) => `CASE WHEN temporality != 2 THEN all_${col}
+      WHEN prev_${col} IS NULL THEN (CASE WHEN start_ns >= @from THEN last_${col} ELSE last_${col} - first_${col} END)
+      ELSE last_${col} - prev_${col} END`;
   const rows = await db.all<{ service: string; attributes: string; step: unknown; count: unknown; sum: unknown }>(
-    `SELECT service, attributes, (time_ns - @from) / @step AS step, sum(${delta('count')}) AS count, sum(${delta('sum')}) AS sum
+    `SELECT service, attributes, step, sum(${increase('count')}) AS count, sum(${increase('sum')}) AS sum
      FROM (
-       SELECT service, attributes, temporality, start_ns, time_ns, count, sum,
-         lag(count) OVER w AS prev_count, lag(sum) OVER w AS prev_sum, lag(start_ns) OVER w AS prev_start
-       FROM metric_points WHERE name = @name ${w.service ? 'AND service = @service' : ''} AND time_ns >= @from AND time_ns < @to
-       WINDOW w AS (PARTITION BY resource_id, attributes ORDER BY time_ns, ${db.dialect.rowId})) AS d
+       SELECT service, attributes, temporality, start_ns, step, all_count, all_sum, first_count, last_count,
+         first_sum, last_sum, lag(last_count) OVER w AS prev_count, lag(last_sum) OVER w AS prev_sum
+       FROM (
+         SELECT resource_id, service, attributes, temporality, start_ns, (time_ns - @from) / @step AS step,
+           sum(count) AS all_count, sum(sum) AS all_sum, min(count) AS first_count, max(count) AS last_count,
+           min(sum) AS first_sum, max(sum) AS last_sum
+         FROM metric_points WHERE name = @name ${w.service ? 'AND service = @service' : ''} AND time_ns >= @from AND time_ns < @to
+         GROUP BY resource_id, service, attributes, temporality, start_ns, (time_ns - @from) / @step) AS lives
+       WINDOW w AS (PARTITION BY resource_id, attributes, temporality, start_ns ORDER BY step)) AS d
      GROUP BY service, attributes, step`,
     { name, from: w.fromNs, to: w.toNs, step: w.stepNs, service: w.service ?? null },
   );
