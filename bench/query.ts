@@ -411,7 +411,7 @@ async function main(): Promise<void> {
           '/api/findings?',
           '/api/alerts/summary?',
         ]) {
-          const url = `${api}${path}${path.endsWith('&') ? '' : '?'}since=${since}`;
+          const url = `${api}${path}${/[?&]$/.test(path) ? '' : '?'}since=${since}`;
           const ms = await time(url);
           worst = Math.max(worst, pct(ms, 0.95));
           process.stdout.write(
