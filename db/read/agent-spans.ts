@@ -113,7 +113,7 @@ export async function slowest(
   limit: number,
 ): Promise<AgentSpanRow[]> {
   // Many of them in the window: walk the slowest first (most are inside it). Few: read the
-  // window's and sort. The rollup says which, for a row per minute.
+  // window's and sort. The rollup says which.
   const counted: Params = { kind, key: agentKey, service: w.service ?? null };
   const ranges = rangeClause(minuteRanges(w), counted);
   const [count] = ranges
