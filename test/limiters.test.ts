@@ -7,7 +7,7 @@ import { register } from 'node:module';
 import { getEventListeners } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { assertWaited, durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
+import { assertWaited, durationMs, enableContext, inMemoryTelemetry, sleep, tick } from './telemetry';
 import { LockTracker, captureLockStack } from '../agent/locks/tracker';
 import { siteOf } from '../agent/sites';
 import { PLimitInstrumentation, PQueueInstrumentation } from '../agent/locks/limiters';
@@ -56,19 +56,27 @@ after(async () => {
 });
 
 /**
- * Six 30 ms tasks on two slots, queued at `queuedAt`, each noting when it started: waits of
- * 0, 0, 30, 30, 60, 60 ms at least (a timer never ends a sleep early), and never longer than the
- * time from queueing to the task's start, however slow the machine.
+ * Six 30 ms tasks on two slots, queued from `queuedAt` to `queuedBy`, each noting when it started.
+ * The four that waited did so for 30, 30, 60 and 60 ms of the first task's run at least, less
+ * what of it had passed when they were queued (a `sleep` never ends early), and never longer than
+ * the time from queueing to the task's start, however slow the machine.
  */
-function assertTwoSlots(spans: ReadableSpan[], name: string, type: string, queuedAt: number, starts: number[]): void {
+function assertTwoSlots(
+  spans: ReadableSpan[],
+  name: string,
+  type: string,
+  [queuedAt, queuedBy]: [number, number],
+  starts: number[],
+): void {
   const sorted = spans.sort((a, b) => durationMs(a) - durationMs(b));
   assert.equal(sorted.length, 4, sorted.map((s) => durationMs(s).toFixed(1)).join(', '));
+  const first = Math.min(...starts);
   const queuedFor = starts
     .map((t) => t - queuedAt)
     .sort((a, b) => a - b)
     .slice(2);
   sorted.forEach((s, i) => {
-    const least = i < 2 ? 28 : 58;
+    const least = first + (i < 2 ? 30 : 60) - queuedBy - 1;
     assert.ok(durationMs(s) >= least, `wait ${i}: ${durationMs(s)} ms, expected at least ${least}`);
     assert.ok(
       durationMs(s) <= queuedFor[i] + 1,
@@ -86,13 +94,12 @@ describe('p-limit tracking', () => {
     exporter.reset();
     const [limit, site] = [pLimitModule.default(2), here()];
     const [queuedAt, starts] = [performance.now(), [] as number[]];
-    const results = await Promise.all(
-      [1, 2, 3, 4, 5, 6].map((n) =>
-        limit(async (x: number) => (starts.push(performance.now()), await sleep(30), x * n), 10),
-      ),
+    const tasks = [1, 2, 3, 4, 5, 6].map((n) =>
+      limit(async (x: number) => (starts.push(performance.now()), await sleep(30), x * n), 10),
     );
-    assert.deepEqual(results, [10, 20, 30, 40, 50, 60]);
-    assertTwoSlots(waits(), site, 'p-limit', queuedAt, starts);
+    const queuedBy = performance.now();
+    assert.deepEqual(await Promise.all(tasks), [10, 20, 30, 40, 50, 60]);
+    assertTwoSlots(waits(), site, 'p-limit', [queuedAt, queuedBy], starts);
     assert.equal(limit.activeCount, 0);
     assert.equal(limit.pendingCount, 0);
     assert.equal(limit.concurrency, 2);
@@ -143,7 +150,7 @@ describe('p-limit tracking', () => {
       const tasks = [3, 1, 2, 4].map((n) =>
         limit(async () => {
           log.push(`start ${n}`);
-          await sleep(n * 4);
+          await tick(n * 4);
           log.push(`end ${n}`);
           if (n === 4) throw new Error('four');
           return n;
@@ -175,11 +182,12 @@ describe('p-queue tracking', () => {
     exporter.reset();
     const [queue, site] = [new pQueueModule.default({ concurrency: 2 }), here()];
     const [queuedAt, starts] = [performance.now(), [] as number[]];
-    const results = await Promise.all(
-      [1, 2, 3, 4, 5, 6].map((n) => queue.add(async () => (starts.push(performance.now()), await sleep(30), n))),
+    const tasks = [1, 2, 3, 4, 5, 6].map((n) =>
+      queue.add(async () => (starts.push(performance.now()), await sleep(30), n)),
     );
-    assert.deepEqual(results, [1, 2, 3, 4, 5, 6]);
-    assertTwoSlots(waits(), site, 'p-queue', queuedAt, starts);
+    const queuedBy = performance.now();
+    assert.deepEqual(await Promise.all(tasks), [1, 2, 3, 4, 5, 6]);
+    assertTwoSlots(waits(), site, 'p-queue', [queuedAt, queuedBy], starts);
     assert.equal(queue.size, 0);
     assert.equal(queue.pending, 0);
   });
@@ -234,7 +242,7 @@ describe('p-queue tracking', () => {
       const tasks = [3, 1, 2].map((n) =>
         queue.add(async () => {
           log.push(`start ${n}`);
-          await sleep(n * 4);
+          await tick(n * 4);
           if (n === 2) throw new Error('two');
           return n;
         }),

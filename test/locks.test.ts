@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { assertWaited, durationMs, enableContext, inMemoryTelemetry, sleep } from './telemetry';
+import { assertWaited, durationMs, enableContext, inMemoryTelemetry, sleep, tick } from './telemetry';
 import { LockTracker, captureLockStack } from '../agent/locks/tracker';
 import { codeSiteOf, siteOf } from '../agent/sites';
 import { AsyncMutexInstrumentation } from '../agent/locks/async-mutex';
@@ -233,13 +233,14 @@ describe('async-mutex lock tracking', () => {
     const mutex = new Mutex();
     const release = await mutex.acquire();
     const started = performance.now();
-    setTimeout(release, 50);
+    void sleep(50).then(release);
+    const asked = performance.now();
     await mutex.waitForUnlock();
     const elapsed = performance.now() - started;
     assert.equal(mutex.isLocked(), false);
     const [span] = waits();
     assert.equal(span?.attributes[LOCK_OUTCOME], 'unlocked');
-    assertWaited(durationMs(span), 50, elapsed, 'waitForUnlock');
+    assertWaited(durationMs(span), 50 - (asked - started), elapsed, 'waitForUnlock');
   });
 
   it('changes no behaviour: the same values, errors and order with and without tracking', async () => {
@@ -250,7 +251,7 @@ describe('async-mutex lock tracking', () => {
       const tasks = [3, 1, 2].map((n) =>
         mutex.runExclusive(async () => {
           log.push(`start ${n}`);
-          await sleep(n * 5);
+          await tick(n * 5);
           log.push(`end ${n}`);
           return n * 10;
         }),
@@ -275,7 +276,7 @@ describe('async-mutex lock tracking', () => {
         .then(() => log.push('tick 1'))
         .then(() => log.push('tick 2'));
       await granted;
-      await sleep(1);
+      await tick(1);
       try {
         await sem.acquire(0);
       } catch (e) {
@@ -291,7 +292,7 @@ describe('async-mutex lock tracking', () => {
       const unlocked = mutex.waitForUnlock().then(() => log.push(`unlocked ${mutex.isLocked()}`));
       held();
       await unlocked;
-      await sleep(1);
+      await tick(1);
       log.push(`finally locked ${mutex.isLocked()}`);
       return log;
     };
@@ -426,7 +427,9 @@ describe('async-lock tracking', () => {
     const lock = new AsyncLock();
     let holderSite = '';
     const hold = (key: string, ms: number) => lock.acquire(key, () => sleep(ms).then(() => key));
+    let held = 0;
     const first = tracer.startActiveSpan('holder', (span) => {
+      held = performance.now();
       [holderSite] = [here(), lock.acquire('user:1', () => sleep(60))];
       span.end();
       return span.spanContext().spanId;
@@ -438,7 +441,8 @@ describe('async-lock tracking', () => {
     const spans = waits();
     const byKey = new Map(spans.map((s) => [s.attributes[LOCK_NAME], s]));
     assert.equal(spans.length, 2, spans.map((s) => `${s.attributes[LOCK_NAME]} ${durationMs(s)}`).join(', '));
-    assertWaited(durationMs(byKey.get('user:1')!), 60, elapsed - 10, 'user:1');
+    // The holder's 60 ms began before the waiter asked, by as long as the lines between took.
+    assertWaited(durationMs(byKey.get('user:1')!), 60 - (started - held), elapsed - 10, 'user:1');
     assertWaited(durationMs(byKey.get('user:2')!), 10, elapsed - 10, 'user:2');
     assert.equal(byKey.get('user:1')!.attributes[LOCK_TYPE], 'async-lock');
     assert.equal(byKey.get('user:1')!.attributes[LOCK_HOLDER_SPAN], first);
@@ -489,7 +493,7 @@ describe('async-lock tracking', () => {
       await Promise.all([
         lock.acquire(['a', 'b'], async () => {
           log.push('ab start');
-          await sleep(10);
+          await tick(10);
           log.push('ab end');
           return 1;
         }),

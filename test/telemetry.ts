@@ -51,13 +51,31 @@ export function enableContext(): void {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A plain timer: tasks that wait on it end in timer order, which the behaviour tests compare. */
+export const tick = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * At least `ms` of performance.now() time. A timer alone may end sooner by that clock: it counts
+ * from the loop's time, which is read once per turn, so a timer set late in a long turn starts
+ * from an earlier instant.
+ */
+export function sleep(ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  return new Promise((resolve) => {
+    const check = () => {
+      const left = until - performance.now();
+      if (left <= 0) resolve();
+      else setTimeout(check, Math.ceil(left));
+    };
+    setTimeout(check, ms);
+  });
+}
 export const durationMs = (s: ReadableSpan) => s.duration[0] * 1000 + s.duration[1] / 1e6;
 
 /**
- * A wait of at least `least` ms (a timer never ends a sleep early; a millisecond for the step
- * between clocks) and at most `most`, a bound the test measured itself: both hold however slow
- * the machine, where a fixed tolerance around the expected time does not.
+ * A wait of at least `least` ms (a `sleep` never ends early; a millisecond for the step between
+ * clocks) and at most `most`, a bound the test measured itself: both hold however slow the
+ * machine, where a fixed tolerance around the expected time does not.
  */
 export function assertWaited(ms: number, least: number, most: number, what: string): void {
   assert.ok(ms >= least - 1, `${what}: ${ms.toFixed(1)} ms, expected at least ${least}`);
