@@ -64,6 +64,17 @@ async function findings(service: string): Promise<Finding[]> {
   return (await getJson<Finding[]>(`${server.api}/api/findings?service=${service}&since=15m`)).body;
 }
 
+/** The service's shared-lock finding, once there; the kinds found instead, if it never comes. */
+function sharedLock(service: string): Promise<Finding> {
+  return eventually(
+    async () => (await findings(service)).find((f) => f.kind === 'shared-lock'),
+    15_000,
+    `a shared-lock finding for ${service}`,
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}: ${JSON.stringify((await findings(service)).map((f) => [f.kind, f.title]))}`);
+  });
+}
+
 describe('lock blame under closed-loop load', { timeout: 240_000 }, () => {
   for (const lib of LIBS) {
     it(`${lib}: both functions are charged, both cross pairs show, and the finding is shared-lock`, async () => {
@@ -80,13 +91,7 @@ describe('lock blame under closed-loop load', { timeout: 240_000 }, () => {
       } finally {
         await stop(app);
       }
-      const shared = await eventually(
-        async () => (await findings(service)).find((f) => f.kind === 'shared-lock'),
-        15_000,
-        `a shared-lock finding for ${service}`,
-      ).catch(async (err: Error) => {
-        throw new Error(`${err.message}: ${JSON.stringify((await findings(service)).map((f) => [f.kind, f.title]))}`);
-      });
+      const shared = await sharedLock(service);
       assert.match(shared.title, /debit/);
       assert.match(shared.title, /nextOrderId/);
       assert.ok(shared.figures.crossSiteShare >= 0.3, JSON.stringify(shared.figures));
@@ -127,13 +132,7 @@ describe('lock blame under closed-loop load', { timeout: 240_000 }, () => {
     const saveSite = `saveNote (git-notes-app.js:${markLine('git-notes-app.js', 'save')})`;
     const statusSite = `<anonymous> (git-notes-app.js:${markLine('git-notes-app.js', 'status')})`;
 
-    const shared = await eventually(
-      async () => (await findings(service)).find((f) => f.kind === 'shared-lock'),
-      15_000,
-      `a shared-lock finding for ${service}`,
-    ).catch(async (err: Error) => {
-      throw new Error(`${err.message}: ${JSON.stringify((await findings(service)).map((f) => [f.kind, f.title]))}`);
-    });
+    const shared = await sharedLock(service);
     // The resource is the key isomorphic-git locks: the repository's index file.
     assert.match(shared.resource ?? '', /[\\/]\.git[\\/]index$/);
     assert.ok(shared.detail.includes(saveSite) && shared.detail.includes(statusSite), shared.detail);
