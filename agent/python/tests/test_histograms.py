@@ -232,7 +232,8 @@ def test_a_programs_contended_lock_waits_arrive_as_cumulative_exponential_histog
                     if contended:
                         waits.append((got - asked, time.time_ns()))
                     await asyncio.sleep(rng.uniform(0.0005, 0.004))
-                    holds.append(time.perf_counter() - got)
+                    done = time.perf_counter()
+                    holds.append((done - got, done - asked))
 
         async def main():
             lock = asyncio.Lock()  # MARK:lock
@@ -270,4 +271,7 @@ def test_a_programs_contended_lock_waits_arrive_as_cumulative_exponential_histog
         assert abs(quantile(last, q) - exact(waits, q)) <= 0.06 * exact(waits, q), (q, quantile(last, q), exact(waits, q))
     hold = [p for p in sink.metrics("stallscope.lock.hold_time") if p["attrs"]["stallscope.lock.name"] == lock][-1]
     assert int(hold["count"]) == len(seen["holds"]) == 160
-    assert abs(quantile(hold, 0.95) - exact(seen["holds"], 0.95)) <= 0.06 * exact(seen["holds"], 0.95)
+    # The agent's hold begins at its grant, before its own bookkeeping of the wait and before the
+    # app's reading after `async with`: within the app's acquire-to-end, never shorter than its body.
+    inner, outer = [h for h, _ in seen["holds"]], [o for _, o in seen["holds"]]
+    assert 0.94 * exact(inner, 0.95) <= quantile(hold, 0.95) <= 1.06 * exact(outer, 0.95)
